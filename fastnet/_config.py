@@ -1,0 +1,23 @@
+"""Settings shared by every kernel, read from here and nowhere else."""
+
+import os
+
+#: Rows per tile in the fused kernels.  Constant, so a tile's arithmetic (and
+#: so the result) never depends on the number of rows or threads.
+TILE_ROWS = 256
+
+#: |z| beyond this saturates the sigmoid: exp(-708) is still a normal double.
+SIGMOID_CLAMP = 708.0
+
+#: LLVM fast-math flags for the Numba kernels.  Deliberately without
+#: ``nnan``/``ninf`` (inputs are checked before kernels run, but NaN must
+#: still propagate honestly) and without ``reassoc`` outside reductions.
+FASTMATH = frozenset({"nsz", "arcp", "contract"})
+
+#: Flags for loops that are pure reductions (sums over a tile), where
+#: reassociation is what lets LLVM vectorise.
+FASTMATH_REDUCE = frozenset({"nsz", "arcp", "contract", "reassoc"})
+
+#: On-disk caching of compiled Numba kernels.  Off with FASTNET_NUMBA_CACHE=0;
+#: the cache folder follows NUMBA_CACHE_DIR (see fastnet.backends.numba_kernels).
+NUMBA_CACHE = os.environ.get("FASTNET_NUMBA_CACHE", "1") != "0"

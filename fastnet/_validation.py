@@ -1,0 +1,106 @@
+"""Checks and conversions that run once, before any kernel sees the data.
+
+Every failure is a ValueError or TypeError that names the argument, says
+what was expected and what came.
+"""
+
+import numbers
+
+import numpy as np
+
+#: numpy dtype kinds accepted as numbers: bool, signed, unsigned, float.
+_NUMERIC_KINDS = "biuf"
+
+
+def choice(value, name, options):
+    """Return ``value`` if it is one of the string ``options``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {sorted(options)}; got {type(value).__name__}")
+    if value not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)}; got {value!r}")
+    return value
+
+
+def layer_sizes(layers):
+    """``layers`` as an int64 array of at least two positive widths."""
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__len__"):
+        raise TypeError(f"layers must be a sequence of ints such as [4, 8, 1]; got {type(layers).__name__}")
+    if len(layers) < 2:
+        raise ValueError(f"layers must list at least an input and an output width; got {list(layers)}")
+    for width in layers:
+        if isinstance(width, (bool, np.bool_)) or not isinstance(width, numbers.Integral):
+            raise TypeError(f"layers must hold ints; got {width!r} of type {type(width).__name__}")
+        if width < 1:
+            raise ValueError(f"every layer width must be >= 1; got layers={list(layers)}")
+    return np.array([int(width) for width in layers], dtype=np.int64)
+
+
+def float_array(value, name, dtype=np.float64):
+    """``value`` as an ndarray of ``dtype``, numeric and finite (not yet shaped)."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{name} must be a rectangular numeric array; could not convert it: {error}") from None
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(f"{name} must hold real numbers (bool, int or float); got dtype {array.dtype}")
+    if array.size and array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"{name} must be finite; it holds NaN or infinity")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def batch(value, name, n_columns, dtype=np.float64):
+    """A 2-D C-contiguous batch ``(n_samples, n_columns)`` with n_samples >= 1.
+
+    A 1-D array is accepted only when ``n_columns == 1`` (one value per row).
+    """
+    array = float_array(value, name, dtype)
+    if array.ndim == 1 and n_columns == 1:
+        array = array.reshape(-1, 1)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_columns}); got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row; got shape {array.shape}")
+    if array.shape[1] != n_columns:
+        raise ValueError(f"{name} must have {n_columns} columns; got shape {array.shape}")
+    return array
+
+
+def targets(y, X, n_outputs, dtype=np.float64):
+    """``y`` as a batch ``(len(X), n_outputs)``."""
+    y = batch(y, "y", n_outputs, dtype)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have one row per row of X ({X.shape[0]}); got {y.shape[0]} rows")
+    return y
+
+
+def parameter_list(values, name, shapes):
+    """A list of finite float64 arrays with exactly the given shapes."""
+    if isinstance(values, np.ndarray) or not isinstance(values, (list, tuple)):
+        raise TypeError(f"{name} must be a list of {len(shapes)} arrays; got {type(values).__name__}")
+    if len(values) != len(shapes):
+        raise ValueError(f"{name} must hold {len(shapes)} arrays, one per layer; got {len(values)}")
+    arrays = []
+    for index, (value, shape) in enumerate(zip(values, shapes)):
+        array = float_array(value, f"{name}[{index}]")
+        if array.shape != shape:
+            raise ValueError(f"{name}[{index}] must have shape {shape}; got {array.shape}")
+        arrays.append(array)
+    return arrays
+
+
+def positive_number(value, name):
+    """A finite real number > 0, as a float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be finite and > 0; got {value!r}")
+    return float(value)
+
+
+def count(value, name, minimum=0):
+    """An int >= ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return int(value)
