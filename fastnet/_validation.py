@@ -43,9 +43,21 @@ def float_array(value, name, dtype=np.float64):
         raise ValueError(f"{name} must be a rectangular numeric array; could not convert it: {error}") from None
     if array.dtype.kind not in _NUMERIC_KINDS:
         raise TypeError(f"{name} must hold real numbers (bool, int or float); got dtype {array.dtype}")
-    if array.size and array.dtype.kind == "f" and not np.isfinite(array).all():
+    array = np.ascontiguousarray(array, dtype=dtype)
+    if not all_finite(array):
         raise ValueError(f"{name} must be finite; it holds NaN or infinity")
-    return np.ascontiguousarray(array, dtype=dtype)
+    return array
+
+
+def all_finite(array):
+    """True when no element of a float array is NaN or infinite.
+
+    The sum is one vectorised read and is finite whenever every element is;
+    only when it is not (NaN, inf, or an overflowing sum of huge values)
+    do we pay for the element-wise test.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(array.sum())) or bool(np.isfinite(array).all())
 
 
 def batch(value, name, n_columns, dtype=np.float64):
