@@ -37,6 +37,8 @@ def layer_sizes(layers):
 
 def float_array(value, name, dtype=np.float64):
     """``value`` as an ndarray of ``dtype``, numeric and finite (not yet shaped)."""
+    if value is None:
+        raise TypeError(f"{name} must be an array; got None")
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as error:

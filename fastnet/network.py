@@ -136,11 +136,13 @@ class Network:
 
     # -- evaluation ---------------------------------------------------------
 
-    def _checked(self, X, y=None):
-        """X (and y) validated and converted once, as C-contiguous float64."""
-        X = check.batch(X, "X", int(self._sizes[0]))
-        if y is None:
-            return X
+    def _checked_inputs(self, X):
+        """X validated and converted once, as C-contiguous float64."""
+        return check.batch(X, "X", int(self._sizes[0]))
+
+    def _checked(self, X, y):
+        """X and y validated and converted once, as C-contiguous float64."""
+        X = self._checked_inputs(X)
         return X, check.targets(y, X, int(self._sizes[-1]))
 
     def _activations(self, X):
@@ -156,7 +158,7 @@ class Network:
 
     def activations(self, X):
         """Every layer's output for X, hidden layers first: a list of (n, width)."""
-        return self._activations(self._checked(X))
+        return self._activations(self._checked_inputs(X))
 
     def forward(self, X):
         """The network's output for X: shape (n_samples, n_outputs)."""

@@ -1,0 +1,138 @@
+"""Shared helpers for the fastnet test suite.
+
+Every backend test is parametrised over all three backends.  A backend that
+cannot be imported (e.g. a missing ``fastnet._native``) makes its tests FAIL:
+nothing here skips or xfails a backend.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnet
+from fastnet import Network
+
+#: Every backend; the first is the plain NumPy reference (the oracle).
+BACKENDS = ["numpy", "numba", "native"]
+REFERENCE = "numpy"
+#: The fast backends, each compared against the reference.
+FAST_BACKENDS = [name for name in BACKENDS if name != REFERENCE]
+
+DERIVATIVES = ["exact", "article"]
+LOSSES = ["sse", "mse"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Each backend name in turn."""
+    return request.param
+
+
+def weight_shapes(layers):
+    """``[(fan_in, fan_out), ...]`` for the layer widths."""
+    return list(zip(layers[:-1], layers[1:]))
+
+
+def random_parameters(layers, *, seed=0, bias=True, scale=1.0):
+    """Weights ~ N(0, scale^2 / fan_in) and biases ~ N(0, (scale/2)^2), from one seeded Generator."""
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(0.0, scale / np.sqrt(fan_in), (fan_in, fan_out))
+               for fan_in, fan_out in weight_shapes(layers)]
+    biases = [rng.normal(0.0, scale / 2, fan_out) for _, fan_out in weight_shapes(layers)] if bias else None
+    return weights, biases
+
+
+def random_network(layers, backend, *, seed=0, bias=True, derivative="exact", loss="mse", scale=1.0):
+    """A Network with seeded random weights (and biases)."""
+    weights, biases = random_parameters(layers, seed=seed, bias=bias, scale=scale)
+    return Network(layers, backend=backend, derivative=derivative, loss=loss, bias=bias,
+                   weights=weights, biases=biases)
+
+
+def random_data(layers, n, *, seed=1):
+    """X uniform in [-1, 1] with layers[0] columns; y uniform in [0, 1] with layers[-1] columns."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1.0, 1.0, (n, layers[0])), rng.uniform(0.0, 1.0, (n, layers[-1]))
+
+
+def parameters_copy(net):
+    """Independent copies of a network's weights and biases (biases None without bias)."""
+    weights = [np.array(w, copy=True) for w in net.weights]
+    biases = None if net.biases is None else [np.array(b, copy=True) for b in net.biases]
+    return weights, biases
+
+
+def assert_parameters_equal(net, expected):
+    """The network's weights and biases equal ``expected`` (from ``parameters_copy``) bit for bit."""
+    weights, biases = expected
+    assert len(net.weights) == len(weights)
+    for actual, wanted in zip(net.weights, weights):
+        np.testing.assert_array_equal(actual, wanted)
+    if biases is None:
+        assert net.biases is None
+    else:
+        for actual, wanted in zip(net.biases, biases):
+            np.testing.assert_array_equal(actual, wanted)
+
+
+def same_network(net, weights, biases):
+    """A new Network like ``net`` (layers, backend, derivative, loss, bias) with these parameters."""
+    return Network(net.layers, backend=net.backend, derivative=net.derivative, loss=str(net.loss),
+                   bias=biases is not None, weights=weights, biases=biases)
+
+
+def finite_difference_gradient(net, X, y, h=1e-6):
+    """Central differences of ``net.loss(X, y)`` in every weight and bias: ``(dW, db)``.
+
+    Each probe builds a fresh Network with one parameter moved by +-h, so the
+    result depends only on the public constructor and ``loss``.
+    """
+    weights, biases = parameters_copy(net)
+
+    def probe(kind, layer, index, delta):
+        w = [p.copy() for p in weights]
+        b = None if biases is None else [p.copy() for p in biases]
+        (w if kind == "W" else b)[layer][index] += delta
+        return same_network(net, w, b).loss(X, y)
+
+    def partials(kind, params):
+        grads = []
+        for layer, p in enumerate(params):
+            g = np.empty_like(p)
+            for index in np.ndindex(p.shape):
+                g[index] = (probe(kind, layer, index, h) - probe(kind, layer, index, -h)) / (2 * h)
+            grads.append(g)
+        return grads
+
+    return partials("W", weights), (None if biases is None else partials("b", biases))
+
+
+def assert_close_normwise(actual, expected, rtol=1e-12):
+    """allclose with an absolute floor of ``rtol * max|expected|`` (tiny entries come from cancellation)."""
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = np.asarray(actual)
+    assert actual.shape == expected.shape
+    scale = float(np.abs(expected).max()) if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+def sigmoid(z):
+    """The textbook logistic function, for hand calculations on moderate z."""
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+#: The folder holding the imported fastnet package, for subprocesses.
+PACKAGE_ROOT = str(Path(fastnet.__file__).resolve().parent.parent)
+
+
+def run_python(*args, code=None, timeout=300):
+    """Run ``python -c code`` or ``python args...`` in a fresh interpreter that imports this fastnet."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
+    command = [sys.executable] + (["-c", code] if code is not None else list(args))
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          cwd=PACKAGE_ROOT, env=env)

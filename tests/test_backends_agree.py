@@ -1,0 +1,211 @@
+"""The fast backends agree with the NumPy reference, and the sigmoid never overflows."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from fastnet import Network
+
+from conftest import (DERIVATIVES, FAST_BACKENDS, LOSSES, REFERENCE, assert_close_normwise,
+                      random_data, random_parameters)
+
+#: Row counts around the kernels' 256-row tiles.
+ROW_COUNTS = [1, 2, 255, 256, 257, 1000]
+
+
+def agreement_cases():
+    """Every (bias, derivative, loss) combination at every row count, on seeded random shapes."""
+    rng = np.random.default_rng(20240611)
+    cases = []
+    for n in ROW_COUNTS:
+        for bias in (True, False):
+            for derivative in DERIVATIVES:
+                for loss in LOSSES:
+                    depth = int(rng.integers(1, 5))
+                    layers = [int(w) for w in rng.integers(1, 41, depth + 1)]
+                    scale = float(rng.choice([0.5, 1.0, 3.0]))
+                    seed = int(rng.integers(2**31))
+                    case = dict(n=n, layers=layers, bias=bias, derivative=derivative, loss=loss,
+                                scale=scale, seed=seed)
+                    cases.append(pytest.param(case, id=f"n{n}-{'-'.join(map(str, layers))}-"
+                                                       f"{'bias' if bias else 'nobias'}-{derivative}-{loss}"))
+    return cases
+
+
+def build(case, backend):
+    weights, biases = random_parameters(case["layers"], seed=case["seed"], bias=case["bias"],
+                                        scale=case["scale"])
+    return Network(case["layers"], backend=backend, derivative=case["derivative"], loss=case["loss"],
+                   bias=case["bias"], weights=weights, biases=biases)
+
+
+def case_data(case):
+    X, y = random_data(case["layers"], case["n"], seed=case["seed"] + 1)
+    return 2.0 * X, y          # inputs in [-2, 2]
+
+
+@pytest.fixture(params=FAST_BACKENDS)
+def fast_backend(request):
+    return request.param
+
+
+@pytest.mark.parametrize("case", agreement_cases())
+def test_forward_and_activations_agree_with_reference(fast_backend, case):
+    X, _ = case_data(case)
+    expected = build(case, REFERENCE).activations(X)
+    net = build(case, fast_backend)
+    actual = net.activations(X)
+    assert len(actual) == len(case["layers"]) - 1
+    for a, e, width in zip(actual, expected, case["layers"][1:]):
+        assert a.shape == (case["n"], width)
+        assert a.dtype == np.float64
+        assert_close_normwise(a, e)
+    output = net.forward(X)
+    assert output.shape == (case["n"], case["layers"][-1])
+    assert_close_normwise(output, expected[-1])
+
+
+@pytest.mark.parametrize("case", agreement_cases())
+def test_loss_and_gradients_agree_with_reference(fast_backend, case):
+    X, y = case_data(case)
+    reference = build(case, REFERENCE)
+    net = build(case, fast_backend)
+    assert net.loss(X, y) == pytest.approx(reference.loss(X, y), rel=1e-12)
+    dW, db = net.gradients(X, y)
+    expected_W, expected_b = reference.gradients(X, y)
+    for a, e in zip(dW, expected_W):
+        assert_close_normwise(a, e)
+    if case["bias"]:
+        for a, e in zip(db, expected_b):
+            assert_close_normwise(a, e)
+    else:
+        assert db is None
+
+
+@pytest.mark.parametrize("case", [c for c in agreement_cases() if c.values[0]["n"] == 1000][:4])
+def test_step_agrees_with_reference(fast_backend, case):
+    X, y = case_data(case)
+    reference, net = build(case, REFERENCE), build(case, fast_backend)
+    assert net.step(X, y, lr=0.5) == pytest.approx(reference.step(X, y, lr=0.5), rel=1e-12)
+    for a, e in zip(net.weights, reference.weights):
+        assert_close_normwise(a, e)
+
+
+def test_gradient_is_repeatable(fast_backend):
+    """Same data, same parameters: bit-identical gradients (no thread-order dependence)."""
+    layers = [30, 40, 20, 3]
+    weights, biases = random_parameters(layers, seed=3)
+    net = Network(layers, backend=fast_backend, weights=weights, biases=biases)
+    X, y = random_data(layers, 3000, seed=4)
+    first = net.gradients(X, y)
+    for _ in range(3):
+        again = net.gradients(X, y)
+        for a, b in zip(first[0] + first[1], again[0] + again[1]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_rows_are_independent_across_tile_boundaries(backend):
+    """Row k's output does not depend on which tile it falls in or on the other rows."""
+    layers = [5, 7, 2]
+    weights, biases = random_parameters(layers, seed=9)
+    net = Network(layers, backend=backend, weights=weights, biases=biases)
+    X, _ = random_data(layers, 600, seed=10)
+    full = net.forward(X)
+    for k in [0, 254, 255, 256, 257, 511, 512, 599]:
+        np.testing.assert_allclose(net.forward(X[k:k + 1]), full[k:k + 1], rtol=1e-14, atol=0)
+
+
+# -- the sigmoid at extreme arguments -----------------------------------------------------
+
+EXTREME_Z = [1e3, -1e3, 1e6, -1e6, 1e300, -1e300]
+
+
+def extreme_network(route, z, backend, derivative="exact"):
+    """A one-weight network [1, 1] whose pre-activation on its input is z, and that input.
+
+    route "weight": W = z, x = 1; "input": W = 1, x = z; "bias": W = 0, b = z, x = 0.5.
+    """
+    if route == "weight":
+        return Network([1, 1], backend=backend, derivative=derivative, bias=False,
+                       weights=[[[z]]]), np.array([[1.0]])
+    if route == "input":
+        return Network([1, 1], backend=backend, derivative=derivative, bias=False,
+                       weights=[[[1.0]]]), np.array([[z]])
+    return Network([1, 1], backend=backend, derivative=derivative, bias=True,
+                   weights=[[[0.0]]], biases=[[z]]), np.array([[0.5]])
+
+
+def strict(underflow="raise"):
+    """Turn every warning into an error and floating-point exceptions into raises.
+
+    Backpropagating through a saturated sigmoid multiplies numbers near 1e-308,
+    so gradients may legitimately underflow to subnormals or zero; callers that
+    compute gradients (or chain saturated layers through BLAS) pass
+    ``underflow="ignore"``, NumPy's default.  Overflow, invalid and
+    divide-by-zero always raise.
+    """
+    return warnings.catch_warnings(), np.errstate(all="raise", under=underflow)
+
+
+def assert_saturated(output, z):
+    assert np.isfinite(output).all()
+    assert ((output >= 0.0) & (output <= 1.0)).all()
+    if z > 0:
+        assert (output == 1.0).all()
+    else:
+        assert (output >= 0.0).all() and (output <= 1e-300).all()
+
+
+@pytest.mark.parametrize("route", ["weight", "input", "bias"])
+@pytest.mark.parametrize("z", EXTREME_Z)
+def test_sigmoid_saturates_without_warnings(backend, z, route):
+    net, X = extreme_network(route, z, backend)
+    catch, errstate = strict()
+    with catch, errstate:
+        warnings.simplefilter("error")
+        output = net.forward(X)
+        activations = net.activations(X)
+    assert output.shape == (1, 1)
+    assert_saturated(output, z)
+    assert_saturated(activations[-1], z)
+
+
+@pytest.mark.parametrize("derivative", DERIVATIVES)
+@pytest.mark.parametrize("route", ["weight", "input", "bias"])
+@pytest.mark.parametrize("z", EXTREME_Z)
+def test_loss_gradients_and_step_stay_finite_at_extreme_z(backend, z, route, derivative):
+    net, X = extreme_network(route, z, backend, derivative)
+    y = np.array([[0.5]])
+    catch, errstate = strict(underflow="ignore")
+    with catch, errstate:
+        warnings.simplefilter("error")
+        loss = net.loss(X, y)
+        dW, db = net.gradients(X, y)
+        returned = net.step(X, y, lr=1.0)
+    # output is 0 or 1, so the squared error is 0.25 (mse over one element, the default)
+    assert loss == pytest.approx(0.25, rel=1e-12)
+    assert returned == pytest.approx(0.25, rel=1e-12)
+    assert all(np.isfinite(g).all() for g in dW + (db or []))
+    assert all(np.isfinite(w).all() for w in net.weights)
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e6, 1e300])
+def test_deep_network_with_huge_weights_stays_in_range(backend, scale):
+    """Saturated hidden layers of both signs feed a saturated output; compare with the reference."""
+    rng = np.random.default_rng(7)
+    layers = [3, 4, 4, 2]
+    weights = [scale * rng.choice([-1.0, 1.0], (i, o)) for i, o in zip(layers[:-1], layers[1:])]
+    X = rng.uniform(0.1, 1.0, (20, 3)) * rng.choice([-1.0, 1.0], (20, 3))
+    y = rng.uniform(0.0, 1.0, (20, 2))
+    nets = {name: Network(layers, backend=name, bias=False, weights=weights) for name in {backend, REFERENCE}}
+    catch, errstate = strict(underflow="ignore")
+    with catch, errstate:
+        warnings.simplefilter("error")
+        outputs = nets[backend].activations(X)
+        dW, _ = nets[backend].gradients(X, y)
+        expected = nets[REFERENCE].activations(X)
+    for a, e in zip(outputs, expected):
+        assert np.isfinite(a).all() and ((a >= 0) & (a <= 1)).all()
+        assert_close_normwise(a, e)
+    assert all(np.isfinite(g).all() for g in dW)
