@@ -6,6 +6,12 @@ import os
 #: so the result) never depends on the number of rows or threads.
 TILE_ROWS = 256
 
+#: Rows per block in the parallel kernels: blocks run on separate threads and
+#: their partial gradients are added in block order.  Constant (a multiple
+#: of TILE_ROWS), so results are bitwise identical for any thread count;
+#: a batch of at most one block runs serially.
+BLOCK_ROWS = 32 * TILE_ROWS
+
 #: |z| beyond this saturates the sigmoid: exp(-708) is still a normal double.
 SIGMOID_CLAMP = 708.0
 

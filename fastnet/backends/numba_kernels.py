@@ -8,14 +8,15 @@ temporaries: work memory is a few tiles, allocated once per call.
 
 This Numba has no SVML, so ``math.exp`` in a loop would stay scalar.  The
 sigmoid therefore uses its own exp (``_exp_nonpositive``), written as plain
-arithmetic that vectorises.  Nothing compiles at import: kernels compile on
+arithmetic (with an LLVM bitcast for 2**k) that vectorises.  Nothing compiles at import: kernels compile on
 first use, and are cached on disk when ``fastnet._config.NUMBA_CACHE``.
 """
 
 import numpy as np
-from numba import njit
+from numba import get_num_threads, njit, prange, types
+from numba.extending import intrinsic
 
-from fastnet._config import FASTMATH, FASTMATH_REDUCE, NUMBA_CACHE, SIGMOID_CLAMP, TILE_ROWS
+from fastnet._config import BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, NUMBA_CACHE, SIGMOID_CLAMP, TILE_ROWS
 from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES
 
 _ARTICLE = DERIVATIVE_CODES["article"]
@@ -30,9 +31,10 @@ _LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
 _ROUND_SHIFT = 6755399441055744.0 + 1023.0
 
 
-def _kernel(fastmath=FASTMATH, inline="never"):
+def _kernel(fastmath=FASTMATH, inline="never", parallel=False):
     """The one njit configuration every kernel here uses."""
-    return njit(cache=NUMBA_CACHE, nogil=True, fastmath=set(fastmath), error_model="numpy", inline=inline)
+    return njit(cache=NUMBA_CACHE, nogil=True, fastmath=set(fastmath), error_model="numpy",
+                inline=inline, parallel=parallel)
 
 
 @_kernel(inline="always")
@@ -54,6 +56,36 @@ def _exp_reduced(r):
     return p * r + 1.0
 
 
+@intrinsic
+def _int64_bits_as_float64(typingctx, bits):
+    """Reinterpret an int64's bits as a float64 (an LLVM bitcast, free)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _float64_bits_as_int64(typingctx, value):
+    """Reinterpret a float64's bits as an int64 (an LLVM bitcast, free)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+    return types.int64(types.float64), codegen
+
+
+@_kernel(inline="always")
+def _exp_nonpositive(x):
+    """exp(x) for x in [-SIGMOID_CLAMP, 0], as arithmetic that vectorises.
+
+    k = round(x log2 e) comes from the shifter trick, r = x - k ln 2 in two
+    parts, exp(r) from the Taylor series, and 2**k straight from its bits
+    (always a normal double here, since k >= -1021).
+    """
+    shifted = x * _LOG2E + _ROUND_SHIFT
+    k = shifted - _ROUND_SHIFT
+    two_to_k = _int64_bits_as_float64(_float64_bits_as_int64(shifted) << 52)
+    return _exp_reduced(x - k * _LN2_HI - k * _LN2_LO) * two_to_k
+
+
 @_kernel(inline="always")
 def _reciprocal_1_to_2(d):
     """1/d for d in [1, 2], to ~1 ulp, without a double-precision division.
@@ -67,65 +99,64 @@ def _reciprocal_1_to_2(d):
 
 
 @_kernel(inline="always")
-def _exp_neg_abs(z, m, e, scale):
-    """e[t] = exp(-min(|z[t]|, SIGMOID_CLAMP)) for t < m, vectorisable.
-
-    z, e, scale: 1-D float64 of length >= m; ``scale`` is scratch.  The
-    argument lies in [-708, 0], so 2**k is always a normal double.
-    """
-    for t in range(m):
-        x = -min(abs(z[t]), SIGMOID_CLAMP)
-        shifted = x * _LOG2E + _ROUND_SHIFT
-        k = shifted - _ROUND_SHIFT
-        scale[t] = shifted
-        e[t] = _exp_reduced(x - k * _LN2_HI - k * _LN2_LO)
-    bits = scale.view(np.int64)
-    for t in range(m):
-        bits[t] = bits[t] << 52
-    for t in range(m):
-        e[t] *= scale[t]
+def _sigmoid(z):
+    """1 / (1 + exp(-z)), stable for any finite z: e = exp(-min(|z|, clamp)),
+    then 1/(1+e) for z >= 0 and e/(1+e) for z < 0."""
+    e = _exp_nonpositive(-min(abs(z), SIGMOID_CLAMP))
+    return (1.0 if z >= 0.0 else e) * _reciprocal_1_to_2(1.0 + e)
 
 
 @_kernel(inline="always")
-def _sigmoid(z, m, out, scratch):
-    """out[t] = 1 / (1 + exp(-z[t])) for t < m, stable for any finite z.
-
-    z and out may be the same array.  scratch: (2, >= m) float64.
-    """
-    e, scale = scratch[0], scratch[1]
-    _exp_neg_abs(z, m, e, scale)
-    for t in range(m):
-        numerator = 1.0 if z[t] >= 0.0 else e[t]
-        out[t] = numerator * _reciprocal_1_to_2(1.0 + e[t])
-
-
-@_kernel(inline="always")
-def _times_sigmoid_derivative(delta, a, m, derivative, scratch):
+def _times_sigmoid_derivative(delta, a, m, derivative):
     """delta[t] *= f'(a[t]) for t < m, from the layer output a.
 
     Exact: f' = a (1 - a).  Article: f' = s(a) (1 - s(a)), s the sigmoid.
     """
     if derivative == _ARTICLE:
-        s = scratch[2]
-        _sigmoid(a, m, s, scratch)
         for t in range(m):
-            delta[t] *= s[t] * (1.0 - s[t])
+            s = _sigmoid(a[t])
+            delta[t] *= s * (1.0 - s)
     else:
         for t in range(m):
             delta[t] *= a[t] * (1.0 - a[t])
 
 
 @_kernel(inline="always")
-def _load_tile(X, first_row, m, tile):
-    """tile[k, t] = X[first_row + t, k] for t < m: rows to feature-major."""
-    for k in range(X.shape[1]):
-        column = tile[k]
+def _add_product(W, row_of_W, k, col_of_W, a_in, m, z):
+    """z[t] += sum over i < 4 (or to the end) of W(i) a_in[k+i, t], for t < m.
+
+    W(i) is W[k+i, col] when row_of_W, else W[col, k+i]: one loop serves
+    W (forward) and W.T (backward).  Four inputs per pass over z.
+    """
+    n_in = a_in.shape[0]
+    if k + 4 <= n_in:
+        if row_of_W:
+            w0, w1, w2, w3 = W[k, col_of_W], W[k + 1, col_of_W], W[k + 2, col_of_W], W[k + 3, col_of_W]
+        else:
+            w0, w1, w2, w3 = W[col_of_W, k], W[col_of_W, k + 1], W[col_of_W, k + 2], W[col_of_W, k + 3]
+        a0, a1, a2, a3 = a_in[k], a_in[k + 1], a_in[k + 2], a_in[k + 3]
         for t in range(m):
-            column[t] = X[first_row + t, k]
+            z[t] += w0 * a0[t] + w1 * a1[t] + w2 * a2[t] + w3 * a3[t]
+    else:
+        for i in range(k, n_in):
+            w = W[i, col_of_W] if row_of_W else W[col_of_W, i]
+            a = a_in[i]
+            for t in range(m):
+                z[t] += w * a[t]
 
 
 @_kernel(inline="always")
-def _dense_sigmoid(a_in, W, b, has_bias, m, a_out, scratch):
+def _load_tile(rows, tile):
+    """tile[k, t] = rows[t, k]: a block of rows (m, width) to feature-major."""
+    m = rows.shape[0]
+    for k in range(rows.shape[1]):
+        column = tile[k]
+        for t in range(m):
+            column[t] = rows[t, k]
+
+
+@_kernel(inline="always")
+def _dense_sigmoid(a_in, W, b, has_bias, m, a_out):
     """a_out = sigmoid(W.T @ a_in + b) on one tile, feature-major.
 
     a_in: (fan_in, T); W: (fan_in, fan_out); b: (fan_out,); a_out: (fan_out, T).
@@ -135,15 +166,14 @@ def _dense_sigmoid(a_in, W, b, has_bias, m, a_out, scratch):
         start = b[j] if has_bias else 0.0
         for t in range(m):
             z[t] = start
-        for k in range(W.shape[0]):
-            w, a = W[k, j], a_in[k]
-            for t in range(m):
-                z[t] += w * a[t]
-        _sigmoid(z, m, z, scratch)
+        for k in range(0, W.shape[0], 4):
+            _add_product(W, True, k, j, a_in, m, z)
+        for t in range(m):
+            z[t] = _sigmoid(z[t])
 
 
 @_kernel(inline="always")
-def _back_to_inputs(delta, W, a_in, m, derivative, delta_in, scratch):
+def _back_to_inputs(delta, W, a_in, m, derivative, delta_in):
     """delta_in = (W @ delta) * f'(a_in) on one tile, feature-major.
 
     delta: (fan_out, T); W: (fan_in, fan_out); a_in, delta_in: (fan_in, T).
@@ -152,11 +182,9 @@ def _back_to_inputs(delta, W, a_in, m, derivative, delta_in, scratch):
         d = delta_in[k]
         for t in range(m):
             d[t] = 0.0
-        for j in range(W.shape[1]):
-            w, dj = W[k, j], delta[j]
-            for t in range(m):
-                d[t] += w * dj[t]
-        _times_sigmoid_derivative(d, a_in[k], m, derivative, scratch)
+        for j in range(0, W.shape[1], 4):
+            _add_product(W, False, j, k, delta, m, d)
+        _times_sigmoid_derivative(d, a_in[k], m, derivative)
 
 
 @_kernel(FASTMATH_REDUCE)
@@ -183,16 +211,17 @@ def _accumulate_weight_gradient(a_in, delta, m, has_bias, dW, db):
 
 
 @_kernel(FASTMATH_REDUCE)
-def _output_delta(a_out, Y, first_row, m, scale, delta):
+def _output_delta(a_out, Y_rows, scale, delta):
     """delta = scale * (a_out - y) on one tile; return sum((a_out - y)**2).
 
-    a_out, delta: (n_out, T) feature-major; Y: (n, n_out) rows.
+    a_out, delta: (n_out, T) feature-major; Y_rows: this tile's (m, n_out) rows.
     """
+    m = Y_rows.shape[0]
     squared = 0.0
     for j in range(a_out.shape[0]):
         a, d = a_out[j], delta[j]
         for t in range(m):
-            diff = a[t] - Y[first_row + t, j]
+            diff = a[t] - Y_rows[t, j]
             squared += diff * diff
             d[t] = scale * diff
     return squared
@@ -215,17 +244,14 @@ def _layer_offsets(sizes, has_bias):
 
 
 @_kernel()
-def _tile_buffers(sizes):
-    """Feature-major work memory for one tile: activations and start offsets.
-
-    Layer l's tile (sizes[l], TILE_ROWS) starts at ``starts[l]`` in ``acts``.
-    """
+def _tile_starts(sizes):
+    """Where layer l's (sizes[l], TILE_ROWS) tile starts in a workspace row, and its length."""
     starts = np.empty(sizes.shape[0], np.int64)
     total = 0
     for layer in range(sizes.shape[0]):
         starts[layer] = total
         total += sizes[layer] * TILE_ROWS
-    return np.empty(total, np.float64), starts
+    return starts, total
 
 
 @_kernel(inline="always")
@@ -235,15 +261,16 @@ def _tile_of(buffer, start, width):
 
 
 @_kernel(inline="always")
-def _forward_tile(X, first_row, m, params, sizes, has_bias, w_start, b_start, acts, starts, scratch):
+def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, starts):
     """Run one tile of rows through every layer, filling ``acts``."""
-    _load_tile(X, first_row, m, _tile_of(acts, starts[0], sizes[0]))
+    m = X_rows.shape[0]
+    _load_tile(X_rows, _tile_of(acts, starts[0], sizes[0]))
     for layer in range(sizes.shape[0] - 1):
         fan_in, fan_out = sizes[layer], sizes[layer + 1]
         W = params[w_start[layer]:w_start[layer] + fan_in * fan_out].reshape(fan_in, fan_out)
         b = params[b_start[layer]:b_start[layer] + fan_out]
         _dense_sigmoid(_tile_of(acts, starts[layer], fan_in), W, b, has_bias, m,
-                       _tile_of(acts, starts[layer + 1], fan_out), scratch)
+                       _tile_of(acts, starts[layer + 1], fan_out))
 
 
 @_kernel()
@@ -256,11 +283,11 @@ def forward(X, params, sizes, has_bias, out):
     """
     n = X.shape[0]
     w_start, b_start = _layer_offsets(sizes, has_bias)
-    acts, starts = _tile_buffers(sizes)
-    scratch = np.empty((3, TILE_ROWS), np.float64)
+    starts, total = _tile_starts(sizes)
+    acts = np.empty(total, np.float64)
     for first_row in range(0, n, TILE_ROWS):
         m = min(TILE_ROWS, n - first_row)
-        _forward_tile(X, first_row, m, params, sizes, has_bias, w_start, b_start, acts, starts, scratch)
+        _forward_tile(X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts, starts)
         block = 0
         for layer in range(1, sizes.shape[0]):
             width = sizes[layer]
@@ -272,33 +299,28 @@ def forward(X, params, sizes, has_bias, out):
 
 
 @_kernel()
-def gradient(X, Y, params, sizes, has_bias, derivative, loss, grad):
-    """Fused full-batch loss and gradient; writes d loss / d params into ``grad``.
+def _rows_gradient(X_rows, Y_rows, params, sizes, has_bias, derivative, loss_scale,
+                   w_start, b_start, starts, acts, deltas, grad):
+    """grad += gradient over a block of rows, tile by tile; returns their sum((a - y)**2).
 
-    X: (n, sizes[0]) float64; Y: (n, sizes[-1]) float64; params, grad:
-    packed float64 (see fastnet.backends).  Per tile of rows: forward pass,
-    delta_L = dloss/da * f'(a_L), then for each layer from the last
+    X_rows: (m, sizes[0]); Y_rows: (m, sizes[-1]); loss_scale: d loss/d a
+    divided by (a - y), i.e. 2 or 2/N.  Per tile: forward pass,
+    delta_L = loss_scale (a_L - y) f'(a_L), then from the last layer down
     dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
-    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  Returns the loss (sse or mse).
+    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  acts, deltas: this
+    block's workspace, (total,) and (2, widest * TILE_ROWS).
     """
-    n, n_layers = X.shape[0], sizes.shape[0]
-    w_start, b_start = _layer_offsets(sizes, has_bias)
-    acts, starts = _tile_buffers(sizes)
-    widest = np.max(sizes[1:])
-    deltas = np.empty((2, widest * TILE_ROWS), np.float64)
-    scratch = np.empty((3, TILE_ROWS), np.float64)
-    grad[:] = 0.0
-    loss_scale = 2.0 / (n * sizes[-1]) if loss == _MSE else 2.0
+    n, n_layers = X_rows.shape[0], sizes.shape[0]
     squared = 0.0
     for first_row in range(0, n, TILE_ROWS):
         current = 0  # which half of ``deltas`` holds the current delta
         m = min(TILE_ROWS, n - first_row)
-        _forward_tile(X, first_row, m, params, sizes, has_bias, w_start, b_start, acts, starts, scratch)
+        _forward_tile(X_rows[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts, starts)
         delta = _tile_of(deltas[current], 0, sizes[-1])
         a_out = _tile_of(acts, starts[n_layers - 1], sizes[-1])
-        squared += _output_delta(a_out, Y, first_row, m, loss_scale, delta)
+        squared += _output_delta(a_out, Y_rows[first_row:first_row + m], loss_scale, delta)
         for j in range(sizes[-1]):
-            _times_sigmoid_derivative(delta[j], a_out[j], m, derivative, scratch)
+            _times_sigmoid_derivative(delta[j], a_out[j], m, derivative)
         for layer in range(n_layers - 2, -1, -1):
             fan_in, fan_out = sizes[layer], sizes[layer + 1]
             W = params[w_start[layer]:w_start[layer] + fan_in * fan_out].reshape(fan_in, fan_out)
@@ -309,6 +331,68 @@ def gradient(X, Y, params, sizes, has_bias, derivative, loss, grad):
             if layer > 0:
                 current = 1 - current
                 delta_in = _tile_of(deltas[current], 0, fan_in)
-                _back_to_inputs(delta, W, a_in, m, derivative, delta_in, scratch)
+                _back_to_inputs(delta, W, a_in, m, derivative, delta_in)
                 delta = delta_in
-    return squared / (n * sizes[-1]) if loss == _MSE else squared
+    return squared
+
+
+@_kernel()
+def _block_gradient(X, Y, params, sizes, has_bias, derivative, loss_scale, block,
+                    w_start, b_start, starts, acts, deltas, part, squared_out):
+    """part = gradient over rows [block * BLOCK_ROWS, (block + 1) * BLOCK_ROWS); squared_out[0] = its sum((a-y)**2)."""
+    first, last = block * BLOCK_ROWS, min((block + 1) * BLOCK_ROWS, X.shape[0])
+    part[:] = 0.0
+    squared_out[0] = _rows_gradient(X[first:last], Y[first:last], params, sizes, has_bias, derivative,
+                                    loss_scale, w_start, b_start, starts, acts, deltas, part)
+
+
+@_kernel(parallel=True)
+def _blocks_gradient(X, Y, params, sizes, has_bias, derivative, loss_scale, grad, parts):
+    """grad = gradient over all rows; returns sum((a - y)**2).
+
+    Rows are cut into blocks of BLOCK_ROWS.  Blocks run ``parts.shape[0]``
+    at a time in parallel, each into its own row of ``parts``; the parts are
+    then added to ``grad`` in block order.  Block sizes and the order of
+    that sum never depend on the number of threads, so neither does the
+    result, bit for bit.  A single block runs serially, with no threads.
+    """
+    n, slots = X.shape[0], parts.shape[0]
+    n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
+    w_start, b_start = _layer_offsets(sizes, has_bias)
+    starts, total = _tile_starts(sizes)
+    acts = np.empty((slots, total), np.float64)
+    deltas = np.empty((slots, 2, np.max(sizes[1:]) * TILE_ROWS), np.float64)
+    squared_parts = np.zeros(slots, np.float64)
+    grad[:] = 0.0
+    squared = 0.0
+    for wave in range(0, n_blocks, slots):
+        count = min(slots, n_blocks - wave)
+        if count == 1:
+            _block_gradient(X, Y, params, sizes, has_bias, derivative, loss_scale, wave,
+                            w_start, b_start, starts, acts[0], deltas[0], parts[0], squared_parts)
+        else:
+            for slot in prange(count):
+                _block_gradient(X, Y, params, sizes, has_bias, derivative, loss_scale, wave + slot,
+                                w_start, b_start, starts, acts[slot], deltas[slot], parts[slot],
+                                squared_parts[slot:slot + 1])
+        for slot in range(count):
+            grad += parts[slot]
+            squared += squared_parts[slot]
+    return squared
+
+
+def gradient(X, Y, params, sizes, has_bias, derivative, loss, grad):
+    """Fused full-batch loss and gradient; writes d loss / d params into ``grad``.
+
+    X: (n, sizes[0]) float64; Y: (n, sizes[-1]) float64; params, grad:
+    packed float64 (see fastnet.backends).  Returns the loss (sse or mse).
+    Uses up to ``numba.get_num_threads()`` threads on batches of more than
+    BLOCK_ROWS rows, with a result that does not depend on that number.
+    """
+    count = X.shape[0] * sizes[-1]
+    mean = loss == _MSE
+    slots = min(get_num_threads(), -(-X.shape[0] // BLOCK_ROWS))
+    parts = np.empty((slots, params.shape[0]), np.float64)
+    squared = _blocks_gradient(X, Y, params, sizes, has_bias, derivative,
+                               2.0 / count if mean else 2.0, grad, parts)
+    return squared / count if mean else squared
