@@ -118,3 +118,29 @@ def count(value, name, minimum=0):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}")
     return int(value)
+
+
+def fraction(value, name):
+    """A real number in [0, 1), as a float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1); got {value!r}")
+    return float(value)
+
+
+def row_weights(value, n_rows):
+    """``sample_weight`` as (n_rows,) float64, non-negative with a positive sum; empty for None."""
+    if value is None:
+        return np.empty(0)
+    weights = float_array(value, "sample_weight")
+    if weights.shape != (n_rows,):
+        raise ValueError(f"sample_weight must have shape ({n_rows},), one weight per row; got {weights.shape}")
+    if (weights < 0).any() or not weights.sum() > 0:
+        raise ValueError("sample_weight must be >= 0 with a positive sum")
+    return weights
+
+
+def optional_count(value, name, minimum=1):
+    """None, or an int >= ``minimum``."""
+    return None if value is None else count(value, name, minimum)

@@ -1,13 +1,13 @@
 """Network: validation, parameters and the training loop; picks a backend."""
 
 import importlib
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from fastnet import _validation as check
 from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES
 from fastnet.backends.reference import loss_value, unpack
+from fastnet.training import History, Optimizer, Progress, Stopwatch, visiting_order
 
 #: Backend name -> module under fastnet.backends (imported on first use).
 BACKENDS = {"numpy": "reference", "numba": "numba_kernels", "native": "native"}
@@ -37,16 +37,9 @@ class _LossName(str):
         self._evaluate = evaluate
         return self
 
-    def __call__(self, X, y):
-        """The network's loss on (X, y), as a float."""
-        return self._evaluate(X, y)
-
-
-@dataclass
-class History:
-    """What ``fit`` records: ``loss[i]`` is the training loss before epoch i's update."""
-
-    loss: list = field(default_factory=list)
+    def __call__(self, X, y, sample_weight=None):
+        """The network's loss on (X, y), optionally with per-row weights, as a float."""
+        return self._evaluate(X, y, sample_weight)
 
 
 class Network:
@@ -61,15 +54,17 @@ class Network:
     derivative : {"exact", "article"}
         Sigmoid derivative from the output a: ``a(1-a)``, or the blog
         series' ``s(a)(1-s(a))``.
-    loss : {"mse", "sse"}
-        Mean of squared errors over all elements, or their sum.
+    loss : {"mse", "sse", "bce"}
+        Mean of squared errors over all elements, their sum, or the mean
+        binary cross-entropy of the sigmoid outputs (targets in [0, 1]).
     bias : bool
         Whether layers have biases.
     weights, biases : list of arrays, optional
         Initial parameters shaped ``(fan_in, fan_out)`` and ``(fan_out,)``.
         Otherwise weights are Glorot-uniform from ``seed`` and biases zero.
     seed : int, numpy.random.Generator or None
-        Seeds the generator used for initialisation.
+        Seeds the one generator used for initialisation and, unless ``fit``
+        is given its own seed, for shuffling.
     """
 
     def __init__(self, layers, *, backend="numba", derivative="exact", loss="mse",
@@ -87,9 +82,11 @@ class Network:
         self._has_bias = bool(bias)
         self._params = np.zeros(parameter_count(sizes, self._has_bias))
         self._grad = np.empty_like(self._params)
-        self._initialise(weights, biases, seed)
+        self._rng = np.random.default_rng(seed)
+        self._optimizer = None
+        self._initialise(weights, biases)
 
-    def _initialise(self, weights, biases, seed):
+    def _initialise(self, weights, biases):
         """Fill the packed parameters from the given arrays or Glorot-uniform."""
         shapes = [(int(i), int(o)) for i, o in zip(self._sizes[:-1], self._sizes[1:])]
         if weights is not None:
@@ -97,8 +94,7 @@ class Network:
         if biases is not None:
             biases = check.parameter_list(biases, "biases", [(o,) for _, o in shapes])
         if weights is None:
-            rng = np.random.default_rng(seed)
-            weights = [rng.uniform(-1.0, 1.0, shape) * np.sqrt(6.0 / sum(shape)) for shape in shapes]
+            weights = [self._rng.uniform(-1.0, 1.0, shape) * np.sqrt(6.0 / sum(shape)) for shape in shapes]
         own_weights, own_biases = unpack(self._params, self._sizes, self._has_bias)
         for target, source in zip(own_weights, weights):
             target[...] = source
@@ -164,50 +160,136 @@ class Network:
         """The network's output for X: shape (n_samples, n_outputs)."""
         return self.activations(X)[-1]
 
-    def _loss_on(self, X, y):
-        """The loss ("sse" or "mse") of the network on (X, y), as a float."""
+    def _loss_on(self, X, y, sample_weight=None):
+        """The loss of the network on (X, y), as a float."""
         X, y = self._checked(X, y)
-        return loss_value(self._activations(X)[-1], y, LOSS_CODES[self.loss_name])
+        weights = check.row_weights(sample_weight, X.shape[0])
+        return loss_value(self._activations(X)[-1], y, weights, LOSS_CODES[self.loss_name])
 
-    def _gradient(self, X, y):
+    def _gradient(self, X, y, weights):
         """Loss and packed gradient (in ``self._grad``) for validated data."""
-        return self._backend.gradient(X, y, self._params, self._sizes, self._has_bias,
+        return self._backend.gradient(X, y, weights, self._params, self._sizes, self._has_bias,
                                       DERIVATIVE_CODES[self.derivative],
                                       LOSS_CODES[self.loss_name], self._grad)
 
-    def gradients(self, X, y):
+    def gradients(self, X, y, sample_weight=None):
         """Gradient of the loss: ``(dW, db)``, lists shaped like weights and biases.
 
         With ``derivative="article"`` this is the blog's convention, not the
         true gradient.  ``db`` is None when the network has no biases.
+        ``sample_weight``: optional non-negative weight per row.
         """
         X, y = self._checked(X, y)
-        self._gradient(X, y)
+        self._gradient(X, y, check.row_weights(sample_weight, X.shape[0]))
         return unpack(self._grad.copy(), self._sizes, self._has_bias)
 
     # -- training -----------------------------------------------------------
 
-    def _step(self, X, y, lr):
-        """One gradient-descent step on validated data; the loss before it."""
-        value = self._gradient(X, y)
-        self._params -= lr * self._grad
-        return value
-
-    def step(self, X, y, lr=1.0):
+    def step(self, X, y, lr=1.0, sample_weight=None):
         """One full-batch gradient-descent step, ``W -= lr * dW``; returns the loss before it."""
         lr = check.positive_number(lr, "lr")
         X, y = self._checked(X, y)
-        return self._step(X, y, lr)
+        value = self._gradient(X, y, check.row_weights(sample_weight, X.shape[0]))
+        self._params -= lr * self._grad
+        return value
 
-    def fit(self, X, y, epochs=1, lr=1.0):
-        """Full-batch gradient descent for ``epochs`` steps; returns a History."""
+    def fit(self, X, y, epochs=1, lr=None, *, batch_size=None, shuffle=True, seed=None,
+            optimizer="sgd", momentum=0.9, sample_weight=None, validation_data=None,
+            progress=None, callback=None):
+        """Train for ``epochs`` passes over (X, y); returns a History.
+
+        lr : learning rate; default 1.0 for "sgd", 0.1 for "momentum", 0.001 for "adam".
+        batch_size : rows per update; None is full batch (one step per epoch).
+        shuffle, seed : visit rows in a fresh seeded permutation each epoch
+            (``seed`` defaults to the network's own generator).
+        optimizer : "sgd", "momentum" (heavy ball, ``momentum``) or "adam".
+        sample_weight : optional non-negative weight per row.
+        validation_data : optional (X_val, y_val), scored after each epoch.
+        progress : tqdm bar; None shows it for long runs on a terminal.
+        callback : ``callback(epoch, history)`` after each epoch; returning
+            False stops training.
+
+        Each epoch runs in one compiled call (numba, native).  An epoch that
+        fails leaves the parameters as they were after the previous one.
+        """
         epochs = check.count(epochs, "epochs")
-        lr = check.positive_number(lr, "lr")
+        plan = self._plan(X, y, lr, batch_size, shuffle, seed, optimizer, momentum,
+                          sample_weight, validation_data, callback)
+        self._optimizer = plan["optimizer"]
+        return self._train(plan, epochs, progress)
+
+    def partial_fit(self, X, y, lr=None, *, batch_size=None, shuffle=True, seed=None,
+                    optimizer="sgd", momentum=0.9, sample_weight=None):
+        """One pass over (X, y), keeping the optimizer's state from earlier calls.
+
+        Arguments as in ``fit``.  The state carries over while the optimizer
+        and its settings stay the same; otherwise it starts afresh.
+        Returns a History of the one epoch.
+        """
+        plan = self._plan(X, y, lr, batch_size, shuffle, seed, optimizer, momentum,
+                          sample_weight, None, None)
+        if self._optimizer is not None and self._optimizer.same_settings(plan["optimizer"]):
+            plan["optimizer"] = self._optimizer
+        self._optimizer = plan["optimizer"]
+        return self._train(plan, 1, progress=False)
+
+    def _plan(self, X, y, lr, batch_size, shuffle, seed, optimizer, momentum,
+              sample_weight, validation_data, callback):
+        """Validate every training argument at once, before anything changes."""
         X, y = self._checked(X, y)
+        batch_size = check.optional_count(batch_size, "batch_size")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable; got {type(callback).__name__}")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a pair (X_val, y_val)")
+            validation_data = self._checked(*validation_data)
+        return {
+            "X": X, "y": y,
+            "weights": check.row_weights(sample_weight, X.shape[0]),
+            "batch_size": X.shape[0] if batch_size is None else batch_size,
+            "shuffle": bool(shuffle),
+            "rng": self._rng if seed is None else np.random.default_rng(seed),
+            "optimizer": Optimizer(optimizer, lr, momentum, self._params.size),
+            "validation": validation_data,
+            "callback": callback,
+        }
+
+    def _train(self, plan, epochs, progress):
+        """Run the epochs of a validated plan, recording a History."""
         history = History()
-        for _ in range(epochs):
-            history.loss.append(self._step(X, y, lr))
+        bar = Progress(progress, epochs, plan["X"].shape[0])
+        try:
+            for epoch in range(epochs):
+                watch = Stopwatch()
+                history.loss.append(self._epoch(plan))
+                if plan["validation"] is not None:
+                    history.val_loss.append(self._loss_on(*plan["validation"]))
+                history.time.append(watch.seconds())
+                bar.update(history)
+                if plan["callback"] is not None and plan["callback"](epoch, history) is False:
+                    break
+        finally:
+            bar.close()
         return history
+
+    def _epoch(self, plan):
+        """One epoch, applied to the network only once it has completed; its loss."""
+        X, y, weights, optimizer = plan["X"], plan["y"], plan["weights"], plan["optimizer"]
+        order = visiting_order(plan["rng"], X.shape[0], plan["shuffle"], plan["batch_size"])
+        params, saved_state = self._params.copy(), optimizer.snapshot()
+        try:
+            errors = self._backend.train_epoch(
+                X, y, weights, order, plan["batch_size"], params, self._sizes, self._has_bias,
+                DERIVATIVE_CODES[self.derivative], LOSS_CODES[self.loss_name],
+                optimizer.code, optimizer.hyper, optimizer.state, optimizer.step, self._grad)
+        except BaseException:
+            optimizer.restore(saved_state)
+            raise
+        self._params[...] = params
+        if self.loss_name == "sse":
+            return errors
+        return errors / ((weights.sum() if weights.size else X.shape[0]) * y.shape[1])
 
     def __repr__(self):
         return (f"Network({self.layers}, backend={self.backend!r}, derivative={self.derivative!r}, "

@@ -12,15 +12,18 @@ arithmetic (with an LLVM bitcast for 2**k) that vectorises.  Nothing compiles at
 first use, and are cached on disk when ``fastnet._config.NUMBA_CACHE``.
 """
 
+import math
+
 import numpy as np
 from numba import get_num_threads, njit, prange, types
 from numba.extending import intrinsic
 
 from fastnet._config import BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, NUMBA_CACHE, SIGMOID_CLAMP, TILE_ROWS
-from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES
+from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
 
 _ARTICLE = DERIVATIVE_CODES["article"]
-_MSE = LOSS_CODES["mse"]
+_SSE, _BCE = LOSS_CODES["sse"], LOSS_CODES["bce"]
+_SGD, _MOMENTUM = OPTIMIZER_CODES["sgd"], OPTIMIZER_CODES["momentum"]
 
 # exp(x) = 2**k * exp(r), k = round(x / ln 2), r = x - k ln 2 (Cody-Waite).
 _LOG2E = 1.4426950408889634
@@ -211,20 +214,43 @@ def _accumulate_weight_gradient(a_in, delta, m, has_bias, dW, db):
 
 
 @_kernel(FASTMATH_REDUCE)
-def _output_delta(a_out, Y_rows, scale, delta):
-    """delta = scale * (a_out - y) on one tile; return sum((a_out - y)**2).
+def _squared_error_delta(a_out, Y_rows, w_rows, scale, delta):
+    """delta = scale w_t 2 (a - y) on one tile; returns sum_t w_t sum_j (a - y)**2.
 
-    a_out, delta: (n_out, T) feature-major; Y_rows: this tile's (m, n_out) rows.
+    a_out, delta: (n_out, T) feature-major; Y_rows: the tile's (m, n_out)
+    rows; w_rows: its (m,) row weights, or empty for ones.
     """
-    m = Y_rows.shape[0]
-    squared = 0.0
+    m, weighted = Y_rows.shape[0], w_rows.shape[0] > 0
+    total = 0.0
     for j in range(a_out.shape[0]):
         a, d = a_out[j], delta[j]
         for t in range(m):
+            w = w_rows[t] if weighted else 1.0
             diff = a[t] - Y_rows[t, j]
-            squared += diff * diff
-            d[t] = scale * diff
-    return squared
+            total += w * diff * diff
+            d[t] = 2.0 * scale * w * diff
+    return total
+
+
+@_kernel()
+def _cross_entropy_delta(a_out, Y_rows, w_rows, scale, delta):
+    """delta = scale w_t (a - y) on one tile; returns sum_t w_t e_t, e the cross-entropy.
+
+    e = -sum_j [y log a + (1 - y) log(1 - a)], each log clamped at -100
+    (as torch.nn.BCELoss).  Shapes as in ``_squared_error_delta``.
+    """
+    m, weighted = Y_rows.shape[0], w_rows.shape[0] > 0
+    total = 0.0
+    for j in range(a_out.shape[0]):
+        a, d = a_out[j], delta[j]
+        for t in range(m):
+            w = w_rows[t] if weighted else 1.0
+            y = Y_rows[t, j]
+            log_a = math.log(a[t]) if a[t] > 0.0 else -100.0
+            log_not_a = math.log(1.0 - a[t]) if a[t] < 1.0 else -100.0
+            total -= w * (y * max(log_a, -100.0) + (1.0 - y) * max(log_not_a, -100.0))
+            d[t] = scale * w * (a[t] - y)
+    return total
 
 
 @_kernel()
@@ -299,28 +325,47 @@ def forward(X, params, sizes, has_bias, out):
 
 
 @_kernel()
-def _rows_gradient(X_rows, Y_rows, params, sizes, has_bias, derivative, loss_scale,
-                   w_start, b_start, starts, acts, deltas, grad):
-    """grad += gradient over a block of rows, tile by tile; returns their sum((a - y)**2).
+def _workspace(sizes, has_bias, slots):
+    """Work memory for ``slots`` blocks at once, allocated once per call or fit.
 
-    X_rows: (m, sizes[0]); Y_rows: (m, sizes[-1]); loss_scale: d loss/d a
-    divided by (a - y), i.e. 2 or 2/N.  Per tile: forward pass,
-    delta_L = loss_scale (a_L - y) f'(a_L), then from the last layer down
+    Returns (w_start, b_start, starts, acts (slots, total), deltas
+    (slots, 2, widest * TILE_ROWS), errors (slots,)).
+    """
+    w_start, b_start = _layer_offsets(sizes, has_bias)
+    starts, total = _tile_starts(sizes)
+    acts = np.empty((slots, total), np.float64)
+    deltas = np.empty((slots, 2, np.max(sizes[1:]) * TILE_ROWS), np.float64)
+    return w_start, b_start, starts, acts, deltas, np.zeros(slots, np.float64)
+
+
+@_kernel()
+def _rows_gradient(X_rows, Y_rows, w_rows, params, sizes, has_bias, derivative, loss, scale,
+                   w_start, b_start, starts, acts, deltas, grad):
+    """grad += gradient over a block of rows, tile by tile; returns sum_i w_i e_i.
+
+    X_rows: (m, sizes[0]); Y_rows: (m, sizes[-1]); w_rows: (m,) or empty;
+    scale: the loss normaliser c.  Per tile: forward pass, the output delta
+    (see fastnet.backends), then from the last layer down
     dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
     delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  acts, deltas: this
     block's workspace, (total,) and (2, widest * TILE_ROWS).
     """
-    n, n_layers = X_rows.shape[0], sizes.shape[0]
-    squared = 0.0
+    n, n_layers, weighted = X_rows.shape[0], sizes.shape[0], w_rows.shape[0] > 0
+    errors = 0.0
     for first_row in range(0, n, TILE_ROWS):
         current = 0  # which half of ``deltas`` holds the current delta
         m = min(TILE_ROWS, n - first_row)
         _forward_tile(X_rows[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts, starts)
         delta = _tile_of(deltas[current], 0, sizes[-1])
         a_out = _tile_of(acts, starts[n_layers - 1], sizes[-1])
-        squared += _output_delta(a_out, Y_rows[first_row:first_row + m], loss_scale, delta)
-        for j in range(sizes[-1]):
-            _times_sigmoid_derivative(delta[j], a_out[j], m, derivative)
+        tile_Y = Y_rows[first_row:first_row + m]
+        tile_w = w_rows[first_row:first_row + m] if weighted else w_rows
+        if loss == _BCE:
+            errors += _cross_entropy_delta(a_out, tile_Y, tile_w, scale, delta)
+        else:
+            errors += _squared_error_delta(a_out, tile_Y, tile_w, scale, delta)
+            for j in range(sizes[-1]):
+                _times_sigmoid_derivative(delta[j], a_out[j], m, derivative)
         for layer in range(n_layers - 2, -1, -1):
             fan_in, fan_out = sizes[layer], sizes[layer + 1]
             W = params[w_start[layer]:w_start[layer] + fan_in * fan_out].reshape(fan_in, fan_out)
@@ -333,66 +378,166 @@ def _rows_gradient(X_rows, Y_rows, params, sizes, has_bias, derivative, loss_sca
                 delta_in = _tile_of(deltas[current], 0, fan_in)
                 _back_to_inputs(delta, W, a_in, m, derivative, delta_in)
                 delta = delta_in
-    return squared
+    return errors
 
 
 @_kernel()
-def _block_gradient(X, Y, params, sizes, has_bias, derivative, loss_scale, block,
-                    w_start, b_start, starts, acts, deltas, part, squared_out):
-    """part = gradient over rows [block * BLOCK_ROWS, (block + 1) * BLOCK_ROWS); squared_out[0] = its sum((a-y)**2)."""
+def _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, block, work, slot, parts):
+    """parts[slot] = gradient over rows [block * BLOCK_ROWS, (block + 1) * BLOCK_ROWS).
+
+    Its sum_i w_i e_i goes to the workspace's errors[slot].
+    """
+    w_start, b_start, starts, acts, deltas, errors = work
     first, last = block * BLOCK_ROWS, min((block + 1) * BLOCK_ROWS, X.shape[0])
-    part[:] = 0.0
-    squared_out[0] = _rows_gradient(X[first:last], Y[first:last], params, sizes, has_bias, derivative,
-                                    loss_scale, w_start, b_start, starts, acts, deltas, part)
+    parts[slot, :] = 0.0
+    errors[slot] = _rows_gradient(X[first:last], Y[first:last], w[first:last] if w.shape[0] else w,
+                                  params, sizes, has_bias, derivative, loss, scale,
+                                  w_start, b_start, starts, acts[slot], deltas[slot], parts[slot])
 
 
 @_kernel(parallel=True)
-def _blocks_gradient(X, Y, params, sizes, has_bias, derivative, loss_scale, grad, parts):
-    """grad = gradient over all rows; returns sum((a - y)**2).
+def _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad):
+    """grad = gradient over all rows of (X, Y, w); returns sum_i w_i e_i.
 
     Rows are cut into blocks of BLOCK_ROWS.  Blocks run ``parts.shape[0]``
     at a time in parallel, each into its own row of ``parts``; the parts are
     then added to ``grad`` in block order.  Block sizes and the order of
     that sum never depend on the number of threads, so neither does the
-    result, bit for bit.  A single block runs serially, with no threads.
+    result, bit for bit.  A lone block runs serially, with no threads.
     """
-    n, slots = X.shape[0], parts.shape[0]
-    n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
-    w_start, b_start = _layer_offsets(sizes, has_bias)
-    starts, total = _tile_starts(sizes)
-    acts = np.empty((slots, total), np.float64)
-    deltas = np.empty((slots, 2, np.max(sizes[1:]) * TILE_ROWS), np.float64)
-    squared_parts = np.zeros(slots, np.float64)
+    errors = work[5]
+    n_blocks = (X.shape[0] + BLOCK_ROWS - 1) // BLOCK_ROWS
     grad[:] = 0.0
-    squared = 0.0
-    for wave in range(0, n_blocks, slots):
-        count = min(slots, n_blocks - wave)
+    total = 0.0
+    for wave in range(0, n_blocks, parts.shape[0]):
+        count = min(parts.shape[0], n_blocks - wave)
         if count == 1:
-            _block_gradient(X, Y, params, sizes, has_bias, derivative, loss_scale, wave,
-                            w_start, b_start, starts, acts[0], deltas[0], parts[0], squared_parts)
+            _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, wave, work, 0, parts)
         else:
             for slot in prange(count):
-                _block_gradient(X, Y, params, sizes, has_bias, derivative, loss_scale, wave + slot,
-                                w_start, b_start, starts, acts[slot], deltas[slot], parts[slot],
-                                squared_parts[slot:slot + 1])
+                _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale,
+                                wave + slot, work, slot, parts)
         for slot in range(count):
             grad += parts[slot]
-            squared += squared_parts[slot]
-    return squared
+            total += errors[slot]
+    return total
 
 
-def gradient(X, Y, params, sizes, has_bias, derivative, loss, grad):
-    """Fused full-batch loss and gradient; writes d loss / d params into ``grad``.
+@_kernel()
+def _normaliser(w, n_rows, n_outputs, loss):
+    """c = 1 for "sse", 1 / (sum(w) n_outputs) otherwise (0 for zero total weight)."""
+    if loss == _SSE:
+        return 1.0
+    total = (np.sum(w) if w.shape[0] else n_rows) * n_outputs
+    return 1.0 / total if total > 0 else 0.0
 
-    X: (n, sizes[0]) float64; Y: (n, sizes[-1]) float64; params, grad:
-    packed float64 (see fastnet.backends).  Returns the loss (sse or mse).
-    Uses up to ``numba.get_num_threads()`` threads on batches of more than
-    BLOCK_ROWS rows, with a result that does not depend on that number.
-    """
-    count = X.shape[0] * sizes[-1]
-    mean = loss == _MSE
-    slots = min(get_num_threads(), -(-X.shape[0] // BLOCK_ROWS))
+
+@_kernel()
+def _full_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, slots, grad):
+    """The loss c sum_i w_i e_i over all rows; its gradient into grad."""
+    work = _workspace(sizes, has_bias, slots)
     parts = np.empty((slots, params.shape[0]), np.float64)
-    squared = _blocks_gradient(X, Y, params, sizes, has_bias, derivative,
-                               2.0 / count if mean else 2.0, grad, parts)
-    return squared / count if mean else squared
+    scale = _normaliser(w, X.shape[0], sizes[-1], loss)
+    return scale * _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad)
+
+
+def _slots(n_rows):
+    """Blocks that run at once: Numba's thread count, but no more than there are blocks."""
+    return min(get_num_threads(), -(-n_rows // BLOCK_ROWS))
+
+
+def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
+    """Fused loss and gradient over all rows; writes d loss / d params into ``grad``.
+
+    X: (n, sizes[0]) float64; Y: (n, sizes[-1]) float64; row_weight: (n,)
+    or empty; params, grad: packed float64 (see fastnet.backends).
+    Returns the loss.  Uses up to ``numba.get_num_threads()`` threads on
+    more than BLOCK_ROWS rows, with a result that does not depend on that.
+    """
+    return _full_gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss,
+                          _slots(X.shape[0]), grad)
+
+
+@_kernel()
+def _update(params, grad, optimizer, hyper, state, step):
+    """One optimizer step on params in place: sgd, momentum or adam (see fastnet.backends)."""
+    lr, momentum, beta1, beta2, eps = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
+    if optimizer == _SGD:
+        for i in range(params.shape[0]):
+            params[i] -= lr * grad[i]
+    elif optimizer == _MOMENTUM:
+        velocity = state[0]
+        for i in range(params.shape[0]):
+            velocity[i] = momentum * velocity[i] + grad[i]
+            params[i] -= lr * velocity[i]
+    else:
+        step[0] += 1
+        first_moment, second_moment = state[0], state[1]
+        correction1, correction2 = 1.0 - beta1 ** step[0], 1.0 - beta2 ** step[0]
+        for i in range(params.shape[0]):
+            first_moment[i] = beta1 * first_moment[i] + (1.0 - beta1) * grad[i]
+            second_moment[i] = beta2 * second_moment[i] + (1.0 - beta2) * grad[i] * grad[i]
+            params[i] -= lr * (first_moment[i] / correction1) / (np.sqrt(second_moment[i] / correction2) + eps)
+
+
+@_kernel()
+def _batch_step(X, Y, w, params, sizes, has_bias, derivative, loss, optimizer, hyper, state, step,
+                work, parts, grad):
+    """Gradient of one batch (its own normaliser) and one update; returns its sum_i w_i e_i."""
+    scale = _normaliser(w, X.shape[0], sizes[-1], loss)
+    errors = _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad)
+    _update(params, grad, optimizer, hyper, state, step)
+    return errors
+
+
+@_kernel()
+def _gather_rows(source, rows, target):
+    """target[i] = source[rows[i]] for each i: one mini-batch, in the visiting order."""
+    for i in range(rows.shape[0]):
+        target[i] = source[rows[i]]
+
+
+@_kernel()
+def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative, loss,
+                 optimizer, hyper, state, step, grad, slots):
+    """One epoch of mini-batch training in one call; returns sum_i w_i e_i.
+
+    Batches follow ``order`` (gathered into buffers allocated here, once)
+    or, when order is empty, are read in place as consecutive rows.
+    """
+    n = X.shape[0]
+    batch_size = min(batch_size, n)
+    work = _workspace(sizes, has_bias, slots)
+    parts = np.empty((slots, params.shape[0]), np.float64)
+    shuffled, weighted = order.shape[0] > 0, w.shape[0] > 0
+    batch_X = np.empty((batch_size if shuffled else 0, X.shape[1]), np.float64)
+    batch_Y = np.empty((batch_size if shuffled else 0, Y.shape[1]), np.float64)
+    batch_w = np.empty(batch_size if shuffled and weighted else 0, np.float64)
+    total = 0.0
+    for first in range(0, n, batch_size):
+        last = min(first + batch_size, n)
+        if shuffled:
+            m = last - first
+            rows = order[first:last]
+            _gather_rows(X, rows, batch_X)
+            _gather_rows(Y, rows, batch_Y)
+            if weighted:
+                _gather_rows(w, rows, batch_w)
+            total += _batch_step(batch_X[:m], batch_Y[:m], batch_w[:m], params, sizes, has_bias, derivative,
+                                 loss, optimizer, hyper, state, step, work, parts, grad)
+        else:
+            total += _batch_step(X[first:last], Y[first:last], w[first:last] if weighted else w, params,
+                                 sizes, has_bias, derivative, loss, optimizer, hyper, state, step,
+                                 work, parts, grad)
+    return total
+
+
+def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
+                derivative, loss, optimizer, hyper, state, step, grad):
+    """One epoch of mini-batch gradient descent in a single compiled call.
+
+    Shapes, losses and update formulas: see fastnet.backends.  Updates params,
+    state and step in place; returns the epoch's sum_i w_i e_i.
+    """
+    return _train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias, derivative,
+                        loss, optimizer, hyper, state, step, grad, _slots(min(batch_size, X.shape[0])))

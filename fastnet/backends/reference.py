@@ -8,7 +8,7 @@ make whole-batch temporaries freely: clarity first.
 import numpy as np
 
 from fastnet._config import SIGMOID_CLAMP
-from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES
+from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
 
 
 def unpack(params, sizes, has_bias):
@@ -64,34 +64,67 @@ def activations(X, weights, biases):
     return outputs
 
 
-def loss_value(output, Y, loss):
-    """Sum of squared errors, or its mean over all elements for "mse"."""
-    sse = float(np.sum((output - Y) ** 2))
-    return sse / Y.size if loss == LOSS_CODES["mse"] else sse
+def row_errors(output, Y, loss):
+    """e_i per row: squared error summed over outputs, or binary cross-entropy.
+
+    Cross-entropy clamps each log at -100 (as torch.nn.BCELoss) so that an
+    output of exactly 0 or 1 still gives a finite loss.
+    """
+    if loss == LOSS_CODES["bce"]:
+        with np.errstate(divide="ignore"):
+            log_a = np.maximum(np.log(output), -100.0)
+            log_not_a = np.maximum(np.log(1.0 - output), -100.0)
+        return -(Y * log_a + (1.0 - Y) * log_not_a).sum(axis=1)
+    return ((output - Y) ** 2).sum(axis=1)
 
 
-def loss_gradient(output, Y, loss):
-    """d loss / d output: ``2(a - y)``, divided by ``Y.size`` for "mse"."""
-    grad = 2.0 * (output - Y)
-    return grad / Y.size if loss == LOSS_CODES["mse"] else grad
+def weights_or_ones(row_weight, n):
+    """The per-row weights, all ones when ``row_weight`` is empty."""
+    return row_weight if row_weight.size else np.ones(n)
 
 
-def backpropagate(X, Y, weights, biases, derivative, loss):
-    """Loss and its gradient, as lists ``(loss, dW, db)`` shaped like the parameters.
+def loss_normaliser(w, n_outputs, loss):
+    """c: 1 for "sse", 1 / (sum(w) * n_outputs) for the mean losses (0 when sum(w) is 0)."""
+    total = w.sum() * n_outputs
+    return 1.0 if loss == LOSS_CODES["sse"] else (1.0 / total if total > 0 else 0.0)
 
-    delta_L = dloss/da_L * f'(a_L); dW_l = A_l.T @ delta_{l+1};
+
+def loss_value(output, Y, row_weight, loss):
+    """The loss: c * sum_i w_i e_i (see the contract in fastnet.backends)."""
+    w = weights_or_ones(row_weight, Y.shape[0])
+    return float(loss_normaliser(w, Y.shape[1], loss) * np.sum(w * row_errors(output, Y, loss)))
+
+
+def output_delta(output, Y, row_weight, loss, derivative):
+    """d loss / d z at the output layer.
+
+    Squared errors: ``c w_i 2 (a - y) f'(a)``.  Cross-entropy: ``c w_i (a - y)``,
+    the sigmoid's derivative having cancelled against the loss's.
+    """
+    w = weights_or_ones(row_weight, Y.shape[0])[:, None]
+    c = loss_normaliser(w, Y.shape[1], loss)
+    if loss == LOSS_CODES["bce"]:
+        return c * w * (output - Y)
+    return c * w * 2.0 * (output - Y) * sigmoid_derivative(output, derivative)
+
+
+def backpropagate(X, Y, row_weight, weights, biases, derivative, loss):
+    """Loss and its gradient, as ``(loss, dW, db)`` with lists shaped like the parameters.
+
+    delta_L from ``output_delta``; dW_l = A_l.T @ delta_{l+1};
     db_l = sum over rows of delta_{l+1}; delta_l = (delta_{l+1} @ W_l.T) * f'(a_l).
     """
     outputs = activations(X, weights, biases)
     inputs = [X] + outputs[:-1]
-    delta = loss_gradient(outputs[-1], Y, loss) * sigmoid_derivative(outputs[-1], derivative)
+    delta = output_delta(outputs[-1], Y, row_weight, loss, derivative)
     dW, db = [None] * len(weights), [None] * len(weights)
     for layer in reversed(range(len(weights))):
         dW[layer] = inputs[layer].T @ delta
         db[layer] = delta.sum(axis=0)
         if layer > 0:
             delta = (delta @ weights[layer].T) * sigmoid_derivative(inputs[layer], derivative)
-    return loss_value(outputs[-1], Y, loss), dW, (db if biases is not None else None)
+    value = loss_value(outputs[-1], Y, row_weight, loss)
+    return value, dW, (db if biases is not None else None)
 
 
 def forward(X, params, sizes, has_bias, out):
@@ -103,13 +136,46 @@ def forward(X, params, sizes, has_bias, out):
         offset += a.size
 
 
-def gradient(X, Y, params, sizes, has_bias, derivative, loss, grad):
+def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
     """Write d loss / d params into ``grad`` (packed like ``params``); return the loss."""
     weights, biases = unpack(params, sizes, has_bias)
-    value, dW, db = backpropagate(X, Y, weights, biases, derivative, loss)
+    value, dW, db = backpropagate(X, Y, row_weight, weights, biases, derivative, loss)
     grad_weights, grad_biases = unpack(grad, sizes, has_bias)
     for layer, dw in enumerate(dW):
         grad_weights[layer][...] = dw
         if has_bias:
             grad_biases[layer][...] = db[layer]
     return value
+
+
+def update(params, grad, optimizer, hyper, state, step):
+    """One optimizer step on ``params`` in place (formulas in fastnet.backends)."""
+    lr, momentum, beta1, beta2, eps = hyper
+    if optimizer == OPTIMIZER_CODES["sgd"]:
+        params -= lr * grad
+    elif optimizer == OPTIMIZER_CODES["momentum"]:
+        state[0] = momentum * state[0] + grad
+        params -= lr * state[0]
+    else:
+        step[0] += 1
+        state[0] = beta1 * state[0] + (1.0 - beta1) * grad
+        state[1] = beta2 * state[1] + (1.0 - beta2) * grad * grad
+        m_hat = state[0] / (1.0 - beta1 ** step[0])
+        v_hat = state[1] / (1.0 - beta2 ** step[0])
+        params -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
+                derivative, loss, optimizer, hyper, state, step, grad):
+    """One epoch of mini-batch descent, batch by batch; returns sum_i w_i e_i."""
+    n = X.shape[0]
+    rows = order if order.size else np.arange(n)
+    total = 0.0
+    for first in range(0, n, batch_size):
+        batch = rows[first:first + batch_size]
+        w = row_weight[batch] if row_weight.size else row_weight
+        value = gradient(X[batch], Y[batch], w, params, sizes, has_bias, derivative, loss, grad)
+        c = loss_normaliser(weights_or_ones(w, batch.size), Y.shape[1], loss)
+        total += value / c if c > 0 else 0.0
+        update(params, grad, optimizer, hyper, state, step)
+    return total

@@ -1,0 +1,126 @@
+"""Pieces of the training loop that are not the network itself.
+
+History, optimizer settings and state, the row visiting order, and the
+optional progress bar.  Kept apart from ``network.py`` so that file stays
+about the network.
+"""
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastnet import _validation as check
+from fastnet.backends import OPTIMIZER_CODES
+
+#: Learning rate when ``lr`` is not given: the article's 1.0 for plain SGD,
+#: smaller where the optimizer accumulates steps.
+DEFAULT_LR = {"sgd": 1.0, "momentum": 0.1, "adam": 0.001}
+
+#: Adam's standard constants (Kingma & Ba; torch.optim.Adam's defaults).
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+#: Show a progress bar on its own when a fit is expected to take longer than this.
+LONG_RUN_ROWS = 5_000_000
+
+
+@dataclass
+class History:
+    """What ``fit`` records, one entry per completed epoch.
+
+    ``loss[i]``: training loss of epoch i, each batch measured before its
+    update (for full-batch training, the loss before the step).
+    ``val_loss[i]``: loss on ``validation_data`` after epoch i (empty without it).
+    ``time[i]``: wall-clock seconds of epoch i.
+    """
+
+    loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    time: list = field(default_factory=list)
+
+
+class Optimizer:
+    """An optimizer's settings and its running state (velocity, moments, step count)."""
+
+    def __init__(self, name, lr, momentum, n_params):
+        self.name = check.choice(name, "optimizer", OPTIMIZER_CODES)
+        self.code = OPTIMIZER_CODES[name]
+        lr = DEFAULT_LR[name] if lr is None else check.positive_number(lr, "lr")
+        momentum = check.fraction(momentum, "momentum")
+        self.hyper = np.array([lr, momentum, ADAM_BETAS[0], ADAM_BETAS[1], ADAM_EPS])
+        self.state = np.zeros((2, n_params))
+        self.step = np.zeros(1, np.int64)
+
+    @property
+    def lr(self):
+        """The learning rate."""
+        return float(self.hyper[0])
+
+    def same_settings(self, other):
+        """True when ``other`` has this optimizer's name and hyper-parameters."""
+        return self.name == other.name and np.array_equal(self.hyper, other.hyper)
+
+    def snapshot(self):
+        """Copies of the mutable state, for rolling back a failed epoch."""
+        return self.state.copy(), self.step.copy()
+
+    def restore(self, snapshot):
+        """Put back a ``snapshot``."""
+        self.state[...], self.step[...] = snapshot
+
+
+def visiting_order(rng, n_rows, shuffle, batch_size):
+    """Row order for one epoch: a seeded permutation, or empty for 0..n-1.
+
+    Full-batch epochs never shuffle: the order of rows does not change a
+    full-batch gradient, and reading in place avoids a gather.
+    """
+    if not shuffle or batch_size >= n_rows:
+        return np.empty(0, np.int64)
+    return rng.permutation(n_rows).astype(np.int64)
+
+
+class Progress:
+    """A tqdm bar over epochs when wanted, else nothing.
+
+    ``wanted``: True/False force it; None shows it when stdout is a terminal
+    and the run is long (epochs * rows >= LONG_RUN_ROWS) and tqdm is installed.
+    """
+
+    def __init__(self, wanted, epochs, n_rows):
+        forced = wanted is True
+        if wanted is None:
+            wanted = sys.stdout.isatty() and epochs * n_rows >= LONG_RUN_ROWS
+        self._bar = None
+        if wanted:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                if forced:
+                    raise ImportError("progress=True needs tqdm: pip install tqdm") from None
+                return
+            self._bar = tqdm(total=epochs, unit="epoch")
+
+    def update(self, history):
+        """Advance by one epoch, showing the latest loss."""
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{history.loss[-1]:.6g}")
+            self._bar.update(1)
+
+    def close(self):
+        """Remove the bar."""
+        if self._bar is not None:
+            self._bar.close()
+
+
+class Stopwatch:
+    """Seconds since it was made."""
+
+    def __init__(self):
+        self._start = time.perf_counter()
+
+    def seconds(self):
+        """Elapsed wall-clock seconds."""
+        return time.perf_counter() - self._start
