@@ -5,6 +5,7 @@ what was expected and what came.
 """
 
 import numbers
+import os
 
 import numpy as np
 
@@ -39,6 +40,8 @@ def float_array(value, name, dtype=np.float64):
     """``value`` as an ndarray of ``dtype``, numeric and finite (not yet shaped)."""
     if value is None:
         raise TypeError(f"{name} must be an array; got None")
+    if isinstance(value, (str, os.PathLike)):
+        value = open_npy(value, name)
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as error:
@@ -49,6 +52,20 @@ def float_array(value, name, dtype=np.float64):
     if not all_finite(array):
         raise ValueError(f"{name} must be finite; it holds NaN or infinity")
     return array
+
+
+def open_npy(path, name):
+    """The array in a ``.npy`` file, memory-mapped read-only (nothing is loaded yet)."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{name} must be an array or the path of a .npy file; "
+                         f"could not open {os.fspath(path)!r}: {error}") from None
+
+
+def is_out_of_core(value):
+    """True for a memory-mapped array or a path to one: data that lives on disk."""
+    return isinstance(value, (np.memmap, str, os.PathLike))
 
 
 def all_finite(array):

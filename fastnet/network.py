@@ -6,7 +6,7 @@ import numpy as np
 
 from fastnet import _validation as check
 from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES
-from fastnet.backends.reference import loss_value, unpack
+from fastnet.backends.reference import unpack
 from fastnet.training import History, Optimizer, Progress, Stopwatch, visiting_order
 
 #: Backend name -> module under fastnet.backends (imported on first use).
@@ -161,16 +161,19 @@ class Network:
         return self.activations(X)[-1]
 
     def _loss_on(self, X, y, sample_weight=None):
-        """The loss of the network on (X, y), as a float."""
-        X, y = self._checked(X, y)
-        weights = check.row_weights(sample_weight, X.shape[0])
-        return loss_value(self._activations(X)[-1], y, weights, LOSS_CODES[self.loss_name])
+        """The loss of the network on (X, y), as a float.
 
-    def _gradient(self, X, y, weights):
-        """Loss and packed gradient (in ``self._grad``) for validated data."""
+        Computed by the streaming gradient kernel, so memory stays a few
+        tiles whatever the number of rows (the gradient itself is discarded).
+        """
+        X, y = self._checked(X, y)
+        return self._gradient(X, y, check.row_weights(sample_weight, X.shape[0]), np.empty_like(self._params))
+
+    def _gradient(self, X, y, weights, grad=None):
+        """Loss, and the packed gradient in ``grad`` (default ``self._grad``), for validated data."""
         return self._backend.gradient(X, y, weights, self._params, self._sizes, self._has_bias,
-                                      DERIVATIVE_CODES[self.derivative],
-                                      LOSS_CODES[self.loss_name], self._grad)
+                                      DERIVATIVE_CODES[self.derivative], LOSS_CODES[self.loss_name],
+                                      self._grad if grad is None else grad)
 
     def gradients(self, X, y, sample_weight=None):
         """Gradient of the loss: ``(dW, db)``, lists shaped like weights and biases.
@@ -236,7 +239,6 @@ class Network:
     def _plan(self, X, y, lr, batch_size, shuffle, seed, optimizer, momentum,
               sample_weight, validation_data, callback):
         """Validate every training argument at once, before anything changes."""
-        X, y = self._checked(X, y)
         batch_size = check.optional_count(batch_size, "batch_size")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable; got {type(callback).__name__}")
@@ -244,8 +246,10 @@ class Network:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a pair (X_val, y_val)")
             validation_data = self._checked(*validation_data)
+        on_disk = check.is_out_of_core(X) or check.is_out_of_core(y)
+        X, y = self._checked(X, y)
         return {
-            "X": X, "y": y,
+            "X": X, "y": y, "on_disk": on_disk,
             "weights": check.row_weights(sample_weight, X.shape[0]),
             "batch_size": X.shape[0] if batch_size is None else batch_size,
             "shuffle": bool(shuffle),
@@ -276,7 +280,7 @@ class Network:
     def _epoch(self, plan):
         """One epoch, applied to the network only once it has completed; its loss."""
         X, y, weights, optimizer = plan["X"], plan["y"], plan["weights"], plan["optimizer"]
-        order = visiting_order(plan["rng"], X.shape[0], plan["shuffle"], plan["batch_size"])
+        order = visiting_order(plan["rng"], X.shape[0], plan["shuffle"], plan["batch_size"], plan["on_disk"])
         params, saved_state = self._params.copy(), optimizer.snapshot()
         try:
             errors = self._backend.train_epoch(
