@@ -6,10 +6,10 @@ fastnet compiles nothing.
 """
 
 from fastnet.network import Network
-from fastnet.training import History
+from fastnet.training import DivergenceError, History
 
 __version__ = "0.1.0"
-__all__ = ["Network", "History", "set_num_threads", "get_num_threads", "__version__"]
+__all__ = ["Network", "History", "DivergenceError", "set_num_threads", "get_num_threads", "__version__"]
 
 
 def set_num_threads(n):

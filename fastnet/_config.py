@@ -27,3 +27,9 @@ FASTMATH_REDUCE = frozenset({"nsz", "arcp", "contract", "reassoc"})
 #: On-disk caching of compiled Numba kernels.  Off with FASTNET_NUMBA_CACHE=0;
 #: the cache folder follows NUMBA_CACHE_DIR (see fastnet.backends.numba_kernels).
 NUMBA_CACHE = os.environ.get("FASTNET_NUMBA_CACHE", "1") != "0"
+
+#: Numba's threading layer.  "threadsafe" (OpenMP here, from libgomp, which
+#: gcc brings and the native backend shares) lets two Python threads run
+#: parallel kernels at once; the default "workqueue" layer would abort the
+#: process.  NUMBA_THREADING_LAYER in the environment still wins.
+NUMBA_THREADING_LAYER = os.environ.get("NUMBA_THREADING_LAYER", "threadsafe")

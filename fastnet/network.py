@@ -1,13 +1,18 @@
 """Network: validation, parameters and the training loop; picks a backend."""
 
+import contextlib
+import functools
 import importlib
+import json
+import threading
 
 import numpy as np
 
 from fastnet import _validation as check
+from fastnet import persistence
 from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES
 from fastnet.backends.reference import unpack
-from fastnet.training import History, Optimizer, Progress, Stopwatch, visiting_order
+from fastnet.training import DivergenceError, History, Optimizer, Progress, Stopwatch, visiting_order
 
 #: Backend name -> module under fastnet.backends (imported on first use).
 BACKENDS = {"numpy": "reference", "numba": "numba_kernels", "native": "native"}
@@ -23,6 +28,24 @@ def parameter_count(sizes, has_bias):
     """Length of the packed parameter vector for these layer widths."""
     fan_in, fan_out = sizes[:-1], sizes[1:]
     return int(np.sum(fan_in * fan_out) + (np.sum(fan_out) if has_bias else 0))
+
+
+def exclusive(method):
+    """Run ``method`` holding the network's lock; a second thread gets a clear error.
+
+    Kernels release the GIL, so without this two threads could interleave
+    updates of one network's parameters.  Two networks never share a lock.
+    """
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(f"this Network is already in use by another thread ({method.__name__} "
+                               "was called while another call was running); use one Network per thread")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._lock.release()
+    return guarded
 
 
 class _LossName(str):
@@ -84,6 +107,7 @@ class Network:
         self._grad = np.empty_like(self._params)
         self._rng = np.random.default_rng(seed)
         self._optimizer = None
+        self._lock = threading.Lock()
         self._initialise(weights, biases)
 
     def _initialise(self, weights, biases):
@@ -152,14 +176,16 @@ class Network:
             offset += n * width
         return blocks
 
+    @exclusive
     def activations(self, X):
         """Every layer's output for X, hidden layers first: a list of (n, width)."""
         return self._activations(self._checked_inputs(X))
 
     def forward(self, X):
-        """The network's output for X: shape (n_samples, n_outputs)."""
+        """The network's output for X: shape (n_samples, n_outputs).  Same as ``predict``."""
         return self.activations(X)[-1]
 
+    @exclusive
     def _loss_on(self, X, y, sample_weight=None):
         """The loss of the network on (X, y), as a float.
 
@@ -175,6 +201,7 @@ class Network:
                                       DERIVATIVE_CODES[self.derivative], LOSS_CODES[self.loss_name],
                                       self._grad if grad is None else grad)
 
+    @exclusive
     def gradients(self, X, y, sample_weight=None):
         """Gradient of the loss: ``(dW, db)``, lists shaped like weights and biases.
 
@@ -188,6 +215,7 @@ class Network:
 
     # -- training -----------------------------------------------------------
 
+    @exclusive
     def step(self, X, y, lr=1.0, sample_weight=None):
         """One full-batch gradient-descent step, ``W -= lr * dW``; returns the loss before it."""
         lr = check.positive_number(lr, "lr")
@@ -196,6 +224,7 @@ class Network:
         self._params -= lr * self._grad
         return value
 
+    @exclusive
     def fit(self, X, y, epochs=1, lr=None, *, batch_size=None, shuffle=True, seed=None,
             optimizer="sgd", momentum=0.9, sample_weight=None, validation_data=None,
             progress=None, callback=None):
@@ -221,6 +250,7 @@ class Network:
         self._optimizer = plan["optimizer"]
         return self._train(plan, epochs, progress)
 
+    @exclusive
     def partial_fit(self, X, y, lr=None, *, batch_size=None, shuffle=True, seed=None,
                     optimizer="sgd", momentum=0.9, sample_weight=None):
         """One pass over (X, y), keeping the optimizer's state from earlier calls.
@@ -266,19 +296,26 @@ class Network:
         try:
             for epoch in range(epochs):
                 watch = Stopwatch()
-                history.loss.append(self._epoch(plan))
+                history.loss.append(self._epoch(plan, epoch))
                 if plan["validation"] is not None:
                     history.val_loss.append(self._loss_on(*plan["validation"]))
                 history.time.append(watch.seconds())
                 bar.update(history)
                 if plan["callback"] is not None and plan["callback"](epoch, history) is False:
                     break
+        except BaseException as error:
+            error.history = history  # what completed, for whoever catches it (Ctrl-C included)
+            raise
         finally:
             bar.close()
         return history
 
-    def _epoch(self, plan):
-        """One epoch, applied to the network only once it has completed; its loss."""
+    def _epoch(self, plan, epoch):
+        """One epoch, applied to the network only once it has completed and stayed finite; its loss.
+
+        On any failure (an exception, Ctrl-C, or divergence) the parameters
+        and the optimizer's state stay as they were after the previous epoch.
+        """
         X, y, weights, optimizer = plan["X"], plan["y"], plan["weights"], plan["optimizer"]
         order = visiting_order(plan["rng"], X.shape[0], plan["shuffle"], plan["batch_size"], plan["on_disk"])
         params, saved_state = self._params.copy(), optimizer.snapshot()
@@ -290,10 +327,50 @@ class Network:
         except BaseException:
             optimizer.restore(saved_state)
             raise
+        loss = errors if self.loss_name == "sse" else errors / ((weights.sum() if weights.size else X.shape[0]) * y.shape[1])
+        if not (np.isfinite(loss) and check.all_finite(params)):
+            optimizer.restore(saved_state)
+            raise DivergenceError(epoch, loss, optimizer.lr)
         self._params[...] = params
-        if self.loss_name == "sse":
-            return errors
-        return errors / ((weights.sum() if weights.size else X.shape[0]) * y.shape[1])
+        return loss
+
+    # -- saving ---------------------------------------------------------------
+
+    @exclusive
+    def save(self, path):
+        """Write the network (and its optimizer's state, to resume training) to ``path`` (.npz).
+
+        Atomic: a crash or kill during ``save`` leaves any previous file at
+        ``path`` intact.  The file holds plain arrays only.
+        """
+        persistence.write_atomically(path, persistence.network_arrays(self))
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """A network read from a file written by ``save``; ``backend`` defaults to the saved one.
+
+        Reads with ``allow_pickle=False``, so no code runs from the file.  A
+        missing, truncated, corrupted, tampered or foreign file raises an
+        error naming the file and the problem.
+        """
+        fields = persistence.read_fields(path)
+        saved = persistence.network_settings(fields, BACKENDS)
+        net = cls(saved["layers"], backend=saved["backend"] if backend is None else backend, derivative=saved["derivative"], loss=saved["loss"],
+                  bias=saved["bias"])
+        net._params[...] = saved["params"]
+        try:
+            net._rng.bit_generator.state = json.loads(saved["rng_state"])
+        except (ValueError, TypeError, KeyError):
+            fields.fail("field 'rng_state' is not a random generator state")
+        optimizer = persistence.optimizer_fields(fields, net._params.size)
+        if optimizer is not None:
+            try:
+                net._optimizer = Optimizer.restored(*optimizer)
+            except (ValueError, TypeError) as error:
+                fields.fail(f"optimizer settings: {error}")
+        return net
+
+    predict = forward
 
     def __repr__(self):
         return (f"Network({self.layers}, backend={self.backend!r}, derivative={self.derivative!r}, "

@@ -41,6 +41,17 @@ class History:
     time: list = field(default_factory=list)
 
 
+class DivergenceError(FloatingPointError):
+    """Training produced NaN or infinity; the network was put back to the last finite epoch."""
+
+    def __init__(self, epoch, loss, lr):
+        restored = f"the end of epoch {epoch - 1}" if epoch > 0 else "its state before this fit"
+        super().__init__(
+            f"training diverged in epoch {epoch}: the loss ({loss}) or a parameter became NaN or "
+            f"infinite; the network is back at {restored}; try a smaller learning rate than lr={lr:g}")
+        self.epoch = epoch
+
+
 class Optimizer:
     """An optimizer's settings and its running state (velocity, moments, step count)."""
 
@@ -52,6 +63,13 @@ class Optimizer:
         self.hyper = np.array([lr, momentum, ADAM_BETAS[0], ADAM_BETAS[1], ADAM_EPS])
         self.state = np.zeros((2, n_params))
         self.step = np.zeros(1, np.int64)
+
+    @classmethod
+    def restored(cls, name, hyper, state, step):
+        """An optimizer rebuilt from saved settings and state (see fastnet.persistence)."""
+        optimizer = cls(name, float(hyper[0]), float(hyper[1]), state.shape[1])
+        optimizer.hyper[...], optimizer.state[...], optimizer.step[...] = hyper, state, step
+        return optimizer
 
     @property
     def lr(self):

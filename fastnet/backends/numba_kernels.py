@@ -14,11 +14,15 @@ first use, and are cached on disk when ``fastnet._config.NUMBA_CACHE``.
 
 import math
 
+import numba
 import numpy as np
 from numba import get_num_threads, njit, prange, types
 from numba.extending import intrinsic
 
-from fastnet._config import BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, NUMBA_CACHE, SIGMOID_CLAMP, TILE_ROWS
+from fastnet._config import (BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, NUMBA_CACHE, NUMBA_THREADING_LAYER,
+                             SIGMOID_CLAMP, TILE_ROWS)
+
+numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
 
 _ARTICLE = DERIVATIVE_CODES["article"]

@@ -1,0 +1,162 @@
+"""Saving and loading networks: one .npz, written atomically, read without pickle.
+
+The file holds plain arrays only, so loading never runs code from it.
+Every field is checked on the way in; a damaged or foreign file gets a
+ValueError that names the file and the problem.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from fastnet import _validation as check
+from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
+
+FORMAT = "fastnet-network"
+FORMAT_VERSION = 1
+
+
+def write_atomically(path, arrays):
+    """Save ``arrays`` as an .npz at ``path`` so that a crash leaves the old file whole.
+
+    Writes a temporary file in the same folder, flushes and fsyncs it, then
+    renames it over ``path`` (atomic on POSIX) and fsyncs the folder.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".fastnet-", suffix=".npz.tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def network_arrays(net):
+    """Everything needed to rebuild ``net`` and resume training, as plain arrays."""
+    arrays = {
+        "format": np.array(FORMAT),
+        "format_version": np.array(FORMAT_VERSION),
+        "layers": np.array(net.layers, dtype=np.int64),
+        "params": net._params.copy(),
+        "bias": np.array(net._has_bias),
+        "dtype": np.array(str(net._params.dtype)),
+        "derivative": np.array(net.derivative),
+        "loss": np.array(net.loss_name),
+        "backend": np.array(net.backend),
+        "rng_state": np.array(json.dumps(net._rng.bit_generator.state)),
+    }
+    if net._optimizer is not None:
+        arrays.update({"optimizer": np.array(net._optimizer.name), "optimizer_hyper": net._optimizer.hyper,
+                       "optimizer_state": net._optimizer.state, "optimizer_step": net._optimizer.step})
+    return arrays
+
+
+class FileFields:
+    """Typed access to the fields of a loaded .npz, each failure naming file and field."""
+
+    def __init__(self, path, fields):
+        self.path, self._fields = os.fspath(path), fields
+
+    def fail(self, problem):
+        """Raise the ValueError for this file."""
+        raise ValueError(f"{self.path}: not a valid fastnet network file: {problem}")
+
+    def has(self, key):
+        """Whether the file holds field ``key``."""
+        return key in self._fields
+
+    def array(self, key, kind=None, ndim=None):
+        """Field ``key`` as an array, of dtype kind ``kind`` and ``ndim`` dimensions when given."""
+        if key not in self._fields:
+            self.fail(f"missing field {key!r}")
+        value = self._fields[key]
+        if kind is not None and value.dtype.kind not in kind:
+            self.fail(f"field {key!r} has dtype {value.dtype}, expected kind {kind!r}")
+        if ndim is not None and value.ndim != ndim:
+            self.fail(f"field {key!r} has {value.ndim} dimensions, expected {ndim}")
+        return value
+
+    def text(self, key, options=None):
+        """Field ``key`` as a str, one of ``options`` when given."""
+        value = str(self.array(key, kind="U", ndim=0))
+        if options is not None and value not in options:
+            self.fail(f"field {key!r} is {value!r}, expected one of {sorted(options)}")
+        return value
+
+    def finite(self, key, shape):
+        """Field ``key`` as a finite float64 array of exactly ``shape``."""
+        value = self.array(key, kind="f")
+        if value.shape != shape:
+            self.fail(f"field {key!r} has shape {value.shape}, expected {shape}")
+        if not np.isfinite(value).all():
+            self.fail(f"field {key!r} holds NaN or infinity")
+        return value.astype(np.float64)
+
+
+def read_fields(path):
+    """Open ``path`` as an .npz without pickle and read every field into memory."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single array, not a fastnet .npz archive")
+            return FileFields(path, {key: archive[key] for key in archive.files})
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{os.fspath(path)}: no such network file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        raise ValueError(f"{os.fspath(path)}: not a readable fastnet network file ({error})") from None
+
+
+def network_settings(fields, backends):
+    """Validated constructor settings and parameters from a file's fields.
+
+    ``backends``: the backend names a file may name.
+    """
+    if fields.text("format") != FORMAT:
+        fields.fail("it was not written by fastnet")
+    version = int(fields.array("format_version", kind="iu", ndim=0))
+    if version != FORMAT_VERSION:
+        fields.fail(f"format version {version} is not supported (this fastnet reads {FORMAT_VERSION})")
+    try:
+        sizes = check.layer_sizes(list(fields.array("layers", kind="iu", ndim=1)))
+    except (TypeError, ValueError) as error:
+        fields.fail(f"field 'layers': {error}")
+    has_bias = bool(fields.array("bias", kind="b", ndim=0))
+    fan_in, fan_out = sizes[:-1], sizes[1:]
+    n_params = int(np.sum(fan_in * fan_out) + (np.sum(fan_out) if has_bias else 0))
+    fields.text("dtype", {"float64"})
+    return {
+        "layers": [int(width) for width in sizes],
+        "bias": has_bias,
+        "params": fields.finite("params", (n_params,)),
+        "derivative": fields.text("derivative", DERIVATIVE_CODES),
+        "loss": fields.text("loss", LOSS_CODES),
+        "backend": fields.text("backend", backends),
+        "rng_state": fields.text("rng_state"),
+    }
+
+
+def optimizer_fields(fields, n_params):
+    """(name, hyper, state, step) of a saved optimizer, or None when the file has none."""
+    if not fields.has("optimizer"):
+        return None
+    name = fields.text("optimizer", OPTIMIZER_CODES)
+    hyper = fields.finite("optimizer_hyper", (5,))
+    state = fields.finite("optimizer_state", (2, n_params))
+    step = fields.array("optimizer_step", kind="i", ndim=1)
+    if step.shape != (1,) or step[0] < 0:
+        fields.fail("field 'optimizer_step' must be one non-negative count")
+    return name, hyper, state, step.astype(np.int64)
