@@ -15,6 +15,9 @@ BLOCK_ROWS = 32 * TILE_ROWS
 #: |z| beyond this saturates the sigmoid: exp(-708) is still a normal double.
 SIGMOID_CLAMP = 708.0
 
+#: The same for float32 networks: exp(-87) is still a normal float32.
+SIGMOID_CLAMP_FLOAT32 = 87.0
+
 #: LLVM fast-math flags for the Numba kernels.  Deliberately without
 #: ``nnan``/``ninf`` (inputs are checked before kernels run, but NaN must
 #: still propagate honestly) and without ``reassoc`` outside reductions.

@@ -146,11 +146,22 @@ def fraction(value, name):
     return float(value)
 
 
-def row_weights(value, n_rows):
-    """``sample_weight`` as (n_rows,) float64, non-negative with a positive sum; empty for None."""
+def float_dtype(value):
+    """``dtype`` as numpy's float32 or float64 (names or numpy types)."""
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise TypeError(f"dtype must be 'float32' or 'float64'; got {value!r}") from None
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype}")
+    return dtype
+
+
+def row_weights(value, n_rows, dtype=np.float64):
+    """``sample_weight`` as (n_rows,) ``dtype``, non-negative with a positive sum; empty for None."""
     if value is None:
-        return np.empty(0)
-    weights = float_array(value, "sample_weight")
+        return np.empty(0, dtype)
+    weights = float_array(value, "sample_weight", dtype)
     if weights.shape != (n_rows,):
         raise ValueError(f"sample_weight must have shape ({n_rows},), one weight per row; got {weights.shape}")
     if (weights < 0).any() or not weights.sum() > 0:

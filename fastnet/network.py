@@ -88,11 +88,15 @@ class Network:
     seed : int, numpy.random.Generator or None
         Seeds the one generator used for initialisation and, unless ``fit``
         is given its own seed, for shuffling.
+    dtype : "float64" or "float32"
+        Precision of parameters, activations and gradients, end to end;
+        inputs are converted to it once.
     """
 
     def __init__(self, layers, *, backend="numba", derivative="exact", loss="mse",
-                 bias=True, weights=None, biases=None, seed=None):
+                 bias=True, weights=None, biases=None, seed=None, dtype="float64"):
         sizes = check.layer_sizes(layers)
+        self.dtype = check.float_dtype(dtype)
         self._backend = load_backend(backend)
         self.backend = backend
         self.derivative = check.choice(derivative, "derivative", DERIVATIVE_CODES)
@@ -103,7 +107,7 @@ class Network:
             raise ValueError("biases were given but bias=False; pass bias=True or drop biases")
         self._sizes = sizes
         self._has_bias = bool(bias)
-        self._params = np.zeros(parameter_count(sizes, self._has_bias))
+        self._params = np.zeros(parameter_count(sizes, self._has_bias), self.dtype)
         self._grad = np.empty_like(self._params)
         self._rng = np.random.default_rng(seed)
         self._optimizer = None
@@ -157,18 +161,18 @@ class Network:
     # -- evaluation ---------------------------------------------------------
 
     def _checked_inputs(self, X):
-        """X validated and converted once, as C-contiguous float64."""
-        return check.batch(X, "X", int(self._sizes[0]))
+        """X validated and converted once, C-contiguous in the network's dtype."""
+        return check.batch(X, "X", int(self._sizes[0]), self.dtype)
 
     def _checked(self, X, y):
-        """X and y validated and converted once, as C-contiguous float64."""
+        """X and y validated and converted once, C-contiguous in the network's dtype."""
         X = self._checked_inputs(X)
-        return X, check.targets(y, X, int(self._sizes[-1]))
+        return X, check.targets(y, X, int(self._sizes[-1]), self.dtype)
 
     def _activations(self, X):
         """Every layer's output for a validated X, as (n, width) arrays."""
         n = X.shape[0]
-        out = np.empty(n * int(self._sizes[1:].sum()))
+        out = np.empty(n * int(self._sizes[1:].sum()), self.dtype)
         self._backend.forward(X, self._params, self._sizes, self._has_bias, out)
         blocks, offset = [], 0
         for width in self._sizes[1:]:
@@ -193,7 +197,7 @@ class Network:
         tiles whatever the number of rows (the gradient itself is discarded).
         """
         X, y = self._checked(X, y)
-        return self._gradient(X, y, check.row_weights(sample_weight, X.shape[0]), np.empty_like(self._params))
+        return self._gradient(X, y, check.row_weights(sample_weight, X.shape[0], self.dtype), np.empty_like(self._params))
 
     def _gradient(self, X, y, weights, grad=None):
         """Loss, and the packed gradient in ``grad`` (default ``self._grad``), for validated data."""
@@ -210,7 +214,7 @@ class Network:
         ``sample_weight``: optional non-negative weight per row.
         """
         X, y = self._checked(X, y)
-        self._gradient(X, y, check.row_weights(sample_weight, X.shape[0]))
+        self._gradient(X, y, check.row_weights(sample_weight, X.shape[0], self.dtype))
         return unpack(self._grad.copy(), self._sizes, self._has_bias)
 
     # -- training -----------------------------------------------------------
@@ -220,7 +224,7 @@ class Network:
         """One full-batch gradient-descent step, ``W -= lr * dW``; returns the loss before it."""
         lr = check.positive_number(lr, "lr")
         X, y = self._checked(X, y)
-        value = self._gradient(X, y, check.row_weights(sample_weight, X.shape[0]))
+        value = self._gradient(X, y, check.row_weights(sample_weight, X.shape[0], self.dtype))
         self._params -= lr * self._grad
         return value
 
@@ -280,11 +284,11 @@ class Network:
         X, y = self._checked(X, y)
         return {
             "X": X, "y": y, "on_disk": on_disk,
-            "weights": check.row_weights(sample_weight, X.shape[0]),
+            "weights": check.row_weights(sample_weight, X.shape[0], self.dtype),
             "batch_size": X.shape[0] if batch_size is None else batch_size,
             "shuffle": bool(shuffle),
             "rng": self._rng if seed is None else np.random.default_rng(seed),
-            "optimizer": Optimizer(optimizer, lr, momentum, self._params.size),
+            "optimizer": Optimizer(optimizer, lr, momentum, self._params.size, self.dtype),
             "validation": validation_data,
             "callback": callback,
         }
@@ -355,14 +359,14 @@ class Network:
         """
         fields = persistence.read_fields(path)
         saved = persistence.network_settings(fields, BACKENDS)
-        net = cls(saved["layers"], backend=saved["backend"] if backend is None else backend, derivative=saved["derivative"], loss=saved["loss"],
-                  bias=saved["bias"])
+        net = cls(saved["layers"], backend=saved["backend"] if backend is None else backend,
+                  derivative=saved["derivative"], loss=saved["loss"], bias=saved["bias"], dtype=saved["dtype"])
         net._params[...] = saved["params"]
         try:
             net._rng.bit_generator.state = json.loads(saved["rng_state"])
         except (ValueError, TypeError, KeyError):
             fields.fail("field 'rng_state' is not a random generator state")
-        optimizer = persistence.optimizer_fields(fields, net._params.size)
+        optimizer = persistence.optimizer_fields(fields, net._params.size, net.dtype)
         if optimizer is not None:
             try:
                 net._optimizer = Optimizer.restored(*optimizer)
@@ -374,4 +378,4 @@ class Network:
 
     def __repr__(self):
         return (f"Network({self.layers}, backend={self.backend!r}, derivative={self.derivative!r}, "
-                f"loss={self.loss_name!r}, bias={self._has_bias})")
+                f"loss={self.loss_name!r}, bias={self._has_bias}, dtype={self.dtype.name!r})")

@@ -97,14 +97,14 @@ class FileFields:
             self.fail(f"field {key!r} is {value!r}, expected one of {sorted(options)}")
         return value
 
-    def finite(self, key, shape):
-        """Field ``key`` as a finite float64 array of exactly ``shape``."""
+    def finite(self, key, shape, dtype="float64"):
+        """Field ``key`` as a finite ``dtype`` array of exactly ``shape``."""
         value = self.array(key, kind="f")
         if value.shape != shape:
             self.fail(f"field {key!r} has shape {value.shape}, expected {shape}")
         if not np.isfinite(value).all():
             self.fail(f"field {key!r} holds NaN or infinity")
-        return value.astype(np.float64)
+        return value.astype(dtype)
 
 
 def read_fields(path):
@@ -137,11 +137,12 @@ def network_settings(fields, backends):
     has_bias = bool(fields.array("bias", kind="b", ndim=0))
     fan_in, fan_out = sizes[:-1], sizes[1:]
     n_params = int(np.sum(fan_in * fan_out) + (np.sum(fan_out) if has_bias else 0))
-    fields.text("dtype", {"float64"})
+    dtype = fields.text("dtype", {"float32", "float64"})
     return {
+        "dtype": dtype,
         "layers": [int(width) for width in sizes],
         "bias": has_bias,
-        "params": fields.finite("params", (n_params,)),
+        "params": fields.finite("params", (n_params,), dtype),
         "derivative": fields.text("derivative", DERIVATIVE_CODES),
         "loss": fields.text("loss", LOSS_CODES),
         "backend": fields.text("backend", backends),
@@ -149,13 +150,13 @@ def network_settings(fields, backends):
     }
 
 
-def optimizer_fields(fields, n_params):
+def optimizer_fields(fields, n_params, dtype):
     """(name, hyper, state, step) of a saved optimizer, or None when the file has none."""
     if not fields.has("optimizer"):
         return None
     name = fields.text("optimizer", OPTIMIZER_CODES)
     hyper = fields.finite("optimizer_hyper", (5,))
-    state = fields.finite("optimizer_state", (2, n_params))
+    state = fields.finite("optimizer_state", (2, n_params), dtype)
     step = fields.array("optimizer_step", kind="i", ndim=1)
     if step.shape != (1,) or step[0] < 0:
         fields.fail("field 'optimizer_step' must be one non-negative count")

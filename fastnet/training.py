@@ -55,19 +55,19 @@ class DivergenceError(FloatingPointError):
 class Optimizer:
     """An optimizer's settings and its running state (velocity, moments, step count)."""
 
-    def __init__(self, name, lr, momentum, n_params):
+    def __init__(self, name, lr, momentum, n_params, dtype=np.float64):
         self.name = check.choice(name, "optimizer", OPTIMIZER_CODES)
         self.code = OPTIMIZER_CODES[name]
         lr = DEFAULT_LR[name] if lr is None else check.positive_number(lr, "lr")
         momentum = check.fraction(momentum, "momentum")
         self.hyper = np.array([lr, momentum, ADAM_BETAS[0], ADAM_BETAS[1], ADAM_EPS])
-        self.state = np.zeros((2, n_params))
+        self.state = np.zeros((2, n_params), dtype)
         self.step = np.zeros(1, np.int64)
 
     @classmethod
     def restored(cls, name, hyper, state, step):
         """An optimizer rebuilt from saved settings and state (see fastnet.persistence)."""
-        optimizer = cls(name, float(hyper[0]), float(hyper[1]), state.shape[1])
+        optimizer = cls(name, float(hyper[0]), float(hyper[1]), state.shape[1], state.dtype)
         optimizer.hyper[...], optimizer.state[...], optimizer.step[...] = hyper, state, step
         return optimizer
 

@@ -17,10 +17,10 @@ import math
 import numba
 import numpy as np
 from numba import get_num_threads, njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from fastnet._config import (BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, NUMBA_CACHE, NUMBA_THREADING_LAYER,
-                             SIGMOID_CLAMP, TILE_ROWS)
+                             SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
@@ -36,6 +36,11 @@ _LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
 # Adding 1.5 * 2**52 rounds to an integer held in the low mantissa bits; the
 # extra 1023 is the exponent bias, so those bits shifted left by 52 are 2**k.
 _ROUND_SHIFT = 6755399441055744.0 + 1023.0
+# The same for float32: ln 2 split with 9 significant bits in the high part,
+# and 1.5 * 2**23 plus the float32 exponent bias.
+_LN2_HI_FLOAT32 = 0.693359375
+_LN2_LO_FLOAT32 = -2.12194440e-4
+_ROUND_SHIFT_FLOAT32 = 12582912.0 + 127.0
 
 
 def _kernel(fastmath=FASTMATH, inline="never", parallel=False):
@@ -44,9 +49,60 @@ def _kernel(fastmath=FASTMATH, inline="never", parallel=False):
                 inline=inline, parallel=parallel)
 
 
+def typed(value, like):
+    """``value`` converted to the float type of ``like`` (an array or a scalar).
+
+    Kernels run in float64 or float32; a bare literal such as ``2.0`` is
+    float64 and would silently promote float32 arithmetic, so constants
+    go through here.
+    """
+    raise NotImplementedError("typed() is for use inside Numba kernels")
+
+
+@overload(typed, jit_options={"fastmath": set(FASTMATH)})
+def _typed(value, like):
+    dtype = like.dtype if isinstance(like, types.Array) else like
+    cast = {types.float32: np.float32, types.float64: np.float64}[dtype]
+    return lambda value, like: cast(value)
+
+
+@intrinsic
+def _bits_as_float(typingctx, bits):
+    """Reinterpret an int64 as a float64, or an int32 as a float32 (an LLVM bitcast)."""
+    target = {types.int64: types.float64, types.int32: types.float32}.get(bits)
+    if target is None:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(target))
+    return target(bits), codegen
+
+
+@intrinsic
+def _float_bits(typingctx, value):
+    """Reinterpret a float64 as an int64, or a float32 as an int32 (an LLVM bitcast)."""
+    target = {types.float64: types.int64, types.float32: types.int32}.get(value)
+    if target is None:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(target))
+    return target(value), codegen
+
+
 @_kernel(inline="always")
-def _exp_reduced(r):
-    """exp(r) for |r| <= ln(2)/2: Taylor series to degree 13 (error ~1e-16)."""
+def _exp_nonpositive64(x):
+    """exp(x) for float64 x in [-SIGMOID_CLAMP, 0], as arithmetic that vectorises.
+
+    k = round(x log2 e) comes from the shifter trick, r = x - k ln 2 in two
+    parts, exp(r) (|r| <= ln(2)/2) from its Taylor series to degree 13
+    (error ~1e-16), and 2**k straight from its bits (a normal double, as
+    k >= -1021).
+    """
+    shifted = x * _LOG2E + _ROUND_SHIFT
+    k = shifted - _ROUND_SHIFT
+    two_to_k = _bits_as_float(_float_bits(shifted) << 52)
+    r = x - k * _LN2_HI - k * _LN2_LO
     p = 1.0 / 6227020800.0
     p = p * r + 1.0 / 479001600.0
     p = p * r + 1.0 / 39916800.0
@@ -60,42 +116,31 @@ def _exp_reduced(r):
     p = p * r + 1.0 / 6.0
     p = p * r + 0.5
     p = p * r + 1.0
-    return p * r + 1.0
-
-
-@intrinsic
-def _int64_bits_as_float64(typingctx, bits):
-    """Reinterpret an int64's bits as a float64 (an LLVM bitcast, free)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-    return types.float64(types.int64), codegen
-
-
-@intrinsic
-def _float64_bits_as_int64(typingctx, value):
-    """Reinterpret a float64's bits as an int64 (an LLVM bitcast, free)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int64))
-    return types.int64(types.float64), codegen
+    return (p * r + 1.0) * two_to_k
 
 
 @_kernel(inline="always")
-def _exp_nonpositive(x):
-    """exp(x) for x in [-SIGMOID_CLAMP, 0], as arithmetic that vectorises.
-
-    k = round(x log2 e) comes from the shifter trick, r = x - k ln 2 in two
-    parts, exp(r) from the Taylor series, and 2**k straight from its bits
-    (always a normal double here, since k >= -1021).
-    """
-    shifted = x * _LOG2E + _ROUND_SHIFT
-    k = shifted - _ROUND_SHIFT
-    two_to_k = _int64_bits_as_float64(_float64_bits_as_int64(shifted) << 52)
-    return _exp_reduced(x - k * _LN2_HI - k * _LN2_LO) * two_to_k
+def _exp_nonpositive32(x):
+    """exp(x) for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0]: ``_exp_nonpositive64``'s
+    method in float32 (shifter 1.5 * 2**23 + 127, 23-bit exponent shift, Taylor
+    degree 7, error below half a float32 ulp)."""
+    shifted = x * np.float32(_LOG2E) + np.float32(_ROUND_SHIFT_FLOAT32)
+    k = shifted - np.float32(_ROUND_SHIFT_FLOAT32)
+    two_to_k = _bits_as_float(np.int32(_float_bits(shifted) << 23))
+    r = x - k * np.float32(_LN2_HI_FLOAT32) - k * np.float32(_LN2_LO_FLOAT32)
+    p = np.float32(1.0 / 5040.0)
+    p = p * r + np.float32(1.0 / 720.0)
+    p = p * r + np.float32(1.0 / 120.0)
+    p = p * r + np.float32(1.0 / 24.0)
+    p = p * r + np.float32(1.0 / 6.0)
+    p = p * r + np.float32(0.5)
+    p = p * r + np.float32(1.0)
+    return (p * r + np.float32(1.0)) * two_to_k
 
 
 @_kernel(inline="always")
 def _reciprocal_1_to_2(d):
-    """1/d for d in [1, 2], to ~1 ulp, without a double-precision division.
+    """1/d for float64 d in [1, 2], to ~1 ulp, without a double-precision division.
 
     A float32 division (twice the SIMD throughput of a float64 one) gives
     24 bits; two Newton steps y <- y(2 - dy) square the error twice.
@@ -106,11 +151,30 @@ def _reciprocal_1_to_2(d):
 
 
 @_kernel(inline="always")
-def _sigmoid(z):
-    """1 / (1 + exp(-z)), stable for any finite z: e = exp(-min(|z|, clamp)),
-    then 1/(1+e) for z >= 0 and e/(1+e) for z < 0."""
-    e = _exp_nonpositive(-min(abs(z), SIGMOID_CLAMP))
+def _sigmoid64(z):
+    """Float64 sigmoid: e = exp(-min(|z|, clamp)); 1/(1+e) for z >= 0, e/(1+e) below."""
+    e = _exp_nonpositive64(-min(abs(z), SIGMOID_CLAMP))
     return (1.0 if z >= 0.0 else e) * _reciprocal_1_to_2(1.0 + e)
+
+
+@_kernel(inline="always")
+def _sigmoid32(z):
+    """Float32 sigmoid, as ``_sigmoid64`` with float32's clamp and a plain division."""
+    one = np.float32(1.0)
+    e = _exp_nonpositive32(-min(abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
+    return (one if z >= 0 else e) / (one + e)
+
+
+def _sigmoid(z):
+    """1 / (1 + exp(-z)) in z's own precision, stable for any finite z."""
+    raise NotImplementedError("_sigmoid() is for use inside Numba kernels")
+
+
+@overload(_sigmoid, jit_options={"fastmath": set(FASTMATH)})
+def _sigmoid_for_type(z):
+    if z == types.float32:
+        return lambda z: _sigmoid32(z)
+    return lambda z: _sigmoid64(z)
 
 
 @_kernel(inline="always")
@@ -119,13 +183,14 @@ def _times_sigmoid_derivative(delta, a, m, derivative):
 
     Exact: f' = a (1 - a).  Article: f' = s(a) (1 - s(a)), s the sigmoid.
     """
+    one = typed(1.0, a)
     if derivative == _ARTICLE:
         for t in range(m):
             s = _sigmoid(a[t])
-            delta[t] *= s * (1.0 - s)
+            delta[t] *= s * (one - s)
     else:
         for t in range(m):
-            delta[t] *= a[t] * (1.0 - a[t])
+            delta[t] *= a[t] * (one - a[t])
 
 
 @_kernel(inline="always")
@@ -170,7 +235,7 @@ def _dense_sigmoid(a_in, W, b, has_bias, m, a_out):
     """
     for j in range(W.shape[1]):
         z = a_out[j]
-        start = b[j] if has_bias else 0.0
+        start = b[j] if has_bias else typed(0.0, b)
         for t in range(m):
             z[t] = start
         for k in range(0, W.shape[0], 4):
@@ -204,14 +269,14 @@ def _accumulate_weight_gradient(a_in, delta, m, has_bias, dW, db):
         a = a_in[k]
         for j in range(dW.shape[1]):
             d = delta[j]
-            total = 0.0
+            total = typed(0.0, dW)
             for t in range(m):
                 total += a[t] * d[t]
             dW[k, j] += total
     if has_bias:
         for j in range(dW.shape[1]):
             d = delta[j]
-            total = 0.0
+            total = typed(0.0, db)
             for t in range(m):
                 total += d[t]
             db[j] += total
@@ -225,14 +290,15 @@ def _squared_error_delta(a_out, Y_rows, w_rows, scale, delta):
     rows; w_rows: its (m,) row weights, or empty for ones.
     """
     m, weighted = Y_rows.shape[0], w_rows.shape[0] > 0
+    one, twice_scale = typed(1.0, delta), typed(2.0, delta) * scale
     total = 0.0
     for j in range(a_out.shape[0]):
         a, d = a_out[j], delta[j]
         for t in range(m):
-            w = w_rows[t] if weighted else 1.0
+            w = w_rows[t] if weighted else one
             diff = a[t] - Y_rows[t, j]
             total += w * diff * diff
-            d[t] = 2.0 * scale * w * diff
+            d[t] = twice_scale * w * diff
     return total
 
 
@@ -244,11 +310,12 @@ def _cross_entropy_delta(a_out, Y_rows, w_rows, scale, delta):
     (as torch.nn.BCELoss).  Shapes as in ``_squared_error_delta``.
     """
     m, weighted = Y_rows.shape[0], w_rows.shape[0] > 0
+    one = typed(1.0, delta)
     total = 0.0
     for j in range(a_out.shape[0]):
         a, d = a_out[j], delta[j]
         for t in range(m):
-            w = w_rows[t] if weighted else 1.0
+            w = w_rows[t] if weighted else one
             y = Y_rows[t, j]
             log_a = math.log(a[t]) if a[t] > 0.0 else -100.0
             log_not_a = math.log(1.0 - a[t]) if a[t] < 1.0 else -100.0
@@ -314,7 +381,7 @@ def forward(X, params, sizes, has_bias, out):
     n = X.shape[0]
     w_start, b_start = _layer_offsets(sizes, has_bias)
     starts, total = _tile_starts(sizes)
-    acts = np.empty(total, np.float64)
+    acts = np.empty(total, params.dtype)
     for first_row in range(0, n, TILE_ROWS):
         m = min(TILE_ROWS, n - first_row)
         _forward_tile(X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts, starts)
@@ -329,16 +396,16 @@ def forward(X, params, sizes, has_bias, out):
 
 
 @_kernel()
-def _workspace(sizes, has_bias, slots):
-    """Work memory for ``slots`` blocks at once, allocated once per call or fit.
+def _workspace(sizes, has_bias, slots, params):
+    """Work memory for ``slots`` blocks at once, in params' dtype, allocated once per call or fit.
 
     Returns (w_start, b_start, starts, acts (slots, total), deltas
     (slots, 2, widest * TILE_ROWS), errors (slots,)).
     """
     w_start, b_start = _layer_offsets(sizes, has_bias)
     starts, total = _tile_starts(sizes)
-    acts = np.empty((slots, total), np.float64)
-    deltas = np.empty((slots, 2, np.max(sizes[1:]) * TILE_ROWS), np.float64)
+    acts = np.empty((slots, total), params.dtype)
+    deltas = np.empty((slots, 2, np.max(sizes[1:]) * TILE_ROWS), params.dtype)
     return w_start, b_start, starts, acts, deltas, np.zeros(slots, np.float64)
 
 
@@ -439,10 +506,11 @@ def _normaliser(w, n_rows, n_outputs, loss):
 @_kernel()
 def _full_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, slots, grad):
     """The loss c sum_i w_i e_i over all rows; its gradient into grad."""
-    work = _workspace(sizes, has_bias, slots)
-    parts = np.empty((slots, params.shape[0]), np.float64)
+    work = _workspace(sizes, has_bias, slots, params)
+    parts = np.empty((slots, params.shape[0]), params.dtype)
     scale = _normaliser(w, X.shape[0], sizes[-1], loss)
-    return scale * _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad)
+    return scale * _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss,
+                                    typed(scale, params), work, parts, grad)
 
 
 def _slots(n_rows):
@@ -465,7 +533,9 @@ def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
 @_kernel()
 def _update(params, grad, optimizer, hyper, state, step):
     """One optimizer step on params in place: sgd, momentum or adam (see fastnet.backends)."""
-    lr, momentum, beta1, beta2, eps = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
+    lr, momentum, beta1, beta2, eps = (typed(hyper[0], params), typed(hyper[1], params), typed(hyper[2], params),
+                                       typed(hyper[3], params), typed(hyper[4], params))
+    one = typed(1.0, params)
     if optimizer == _SGD:
         for i in range(params.shape[0]):
             params[i] -= lr * grad[i]
@@ -477,10 +547,11 @@ def _update(params, grad, optimizer, hyper, state, step):
     else:
         step[0] += 1
         first_moment, second_moment = state[0], state[1]
-        correction1, correction2 = 1.0 - beta1 ** step[0], 1.0 - beta2 ** step[0]
+        correction1 = typed(1.0 - hyper[2] ** step[0], params)
+        correction2 = typed(1.0 - hyper[3] ** step[0], params)
         for i in range(params.shape[0]):
-            first_moment[i] = beta1 * first_moment[i] + (1.0 - beta1) * grad[i]
-            second_moment[i] = beta2 * second_moment[i] + (1.0 - beta2) * grad[i] * grad[i]
+            first_moment[i] = beta1 * first_moment[i] + (one - beta1) * grad[i]
+            second_moment[i] = beta2 * second_moment[i] + (one - beta2) * grad[i] * grad[i]
             params[i] -= lr * (first_moment[i] / correction1) / (np.sqrt(second_moment[i] / correction2) + eps)
 
 
@@ -488,7 +559,7 @@ def _update(params, grad, optimizer, hyper, state, step):
 def _batch_step(X, Y, w, params, sizes, has_bias, derivative, loss, optimizer, hyper, state, step,
                 work, parts, grad):
     """Gradient of one batch (its own normaliser) and one update; returns its sum_i w_i e_i."""
-    scale = _normaliser(w, X.shape[0], sizes[-1], loss)
+    scale = typed(_normaliser(w, X.shape[0], sizes[-1], loss), params)
     errors = _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad)
     _update(params, grad, optimizer, hyper, state, step)
     return errors
@@ -511,12 +582,12 @@ def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative
     """
     n = X.shape[0]
     batch_size = min(batch_size, n)
-    work = _workspace(sizes, has_bias, slots)
-    parts = np.empty((slots, params.shape[0]), np.float64)
+    work = _workspace(sizes, has_bias, slots, params)
+    parts = np.empty((slots, params.shape[0]), params.dtype)
     shuffled, weighted = order.shape[0] > 0, w.shape[0] > 0
-    batch_X = np.empty((batch_size if shuffled else 0, X.shape[1]), np.float64)
-    batch_Y = np.empty((batch_size if shuffled else 0, Y.shape[1]), np.float64)
-    batch_w = np.empty(batch_size if shuffled and weighted else 0, np.float64)
+    batch_X = np.empty((batch_size if shuffled else 0, X.shape[1]), params.dtype)
+    batch_Y = np.empty((batch_size if shuffled else 0, Y.shape[1]), params.dtype)
+    batch_w = np.empty(batch_size if shuffled and weighted else 0, params.dtype)
     total = 0.0
     for first in range(0, n, batch_size):
         last = min(first + batch_size, n)

@@ -7,7 +7,7 @@ make whole-batch temporaries freely: clarity first.
 
 import numpy as np
 
-from fastnet._config import SIGMOID_CLAMP
+from fastnet._config import SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32
 from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
 
 
@@ -32,10 +32,12 @@ def unpack(params, sizes, has_bias):
 def sigmoid(z):
     """Logistic function ``1/(1+exp(-z))``, stable and warning-free for any z.
 
-    Uses ``e = exp(-min(|z|, SIGMOID_CLAMP))`` so exp never overflows, then
-    ``1/(1+e)`` for z >= 0 and ``e/(1+e)`` for z < 0.
+    Uses ``e = exp(-min(|z|, clamp))`` so exp never overflows (the clamp is
+    SIGMOID_CLAMP, or SIGMOID_CLAMP_FLOAT32 for float32), then ``1/(1+e)``
+    for z >= 0 and ``e/(1+e)`` for z < 0.  Keeps z's dtype.
     """
-    e = np.exp(-np.minimum(np.abs(z), SIGMOID_CLAMP))
+    clamp = SIGMOID_CLAMP_FLOAT32 if z.dtype == np.float32 else SIGMOID_CLAMP
+    e = np.exp(-np.minimum(np.abs(z), clamp))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
@@ -79,13 +81,13 @@ def row_errors(output, Y, loss):
 
 
 def weights_or_ones(row_weight, n):
-    """The per-row weights, all ones when ``row_weight`` is empty."""
-    return row_weight if row_weight.size else np.ones(n)
+    """The per-row weights, all ones (in row_weight's dtype) when ``row_weight`` is empty."""
+    return row_weight if row_weight.size else np.ones(n, row_weight.dtype)
 
 
 def loss_normaliser(w, n_outputs, loss):
     """c: 1 for "sse", 1 / (sum(w) * n_outputs) for the mean losses (0 when sum(w) is 0)."""
-    total = w.sum() * n_outputs
+    total = float(w.sum()) * n_outputs
     return 1.0 if loss == LOSS_CODES["sse"] else (1.0 / total if total > 0 else 0.0)
 
 
@@ -150,7 +152,7 @@ def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
 
 def update(params, grad, optimizer, hyper, state, step):
     """One optimizer step on ``params`` in place (formulas in fastnet.backends)."""
-    lr, momentum, beta1, beta2, eps = hyper
+    lr, momentum, beta1, beta2, eps = (float(value) for value in hyper)  # weak scalars: keep params' dtype
     if optimizer == OPTIMIZER_CODES["sgd"]:
         params -= lr * grad
     elif optimizer == OPTIMIZER_CODES["momentum"]:
@@ -160,8 +162,8 @@ def update(params, grad, optimizer, hyper, state, step):
         step[0] += 1
         state[0] = beta1 * state[0] + (1.0 - beta1) * grad
         state[1] = beta2 * state[1] + (1.0 - beta2) * grad * grad
-        m_hat = state[0] / (1.0 - beta1 ** step[0])
-        v_hat = state[1] / (1.0 - beta2 ** step[0])
+        m_hat = state[0] / (1.0 - beta1 ** int(step[0]))
+        v_hat = state[1] / (1.0 - beta2 ** int(step[0]))
         params -= lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
