@@ -11,9 +11,10 @@ Prints Markdown tables (the README's figures come from here):
      memory and from a memory-mapped .npy;
   4. start-up: import plus first gradient in a fresh process, cache warm
      and cold.
-Contenders are timed in interleaved rounds (A B C A B C ...), so a noisy
-shared machine slows them alike; medians and ratios of medians are shown.
-Every contender runs once untimed first, so compilation is never timed.
+Contenders are timed in alternating passes (A B C, C B A, A B C), a few
+rounds each after one untimed call, so a noisy shared machine slows them
+alike and compilation is never timed; medians and ratios of medians are
+shown.
 """
 
 import argparse
@@ -41,16 +42,25 @@ GRADIENT_CASES = [
 ]
 
 
-def time_interleaved(contenders, rounds):
-    """Median seconds of each callable over interleaved rounds, after one warm-up each."""
-    for run in contenders.values():
-        run()
+def time_interleaved(contenders, rounds, passes=3):
+    """Median seconds of each callable, timed in alternating passes.
+
+    Each pass visits every contender in turn (in reversed order on odd
+    passes): one untimed call, so that thread pools another library left
+    spinning (OpenBLAS, PyTorch) have settled and caches are warm, then
+    ``rounds // passes`` timed calls.  Noise on a shared machine thus hits
+    all contenders alike, and none pays for the previous one's threads.
+    """
     samples = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, run in contenders.items():
-            start = time.perf_counter()
-            run()
-            samples[name].append(time.perf_counter() - start)
+    per_pass = max(1, rounds // passes)
+    for index in range(passes):
+        names = list(contenders) if index % 2 == 0 else list(reversed(contenders))
+        for name in names:
+            contenders[name]()
+            for _ in range(per_pass):
+                start = time.perf_counter()
+                contenders[name]()
+                samples[name].append(time.perf_counter() - start)
     return {name: float(np.median(times)) for name, times in samples.items()}
 
 
@@ -157,7 +167,7 @@ def epoch_table(rounds, rows=100_000, batch_size=32, layers=(4, 8, 1)):
                        ("sklearn", sklearn_epoch(X, y, tuple(layers[1:-1]), batch_size, 0.1))):
         if peer is not None:
             contenders[name] = peer
-    t = time_interleaved(contenders, max(3, rounds // 2))
+    t = time_interleaved(contenders, max(3, rounds // 3))
     print(f"\n### One epoch of mini-batch SGD, batch {batch_size}, {layers}, {rows:,} rows (median ms)\n")
     print("| contender | ms | numba is faster by |")
     print("|---|---|---|")
@@ -232,7 +242,7 @@ def startup_table():
 def main():
     """Print every table, headed by the machine and versions."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--quick", action="store_true", help="gradients and epochs only")
     args = parser.parse_args()
     import numba

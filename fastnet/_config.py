@@ -12,6 +12,10 @@ TILE_ROWS = 256
 #: a batch of at most one block runs serially.
 BLOCK_ROWS = 32 * TILE_ROWS
 
+#: Memory for the blocks' partial gradients in one parallel wave.  More
+#: blocks per wave means fewer waves, so threads are woken less often.
+PARTIAL_GRADIENT_BYTES = 16 * 2**20
+
 #: |z| beyond this saturates the sigmoid: exp(-708) is still a normal double.
 SIGMOID_CLAMP = 708.0
 

@@ -16,10 +16,10 @@ import math
 
 import numba
 import numpy as np
-from numba import get_num_threads, njit, prange, types
+from numba import get_num_threads, get_thread_id, njit, prange, types
 from numba.extending import intrinsic, overload
 
-from fastnet._config import (BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, NUMBA_CACHE, NUMBA_THREADING_LAYER,
+from fastnet._config import (BLOCK_ROWS, FASTMATH, PARTIAL_GRADIENT_BYTES, FASTMATH_REDUCE, NUMBA_CACHE, NUMBA_THREADING_LAYER,
                              SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
@@ -396,16 +396,17 @@ def forward(X, params, sizes, has_bias, out):
 
 
 @_kernel()
-def _workspace(sizes, has_bias, slots, params):
-    """Work memory for ``slots`` blocks at once, in params' dtype, allocated once per call or fit.
+def _workspace(sizes, has_bias, threads, slots, params):
+    """Work memory in params' dtype, allocated once per call (gradient) or epoch.
 
-    Returns (w_start, b_start, starts, acts (slots, total), deltas
-    (slots, 2, widest * TILE_ROWS), errors (slots,)).
+    Returns (w_start, b_start, starts, acts (threads, total), deltas
+    (threads, 2, widest * TILE_ROWS), errors (slots,)): tiles for each
+    thread, and one error sum for each of the ``slots`` blocks of a wave.
     """
     w_start, b_start = _layer_offsets(sizes, has_bias)
     starts, total = _tile_starts(sizes)
-    acts = np.empty((slots, total), params.dtype)
-    deltas = np.empty((slots, 2, np.max(sizes[1:]) * TILE_ROWS), params.dtype)
+    acts = np.empty((threads, total), params.dtype)
+    deltas = np.empty((threads, 2, np.max(sizes[1:]) * TILE_ROWS), params.dtype)
     return w_start, b_start, starts, acts, deltas, np.zeros(slots, np.float64)
 
 
@@ -453,26 +454,27 @@ def _rows_gradient(X_rows, Y_rows, w_rows, params, sizes, has_bias, derivative, 
 
 
 @_kernel()
-def _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, block, work, slot, parts):
+def _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, block, work, thread, slot, parts):
     """parts[slot] = gradient over rows [block * BLOCK_ROWS, (block + 1) * BLOCK_ROWS).
 
-    Its sum_i w_i e_i goes to the workspace's errors[slot].
+    Runs on the workspace tiles of ``thread``; its sum_i w_i e_i goes to
+    the workspace's errors[slot].
     """
     w_start, b_start, starts, acts, deltas, errors = work
     first, last = block * BLOCK_ROWS, min((block + 1) * BLOCK_ROWS, X.shape[0])
     parts[slot, :] = 0.0
     errors[slot] = _rows_gradient(X[first:last], Y[first:last], w[first:last] if w.shape[0] else w,
                                   params, sizes, has_bias, derivative, loss, scale,
-                                  w_start, b_start, starts, acts[slot], deltas[slot], parts[slot])
+                                  w_start, b_start, starts, acts[thread], deltas[thread], parts[slot])
 
 
 @_kernel(parallel=True)
 def _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad):
     """grad = gradient over all rows of (X, Y, w); returns sum_i w_i e_i.
 
-    Rows are cut into blocks of BLOCK_ROWS.  Blocks run ``parts.shape[0]``
-    at a time in parallel, each into its own row of ``parts``; the parts are
-    then added to ``grad`` in block order.  Block sizes and the order of
+    Rows are cut into blocks of BLOCK_ROWS.  Waves of ``parts.shape[0]``
+    blocks run in parallel, each block into its own row of ``parts``; the
+    parts are then added to ``grad`` in block order.  Block sizes and the order of
     that sum never depend on the number of threads, so neither does the
     result, bit for bit.  A lone block runs serially, with no threads.
     """
@@ -483,11 +485,11 @@ def _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, 
     for wave in range(0, n_blocks, parts.shape[0]):
         count = min(parts.shape[0], n_blocks - wave)
         if count == 1:
-            _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, wave, work, 0, parts)
+            _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, wave, work, 0, 0, parts)
         else:
             for slot in prange(count):
                 _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale,
-                                wave + slot, work, slot, parts)
+                                wave + slot, work, get_thread_id(), slot, parts)
         for slot in range(count):
             grad += parts[slot]
             total += errors[slot]
@@ -504,18 +506,21 @@ def _normaliser(w, n_rows, n_outputs, loss):
 
 
 @_kernel()
-def _full_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, slots, grad):
+def _full_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, threads, slots, grad):
     """The loss c sum_i w_i e_i over all rows; its gradient into grad."""
-    work = _workspace(sizes, has_bias, slots, params)
+    work = _workspace(sizes, has_bias, threads, slots, params)
     parts = np.empty((slots, params.shape[0]), params.dtype)
     scale = _normaliser(w, X.shape[0], sizes[-1], loss)
     return scale * _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss,
                                     typed(scale, params), work, parts, grad)
 
 
-def _slots(n_rows):
-    """Blocks that run at once: Numba's thread count, but no more than there are blocks."""
-    return min(get_num_threads(), -(-n_rows // BLOCK_ROWS))
+def _slots(n_rows, params):
+    """Blocks per parallel wave: as many as PARTIAL_GRADIENT_BYTES of partial
+    gradients allow (fewer waves, fewer thread wake-ups), at least one per
+    thread, and no more than there are blocks."""
+    affordable = PARTIAL_GRADIENT_BYTES // params.nbytes
+    return int(min(-(-n_rows // BLOCK_ROWS), max(get_num_threads(), affordable)))
 
 
 def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
@@ -527,7 +532,7 @@ def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
     more than BLOCK_ROWS rows, with a result that does not depend on that.
     """
     return _full_gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss,
-                          _slots(X.shape[0]), grad)
+                          get_num_threads(), _slots(X.shape[0], params), grad)
 
 
 @_kernel()
@@ -574,7 +579,7 @@ def _gather_rows(source, rows, target):
 
 @_kernel()
 def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative, loss,
-                 optimizer, hyper, state, step, grad, slots):
+                 optimizer, hyper, state, step, grad, threads, slots):
     """One epoch of mini-batch training in one call; returns sum_i w_i e_i.
 
     Batches follow ``order`` (gathered into buffers allocated here, once)
@@ -582,7 +587,7 @@ def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative
     """
     n = X.shape[0]
     batch_size = min(batch_size, n)
-    work = _workspace(sizes, has_bias, slots, params)
+    work = _workspace(sizes, has_bias, threads, slots, params)
     parts = np.empty((slots, params.shape[0]), params.dtype)
     shuffled, weighted = order.shape[0] > 0, w.shape[0] > 0
     batch_X = np.empty((batch_size if shuffled else 0, X.shape[1]), params.dtype)
@@ -615,4 +620,5 @@ def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
     state and step in place; returns the epoch's sum_i w_i e_i.
     """
     return _train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias, derivative,
-                        loss, optimizer, hyper, state, step, grad, _slots(min(batch_size, X.shape[0])))
+                        loss, optimizer, hyper, state, step, grad, get_num_threads(),
+                        _slots(min(batch_size, X.shape[0]), params))
