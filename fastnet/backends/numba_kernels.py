@@ -66,28 +66,22 @@ def _typed(value, like):
     return lambda value, like: cast(value)
 
 
-@intrinsic
-def _bits_as_float(typingctx, bits):
-    """Reinterpret an int64 as a float64, or an int32 as a float32 (an LLVM bitcast)."""
-    target = {types.int64: types.float64, types.int32: types.float32}.get(bits)
-    if target is None:
-        return None
+def _bitcast(targets):
+    """An intrinsic reinterpreting a scalar's bits as ``targets[its type]`` (an LLVM bitcast, free)."""
+    @intrinsic
+    def bitcast(typingctx, value):
+        target = targets.get(value)
+        if target is None:
+            return None
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(target))
-    return target(bits), codegen
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(target))
+        return target(value), codegen
+    return bitcast
 
 
-@intrinsic
-def _float_bits(typingctx, value):
-    """Reinterpret a float64 as an int64, or a float32 as an int32 (an LLVM bitcast)."""
-    target = {types.float64: types.int64, types.float32: types.int32}.get(value)
-    if target is None:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(target))
-    return target(value), codegen
+_bits_as_float = _bitcast({types.int64: types.float64, types.int32: types.float32})
+_float_bits = _bitcast({types.float64: types.int64, types.float32: types.int32})
 
 
 @_kernel(inline="always")
