@@ -472,9 +472,12 @@ def _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, 
     that sum never depend on the number of threads, so neither does the
     result, bit for bit.  A lone block runs serially, with no threads.
     """
+    # Only the prange below may become parallel: whole-array statements in a
+    # parallel function would each launch threads, so these are plain loops.
     errors = work[5]
     n_blocks = (X.shape[0] + BLOCK_ROWS - 1) // BLOCK_ROWS
-    grad[:] = 0.0
+    for i in range(grad.shape[0]):
+        grad[i] = 0.0
     total = 0.0
     for wave in range(0, n_blocks, parts.shape[0]):
         count = min(parts.shape[0], n_blocks - wave)
@@ -485,7 +488,8 @@ def _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, 
                 _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale,
                                 wave + slot, work, get_thread_id(), slot, parts)
         for slot in range(count):
-            grad += parts[slot]
+            for i in range(grad.shape[0]):
+                grad[i] += parts[slot, i]
             total += errors[slot]
     return total
 
@@ -559,16 +563,24 @@ def _batch_step(X, Y, w, params, sizes, has_bias, derivative, loss, optimizer, h
                 work, parts, grad):
     """Gradient of one batch (its own normaliser) and one update; returns its sum_i w_i e_i."""
     scale = typed(_normaliser(w, X.shape[0], sizes[-1], loss), params)
-    errors = _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad)
+    if X.shape[0] <= BLOCK_ROWS:  # one block: straight into grad, skipping the parallel machinery
+        w_start, b_start, starts, acts, deltas, _ = work
+        grad[:] = 0.0
+        errors = _rows_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale,
+                                w_start, b_start, starts, acts[0], deltas[0], grad)
+    else:
+        errors = _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad)
     _update(params, grad, optimizer, hyper, state, step)
     return errors
 
 
 @_kernel()
 def _gather_rows(source, rows, target):
-    """target[i] = source[rows[i]] for each i: one mini-batch, in the visiting order."""
+    """target[i, :] = source[rows[i], :] for each i: one mini-batch, in the visiting order."""
     for i in range(rows.shape[0]):
-        target[i] = source[rows[i]]
+        row = rows[i]
+        for j in range(source.shape[1]):
+            target[i, j] = source[row, j]
 
 
 @_kernel()
@@ -596,7 +608,8 @@ def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative
             _gather_rows(X, rows, batch_X)
             _gather_rows(Y, rows, batch_Y)
             if weighted:
-                _gather_rows(w, rows, batch_w)
+                for i in range(m):
+                    batch_w[i] = w[rows[i]]
             total += _batch_step(batch_X[:m], batch_Y[:m], batch_w[:m], params, sizes, has_bias, derivative,
                                  loss, optimizer, hyper, state, step, work, parts, grad)
         else:
