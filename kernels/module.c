@@ -8,8 +8,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <errno.h>
-#include <math.h>
+#include <limits.h>
+#include <stdatomic.h>
 
 #include "network.h"
 
@@ -154,18 +154,122 @@ static int count_rows(const Py_buffer *X, const Layout *layout, Py_ssize_t *n)
     return 0;
 }
 
+/* Check that `code` is in [0, count); ValueError naming the argument and its codes otherwise. */
+static int check_code(int code, int count, const char *name, const char *codes)
+{
+    if (code >= 0 && code < count)
+        return 0;
+    PyErr_Format(PyExc_ValueError, "%s must be %s, got %d", name, codes, code);
+    return -1;
+}
+
 /* Check derivative and loss against the codes of fastnet.backends. */
 static int check_codes(int derivative, int loss)
 {
-    if (derivative != FN_DERIVATIVE_EXACT && derivative != FN_DERIVATIVE_ARTICLE) {
-        PyErr_Format(PyExc_ValueError, "derivative must be 0 (exact) or 1 (article), got %d", derivative);
+    return check_code(derivative, 2, "derivative", "0 (exact) or 1 (article)") < 0
+           || check_code(loss, 3, "loss", "0 (sse), 1 (mse) or 2 (bce)") < 0 ? -1 : 0;
+}
+
+/* An integer argument >= 1 (anything with __index__), read into *value;
+ * values beyond LLONG_MAX read as LLONG_MAX.  TypeError if not an integer,
+ * ValueError if < 1. */
+static int read_positive(PyObject *obj, const char *name, long long *value)
+{
+    int overflow;
+    *value = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (*value == -1 && PyErr_Occurred())
         return -1;
-    }
-    if (loss != FN_LOSS_SSE && loss != FN_LOSS_MSE) {
-        PyErr_Format(PyExc_ValueError, "loss must be 0 (sse) or 1 (mse), got %d", loss);
+    if (overflow > 0)
+        *value = LLONG_MAX;
+    if (overflow < 0 || *value < 1) {
+        PyErr_Format(PyExc_ValueError, "%s must be an integer >= 1, got %R", name, obj);
         return -1;
     }
     return 0;
+}
+
+/* Threads the kernels are asked for: 0 until set_num_threads, meaning all
+ * cores (omp_get_max_threads()).  Atomic: the module runs without the GIL
+ * on free-threaded builds. */
+static atomic_int requested_threads;
+
+/* The arguments gradient and train_epoch share, checked and acquired. */
+typedef struct {
+    Layout layout;
+    Py_buffer X, Y, w, params, grad;
+    Py_ssize_t n;     /* rows of X */
+    const double *weights; /* w.buf, or NULL when row_weight is empty (all ones) */
+} Problem;
+
+/* Acquire and check X (n, n_0), Y (n, n_L), row_weight (n or 0), params
+ * (writable if asked) and grad (writable), all float64, for the layout of
+ * sizes.  Returns 0, or -1 with an exception; release_problem either way. */
+static int read_problem(Problem *p, PyObject *X, PyObject *Y, PyObject *row_weight, PyObject *params,
+                        int params_writable, PyObject *sizes, int has_bias, PyObject *grad)
+{
+    memset(p, 0, sizeof *p);
+    if (read_layout(sizes, has_bias, &p->layout) < 0)
+        return -1;
+    int64_t n_in = p->layout.sizes[0], n_out = p->layout.sizes[p->layout.n_layers - 1];
+    if (acquire(X, &p->X, FLOAT64, 0, "X") < 0 || check_columns(&p->X, n_in, "X", "sizes[0]") < 0
+        || count_rows(&p->X, &p->layout, &p->n) < 0
+        || acquire(Y, &p->Y, FLOAT64, 0, "Y") < 0 || check_columns(&p->Y, n_out, "Y", "sizes[-1]") < 0
+        || expect_items(&p->Y, p->n, n_out, "Y", "n * sizes[-1]") < 0
+        || acquire(row_weight, &p->w, FLOAT64, 0, "row_weight") < 0)
+        return -1;
+    if (p->w.len != 0 && expect_items(&p->w, 1, p->n, "row_weight", "n, or 0 for all ones") < 0)
+        return -1;
+    p->weights = p->w.len != 0 ? p->w.buf : NULL;
+    if (acquire(params, &p->params, FLOAT64, params_writable, "params") < 0
+        || expect_items(&p->params, 1, p->layout.n_params, "params", PACKED) < 0
+        || acquire(grad, &p->grad, FLOAT64, 1, "grad") < 0
+        || expect_items(&p->grad, 1, p->layout.n_params, "grad", PACKED) < 0)
+        return -1;
+    return 0;
+}
+
+/* Release what read_problem acquired (safe after a partial failure). */
+static void release_problem(Problem *p)
+{
+    PyBuffer_Release(&p->X);
+    PyBuffer_Release(&p->Y);
+    PyBuffer_Release(&p->w);
+    PyBuffer_Release(&p->params);
+    PyBuffer_Release(&p->grad);
+    PyMem_Free(p->layout.sizes);
+}
+
+/* A private copy of order (int64, n entries or 0) in *copy, NULL when empty,
+ * every entry checked to be a row index in [0, n).  A copy, so that no other
+ * thread can change the indices while the kernel runs without the GIL.
+ * Returns 0, or -1 with an exception; free *copy with PyMem_Free. */
+static int read_order(PyObject *obj, Py_ssize_t n, int64_t **copy)
+{
+    Py_buffer view;
+    *copy = NULL;
+    if (acquire(obj, &view, INT64, 0, "order") < 0)
+        return -1;
+    int status = view.len == 0 ? 0 : expect_items(&view, 1, n, "order", "n, or 0 for rows in place");
+    if (status == 0 && view.len != 0) {
+        *copy = PyMem_Malloc(view.len);
+        if (*copy)
+            memcpy(*copy, view.buf, view.len);
+        else
+            status = (PyErr_NoMemory(), -1);
+    }
+    PyBuffer_Release(&view);
+    for (Py_ssize_t i = 0; status == 0 && *copy && i < n; i++) {
+        if ((*copy)[i] < 0 || (*copy)[i] >= n) {
+            PyErr_Format(PyExc_ValueError, "order[%zd] = %lld is not a row index in [0, n = %zd)",
+                         i, (long long)(*copy)[i], n);
+            status = -1;
+        }
+    }
+    if (status != 0) {
+        PyMem_Free(*copy);
+        *copy = NULL;
+    }
+    return status;
 }
 
 PyDoc_STRVAR(forward_doc,
@@ -179,9 +283,10 @@ PyDoc_STRVAR(forward_doc,
 "out: writable 1-D float64 of length n * (n_1 + ... + n_L); layer l's (n, n_l)\n"
 "    activations, row-major, start at n * (n_1 + ... + n_{l-1}).\n\n"
 "A_0 = X; A_{l+1} = sigmoid(A_l @ W_l + b_l), with e = exp(-min(|z|, 708)),\n"
-"sigmoid(z) = 1/(1+e) if z >= 0 else e/(1+e).\n"
+"sigmoid(z) = 1/(1+e) if z >= 0 else e/(1+e).  Blocks of 8192 rows run on\n"
+"up to get_num_threads() threads.\n"
 "Raises ValueError/TypeError on a wrong dtype, layout or length, MemoryError\n"
-"if the work memory (a few tiles of 256 rows) cannot be allocated.");
+"if the work memory (a few tiles of 256 rows per thread) cannot be allocated.");
 
 static PyObject *native_forward(PyObject *self, PyObject *args)
 {
@@ -203,14 +308,11 @@ static PyObject *native_forward(PyObject *self, PyObject *args)
         || acquire(out_arg, &out, FLOAT64, 1, "out") < 0
         || expect_items(&out, n, layout.n_activations, "out", "n * sum(sizes[1:])") < 0)
         goto done;
-    int status;
+    int threads = fn_threads(atomic_load(&requested_threads)), status;
     Py_BEGIN_ALLOW_THREADS
-    status = fn_forward(X.buf, n, params.buf, layout.sizes, layout.n_layers, has_bias, out.buf);
+    status = fn_forward(X.buf, n, params.buf, layout.sizes, layout.n_layers, has_bias, threads, out.buf);
     Py_END_ALLOW_THREADS
-    if (status != 0)
-        PyErr_NoMemory();
-    else
-        result = Py_NewRef(Py_None);
+    result = status == 0 ? Py_NewRef(Py_None) : PyErr_NoMemory();
 done:
     PyBuffer_Release(&X);
     PyBuffer_Release(&params);
@@ -220,83 +322,172 @@ done:
 }
 
 PyDoc_STRVAR(gradient_doc,
-"gradient($module, X, Y, params, sizes, has_bias, derivative, loss, grad, /)\n--\n\n"
+"gradient($module, X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad, /)\n--\n\n"
 "The loss on (X, Y), returned as a float, and dLoss/dparams written into grad.\n\n"
 "X: (n, sizes[0]) and Y: (n, sizes[-1]) C-contiguous float64, n >= 1.\n"
+"row_weight: float64 (n,) row weights w_i, or empty for every w_i = 1.\n"
 "params, grad: 1-D float64 of the packed length (see forward); grad writable.\n"
 "sizes: 1-D int64 [n_0, ..., n_L]; has_bias: bool.\n"
 "derivative: 0 exact, f'(a) = a(1-a); 1 article, f'(a) = s(a)(1-s(a)),\n"
 "    s the sigmoid, both from a layer's output a.\n"
-"loss: 0 sse = sum((A_L - Y)**2); 1 mse = sse / (n * n_L).\n\n"
-"delta_L = dLoss/dA_L * f'(A_L); dW_l = A_l.T @ delta_{l+1};\n"
+"loss: with e_i = sum_j (a_ij - y_ij)**2 (0 sse, 1 mse) or\n"
+"    -sum_j [y log a + (1-y) log(1-a)], logs clamped at -100 (2 bce),\n"
+"    and W = sum_i w_i: sse = sum_i w_i e_i; mse, bce = sse / (W n_L).\n\n"
+"delta_L = c w_i 2 (A_L - Y) f'(A_L) (sse, mse) or c w_i (A_L - Y) (bce),\n"
+"c = 1 (sse) or 1/(W n_L); dW_l = A_l.T @ delta_{l+1};\n"
 "db_l = delta_{l+1}.sum(axis=0); delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).\n"
-"Raises ValueError/TypeError on a wrong dtype, layout, length or code,\n"
-"MemoryError if the work memory cannot be allocated.");
+"Blocks of 8192 rows run on up to get_num_threads() threads; their partial\n"
+"gradients are added in block order, so the result is the same for any\n"
+"thread count.  Raises ValueError/TypeError on a wrong dtype, layout, length\n"
+"or code, MemoryError if the work memory cannot be allocated.");
 
 static PyObject *native_gradient(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *X_arg, *Y_arg, *params_arg, *sizes_arg, *grad_arg;
+    PyObject *X, *Y, *row_weight, *params, *sizes, *grad;
     int has_bias, derivative, loss;
-    if (!PyArg_ParseTuple(args, "OOOOpiiO:gradient", &X_arg, &Y_arg, &params_arg, &sizes_arg,
-                          &has_bias, &derivative, &loss, &grad_arg)
+    if (!PyArg_ParseTuple(args, "OOOOOpiiO:gradient", &X, &Y, &row_weight, &params, &sizes,
+                          &has_bias, &derivative, &loss, &grad)
         || check_codes(derivative, loss) < 0)
         return NULL;
-    Layout layout;
-    if (read_layout(sizes_arg, has_bias, &layout) < 0)
-        return NULL;
-    Py_buffer X = {0}, Y = {0}, params = {0}, grad = {0};
-    Py_ssize_t n;
+    Problem p;
     PyObject *result = NULL;
-    if (acquire(X_arg, &X, FLOAT64, 0, "X") < 0 || check_columns(&X, layout.sizes[0], "X", "sizes[0]") < 0
-        || count_rows(&X, &layout, &n) < 0
-        || acquire(Y_arg, &Y, FLOAT64, 0, "Y") < 0
-        || check_columns(&Y, layout.sizes[layout.n_layers - 1], "Y", "sizes[-1]") < 0
-        || expect_items(&Y, n, layout.sizes[layout.n_layers - 1], "Y", "n * sizes[-1]") < 0
-        || acquire(params_arg, &params, FLOAT64, 0, "params") < 0
-        || expect_items(&params, 1, layout.n_params, "params", PACKED) < 0
-        || acquire(grad_arg, &grad, FLOAT64, 1, "grad") < 0
-        || expect_items(&grad, 1, layout.n_params, "grad", PACKED) < 0)
-        goto done;
-    double value;
-    int out_of_memory;
-    Py_BEGIN_ALLOW_THREADS
-    errno = 0;
-    value = fn_gradient(X.buf, Y.buf, n, params.buf, layout.sizes, layout.n_layers, has_bias,
-                        derivative, loss, grad.buf);
-    out_of_memory = isnan(value) && errno == ENOMEM;
-    Py_END_ALLOW_THREADS
-    if (out_of_memory)
-        PyErr_NoMemory();
-    else
-        result = PyFloat_FromDouble(value);
-done:
-    PyBuffer_Release(&X);
-    PyBuffer_Release(&Y);
-    PyBuffer_Release(&params);
-    PyBuffer_Release(&grad);
-    PyMem_Free(layout.sizes);
+    if (read_problem(&p, X, Y, row_weight, params, 0, sizes, has_bias, grad) == 0) {
+        int threads = fn_threads(atomic_load(&requested_threads)), status;
+        double value = 0.0;
+        Py_BEGIN_ALLOW_THREADS
+        status = fn_gradient(p.X.buf, p.Y.buf, p.weights, p.n, p.params.buf, p.layout.sizes,
+                             p.layout.n_layers, has_bias, derivative, loss, threads, p.grad.buf, &value);
+        Py_END_ALLOW_THREADS
+        result = status == 0 ? PyFloat_FromDouble(value) : PyErr_NoMemory();
+    }
+    release_problem(&p);
     return result;
+}
+
+PyDoc_STRVAR(train_epoch_doc,
+"train_epoch($module, X, Y, row_weight, order, batch_size, params, sizes, has_bias,\n"
+"            derivative, loss, optimizer, hyper, state, step, grad, /)\n--\n\n"
+"One epoch of mini-batch training; params updated in place.  Returns the\n"
+"epoch's sum_i w_i e_i, each row with the params its batch saw.\n\n"
+"X, Y, row_weight, sizes, has_bias, derivative, loss: as for gradient.\n"
+"order: int64 (n,) row indices in [0, n), the visiting order, or empty for\n"
+"    0 .. n-1 (rows then read in place).  batch_size: int >= 1.\n"
+"    Batch b holds rows order[b*batch_size:(b+1)*batch_size].\n"
+"params: writable packed float64; grad: writable, same length (work memory).\n"
+"optimizer: 0 sgd p -= lr g; 1 momentum v = mu v + g, p -= lr v;\n"
+"    2 adam t += 1, m = b1 m + (1-b1) g, v = b2 v + (1-b2) g**2,\n"
+"    p -= lr (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps).\n"
+"hyper: float64 [lr, mu, b1, b2, eps].  state: writable float64\n"
+"    (2, len(params)): v (row 0), or m and v (rows 0, 1).\n"
+"step: writable int64 (1,), Adam's t.\n\n"
+"g is each batch's gradient as computed by gradient (its own W).  Runs\n"
+"wholly in C without the GIL.  Raises ValueError/TypeError on a wrong dtype,\n"
+"length, code or order entry (before touching anything), MemoryError if\n"
+"the work memory cannot be allocated.");
+
+static PyObject *native_train_epoch(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *X, *Y, *row_weight, *order_arg, *batch_size_arg, *params, *sizes, *hyper_arg, *state_arg,
+        *step_arg, *grad;
+    long long batch_size;
+    int has_bias, derivative, loss, optimizer;
+    if (!PyArg_ParseTuple(args, "OOOOOOOpiiiOOOO:train_epoch", &X, &Y, &row_weight, &order_arg,
+                          &batch_size_arg, &params, &sizes, &has_bias, &derivative, &loss, &optimizer,
+                          &hyper_arg, &state_arg, &step_arg, &grad)
+        || read_positive(batch_size_arg, "batch_size", &batch_size) < 0
+        || check_codes(derivative, loss) < 0
+        || check_code(optimizer, 3, "optimizer", "0 (sgd), 1 (momentum) or 2 (adam)") < 0)
+        return NULL;
+    Problem p;
+    Py_buffer hyper_view = {0}, state = {0}, step = {0};
+    int64_t *order = NULL;
+    double hyper[FN_N_HYPER];
+    PyObject *result = NULL;
+    if (read_problem(&p, X, Y, row_weight, params, 1, sizes, has_bias, grad) < 0
+        || read_order(order_arg, p.n, &order) < 0
+        || acquire(hyper_arg, &hyper_view, FLOAT64, 0, "hyper") < 0
+        || expect_items(&hyper_view, 1, FN_N_HYPER, "hyper", "[lr, mu, b1, b2, eps]") < 0
+        || acquire(state_arg, &state, FLOAT64, 1, "state") < 0
+        || expect_items(&state, 2, p.layout.n_params, "state", "2 * len(params)") < 0
+        || acquire(step_arg, &step, INT64, 1, "step") < 0
+        || expect_items(&step, 1, 1, "step", "Adam's t") < 0)
+        goto done;
+    memcpy(hyper, hyper_view.buf, sizeof hyper);
+    int threads = fn_threads(atomic_load(&requested_threads)), status;
+    double errors = 0.0;
+    Py_BEGIN_ALLOW_THREADS
+    status = fn_train_epoch(p.X.buf, p.Y.buf, p.weights, order, p.n, batch_size, p.params.buf,
+                            p.layout.sizes, p.layout.n_layers, has_bias, derivative, loss, optimizer,
+                            hyper, state.buf, step.buf, threads, p.grad.buf, &errors);
+    Py_END_ALLOW_THREADS
+    result = status == 0 ? PyFloat_FromDouble(errors) : PyErr_NoMemory();
+done:
+    release_problem(&p);
+    PyMem_Free(order);
+    PyBuffer_Release(&hyper_view);
+    PyBuffer_Release(&state);
+    PyBuffer_Release(&step);
+    return result;
+}
+
+PyDoc_STRVAR(set_num_threads_doc,
+"set_num_threads($module, n, /)\n--\n\n"
+"Use up to n >= 1 threads in the kernels (default: omp_get_max_threads(),\n"
+"i.e. all cores or OMP_NUM_THREADS).  Results do not depend on n.  Without\n"
+"OpenMP, and in a child process forked after the first call of a kernel\n"
+"(OpenMP's threads do not survive fork), the kernels run on one thread.");
+
+static PyObject *native_set_num_threads(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    long long n;
+    if (read_positive(arg, "the number of threads", &n) < 0)
+        return NULL;
+    if (n > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "the number of threads must be at most %d, got %R", INT_MAX, arg);
+        return NULL;
+    }
+    atomic_store(&requested_threads, (int)n);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(get_num_threads_doc,
+"get_num_threads($module, /)\n--\n\n"
+"The number of threads the kernels use (1 without OpenMP or in a forked child).");
+
+static PyObject *native_get_num_threads(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyLong_FromLong(fn_threads(atomic_load(&requested_threads)));
 }
 
 static PyMethodDef methods[] = {
     {"forward", native_forward, METH_VARARGS, forward_doc},
     {"gradient", native_gradient, METH_VARARGS, gradient_doc},
+    {"train_epoch", native_train_epoch, METH_VARARGS, train_epoch_doc},
+    {"set_num_threads", native_set_num_threads, METH_O, set_num_threads_doc},
+    {"get_num_threads", native_get_num_threads, METH_NOARGS, get_num_threads_doc},
     {NULL, NULL, 0, NULL},
 };
 
 PyDoc_STRVAR(module_doc,
 "C kernels of fastnet's native backend: fused, tiled sigmoid network passes.\n\n"
-"forward(X, params, sizes, has_bias, out) and\n"
-"gradient(X, Y, params, sizes, has_bias, derivative, loss, grad) -> loss\n"
+"forward(X, params, sizes, has_bias, out),\n"
+"gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad) -> loss and\n"
+"train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,\n"
+"            derivative, loss, optimizer, hyper, state, step, grad) -> sum_i w_i e_i\n"
 "follow the backend contract of fastnet.backends.  Arrays are passed through\n"
-"the buffer protocol (C-contiguous float64, sizes int64) and checked for\n"
-"exact lengths; the GIL is released while a kernel runs.  Use it through\n"
-"fastnet.backends.native.");
+"the buffer protocol (C-contiguous float64, sizes, order and step int64) and\n"
+"checked for exact lengths; the GIL is released while a kernel runs, on up\n"
+"to get_num_threads() OpenMP threads (set_num_threads(n) to change), with\n"
+"results independent of that number.  Use it through fastnet.backends.native.");
 
 static PyModuleDef_Slot slots[] = {
 #ifdef Py_mod_gil
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED}, /* no module state: safe on free-threaded builds */
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED}, /* no module state but an atomic: safe on free-threaded builds */
 #endif
     {0, NULL},
 };
@@ -312,5 +503,6 @@ static struct PyModuleDef native_module = {
 
 PyMODINIT_FUNC PyInit__native(void)
 {
+    fn_threads(0); /* watch for fork() from import on (see fn_threads) */
     return PyModuleDef_Init(&native_module);
 }

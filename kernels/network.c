@@ -4,9 +4,12 @@
  * activation and delta is stored feature-major, as (width, TILE) blocks, so
  * each inner loop runs over the tile's rows, contiguous in memory, and the
  * compiler vectorises it whatever the layer widths; the matrix products keep
- * small blocks of sums in registers.  All work memory (a few tiles) is
- * allocated once per call.  Only the first m <= TILE columns of a
+ * small blocks of sums in registers.  Only the first m <= TILE columns of a
  * tile are ever read or written, so the last tile may be partial.
+ *
+ * Tiles are grouped in blocks of FN_BLOCK_ROWS rows, the unit of parallel
+ * work (OpenMP): each thread has a slot with its own tiles and partial
+ * gradient.  All work memory is allocated once per call, in one block.
  */
 #include "network.h"
 
@@ -14,6 +17,18 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+/* OMP(omp ...) is the pragma "omp ...", or nothing when built without OpenMP. */
+#define OMP(directive) _Pragma(#directive)
+#else
+#define OMP(directive)
+#endif
+
+_Static_assert(FN_BLOCK_ROWS % FN_TILE_ROWS == 0, "a block must be whole tiles");
 
 enum {
     TILE = FN_TILE_ROWS,
@@ -267,88 +282,196 @@ static void weight_gradient(const double *a_in, int64_t fan_in, const double *de
             db[j] += sum(delta + j * TILE, m);
 }
 
-/* delta = scale (a - Y) f'(a) for the output layer; returns sum((a - Y)^2).
- * a, delta (width, TILE); Y (m, width) row-major, this tile's rows. */
-static double output_delta(const double *a, const double *Y, int64_t width, int64_t m,
-                           double scale, int derivative, double *delta)
+/* sum over t < m of w[t] * x[t]^2, in DOT_LANES partial sums added in a fixed order. */
+static double weighted_squares(const double *restrict x, const double *restrict w, int64_t m)
 {
-    double squared = 0.0;
-    for (int64_t j = 0; j < width; j++) {
-        double *d = delta + j * TILE;
-        for (int64_t t = 0; t < m; t++)
-            d[t] = a[j * TILE + t] - Y[t * width + j];
-        squared += dot(d, d, m);
-        for (int64_t t = 0; t < m; t++)
-            d[t] *= scale;
-        times_slope(d, a + j * TILE, m, derivative);
-    }
-    return squared;
+    double lane[DOT_LANES] = {0.0};
+    int64_t t = 0;
+    for (; t + DOT_LANES <= m; t += DOT_LANES)
+        for (int l = 0; l < DOT_LANES; l++)
+            lane[l] += w[t + l] * (x[t + l] * x[t + l]);
+    double total = 0.0;
+    for (; t < m; t++)
+        total += w[t] * (x[t] * x[t]);
+    for (int l = 0; l < DOT_LANES; l++)
+        total += lane[l];
+    return total;
 }
 
-/* ---- the network: work memory and whole tiles ------------------------------ */
+/* log(x) clamped below at -100, as torch.nn.BCELoss (log 0 = -inf gives -100; NaN stays NaN). */
+static double clamped_log(double x)
+{
+    double value = log(x);
+    return value < -100.0 ? -100.0 : value;
+}
+
+/* The output layer on one tile: delta = scale w (a - Y) f'(a) for squared
+ * errors, scale w (a - Y) for bce (the sigmoid's f' cancels the loss's
+ * 1/(a(1-a))); returns sum_t w[t] e_t with e_t the row's error (network.h).
+ * a, delta (width, TILE); Y (m, width) row-major, this tile's rows; w (m). */
+static double output_delta(const double *a, const double *Y, const double *w, int64_t width, int64_t m,
+                           int loss, double scale, int derivative, double *delta)
+{
+    double errors = 0.0;
+    for (int64_t j = 0; j < width; j++) {
+        const double *aj = a + j * TILE;
+        double *d = delta + j * TILE;
+        for (int64_t t = 0; t < m; t++)
+            d[t] = aj[t] - Y[t * width + j];
+        if (loss == FN_LOSS_BCE) {
+            for (int64_t t = 0; t < m; t++) {
+                double y = Y[t * width + j];
+                errors -= w[t] * (y * clamped_log(aj[t]) + (1.0 - y) * clamped_log(1.0 - aj[t]));
+            }
+        } else {
+            errors += weighted_squares(d, w, m);
+        }
+        for (int64_t t = 0; t < m; t++)
+            d[t] *= scale * w[t];
+        if (loss != FN_LOSS_BCE)
+            times_slope(d, aj, m, derivative);
+    }
+    return errors;
+}
+
+/* ---- work memory ------------------------------------------------------------ */
+
+/* A bump allocator over one block of memory, every region aligned to ALIGN.
+ * With base NULL it only measures (take returns NULL, `used` grows), so one
+ * carving routine first sizes the block and then lays it out.  `overflow`
+ * is set once a size would not fit in size_t. */
+typedef struct {
+    char *base;
+    size_t used;
+    int overflow;
+} Arena;
+
+/* The next region of count items of `item` bytes (NULL while measuring). */
+static void *take(Arena *arena, uint64_t count, size_t item)
+{
+    size_t start = (arena->used + ALIGN - 1) / ALIGN * ALIGN;
+    if (arena->overflow || start < arena->used || count > (SIZE_MAX - start) / item) {
+        arena->overflow = 1;
+        return NULL;
+    }
+    arena->used = start + (size_t)count * item;
+    return arena->base ? arena->base + start : NULL;
+}
+
+/* a + b, saturating at UINT64_MAX (which take then refuses). */
+static uint64_t add_saturating(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* a * b, saturating at UINT64_MAX. */
+static uint64_t multiply_saturating(uint64_t a, uint64_t b)
+{
+    return b != 0 && a > UINT64_MAX / b ? UINT64_MAX : a * b;
+}
+
+/* ---- the network: layout, slots and whole tiles ------------------------------ */
+
+/* One thread's workspace: tiles of every layer's activations and two delta
+ * tiles, and its block's partial gradient and loss. */
+typedef struct {
+    double *tiles;  /* A_l at tiles + act_start[l], (sizes[l], TILE); deltas at delta_start */
+    double *part;   /* (n_params) partial gradient, or NULL when batches are single blocks */
+    double errors;  /* sum_i w_i e_i over its block */
+} Slot;
 
 typedef struct {
     const int64_t *sizes;
-    int64_t n_layers;         /* L + 1 */
+    int64_t n_layers;            /* L + 1 */
     int has_bias;
-    int64_t n_params;         /* packed length of params and grad */
-    int64_t *w_start;         /* [L]: where W_l starts in params and grad */
-    int64_t *b_start;         /* [L]: where b_l starts (when has_bias) */
-    double **act;             /* [L + 1]: A_l on the tile, (sizes[l], TILE) */
-    double *delta, *delta_in; /* (widest, TILE) each, or NULL without deltas */
-    void *memory;             /* the one allocation behind all of the above */
+    int64_t n_params;            /* packed length of params and grad */
+    int64_t *w_start, *b_start;  /* [L]: where W_l and b_l start in params and grad */
+    int64_t *act_start;          /* [L + 1]: where A_l's tile starts in a slot's tiles */
+    int64_t delta_start, widest; /* delta tiles: (widest, TILE) at delta_start and after it */
+    double *ones;                /* (TILE) ones: the row weights when there are none */
+    int slots;
+    Slot *slot;                  /* [slots] */
+    double *batch_X, *batch_Y, *batch_w; /* gathered batch rows (train_epoch with an order) */
+    void *memory;                /* the one allocation behind all of the above */
 } Net;
 
-/* Lay out the packed parameters and allocate the tiles, once per call.
- * Returns 0, or -1 with errno = ENOMEM; errno is unchanged on success. */
-static int net_open(Net *net, const int64_t *sizes, int64_t n_layers, int has_bias, int with_deltas)
+/* Carve net's arrays from the arena (measuring only when arena->base is NULL):
+ * tile_doubles per slot; parts: a partial gradient per slot; gather_rows
+ * rows of X, Y (and w when gather_weights) for gathered batches. */
+static void net_carve(Net *net, Arena *arena, uint64_t tile_doubles, int parts, int64_t gather_rows,
+                      int gather_weights)
 {
-    /* Count work memory in tiles, refusing counts whose byte size could overflow. */
-    const uint64_t max_tiles = SIZE_MAX / (4 * TILE * sizeof(double));
-    uint64_t tiles = 0, widest = 0;
+    int64_t L = net->n_layers - 1;
+    net->w_start = take(arena, L, sizeof(int64_t));
+    net->b_start = take(arena, L, sizeof(int64_t));
+    net->act_start = take(arena, L + 1, sizeof(int64_t));
+    net->slot = take(arena, net->slots, sizeof(Slot));
+    net->ones = take(arena, TILE, sizeof(double));
+    net->batch_X = take(arena, multiply_saturating(gather_rows, net->sizes[0]), sizeof(double));
+    net->batch_Y = take(arena, multiply_saturating(gather_rows, net->sizes[L]), sizeof(double));
+    net->batch_w = take(arena, gather_weights ? gather_rows : 0, sizeof(double));
+    for (int s = 0; s < net->slots; s++) {
+        double *tiles = take(arena, tile_doubles, sizeof(double));
+        double *part = parts ? take(arena, net->n_params, sizeof(double)) : NULL;
+        if (arena->base)
+            net->slot[s] = (Slot){tiles, part, 0.0};
+    }
+}
+
+/* Lay out the packed parameters and allocate all work memory, once per call:
+ * one slot per thread that can be busy, i.e. min(threads, blocks in a batch
+ * of max_rows rows); with_deltas for gradients; gather_rows > 0 for batch
+ * buffers.  Returns 0, or -1 with errno = ENOMEM; errno is unchanged on success. */
+static int net_open(Net *net, const int64_t *sizes, int64_t n_layers, int has_bias, int threads,
+                    int64_t max_rows, int with_deltas, int64_t gather_rows, int gather_weights)
+{
+    int64_t blocks = max_rows > FN_BLOCK_ROWS ? (max_rows + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS : 1;
+    net->sizes = sizes;
+    net->n_layers = n_layers;
+    net->has_bias = has_bias;
+    net->slots = threads < 1 ? 1 : blocks < threads ? (int)blocks : threads;
+    net->n_params = 0;
+    uint64_t tiles = 0;
+    net->widest = 0;
     for (int64_t l = 0; l < n_layers; l++) {
-        if ((uint64_t)sizes[l] > max_tiles - tiles) {
-            errno = ENOMEM;
-            return -1;
-        }
-        tiles += (uint64_t)sizes[l];
-        if (l > 0 && (uint64_t)sizes[l] > widest)
-            widest = (uint64_t)sizes[l];
+        tiles = add_saturating(tiles, (uint64_t)sizes[l]);
+        if (l > 0 && sizes[l] > net->widest)
+            net->widest = sizes[l];
+        if (l + 1 < n_layers)
+            net->n_params += sizes[l] * sizes[l + 1] + (has_bias ? sizes[l + 1] : 0);
     }
     if (with_deltas)
-        tiles += 2 * widest;
-    size_t doubles = (size_t)tiles * TILE;
-    size_t bytes = doubles * sizeof(double) + (size_t)n_layers * (2 * sizeof(int64_t) + sizeof(double *));
+        tiles = add_saturating(tiles, multiply_saturating(2, (uint64_t)net->widest));
+    uint64_t tile_doubles = multiply_saturating(tiles, TILE);
+    int parts = with_deltas && blocks > 1;
+
+    Arena arena = {NULL, 0, 0};
+    net_carve(net, &arena, tile_doubles, parts, gather_rows, gather_weights);
     int saved_errno = errno;
-    char *memory = aligned_alloc(ALIGN, (bytes + ALIGN - 1) / ALIGN * ALIGN);
+    char *memory = arena.overflow ? NULL : aligned_alloc(ALIGN, (arena.used + ALIGN - 1) / ALIGN * ALIGN);
     if (!memory) {
         errno = ENOMEM;
         return -1;
     }
     errno = saved_errno;
-
-    net->sizes = sizes;
-    net->n_layers = n_layers;
-    net->has_bias = has_bias;
     net->memory = memory;
-    net->w_start = (int64_t *)(void *)(memory + doubles * sizeof(double));
-    net->b_start = net->w_start + n_layers;
-    net->act = (double **)(void *)(net->b_start + n_layers);
-    double *tile = (double *)(void *)memory;
+    arena = (Arena){memory, 0, 0};
+    net_carve(net, &arena, tile_doubles, parts, gather_rows, gather_weights);
+
+    int64_t offset = 0, tile = 0;
     for (int64_t l = 0; l < n_layers; l++) {
-        net->act[l] = tile;
+        net->act_start[l] = tile;
         tile += sizes[l] * TILE;
+        if (l + 1 < n_layers) {
+            net->w_start[l] = offset;
+            offset += sizes[l] * sizes[l + 1];
+            net->b_start[l] = offset;
+            offset += has_bias ? sizes[l + 1] : 0;
+        }
     }
-    net->delta = with_deltas ? tile : NULL;
-    net->delta_in = with_deltas ? tile + widest * TILE : NULL;
-    int64_t offset = 0;
-    for (int64_t l = 0; l + 1 < n_layers; l++) {
-        net->w_start[l] = offset;
-        offset += sizes[l] * sizes[l + 1];
-        net->b_start[l] = offset;
-        offset += has_bias ? sizes[l + 1] : 0;
-    }
-    net->n_params = offset;
+    net->delta_start = tile;
+    for (int t = 0; t < TILE; t++)
+        net->ones[t] = 1.0;
     return 0;
 }
 
@@ -358,80 +481,251 @@ static void net_close(Net *net)
     free(net->memory);
 }
 
-/* Run m rows of X (the tile's first row at X) through every layer: act[l] = A_l. */
-static void forward_tile(const Net *net, const double *X, int64_t m, const double *params)
+/* Run m rows of X (the tile's first row at X) through every layer: A_l at tiles + act_start[l]. */
+static void forward_tile(const Net *net, double *tiles, const double *X, int64_t m, const double *params)
 {
     const int64_t *sizes = net->sizes;
-    rows_to_tile(X, sizes[0], m, net->act[0]);
+    rows_to_tile(X, sizes[0], m, tiles + net->act_start[0]);
     for (int64_t l = 0; l + 1 < net->n_layers; l++)
-        dense_sigmoid(net->act[l], sizes[l], params + net->w_start[l],
-                      net->has_bias ? params + net->b_start[l] : NULL, sizes[l + 1], m, net->act[l + 1]);
+        dense_sigmoid(tiles + net->act_start[l], sizes[l], params + net->w_start[l],
+                      net->has_bias ? params + net->b_start[l] : NULL, sizes[l + 1], m,
+                      tiles + net->act_start[l + 1]);
 }
 
 /* Back-propagate one tile after forward_tile: grad += this tile's dLoss/dparams;
- * returns its sum((A_L - Y)^2).  Y: the tile's first row; scale = dLoss/dA_L / (A_L - Y). */
-static double backward_tile(Net *net, const double *Y, int64_t m, const double *params,
-                            int derivative, double scale, double *grad)
+ * returns its sum_t w[t] e_t.  Y, w: the tile's first row; scale = c (bce) or 2c. */
+static double backward_tile(const Net *net, double *tiles, const double *Y, const double *w, int64_t m,
+                            const double *params, int derivative, int loss, double scale, double *grad)
 {
     const int64_t *sizes = net->sizes;
     int64_t L = net->n_layers - 1;
-    double squared = output_delta(net->act[L], Y, sizes[L], m, scale, derivative, net->delta);
+    double *delta = tiles + net->delta_start, *delta_in = delta + net->widest * TILE;
+    double errors = output_delta(tiles + net->act_start[L], Y, w, sizes[L], m, loss, scale, derivative, delta);
     for (int64_t l = L - 1; l >= 0; l--) {
-        weight_gradient(net->act[l], sizes[l], net->delta, sizes[l + 1], m, grad + net->w_start[l],
+        const double *a_in = tiles + net->act_start[l];
+        weight_gradient(a_in, sizes[l], delta, sizes[l + 1], m, grad + net->w_start[l],
                         net->has_bias ? grad + net->b_start[l] : NULL);
         if (l > 0) {
-            back_to_inputs(net->delta, sizes[l + 1], params + net->w_start[l], sizes[l], net->act[l], m,
-                           derivative, net->delta_in);
-            double *swap = net->delta;
-            net->delta = net->delta_in;
-            net->delta_in = swap;
+            back_to_inputs(delta, sizes[l + 1], params + net->w_start[l], sizes[l], a_in, m, derivative,
+                           delta_in);
+            double *swap = delta;
+            delta = delta_in;
+            delta_in = swap;
         }
     }
-    return squared;
+    return errors;
 }
 
-/* Rows in the tile that starts at row `first` of n. */
-static int64_t tile_rows(int64_t first, int64_t n)
+/* Rows in the tile or block of `size` rows that starts at row `first` of n. */
+static int64_t rows_from(int64_t first, int64_t size, int64_t n)
 {
-    return n - first < TILE ? n - first : TILE;
+    return n - first < size ? n - first : size;
+}
+
+/* grad += the gradient over n rows (X (n, n_0), Y (n, n_L), w (n) or NULL),
+ * tile by tile in a slot's tiles; returns their sum_i w_i e_i. */
+static double rows_gradient(const Net *net, double *tiles, const double *X, const double *Y,
+                            const double *w, int64_t n, const double *params, int derivative, int loss,
+                            double scale, double *grad)
+{
+    int64_t n_in = net->sizes[0], n_out = net->sizes[net->n_layers - 1];
+    double errors = 0.0;
+    for (int64_t first = 0; first < n; first += TILE) {
+        int64_t m = rows_from(first, TILE, n);
+        forward_tile(net, tiles, X + first * n_in, m, params);
+        errors += backward_tile(net, tiles, Y + first * n_out, w ? w + first : net->ones, m, params,
+                                derivative, loss, scale, grad);
+    }
+    return errors;
+}
+
+/* c of the contract for a batch of n rows with weights w (NULL: ones):
+ * 1 for sse, 1 / (W n_L) with W = sum_i w_i for mse and bce. */
+static double normaliser(const double *w, int64_t n, int64_t n_out, int loss)
+{
+    return loss == FN_LOSS_SSE ? 1.0 : 1.0 / ((w ? sum(w, n) : (double)n) * (double)n_out);
+}
+
+/* grad = dLoss/dparams over a batch of n rows (X, Y, w as in rows_gradient)
+ * with normaliser c; returns its sum_i w_i e_i.  Blocks of FN_BLOCK_ROWS rows
+ * run net->slots at a time in parallel, each into its slot's partial
+ * gradient; partials and losses are added in block order, so the result
+ * does not depend on the number of threads.  One block runs serially, straight into grad. */
+static double batch_gradient(Net *net, const double *X, const double *Y, const double *w, int64_t n,
+                             const double *params, int derivative, int loss, double c, double *grad)
+{
+    int64_t n_in = net->sizes[0], n_out = net->sizes[net->n_layers - 1];
+    int64_t n_blocks = (n + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS;
+    double scale = loss == FN_LOSS_BCE ? c : 2.0 * c;
+    memset(grad, 0, (size_t)net->n_params * sizeof *grad);
+    if (n_blocks == 1)
+        return rows_gradient(net, net->slot[0].tiles, X, Y, w, n, params, derivative, loss, scale, grad);
+    double errors = 0.0;
+    for (int64_t wave = 0; wave < n_blocks; wave += net->slots) {
+        int count = (int)rows_from(wave, net->slots, n_blocks);
+        OMP(omp parallel for num_threads(count) schedule(static))
+        for (int s = 0; s < count; s++) {
+            Slot *slot = &net->slot[s];
+            int64_t first = (wave + s) * FN_BLOCK_ROWS;
+            memset(slot->part, 0, (size_t)net->n_params * sizeof *slot->part);
+            slot->errors = rows_gradient(net, slot->tiles, X + first * n_in, Y + first * n_out,
+                                         w ? w + first : NULL, rows_from(first, FN_BLOCK_ROWS, n), params,
+                                         derivative, loss, scale, slot->part);
+        }
+        for (int s = 0; s < count; s++) {
+            for (int64_t i = 0; i < net->n_params; i++)
+                grad[i] += net->slot[s].part[i];
+            errors += net->slot[s].errors;
+        }
+    }
+    return errors;
+}
+
+/* dst (m, width) = rows order[0 .. m) of src (., width), row-major. */
+static void gather(const double *src, int64_t width, const int64_t *order, int64_t m, double *dst)
+{
+    for (int64_t i = 0; i < m; i++)
+        memcpy(dst + i * width, src + order[i] * width, (size_t)width * sizeof *dst);
+}
+
+/* One optimizer step on params (n_params) from the gradient g, in place;
+ * formulas and the layout of hyper and state (2, n_params) in network.h.
+ * No restrict: params, g and state may alias when called directly. */
+static void update(double *params, const double *g, int64_t n_params, int optimizer, const double *hyper,
+                   double *state, int64_t *step)
+{
+    double lr = hyper[FN_LR];
+    if (optimizer == FN_OPTIMIZER_SGD) {
+        for (int64_t i = 0; i < n_params; i++)
+            params[i] -= lr * g[i];
+    } else if (optimizer == FN_OPTIMIZER_MOMENTUM) {
+        double mu = hyper[FN_MU], *v = state;
+        for (int64_t i = 0; i < n_params; i++) {
+            v[i] = mu * v[i] + g[i];
+            params[i] -= lr * v[i];
+        }
+    } else {
+        double b1 = hyper[FN_BETA1], b2 = hyper[FN_BETA2], eps = hyper[FN_EPS];
+        double *m = state, *v = state + n_params;
+        if (*step < INT64_MAX) /* saturate rather than overflow */
+            *step += 1;
+        double unbias1 = 1.0 - pow(b1, (double)*step), unbias2 = 1.0 - pow(b2, (double)*step);
+        for (int64_t i = 0; i < n_params; i++) {
+            m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+            v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+            params[i] -= lr * (m[i] / unbias1) / (sqrt(v[i] / unbias2) + eps);
+        }
+    }
+}
+
+/* ---- entry points (contract in network.h) ------------------------------------ */
+
+#ifdef _OPENMP
+/* libgomp's thread pool does not survive fork(): a child that starts a team
+ * after its parent has used one hangs.  So a forked child runs serially. */
+static atomic_int forked_child;
+
+static void after_fork_in_child(void)
+{
+    atomic_store(&forked_child, 1);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+#endif
+
+int fn_threads(int requested)
+{
+#ifdef _OPENMP
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, watch_forks); /* before this process ever starts a team */
+    if (atomic_load(&forked_child))
+        return 1;
+    return requested >= 1 ? requested : omp_get_max_threads();
+#else
+    (void)requested;
+    return 1;
+#endif
+}
+
+/* The thread's slot inside a parallel region of at most net->slots threads. */
+static int thread_slot(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
 }
 
 int fn_forward(const double *X, int64_t n, const double *params,
-               const int64_t *sizes, int64_t n_layers, int has_bias, double *out)
+               const int64_t *sizes, int64_t n_layers, int has_bias, int threads, double *out)
 {
     Net net;
-    if (net_open(&net, sizes, n_layers, has_bias, 0) != 0)
+    if (net_open(&net, sizes, n_layers, has_bias, threads, n, 0, 0, 0) != 0)
         return -1;
-    for (int64_t first = 0; first < n; first += TILE) {
-        int64_t m = tile_rows(first, n);
-        forward_tile(&net, X + first * sizes[0], m, params);
-        double *block = out; /* layer l's (n, sizes[l]) block of out */
-        for (int64_t l = 1; l < n_layers; l++) {
-            tile_to_rows(net.act[l], sizes[l], m, block + first * sizes[l]);
-            block += n * sizes[l];
+    int64_t n_blocks = (n + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS;
+    /* Rows are independent: blocks may run on any thread, in any order. */
+    OMP(omp parallel for num_threads(net.slots) schedule(static) if (n_blocks > 1))
+    for (int64_t block = 0; block < n_blocks; block++) {
+        double *tiles = net.slot[thread_slot()].tiles;
+        int64_t end = block * FN_BLOCK_ROWS + rows_from(block * FN_BLOCK_ROWS, FN_BLOCK_ROWS, n);
+        for (int64_t first = block * FN_BLOCK_ROWS; first < end; first += TILE) {
+            int64_t m = rows_from(first, TILE, end);
+            forward_tile(&net, tiles, X + first * sizes[0], m, params);
+            double *layer_out = out; /* layer l's (n, sizes[l]) block of out */
+            for (int64_t l = 1; l < n_layers; l++) {
+                tile_to_rows(tiles + net.act_start[l], sizes[l], m, layer_out + first * sizes[l]);
+                layer_out += n * sizes[l];
+            }
         }
     }
     net_close(&net);
     return 0;
 }
 
-double fn_gradient(const double *X, const double *Y, int64_t n, const double *params,
-                   const int64_t *sizes, int64_t n_layers, int has_bias,
-                   int derivative, int loss, double *grad)
+int fn_gradient(const double *X, const double *Y, const double *w, int64_t n, const double *params,
+                const int64_t *sizes, int64_t n_layers, int has_bias, int derivative, int loss,
+                int threads, double *grad, double *loss_value)
 {
     Net net;
-    if (net_open(&net, sizes, n_layers, has_bias, 1) != 0)
-        return NAN;
-    int64_t n_out = sizes[n_layers - 1];
-    double count = (double)(n * n_out);
-    double scale = loss == FN_LOSS_MSE ? 2.0 / count : 2.0;
-    memset(grad, 0, (size_t)net.n_params * sizeof *grad);
-    double squared = 0.0;
-    for (int64_t first = 0; first < n; first += TILE) {
-        int64_t m = tile_rows(first, n);
-        forward_tile(&net, X + first * sizes[0], m, params);
-        squared += backward_tile(&net, Y + first * n_out, m, params, derivative, scale, grad);
+    if (net_open(&net, sizes, n_layers, has_bias, threads, n, 1, 0, 0) != 0)
+        return -1;
+    double c = normaliser(w, n, sizes[n_layers - 1], loss);
+    *loss_value = c * batch_gradient(&net, X, Y, w, n, params, derivative, loss, c, grad);
+    net_close(&net);
+    return 0;
+}
+
+int fn_train_epoch(const double *X, const double *Y, const double *w, const int64_t *order, int64_t n,
+                   int64_t batch_size, double *params, const int64_t *sizes, int64_t n_layers,
+                   int has_bias, int derivative, int loss, int optimizer, const double *hyper,
+                   double *state, int64_t *step, int threads, double *grad, double *errors)
+{
+    int64_t rows = batch_size < n ? batch_size : n; /* rows in a full batch */
+    Net net;
+    if (net_open(&net, sizes, n_layers, has_bias, threads, rows, 1, order ? rows : 0, order && w) != 0)
+        return -1;
+    int64_t n_in = sizes[0], n_out = sizes[n_layers - 1];
+    double total = 0.0;
+    for (int64_t first = 0; first < n; first += rows) {
+        int64_t m = rows_from(first, rows, n);
+        const double *X_batch = X + first * n_in, *Y_batch = Y + first * n_out;
+        const double *w_batch = w ? w + first : NULL;
+        if (order) {
+            gather(X, n_in, order + first, m, net.batch_X);
+            gather(Y, n_out, order + first, m, net.batch_Y);
+            if (w)
+                gather(w, 1, order + first, m, net.batch_w);
+            X_batch = net.batch_X, Y_batch = net.batch_Y, w_batch = w ? net.batch_w : NULL;
+        }
+        double c = normaliser(w_batch, m, n_out, loss);
+        total += batch_gradient(&net, X_batch, Y_batch, w_batch, m, params, derivative, loss, c, grad);
+        update(params, grad, net.n_params, optimizer, hyper, state, step);
     }
     net_close(&net);
-    return loss == FN_LOSS_MSE ? squared / count : squared;
+    *errors = total;
+    return 0;
 }

@@ -47,7 +47,9 @@ enum { FN_OPTIMIZER_SGD = 0, FN_OPTIMIZER_MOMENTUM = 1, FN_OPTIMIZER_ADAM = 2 };
 enum { FN_LR, FN_MU, FN_BETA1, FN_BETA2, FN_EPS, FN_N_HYPER };
 
 /* The number of threads the kernels use when asked for `requested`: with
- * OpenMP, requested if >= 1, else omp_get_max_threads(); without, always 1. */
+ * OpenMP, requested if >= 1, else omp_get_max_threads(); without OpenMP,
+ * and in a process forked from one that called this, always 1 (libgomp's
+ * threads do not survive fork).  Call it before every kernel. */
 int fn_threads(int requested);
 
 /* Every layer's activations for X, written into out (layout above).

@@ -3,12 +3,18 @@
 The kernels (``kernels/network.c``) stream the batch in tiles of
 ``TILE_ROWS`` rows, keep each tile feature-major so every inner loop
 vectorises, use their own vectorisable ``exp`` for the sigmoid, and
-allocate their work memory once per call.  They release the GIL while they
-run.  Arrays pass straight through the buffer protocol: ``Network`` has
-already made them C-contiguous float64 (``sizes`` int64).  The extension
-still checks dtypes and exact lengths, raising ValueError rather than ever
-touching memory outside an array, and MemoryError if its work memory cannot
-be allocated.
+allocate their work memory once per call.  Batches of more than
+``BLOCK_ROWS`` rows are cut into blocks that run on OpenMP threads, each
+into its own partial gradient, added in block order: results are bitwise
+identical for any thread count (see ``set_num_threads``).  The kernels
+release the GIL while they run; ``train_epoch`` runs a whole epoch in C.
+
+Arrays pass straight through the buffer protocol: ``Network`` has already
+made them C-contiguous float64 (``sizes``, ``order``, ``step`` int64).  The
+extension still checks dtypes, exact lengths, codes and the range of every
+``order`` entry, raising ValueError/TypeError rather than ever touching
+memory outside an array, and MemoryError if its work memory cannot be
+allocated.
 """
 
 from fastnet import _native
@@ -25,12 +31,49 @@ def forward(X, params, sizes, has_bias, out):
     _native.forward(X, params, sizes, has_bias, out)
 
 
-def gradient(X, Y, params, sizes, has_bias, derivative, loss, grad):
+def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
     """Write dLoss/dparams into ``grad`` (packed like ``params``); return the loss.
 
-    X: (n, sizes[0]) and Y: (n, sizes[-1]) float64; derivative and loss are
-    ``DERIVATIVE_CODES`` / ``LOSS_CODES`` values.  delta_L = dLoss/dA_L *
-    f'(A_L); dW_l = A_l.T @ delta_{l+1}; db_l = delta_{l+1}.sum(axis=0);
+    X: (n, sizes[0]) and Y: (n, sizes[-1]) float64; row_weight: float64
+    (n,) or empty (all ones); derivative, loss: ``DERIVATIVE_CODES`` /
+    ``LOSS_CODES`` values.  With e_i the row's squared error (sse, mse) or
+    cross-entropy (bce, logs clamped at -100) and W = sum(w): sse =
+    sum w_i e_i; mse, bce = sse / (W n_L).  delta_L = c w_i 2 (a - y) f'(a)
+    (sse, mse) or c w_i (a - y) (bce), c = 1 (sse) or 1/(W n_L);
+    dW_l = A_l.T @ delta_{l+1}; db_l = delta_{l+1}.sum(axis=0);
     delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).
     """
-    return _native.gradient(X, Y, params, sizes, has_bias, derivative, loss, grad)
+    return _native.gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad)
+
+
+def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
+                derivative, loss, optimizer, hyper, state, step, grad):
+    """One epoch of mini-batch training in C; update ``params`` in place.
+
+    Batch b holds rows ``order[b*batch_size:(b+1)*batch_size]`` (order:
+    int64 (n,), or empty for 0..n-1 read in place).  Each batch: g = its
+    gradient as in ``gradient`` (its own W), then with hyper = float64
+    [lr, mu, b1, b2, eps] and state float64 (2, len(params)): "sgd"
+    p -= lr g; "momentum" v = mu v + g, p -= lr v; "adam" t += 1 (step:
+    int64 (1,)), m = b1 m + (1-b1) g, v = b2 v + (1-b2) g**2,
+    p -= lr (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps).  grad is work
+    memory.  Returns sum_i w_i e_i over the epoch, each row with the
+    parameters its batch saw.
+    """
+    return _native.train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
+                               derivative, loss, optimizer, hyper, state, step, grad)
+
+
+def set_num_threads(n):
+    """Use up to ``n >= 1`` threads (default: all cores, ``omp_get_max_threads()``).
+
+    Results do not depend on ``n``.  Without OpenMP, and in a child process
+    forked after the kernels were first used (OpenMP's threads do not
+    survive ``fork``), the kernels use one thread.
+    """
+    _native.set_num_threads(n)
+
+
+def get_num_threads():
+    """The number of threads the kernels use."""
+    return _native.get_num_threads()
