@@ -18,9 +18,14 @@ W2 = np.array([[0.5]])
 
 
 def _show(label, values):
-    """One line: a label and the values to 8 decimals, as the article prints them."""
-    text = np.array2string(np.asarray(values).ravel(), precision=8, floatmode="maxprec", separator=", ")
-    return f"  {label:<40} {text}"
+    """A label and the values to 8 decimals, as the article prints them.
+
+    Column vectors print on one line; a matrix prints one row per line.
+    """
+    values = np.asarray(values)
+    rows = values.reshape(1, -1) if values.ndim < 2 or values.shape[1] == 1 else values
+    texts = [np.array2string(row.ravel(), precision=8, floatmode="maxprec", separator=", ") for row in rows]
+    return "\n".join(f"  {label if i == 0 else '':<40} {text}" for i, text in enumerate(texts))
 
 
 def article_step(derivative):
@@ -83,8 +88,10 @@ def walkthrough():
               _show("exact d_W2 / article d_W2", exact["d_W2 = neuron1output.T @ delta"] / article["d_W2 = neuron1output.T @ delta"]),
               _show("exact d_W1 / article d_W1", (exact["d_W1 = X.T @ hidden delta"] / article["d_W1 = X.T @ hidden delta"]).ravel()),
               "  The forward pass is the same; only the slope used on the way back changes.",
-              "  s(a)(1-s(a)) with a in (0.5, 1) stays near 0.23, while a(1-a) falls as a",
-              "  saturates, so the article's steps are a little larger than the true gradient's.",
+              "  For outputs a in (0, 1) the article's s(a)(1-s(a)) stays between 0.197 and 0.25,",
+              "  while the true a(1-a) is 0.25 at a = 0.5 and falls to 0 as a saturates. Here the",
+              "  output (a near 0.59) gets a larger true slope, so d_W2 grows by 5%, and the hidden",
+              "  neuron (a from 0.70 to 0.79) a smaller one, so d_W1 shrinks by 7 to 18%.",
               "  With no bias and W2 > 0 the output is sigmoid(positive) > 0.5, so Alice's",
               "  target of 0.4 can never be reached: the reason real networks carry biases."]
     return "\n".join(lines)
