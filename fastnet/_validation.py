@@ -96,11 +96,12 @@ def batch(value, name, n_columns, dtype=np.float64):
     return array
 
 
-def targets(y, X, n_outputs, dtype=np.float64):
-    """``y`` as a batch ``(len(X), n_outputs)``."""
-    y = batch(y, "y", n_outputs, dtype)
+def targets(y, X, n_outputs, dtype=np.float64, names=("X", "y")):
+    """``y`` as a batch ``(len(X), n_outputs)``; ``names`` of X and y for messages."""
+    y = batch(y, names[1], n_outputs, dtype)
     if y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must have one row per row of X ({X.shape[0]}); got {y.shape[0]} rows")
+        raise ValueError(f"{names[1]} must have one row per row of {names[0]} ({X.shape[0]}); "
+                         f"got {y.shape[0]} rows")
     return y
 
 

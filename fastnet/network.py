@@ -35,6 +35,8 @@ def exclusive(method):
 
     Kernels release the GIL, so without this two threads could interleave
     updates of one network's parameters.  Two networks never share a lock.
+    The lock is re-entrant, so fit may score validation data and a callback
+    may evaluate or save the network it is training.
     """
     @functools.wraps(method)
     def guarded(self, *args, **kwargs):
@@ -111,7 +113,7 @@ class Network:
         self._grad = np.empty_like(self._params)
         self._rng = np.random.default_rng(seed)
         self._optimizer = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._initialise(weights, biases)
 
     def _initialise(self, weights, biases):
@@ -160,14 +162,17 @@ class Network:
 
     # -- evaluation ---------------------------------------------------------
 
-    def _checked_inputs(self, X):
+    def _checked_inputs(self, X, name="X"):
         """X validated and converted once, C-contiguous in the network's dtype."""
-        return check.batch(X, "X", int(self._sizes[0]), self.dtype)
+        return check.batch(X, name, int(self._sizes[0]), self.dtype)
 
-    def _checked(self, X, y):
-        """X and y validated and converted once, C-contiguous in the network's dtype."""
-        X = self._checked_inputs(X)
-        return X, check.targets(y, X, int(self._sizes[-1]), self.dtype)
+    def _checked(self, X, y, names=("X", "y")):
+        """X and y validated and converted once, C-contiguous in the network's dtype.
+
+        ``names`` are what error messages call them (e.g. X_val, y_val).
+        """
+        X = self._checked_inputs(X, names[0])
+        return X, check.targets(y, X, int(self._sizes[-1]), self.dtype, names)
 
     def _activations(self, X):
         """Every layer's output for a validated X, as (n, width) arrays."""
@@ -278,8 +283,9 @@ class Network:
             raise TypeError(f"callback must be callable; got {type(callback).__name__}")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (X_val, y_val)")
-            validation_data = self._checked(*validation_data)
+                raise TypeError(f"validation_data must be a pair (X_val, y_val); got {type(validation_data).__name__}"
+                                + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""))
+            validation_data = self._checked(*validation_data, names=("X_val", "y_val"))
         on_disk = check.is_out_of_core(X) or check.is_out_of_core(y)
         X, y = self._checked(X, y)
         return {
