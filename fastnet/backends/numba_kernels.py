@@ -259,10 +259,24 @@ def _accumulate_weight_gradient(a_in, delta, m, has_bias, dW, db):
 
     a_in: (fan_in, T); delta: (fan_out, T); dW: (fan_in, fan_out); db: (fan_out,).
     """
-    for k in range(dW.shape[0]):
-        a = a_in[k]
-        for j in range(dW.shape[1]):
-            d = delta[j]
+    fan_in = dW.shape[0]
+    blocked = fan_in - fan_in % 4
+    for j in range(dW.shape[1]):
+        d = delta[j]
+        for k in range(0, blocked, 4):  # four dot products share each load of d
+            a0, a1, a2, a3 = a_in[k], a_in[k + 1], a_in[k + 2], a_in[k + 3]
+            s0 = s1 = s2 = s3 = typed(0.0, dW)
+            for t in range(m):
+                s0 += a0[t] * d[t]
+                s1 += a1[t] * d[t]
+                s2 += a2[t] * d[t]
+                s3 += a3[t] * d[t]
+            dW[k, j] += s0
+            dW[k + 1, j] += s1
+            dW[k + 2, j] += s2
+            dW[k + 3, j] += s3
+        for k in range(blocked, fan_in):
+            a = a_in[k]
             total = typed(0.0, dW)
             for t in range(m):
                 total += a[t] * d[t]
