@@ -11,7 +11,7 @@ import numpy as np
 from fastnet import _validation as check
 from fastnet import persistence
 from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES
-from fastnet.backends.reference import unpack
+from fastnet.backends.reference import parameter_count, unpack
 from fastnet.training import DivergenceError, History, Optimizer, Progress, Stopwatch, visiting_order
 
 #: Backend name -> module under fastnet.backends (imported on first use).
@@ -22,12 +22,6 @@ def load_backend(name):
     """The backend module for ``name`` ("numpy", "numba" or "native")."""
     check.choice(name, "backend", BACKENDS)
     return importlib.import_module(f"fastnet.backends.{BACKENDS[name]}")
-
-
-def parameter_count(sizes, has_bias):
-    """Length of the packed parameter vector for these layer widths."""
-    fan_in, fan_out = sizes[:-1], sizes[1:]
-    return int(np.sum(fan_in * fan_out) + (np.sum(fan_out) if has_bias else 0))
 
 
 def exclusive(method):
@@ -174,6 +168,19 @@ class Network:
         X = self._checked_inputs(X, names[0])
         return X, check.targets(y, X, int(self._sizes[-1]), self.dtype, names)
 
+    def _row_weights(self, sample_weight, n_rows):
+        """Validated per-row weights (empty for None).
+
+        For the mean losses, a common factor of the weights cancels, so they
+        are divided by their largest: the result is the same, and weights
+        as small as 5e-324 or as large as 1e308 neither underflow nor
+        overflow their sum.
+        """
+        weights = check.row_weights(sample_weight, n_rows, self.dtype)
+        if weights.size and self.loss_name != "sse":
+            weights = weights / weights.max()
+        return weights
+
     def _activations(self, X):
         """Every layer's output for a validated X, as (n, width) arrays."""
         n = X.shape[0]
@@ -202,7 +209,7 @@ class Network:
         tiles whatever the number of rows (the gradient itself is discarded).
         """
         X, y = self._checked(X, y)
-        return self._gradient(X, y, check.row_weights(sample_weight, X.shape[0], self.dtype), np.empty_like(self._params))
+        return self._gradient(X, y, self._row_weights(sample_weight, X.shape[0]), np.empty_like(self._params))
 
     def _gradient(self, X, y, weights, grad=None):
         """Loss, and the packed gradient in ``grad`` (default ``self._grad``), for validated data."""
@@ -219,7 +226,7 @@ class Network:
         ``sample_weight``: optional non-negative weight per row.
         """
         X, y = self._checked(X, y)
-        self._gradient(X, y, check.row_weights(sample_weight, X.shape[0], self.dtype))
+        self._gradient(X, y, self._row_weights(sample_weight, X.shape[0]))
         return unpack(self._grad.copy(), self._sizes, self._has_bias)
 
     # -- training -----------------------------------------------------------
@@ -229,7 +236,7 @@ class Network:
         """One full-batch gradient-descent step, ``W -= lr * dW``; returns the loss before it."""
         lr = check.positive_number(lr, "lr")
         X, y = self._checked(X, y)
-        value = self._gradient(X, y, check.row_weights(sample_weight, X.shape[0], self.dtype))
+        value = self._gradient(X, y, self._row_weights(sample_weight, X.shape[0]))
         self._params -= lr * self._grad
         return value
 
@@ -256,7 +263,6 @@ class Network:
         epochs = check.count(epochs, "epochs")
         plan = self._plan(X, y, lr, batch_size, shuffle, seed, optimizer, momentum,
                           sample_weight, validation_data, callback)
-        self._optimizer = plan["optimizer"]
         return self._train(plan, epochs, progress)
 
     @exclusive
@@ -272,7 +278,6 @@ class Network:
                           sample_weight, None, None)
         if self._optimizer is not None and self._optimizer.same_settings(plan["optimizer"]):
             plan["optimizer"] = self._optimizer
-        self._optimizer = plan["optimizer"]
         return self._train(plan, 1, progress=False)
 
     def _plan(self, X, y, lr, batch_size, shuffle, seed, optimizer, momentum,
@@ -290,7 +295,7 @@ class Network:
         X, y = self._checked(X, y)
         return {
             "X": X, "y": y, "on_disk": on_disk,
-            "weights": check.row_weights(sample_weight, X.shape[0], self.dtype),
+            "weights": self._row_weights(sample_weight, X.shape[0]),
             "batch_size": X.shape[0] if batch_size is None else batch_size,
             "shuffle": bool(shuffle),
             "rng": self._rng if seed is None else np.random.default_rng(seed),
@@ -300,8 +305,14 @@ class Network:
         }
 
     def _train(self, plan, epochs, progress):
-        """Run the epochs of a validated plan, recording a History."""
+        """Run the epochs of a validated plan, recording a History.
+
+        The plan's optimizer becomes the network's once an epoch completes;
+        if none does, the previous optimizer (and its state) stays.
+        """
         history = History()
+        previous_optimizer = self._optimizer
+        self._optimizer = plan["optimizer"]
         bar = Progress(progress, epochs, plan["X"].shape[0])
         try:
             for epoch in range(epochs):
@@ -314,6 +325,8 @@ class Network:
                 if plan["callback"] is not None and plan["callback"](epoch, history) is False:
                     break
         except BaseException as error:
+            if not history.loss:
+                self._optimizer = previous_optimizer
             error.history = history  # what completed, for whoever catches it (Ctrl-C included)
             raise
         finally:

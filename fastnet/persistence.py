@@ -14,6 +14,7 @@ import numpy as np
 
 from fastnet import _validation as check
 from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
+from fastnet.backends.reference import parameter_count
 
 FORMAT = "fastnet-network"
 FORMAT_VERSION = 1
@@ -110,9 +111,10 @@ class FileFields:
 def read_fields(path):
     """Open ``path`` as an .npz without pickle and read every field into memory."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single array, not a fastnet .npz archive")
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not a fastnet .npz archive")
+        with archive:
             return FileFields(path, {key: archive[key] for key in archive.files})
     except FileNotFoundError:
         raise FileNotFoundError(f"{os.fspath(path)}: no such network file") from None
@@ -130,13 +132,13 @@ def network_settings(fields, backends):
     version = int(fields.array("format_version", kind="iu", ndim=0))
     if version != FORMAT_VERSION:
         fields.fail(f"format version {version} is not supported (this fastnet reads {FORMAT_VERSION})")
+    layers = list(fields.array("layers", kind="iu", ndim=1))
     try:
-        sizes = check.layer_sizes(list(fields.array("layers", kind="iu", ndim=1)))
+        sizes = check.layer_sizes(layers)
     except (TypeError, ValueError) as error:
-        fields.fail(f"field 'layers': {error}")
+        fields.fail(f"field 'layers' is not a list of layer widths ({error})")
     has_bias = bool(fields.array("bias", kind="b", ndim=0))
-    fan_in, fan_out = sizes[:-1], sizes[1:]
-    n_params = int(np.sum(fan_in * fan_out) + (np.sum(fan_out) if has_bias else 0))
+    n_params = parameter_count(sizes, has_bias)
     dtype = fields.text("dtype", {"float32", "float64"})
     return {
         "dtype": dtype,

@@ -29,6 +29,16 @@ def unpack(params, sizes, has_bias):
     return weights, biases
 
 
+def parameter_count(sizes, has_bias):
+    """Length of the packed parameter vector for these layer widths.
+
+    Counted with Python integers, so absurd widths give an absurd count
+    rather than wrapping around in int64.
+    """
+    widths = [int(width) for width in sizes]
+    return sum(i * o + (o if has_bias else 0) for i, o in zip(widths[:-1], widths[1:]))
+
+
 def sigmoid(z):
     """Logistic function ``1/(1+exp(-z))``, stable and warning-free for any z.
 

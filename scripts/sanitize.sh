@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# Build fastnet's C kernels with AddressSanitizer + UndefinedBehaviorSanitizer in a
+# throwaway folder and exercise them: forward, gradient and train_epoch on random
+# networks (compared with the NumPy reference), Network.fit end to end, and calls
+# with wrong arguments that must be refused without touching memory.
+#
+# Exits non-zero if the build fails, a check fails, or any sanitizer reports.
+# Nothing is written to the working tree: the sources are copied to a temporary
+# folder, built there (its own build-dir) and installed with --target there.
+#
+# Environment: PYTHON (default: python3) must have numpy and scikit-build-core
+# (built without isolation); CC (default: gcc) must be the gcc whose libasan
+# and libubsan get preloaded.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PYTHON=${PYTHON:-python3}
+export CC=${CC:-gcc}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastnet-sanitize.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+say() { printf 'sanitize: %s\n' "$*" >&2; }
+
+# -- the sanitizer runtimes of the compiler that builds the kernels -----------------------------
+LIBASAN=$("$CC" -print-file-name=libasan.so)
+LIBUBSAN=$("$CC" -print-file-name=libubsan.so)
+for lib in "$LIBASAN" "$LIBUBSAN"; do
+  if [[ ! -e "$lib" ]]; then
+    say "$CC has no $(basename "$lib") (got '$lib'): install the sanitizer runtimes (e.g. libasan8, libubsan1)"
+    exit 2
+  fi
+done
+
+# -- a snapshot of the sources, then a sanitized build of it ------------------------------------
+mkdir -p "$WORK/src"
+tar -C "$ROOT" --exclude='__pycache__' --exclude='*.so' -cf - \
+    pyproject.toml CMakeLists.txt README.md kernels fastnet | tar -C "$WORK/src" -xf -
+
+isolation=(--no-build-isolation)
+if ! "$PYTHON" -c 'import scikit_build_core' 2>/dev/null; then
+  say "scikit-build-core is not installed for $PYTHON: building with build isolation"
+  isolation=()
+fi
+say "building the kernels with -fsanitize=address,undefined in $WORK"
+if ! "$PYTHON" -m pip install --no-deps "${isolation[@]}" --disable-pip-version-check --quiet \
+      --target "$WORK/site" \
+      -C cmake.define.FASTNET_SANITIZE=ON \
+      -C cmake.build-type=RelWithDebInfo \
+      -C build-dir="$WORK/build" \
+      "$WORK/src" >"$WORK/build.log" 2>&1; then
+  cat "$WORK/build.log" >&2
+  say "the sanitized build failed"
+  exit 1
+fi
+native_so=$(ls "$WORK"/site/fastnet/_native*.so)
+if ! nm -D "$native_so" 2>/dev/null | grep -q '__asan_'; then
+  say "$native_so is not instrumented with AddressSanitizer (FASTNET_SANITIZE ignored?)"
+  exit 1
+fi
+
+# -- the check, through the sanitized build -----------------------------------------------------
+cat >"$WORK/check.py" <<'PYTHON_CHECK'
+import os
+import sys
+
+SITE = os.environ["FASTNET_SANITIZED_SITE"]
+# An editable install of fastnet redirects imports through a meta-path finder;
+# drop such finders so that the sanitized copy (first on sys.path) is imported.
+sys.meta_path[:] = [finder for finder in sys.meta_path
+                    if "editable" not in type(finder).__module__.lower()]
+sys.path.insert(0, SITE)
+
+import numpy as np
+
+import fastnet
+from fastnet import Network, _native
+from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
+from fastnet.backends import reference
+
+for module in (fastnet, _native):
+    assert os.path.realpath(module.__file__).startswith(os.path.realpath(SITE)), (
+        f"imported {module.__name__} from {module.__file__}, not from the sanitized build in {SITE}")
+
+rng = np.random.default_rng(int(os.environ.get("FASTNET_SANITIZE_SEED", "20240611")))
+BLOCK = 8192
+checked = 0
+
+
+def close(actual, expected, what, rtol=1e-9):
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = float(np.abs(expected).max()) if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def random_problem(n):
+    depth = int(rng.integers(1, 4))
+    sizes = np.array(rng.integers(1, 24, depth + 1), dtype=np.int64)
+    has_bias = bool(rng.integers(2))
+    n_params = int(sum(a * b + (b if has_bias else 0) for a, b in zip(sizes[:-1], sizes[1:])))
+    params = rng.normal(0.0, 1.0, n_params) * float(rng.choice([0.5, 1.0, 5.0]))
+    X = rng.uniform(-2.0, 2.0, (n, int(sizes[0])))
+    Y = rng.uniform(0.0, 1.0, (n, int(sizes[-1])))
+    weights = rng.uniform(0.0, 2.0, n) if rng.integers(2) else np.empty(0)
+    return sizes, has_bias, params, X, Y, weights
+
+
+# Row counts around the 256-row tiles and the 8192-row parallel blocks.
+ROWS = [1, 2, 255, 256, 257, 1000, BLOCK - 1, BLOCK + 1, 2 * BLOCK + 300]
+for threads in (1, 2):
+    _native.set_num_threads(threads)
+    for n in ROWS:
+        sizes, has_bias, params, X, Y, weights = random_problem(n)
+        derivative = int(rng.integers(2))
+        loss = int(rng.integers(3))
+        what = f"threads={threads} n={n} sizes={sizes.tolist()} bias={has_bias} derivative={derivative} loss={loss}"
+
+        out = np.full(n * int(sizes[1:].sum()), np.nan)
+        expected_out = np.empty_like(out)
+        _native.forward(X, params, sizes, has_bias, out)
+        reference.forward(X, params, sizes, has_bias, expected_out)
+        close(out, expected_out, "forward " + what)
+
+        grad, expected_grad = np.full(params.size, np.nan), np.empty(params.size)
+        value = _native.gradient(X, Y, weights, params, sizes, has_bias, derivative, loss, grad)
+        expected = reference.gradient(X, Y, weights, params, sizes, has_bias, derivative, loss, expected_grad)
+        close(value, expected, "gradient loss " + what)
+        close(grad, expected_grad, "gradient " + what)
+
+        for name, code in OPTIMIZER_CODES.items():
+            batch_size = int(rng.choice([1, 7, 256, max(1, n // 3), n, n + 5]))
+            if batch_size == 1 and n > 300:
+                batch_size = 64           # keep the reference's per-batch loop short
+            order = rng.permutation(n).astype(np.int64) if rng.integers(2) else np.empty(0, np.int64)
+            # sse sums over the batch: scale its rate so training stays smooth (comparable to 1e-7)
+            lr = 0.05 / batch_size if loss == LOSS_CODES["sse"] else 0.05
+            hyper = np.array([lr, 0.9, 0.9, 0.999, 1e-8])
+            runs = {}
+            for backend, module in (("native", _native), ("reference", reference)):
+                p = params.copy()
+                state, step, work = np.zeros((2, params.size)), np.zeros(1, np.int64), np.empty(params.size)
+                errors = module.train_epoch(X, Y, weights, order, batch_size, p, sizes, has_bias,
+                                            derivative, loss, code, hyper, state, step, work)
+                runs[backend] = (errors, p, state, step)
+            close(runs["native"][0], runs["reference"][0], f"train_epoch {name} errors " + what, rtol=1e-7)
+            close(runs["native"][1], runs["reference"][1], f"train_epoch {name} params " + what, rtol=1e-7)
+            assert runs["native"][3][0] == runs["reference"][3][0], f"adam step {what}"
+        checked += 1
+
+# The public API end to end on the sanitized backend.
+for optimizer in OPTIMIZER_CODES:
+    X = rng.uniform(-1.0, 1.0, (3000, 5))
+    y = rng.uniform(0.0, 1.0, (3000, 2))
+    net = Network([5, 9, 2], backend="native", loss="bce", seed=1)
+    net.fit(X, y, epochs=2, batch_size=100, optimizer=optimizer, seed=2, sample_weight=rng.uniform(0.5, 1.5, 3000))
+    net.partial_fit(X, y, batch_size=1000, optimizer=optimizer)
+    net.gradients(X, y)
+    assert np.isfinite(net.forward(X)).all()
+    checked += 1
+
+# Wrong arguments must be refused (ValueError/TypeError) before any memory is touched.
+sizes = np.array([4, 3, 1], dtype=np.int64)
+X, Y = rng.uniform(size=(10, 4)), rng.uniform(size=(10, 1))
+params, grad, out = np.zeros(19), np.empty(19), np.empty(40)
+state, step, hyper = np.zeros((2, 19)), np.zeros(1, np.int64), np.array([0.1, 0.9, 0.9, 0.999, 1e-8])
+none = np.empty(0)
+
+
+def train(**changes):
+    arguments = dict(X=X, Y=Y, row_weight=none, order=np.empty(0, np.int64), batch_size=3, params=params.copy(),
+                     sizes=sizes, has_bias=True, derivative=0, loss=1, optimizer=2, hyper=hyper,
+                     state=state.copy(), step=step.copy(), grad=grad)
+    arguments.update(changes)
+    return _native.train_epoch(*arguments.values())
+
+
+BAD_CALLS = [
+    lambda: _native.forward(X, params, sizes, True, np.empty(39)),
+    lambda: _native.forward(X, params[:18].copy(), sizes, True, out),
+    lambda: _native.forward(X[:, :3].copy(), params, sizes, True, out),
+    lambda: _native.forward(np.empty((0, 4)), params, sizes, True, np.empty(0)),
+    lambda: _native.forward(X, params, np.array([4, 2**62, 4, 1], dtype=np.int64), False, out),
+    lambda: _native.forward(X, params, np.array([4, -3, 1], dtype=np.int64), True, out),
+    lambda: _native.gradient(X, Y[:9].copy(), none, params, sizes, True, 0, 1, grad),
+    lambda: _native.gradient(X, Y, np.ones(9), params, sizes, True, 0, 1, grad),
+    lambda: _native.gradient(X, Y, none, params, sizes, True, 0, 1, np.empty(18)),
+    lambda: _native.gradient(X, Y, none, params, sizes, True, 5, 1, grad),
+    lambda: _native.gradient(X, Y, none, params, sizes, True, 0, -1, grad),
+    lambda: train(order=np.arange(9, dtype=np.int64)),
+    lambda: train(order=np.r_[np.arange(9), 10].astype(np.int64)),
+    lambda: train(order=np.r_[np.arange(9), -1].astype(np.int64)),
+    lambda: train(batch_size=0),
+    lambda: train(batch_size=-5),
+    lambda: train(optimizer=3),
+    lambda: train(hyper=hyper[:4].copy()),
+    lambda: train(state=np.zeros((2, 18))),
+    lambda: train(step=np.zeros(2, np.int64)),
+    lambda: train(step=np.zeros(1)),
+    lambda: train(params=params[:18].copy()),
+    lambda: train(row_weight=np.ones(11)),
+]
+for index, call in enumerate(BAD_CALLS):
+    try:
+        call()
+    except (ValueError, TypeError):
+        checked += 1
+    else:
+        raise AssertionError(f"bad call #{index} was accepted")
+
+print(f"sanitize: {checked} checks passed on the sanitized native backend", flush=True)
+PYTHON_CHECK
+
+say "running the checks with $(basename "$LIBASAN") and $(basename "$LIBUBSAN") preloaded"
+status=0
+env LD_PRELOAD="$LIBASAN $LIBUBSAN" \
+    ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:strict_string_checks=1:detect_stack_use_after_return=1" \
+    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=87" \
+    FASTNET_SANITIZED_SITE="$WORK/site" \
+    "$PYTHON" "$WORK/check.py" 2>"$WORK/check.err" || status=$?
+cat "$WORK/check.err" >&2
+if grep -Eq 'runtime error:|AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer' "$WORK/check.err"; then
+  say "a sanitizer reported a problem (see above)"
+  exit 1
+fi
+if [[ $status -ne 0 ]]; then
+  say "the checks failed (exit status $status)"
+  exit "$status"
+fi
+say "no sanitizer reports"
