@@ -4,6 +4,9 @@
  * so no numpy headers are needed.  Every buffer is checked for dtype,
  * contiguity and exact length before any kernel runs, so the kernels can never
  * read or write outside their arrays; the GIL is released while they run.
+ * X's dtype (float64 or float32, struct code 'd' or 'f') picks the kernels
+ * (the _f64 or _f32 ones of network.h); every other float array of the call
+ * must share it (TypeError otherwise), except hyper, always float64.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -13,8 +16,21 @@
 
 #include "network.h"
 
-static const char FLOAT64[] = "d";  /* struct codes accepted for float64 */
-static const char INT64[] = "ql";   /* ... and for int64 (with itemsize 8) */
+/* Item types of the buffers the kernels take.  X fixes a call's float type
+ * (FLOAT64 or FLOAT32); every other float array must then match it. */
+typedef enum { FLOAT64, FLOAT32, INT64, ANY_FLOAT } Dtype;
+
+static const struct {
+    const char *name;
+    const char *codes;   /* struct codes accepted, in native order */
+    Py_ssize_t itemsize;
+} DTYPES[] = {
+    [FLOAT64] = {"float64", "d", 8},
+    [FLOAT32] = {"float32", "f", 4},
+    [INT64] = {"int64", "ql", 8},
+    [ANY_FLOAT] = {"float64 or float32", "", 0},
+};
+
 static const char PACKED[] = "the packed length for sizes and has_bias";
 
 /* Is `format` one of the single struct codes in `codes`, in native order? */
@@ -27,31 +43,53 @@ static int format_in(const char *format, const char *codes)
     return format[0] != '\0' && format[1] == '\0' && strchr(codes, format[0]) != NULL;
 }
 
-/* Get a C-contiguous buffer of 8-byte items with a format in `codes` (FLOAT64
- * or INT64) from obj, writable if asked.  Returns 0, or -1 with an exception
- * naming the argument; view->obj stays NULL on failure. */
-static int acquire(PyObject *obj, Py_buffer *view, const char *codes, int writable, const char *name)
+/* The Dtype (FLOAT64, FLOAT32 or INT64) of a buffer's items, or -1 for any other. */
+static int dtype_of(const Py_buffer *view)
 {
-    const char *dtype = codes == FLOAT64 ? "float64" : "int64";
+    for (int d = FLOAT64; d <= INT64; d++)
+        if (view->itemsize == DTYPES[d].itemsize && format_in(view->format, DTYPES[d].codes))
+            return d;
+    return -1;
+}
+
+/* Get a C-contiguous buffer from obj, writable if asked, whose items have
+ * dtype `want` (FLOAT64, FLOAT32 or INT64), or with want = ANY_FLOAT either
+ * float type, stored in *got (got may be NULL otherwise).  `like` names the
+ * argument that fixed a float dtype, for the message, or is NULL.  Returns
+ * 0, or -1 with an exception naming the argument (TypeError for a wrong
+ * dtype, ValueError for a wrong layout); view->obj stays NULL on failure. */
+static int acquire(PyObject *obj, Py_buffer *view, Dtype want, int writable, const char *name,
+                   const char *like, Dtype *got)
+{
+    const char *wanted = DTYPES[want].name;
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (!PyObject_CheckBuffer(obj)) {
         PyErr_Format(PyExc_TypeError, "%s must be a %s array (buffer protocol), not %.100s",
-                     name, dtype, Py_TYPE(obj)->tp_name);
+                     name, wanted, Py_TYPE(obj)->tp_name);
+        view->obj = NULL;
         return -1;
     }
     if (PyObject_GetBuffer(obj, view, flags) != 0) {
         PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous%s %s array",
-                     name, writable ? ", writable" : "", dtype);
+                     name, writable ? ", writable" : "", wanted);
         view->obj = NULL;
         return -1;
     }
-    if (view->itemsize != 8 || !format_in(view->format, codes)) {
-        PyErr_Format(PyExc_ValueError, "%s must hold %s, got format '%s' with itemsize %zd",
-                     name, dtype, view->format ? view->format : "B", view->itemsize);
-        PyBuffer_Release(view);
-        return -1;
+    int dtype = dtype_of(view);
+    if (want == ANY_FLOAT ? dtype == FLOAT64 || dtype == FLOAT32 : dtype == (int)want) {
+        if (got)
+            *got = (Dtype)dtype;
+        return 0;
     }
-    return 0;
+    if (dtype >= 0 && like)
+        PyErr_Format(PyExc_TypeError, "%s must be %s like %s; got %s", name, wanted, like, DTYPES[dtype].name);
+    else if (dtype >= 0)
+        PyErr_Format(PyExc_TypeError, "%s must hold %s; got %s", name, wanted, DTYPES[dtype].name);
+    else
+        PyErr_Format(PyExc_TypeError, "%s must hold %s; got format '%s' with itemsize %zd",
+                     name, wanted, view->format ? view->format : "B", view->itemsize);
+    PyBuffer_Release(view);
+    return -1;
 }
 
 /* Check that view holds exactly rows * cols items (cols >= 1), without
@@ -92,7 +130,7 @@ static int add_product(Py_ssize_t *total, int64_t a, int64_t b)
 static int read_layout(PyObject *obj, int has_bias, Layout *layout)
 {
     Py_buffer view;
-    if (acquire(obj, &view, INT64, 0, "sizes") < 0)
+    if (acquire(obj, &view, INT64, 0, "sizes", NULL, NULL) < 0)
         return -1;
     layout->n_layers = view.len / 8;
     layout->sizes = layout->n_layers >= 2 ? PyMem_Malloc(view.len) : NULL;
@@ -175,6 +213,10 @@ static int check_codes(int derivative, int loss)
  * ValueError if < 1. */
 static int read_positive(PyObject *obj, const char *name, long long *value)
 {
+    if (!PyIndex_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an integer >= 1, not %.100s", name, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
     int overflow;
     *value = PyLong_AsLongLongAndOverflow(obj, &overflow);
     if (*value == -1 && PyErr_Occurred())
@@ -197,13 +239,15 @@ static atomic_int requested_threads;
 typedef struct {
     Layout layout;
     Py_buffer X, Y, w, params, grad;
+    Dtype dtype;      /* FLOAT64 or FLOAT32: X's, and so every float array's but hyper's */
     Py_ssize_t n;     /* rows of X */
-    const double *weights; /* w.buf, or NULL when row_weight is empty (all ones) */
+    const void *weights; /* w.buf, or NULL when row_weight is empty (all ones) */
 } Problem;
 
 /* Acquire and check X (n, n_0), Y (n, n_L), row_weight (n or 0), params
- * (writable if asked) and grad (writable), all float64, for the layout of
- * sizes.  Returns 0, or -1 with an exception; release_problem either way. */
+ * (writable if asked) and grad (writable), all float64 or all float32 (X's
+ * dtype, into p->dtype), for the layout of sizes.  Returns 0, or -1 with an
+ * exception; release_problem either way. */
 static int read_problem(Problem *p, PyObject *X, PyObject *Y, PyObject *row_weight, PyObject *params,
                         int params_writable, PyObject *sizes, int has_bias, PyObject *grad)
 {
@@ -211,18 +255,19 @@ static int read_problem(Problem *p, PyObject *X, PyObject *Y, PyObject *row_weig
     if (read_layout(sizes, has_bias, &p->layout) < 0)
         return -1;
     int64_t n_in = p->layout.sizes[0], n_out = p->layout.sizes[p->layout.n_layers - 1];
-    if (acquire(X, &p->X, FLOAT64, 0, "X") < 0 || check_columns(&p->X, n_in, "X", "sizes[0]") < 0
-        || count_rows(&p->X, &p->layout, &p->n) < 0
-        || acquire(Y, &p->Y, FLOAT64, 0, "Y") < 0 || check_columns(&p->Y, n_out, "Y", "sizes[-1]") < 0
+    if (acquire(X, &p->X, ANY_FLOAT, 0, "X", NULL, &p->dtype) < 0
+        || check_columns(&p->X, n_in, "X", "sizes[0]") < 0 || count_rows(&p->X, &p->layout, &p->n) < 0
+        || acquire(Y, &p->Y, p->dtype, 0, "Y", "X", NULL) < 0
+        || check_columns(&p->Y, n_out, "Y", "sizes[-1]") < 0
         || expect_items(&p->Y, p->n, n_out, "Y", "n * sizes[-1]") < 0
-        || acquire(row_weight, &p->w, FLOAT64, 0, "row_weight") < 0)
+        || acquire(row_weight, &p->w, p->dtype, 0, "row_weight", "X", NULL) < 0)
         return -1;
     if (p->w.len != 0 && expect_items(&p->w, 1, p->n, "row_weight", "n, or 0 for all ones") < 0)
         return -1;
     p->weights = p->w.len != 0 ? p->w.buf : NULL;
-    if (acquire(params, &p->params, FLOAT64, params_writable, "params") < 0
+    if (acquire(params, &p->params, p->dtype, params_writable, "params", "X", NULL) < 0
         || expect_items(&p->params, 1, p->layout.n_params, "params", PACKED) < 0
-        || acquire(grad, &p->grad, FLOAT64, 1, "grad") < 0
+        || acquire(grad, &p->grad, p->dtype, 1, "grad", "X", NULL) < 0
         || expect_items(&p->grad, 1, p->layout.n_params, "grad", PACKED) < 0)
         return -1;
     return 0;
@@ -247,7 +292,7 @@ static int read_order(PyObject *obj, Py_ssize_t n, int64_t **copy)
 {
     Py_buffer view;
     *copy = NULL;
-    if (acquire(obj, &view, INT64, 0, "order") < 0)
+    if (acquire(obj, &view, INT64, 0, "order", NULL, NULL) < 0)
         return -1;
     int status = view.len == 0 ? 0 : expect_items(&view, 1, n, "order", "n, or 0 for rows in place");
     if (status == 0 && view.len != 0) {
@@ -275,14 +320,17 @@ static int read_order(PyObject *obj, Py_ssize_t n, int64_t **copy)
 PyDoc_STRVAR(forward_doc,
 "forward($module, X, params, sizes, has_bias, out, /)\n--\n\n"
 "Every layer's activations for the batch X, written into out.\n\n"
-"X: (n, sizes[0]) C-contiguous float64, n >= 1 (n = len(X.ravel()) // sizes[0]).\n"
-"params: 1-D float64, packed W_0 (sizes[0], sizes[1]) row-major, then b_0\n"
+"X: (n, sizes[0]) C-contiguous float64 or float32, n >= 1\n"
+"    (n = len(X.ravel()) // sizes[0]); X's dtype is the call's: params and out\n"
+"    must share it (TypeError otherwise), and the kernels compute in it.\n"
+"params: 1-D, packed W_0 (sizes[0], sizes[1]) row-major, then b_0\n"
 "    (sizes[1]) if has_bias, then W_1, b_1, ... (see fastnet.backends).\n"
 "sizes: 1-D int64 [n_0, ..., n_L], L >= 1, every width >= 1.\n"
 "has_bias: bool.\n"
-"out: writable 1-D float64 of length n * (n_1 + ... + n_L); layer l's (n, n_l)\n"
+"out: writable 1-D of length n * (n_1 + ... + n_L); layer l's (n, n_l)\n"
 "    activations, row-major, start at n * (n_1 + ... + n_{l-1}).\n\n"
-"A_0 = X; A_{l+1} = sigmoid(A_l @ W_l + b_l), with e = exp(-min(|z|, 708)),\n"
+"A_0 = X; A_{l+1} = sigmoid(A_l @ W_l + b_l), with e = exp(-min(|z|, clamp)),\n"
+"clamp = 708 (float64) or 87 (float32),\n"
 "sigmoid(z) = 1/(1+e) if z >= 0 else e/(1+e).  Blocks of 8192 rows run on\n"
 "up to get_num_threads() threads.\n"
 "Raises ValueError/TypeError on a wrong dtype, layout or length, MemoryError\n"
@@ -300,17 +348,21 @@ static PyObject *native_forward(PyObject *self, PyObject *args)
         return NULL;
     Py_buffer X = {0}, params = {0}, out = {0};
     Py_ssize_t n;
+    Dtype dtype;
     PyObject *result = NULL;
-    if (acquire(X_arg, &X, FLOAT64, 0, "X") < 0 || check_columns(&X, layout.sizes[0], "X", "sizes[0]") < 0
-        || count_rows(&X, &layout, &n) < 0
-        || acquire(params_arg, &params, FLOAT64, 0, "params") < 0
+    if (acquire(X_arg, &X, ANY_FLOAT, 0, "X", NULL, &dtype) < 0
+        || check_columns(&X, layout.sizes[0], "X", "sizes[0]") < 0 || count_rows(&X, &layout, &n) < 0
+        || acquire(params_arg, &params, dtype, 0, "params", "X", NULL) < 0
         || expect_items(&params, 1, layout.n_params, "params", PACKED) < 0
-        || acquire(out_arg, &out, FLOAT64, 1, "out") < 0
+        || acquire(out_arg, &out, dtype, 1, "out", "X", NULL) < 0
         || expect_items(&out, n, layout.n_activations, "out", "n * sum(sizes[1:])") < 0)
         goto done;
     int threads = fn_threads(atomic_load(&requested_threads)), status;
     Py_BEGIN_ALLOW_THREADS
-    status = fn_forward(X.buf, n, params.buf, layout.sizes, layout.n_layers, has_bias, threads, out.buf);
+    if (dtype == FLOAT64)
+        status = fn_forward_f64(X.buf, n, params.buf, layout.sizes, layout.n_layers, has_bias, threads, out.buf);
+    else
+        status = fn_forward_f32(X.buf, n, params.buf, layout.sizes, layout.n_layers, has_bias, threads, out.buf);
     Py_END_ALLOW_THREADS
     result = status == 0 ? Py_NewRef(Py_None) : PyErr_NoMemory();
 done:
@@ -324,9 +376,10 @@ done:
 PyDoc_STRVAR(gradient_doc,
 "gradient($module, X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad, /)\n--\n\n"
 "The loss on (X, Y), returned as a float, and dLoss/dparams written into grad.\n\n"
-"X: (n, sizes[0]) and Y: (n, sizes[-1]) C-contiguous float64, n >= 1.\n"
-"row_weight: float64 (n,) row weights w_i, or empty for every w_i = 1.\n"
-"params, grad: 1-D float64 of the packed length (see forward); grad writable.\n"
+"X: (n, sizes[0]) and Y: (n, sizes[-1]) C-contiguous, n >= 1, float64 or\n"
+"    float32: X's dtype, which every float array of the call must share.\n"
+"row_weight: (n,) row weights w_i, or empty for every w_i = 1.\n"
+"params, grad: 1-D of the packed length (see forward); grad writable.\n"
 "sizes: 1-D int64 [n_0, ..., n_L]; has_bias: bool.\n"
 "derivative: 0 exact, f'(a) = a(1-a); 1 article, f'(a) = s(a)(1-s(a)),\n"
 "    s the sigmoid, both from a layer's output a.\n"
@@ -334,12 +387,13 @@ PyDoc_STRVAR(gradient_doc,
 "    -sum_j [y log a + (1-y) log(1-a)], logs clamped at -100 (2 bce),\n"
 "    and W = sum_i w_i: sse = sum_i w_i e_i; mse, bce = sse / (W n_L).\n\n"
 "delta_L = c w_i 2 (A_L - Y) f'(A_L) (sse, mse) or c w_i (A_L - Y) (bce),\n"
-"c = 1 (sse) or 1/(W n_L); dW_l = A_l.T @ delta_{l+1};\n"
+"c = 1 (sse) or 1/(W n_L), 0 when W = 0 (zero loss and gradient); dW_l = A_l.T @ delta_{l+1};\n"
 "db_l = delta_{l+1}.sum(axis=0); delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).\n"
 "Blocks of 8192 rows run on up to get_num_threads() threads; their partial\n"
 "gradients are added in block order, so the result is the same for any\n"
-"thread count.  Raises ValueError/TypeError on a wrong dtype, layout, length\n"
-"or code, MemoryError if the work memory cannot be allocated.");
+"thread count.  float32 runs in float32 but for the loss sums (double).\n"
+"Raises TypeError on a wrong or mixed dtype, ValueError on a wrong layout,\n"
+"length or code, MemoryError if the work memory cannot be allocated.");
 
 static PyObject *native_gradient(PyObject *self, PyObject *args)
 {
@@ -356,8 +410,12 @@ static PyObject *native_gradient(PyObject *self, PyObject *args)
         int threads = fn_threads(atomic_load(&requested_threads)), status;
         double value = 0.0;
         Py_BEGIN_ALLOW_THREADS
-        status = fn_gradient(p.X.buf, p.Y.buf, p.weights, p.n, p.params.buf, p.layout.sizes,
-                             p.layout.n_layers, has_bias, derivative, loss, threads, p.grad.buf, &value);
+        if (p.dtype == FLOAT64)
+            status = fn_gradient_f64(p.X.buf, p.Y.buf, p.weights, p.n, p.params.buf, p.layout.sizes,
+                                     p.layout.n_layers, has_bias, derivative, loss, threads, p.grad.buf, &value);
+        else
+            status = fn_gradient_f32(p.X.buf, p.Y.buf, p.weights, p.n, p.params.buf, p.layout.sizes,
+                                     p.layout.n_layers, has_bias, derivative, loss, threads, p.grad.buf, &value);
         Py_END_ALLOW_THREADS
         result = status == 0 ? PyFloat_FromDouble(value) : PyErr_NoMemory();
     }
@@ -374,17 +432,18 @@ PyDoc_STRVAR(train_epoch_doc,
 "order: int64 (n,) row indices in [0, n), the visiting order, or empty for\n"
 "    0 .. n-1 (rows then read in place).  batch_size: int >= 1.\n"
 "    Batch b holds rows order[b*batch_size:(b+1)*batch_size].\n"
-"params: writable packed float64; grad: writable, same length (work memory).\n"
+"params: writable, packed; grad: writable, same length (work memory).\n"
 "optimizer: 0 sgd p -= lr g; 1 momentum v = mu v + g, p -= lr v;\n"
 "    2 adam t += 1, m = b1 m + (1-b1) g, v = b2 v + (1-b2) g**2,\n"
 "    p -= lr (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps).\n"
-"hyper: float64 [lr, mu, b1, b2, eps].  state: writable float64\n"
-"    (2, len(params)): v (row 0), or m and v (rows 0, 1).\n"
+"hyper: float64 [lr, mu, b1, b2, eps] (always float64; rounded to X's dtype).\n"
+"state: writable (2, len(params)): v (row 0), or m and v (rows 0, 1).\n"
+"X, Y, row_weight, params, state, grad: all float64 or all float32.\n"
 "step: writable int64 (1,), Adam's t.\n\n"
 "g is each batch's gradient as computed by gradient (its own W).  Runs\n"
-"wholly in C without the GIL.  Raises ValueError/TypeError on a wrong dtype,\n"
-"length, code or order entry (before touching anything), MemoryError if\n"
-"the work memory cannot be allocated.");
+"wholly in C without the GIL.  Raises TypeError on a wrong or mixed dtype,\n"
+"ValueError on a wrong length, code or order entry (before touching\n"
+"anything), MemoryError if the work memory cannot be allocated.");
 
 static PyObject *native_train_epoch(PyObject *self, PyObject *args)
 {
@@ -407,20 +466,25 @@ static PyObject *native_train_epoch(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     if (read_problem(&p, X, Y, row_weight, params, 1, sizes, has_bias, grad) < 0
         || read_order(order_arg, p.n, &order) < 0
-        || acquire(hyper_arg, &hyper_view, FLOAT64, 0, "hyper") < 0
+        || acquire(hyper_arg, &hyper_view, FLOAT64, 0, "hyper", NULL, NULL) < 0
         || expect_items(&hyper_view, 1, FN_N_HYPER, "hyper", "[lr, mu, b1, b2, eps]") < 0
-        || acquire(state_arg, &state, FLOAT64, 1, "state") < 0
+        || acquire(state_arg, &state, p.dtype, 1, "state", "X", NULL) < 0
         || expect_items(&state, 2, p.layout.n_params, "state", "2 * len(params)") < 0
-        || acquire(step_arg, &step, INT64, 1, "step") < 0
+        || acquire(step_arg, &step, INT64, 1, "step", NULL, NULL) < 0
         || expect_items(&step, 1, 1, "step", "Adam's t") < 0)
         goto done;
     memcpy(hyper, hyper_view.buf, sizeof hyper);
     int threads = fn_threads(atomic_load(&requested_threads)), status;
     double errors = 0.0;
     Py_BEGIN_ALLOW_THREADS
-    status = fn_train_epoch(p.X.buf, p.Y.buf, p.weights, order, p.n, batch_size, p.params.buf,
-                            p.layout.sizes, p.layout.n_layers, has_bias, derivative, loss, optimizer,
-                            hyper, state.buf, step.buf, threads, p.grad.buf, &errors);
+    if (p.dtype == FLOAT64)
+        status = fn_train_epoch_f64(p.X.buf, p.Y.buf, p.weights, order, p.n, batch_size, p.params.buf,
+                                    p.layout.sizes, p.layout.n_layers, has_bias, derivative, loss, optimizer,
+                                    hyper, state.buf, step.buf, threads, p.grad.buf, &errors);
+    else
+        status = fn_train_epoch_f32(p.X.buf, p.Y.buf, p.weights, order, p.n, batch_size, p.params.buf,
+                                    p.layout.sizes, p.layout.n_layers, has_bias, derivative, loss, optimizer,
+                                    hyper, state.buf, step.buf, threads, p.grad.buf, &errors);
     Py_END_ALLOW_THREADS
     result = status == 0 ? PyFloat_FromDouble(errors) : PyErr_NoMemory();
 done:
@@ -480,8 +544,9 @@ PyDoc_STRVAR(module_doc,
 "train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,\n"
 "            derivative, loss, optimizer, hyper, state, step, grad) -> sum_i w_i e_i\n"
 "follow the backend contract of fastnet.backends.  Arrays are passed through\n"
-"the buffer protocol (C-contiguous float64, sizes, order and step int64) and\n"
-"checked for exact lengths; the GIL is released while a kernel runs, on up\n"
+"the buffer protocol (C-contiguous, all float64 or all float32 in one call\n"
+"but hyper, always float64; sizes, order and step int64) and checked for\n"
+"exact lengths; the GIL is released while a kernel runs, on up\n"
 "to get_num_threads() OpenMP threads (set_num_threads(n) to change), with\n"
 "results independent of that number.  Use it through fastnet.backends.native.");
 

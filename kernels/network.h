@@ -2,22 +2,30 @@
  * epoch of a fully connected sigmoid network.  Pure C11 (OpenMP optional),
  * no Python headers.
  *
+ * Every kernel comes in two types, with the suffix _f64 (real = double) and
+ * _f32 (real = float); one call uses one type for all its float arrays.
+ * float32 kernels compute in float throughout, except for the loss sums
+ * sum_i w_i e_i, the total weight W and the normaliser c, kept in double.
+ *
  * Shapes and layout follow the backend contract (fastnet/backends/__init__.py):
  *   sizes   int64 [n_layers] = [n_0, n_1, ..., n_L], every entry >= 1, n_layers >= 2
- *   X       double (n, n_0) row-major, n >= 1;  Y  double (n, n_L) row-major
- *   w       double (n) row weights w_i, or NULL for every w_i = 1
+ *   X       real (n, n_0) row-major, n >= 1;  Y  real (n, n_L) row-major
+ *   w       real (n) row weights w_i, or NULL for every w_i = 1
  *   params  packed: for l = 0 .. L-1, W_l (n_l, n_{l+1}) row-major, then
  *           b_l (n_{l+1}) when has_bias;  grad has the same layout
- *   out     double n * (n_1 + ... + n_L): layer l's (n, n_l) activations,
+ *   out     real n * (n_1 + ... + n_L): layer l's (n, n_l) activations,
  *           row-major, starting at n * (n_1 + ... + n_{l-1})
  *
  * A_0 = X;  A_{l+1} = sigmoid(A_l @ W_l + b_l), with
- *   e = exp(-min(|z|, FN_SIGMOID_CLAMP)),  sigmoid(z) = z >= 0 ? 1/(1+e) : e/(1+e).
+ *   e = exp(-min(|z|, clamp)),  sigmoid(z) = z >= 0 ? 1/(1+e) : e/(1+e),
+ * clamp = FN_SIGMOID_CLAMP (double) or FN_SIGMOID_CLAMP_FLOAT32 (float).
  *
  * Parallelism: the rows of a batch are cut into blocks of FN_BLOCK_ROWS rows;
- * up to `threads` blocks run at once (OpenMP), each into its own partial
- * gradient, and the partials are added in block order, so every result is
- * bitwise identical for any thread count.  A batch of one block runs serially.
+ * waves of blocks (as many as FN_PARTIAL_GRADIENT_BYTES of partial gradients
+ * allow) run on up to `threads` threads (OpenMP), each block into its own
+ * partial gradient, and the partials are added in block order, so every
+ * result is bitwise identical for any thread count.  A batch of one block
+ * runs serially.
  *
  * The kernels do not validate their arguments: the caller (module.c) checks
  * that every array has exactly the length these shapes imply, that codes are
@@ -34,9 +42,17 @@
 /* Rows per parallel block.  MUST equal BLOCK_ROWS in fastnet/_config.py. */
 #define FN_BLOCK_ROWS (32 * FN_TILE_ROWS)
 
+/* Bytes of partial gradients held for one parallel wave of blocks (at least
+ * one per thread).  MUST equal PARTIAL_GRADIENT_BYTES in fastnet/_config.py. */
+#define FN_PARTIAL_GRADIENT_BYTES (16 * 1024 * 1024)
+
 /* |z| beyond this saturates the sigmoid.  MUST equal SIGMOID_CLAMP in
  * fastnet/_config.py. */
 #define FN_SIGMOID_CLAMP 708.0
+
+/* The same for float: exp(-87) is still a normal float.  MUST equal
+ * SIGMOID_CLAMP_FLOAT32 in fastnet/_config.py. */
+#define FN_SIGMOID_CLAMP_FLOAT32 87.0f
 
 /* Codes of fastnet.backends.DERIVATIVE_CODES, LOSS_CODES and OPTIMIZER_CODES. */
 enum { FN_DERIVATIVE_EXACT = 0, FN_DERIVATIVE_ARTICLE = 1 };
@@ -52,32 +68,32 @@ enum { FN_LR, FN_MU, FN_BETA1, FN_BETA2, FN_EPS, FN_N_HYPER };
  * threads do not survive fork).  Call it before every kernel. */
 int fn_threads(int requested);
 
-/* Every layer's activations for X, written into out (layout above).
- * Returns 0, or -1 (errno = ENOMEM, out untouched) when its work memory
- * cannot be allocated. */
-int fn_forward(const double *X, int64_t n, const double *params,
-               const int64_t *sizes, int64_t n_layers, int has_bias, int threads, double *out);
-
-/* The loss of the network on (X, Y, w) into *loss_value, and its gradient
- * dLoss/dparams into grad.  With e_i = sum_j (a_ij - y_ij)^2 (sse, mse) or
- * -sum_j [y log a + (1-y) log(1-a)], each log clamped at -100 (bce), and
- * W = sum_i w_i:  sse = sum_i w_i e_i;  mse, bce = sum_i w_i e_i / (W n_L).
+/* The kernels for one type: FN_DECLARE_KERNELS(double, _f64) declares
+ * fn_forward_f64, fn_gradient_f64 and fn_train_epoch_f64.
+ *
+ * fn_forward: every layer's activations for X, written into out (layout
+ * above).  Returns 0, or -1 (errno = ENOMEM, out untouched) when its work
+ * memory cannot be allocated.
+ *
+ * fn_gradient: the loss of the network on (X, Y, w) into *loss_value, and its
+ * gradient dLoss/dparams into grad.  With e_i = sum_j (a_ij - y_ij)^2 (sse,
+ * mse) or -sum_j [y log a + (1-y) log(1-a)], each log clamped at -100 (bce),
+ * and W = sum_i w_i:  sse = sum_i w_i e_i;  mse, bce = sum_i w_i e_i / (W n_L).
  * derivative FN_DERIVATIVE_EXACT: f'(a) = a(1-a) from a layer output a;
  *            FN_DERIVATIVE_ARTICLE: f'(a) = s(a)(1-s(a)), s the sigmoid.
  * delta_L = c w_i 2 (A_L - Y) f'(A_L) (sse, mse) or c w_i (A_L - Y) (bce),
- * c = 1 (sse) or 1/(W n_L);  dW_l = A_l^T delta_{l+1};
+ * c = 1 (sse) or 1/(W n_L), and c = 0 when W n_L = 0 (a batch of zero total
+ * weight has zero loss and gradient);  dW_l = A_l^T delta_{l+1};
  * db_l = column sums of delta_{l+1};  delta_l = (delta_{l+1} W_l^T) * f'(A_l).
  * Returns 0, or -1 with errno = ENOMEM when its work memory cannot be
- * allocated. */
-int fn_gradient(const double *X, const double *Y, const double *w, int64_t n, const double *params,
-                const int64_t *sizes, int64_t n_layers, int has_bias, int derivative, int loss,
-                int threads, double *grad, double *loss_value);
-
-/* One epoch of mini-batch training, params updated in place.  Batch b holds
- * rows order[b*batch_size .. (b+1)*batch_size) (order NULL: rows in place,
- * 0 .. n-1), the last batch possibly shorter.  For each batch: g = the
- * gradient of fn_gradient on its rows (its own W), then with
- * hyper = [lr, mu, b1, b2, eps] and state (2, n_params):
+ * allocated.
+ *
+ * fn_train_epoch: one epoch of mini-batch training, params updated in place.
+ * Batch b holds rows order[b*batch_size .. (b+1)*batch_size) (order NULL:
+ * rows in place, 0 .. n-1), the last batch possibly shorter.  For each
+ * batch: g = the gradient of fn_gradient on its rows (its own W and c), then
+ * with hyper = [lr, mu, b1, b2, eps] (double, each rounded to real) and
+ * state (2, n_params):
  *   sgd       p -= lr g
  *   momentum  v = mu v + g;  p -= lr v                       (v = state row 0)
  *   adam      t += 1;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
@@ -86,9 +102,19 @@ int fn_gradient(const double *X, const double *Y, const double *w, int64_t n, co
  * grad (n_params) is work memory.  *errors = sum over all rows of w_i e_i,
  * each row with the params its batch saw.  Returns 0, or -1 with
  * errno = ENOMEM (nothing updated) when its work memory cannot be allocated. */
-int fn_train_epoch(const double *X, const double *Y, const double *w, const int64_t *order, int64_t n,
-                   int64_t batch_size, double *params, const int64_t *sizes, int64_t n_layers,
-                   int has_bias, int derivative, int loss, int optimizer, const double *hyper,
-                   double *state, int64_t *step, int threads, double *grad, double *errors);
+#define FN_DECLARE_KERNELS(real, suffix)                                                                   \
+    int fn_forward##suffix(const real *X, int64_t n, const real *params, const int64_t *sizes,             \
+                           int64_t n_layers, int has_bias, int threads, real *out);                          \
+    int fn_gradient##suffix(const real *X, const real *Y, const real *w, int64_t n, const real *params,    \
+                            const int64_t *sizes, int64_t n_layers, int has_bias, int derivative, int loss, \
+                            int threads, real *grad, double *loss_value);                                   \
+    int fn_train_epoch##suffix(const real *X, const real *Y, const real *w, const int64_t *order,           \
+                               int64_t n, int64_t batch_size, real *params, const int64_t *sizes,           \
+                               int64_t n_layers, int has_bias, int derivative, int loss, int optimizer,     \
+                               const double *hyper, real *state, int64_t *step, int threads, real *grad,    \
+                               double *errors);
+
+FN_DECLARE_KERNELS(double, _f64)
+FN_DECLARE_KERNELS(float, _f32)
 
 #endif

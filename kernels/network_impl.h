@@ -1,0 +1,583 @@
+/* fastnet native kernels, dtype-generic: included by network.c once per
+ * floating type, never on its own (so no include guard).  Before each
+ * inclusion network.c defines
+ *   real     the element type of every array: double or float;
+ *   R(name)  name with the type's suffix (name##_f64, name##_f32), so each
+ *            inclusion defines its own functions and types;
+ *   SQRT     sqrt or sqrtf;
+ * and R(sigmoid)(real z), the only per-type arithmetic.  Shared, type-free
+ * helpers (TILE and the register blocks, Arena, rows_from, clamped_log,
+ * thread_number) come from network.c.
+ *
+ * Arithmetic stays in `real`: every literal goes through a cast such as
+ * (real)1, so float code never silently widens to double (the build warns
+ * with -Wdouble-promotion / -Wfloat-conversion).  Deliberately double: the
+ * loss sums sum_i w_i e_i (and bce's logs), the total weight W and the
+ * normaliser c, each converted explicitly; c reaches the deltas as (real)c.
+ */
+
+/* ---- loops over the first m rows of a tile ------------------------------- */
+
+/* sum over t < m of x[t] * y[t], in DOT_LANES partial sums added in a fixed order. */
+static real R(dot)(const real *restrict x, const real *restrict y, int64_t m)
+{
+    real lane[DOT_LANES] = {0};
+    int64_t t = 0;
+    for (; t + DOT_LANES <= m; t += DOT_LANES)
+        for (int l = 0; l < DOT_LANES; l++)
+            lane[l] += x[t + l] * y[t + l];
+    real total = 0;
+    for (; t < m; t++)
+        total += x[t] * y[t];
+    for (int l = 0; l < DOT_LANES; l++)
+        total += lane[l];
+    return total;
+}
+
+/* sum over t < m of x[t]. */
+static real R(sum)(const real *x, int64_t m)
+{
+    real total = 0;
+    for (int64_t t = 0; t < m; t++)
+        total += x[t];
+    return total;
+}
+
+/* d[t] *= f'(a[t]) for t < m, from the layer output a:
+ * exact f' = a (1 - a); article f' = s(a) (1 - s(a)), s the sigmoid. */
+static void R(times_slope)(real *restrict d, const real *restrict a, int64_t m, int derivative)
+{
+    if (derivative == FN_DERIVATIVE_ARTICLE) {
+        for (int64_t t = 0; t < m; t++) {
+            real s = R(sigmoid)(a[t]);
+            d[t] *= s * ((real)1 - s);
+        }
+    } else {
+        for (int64_t t = 0; t < m; t++)
+            d[t] *= a[t] * ((real)1 - a[t]);
+    }
+}
+
+/* ---- one layer on one tile, feature-major --------------------------------- */
+
+/* tile[k*TILE + t] = rows[t*width + k] for t < m: (m, width) rows to a (width, TILE) tile. */
+static void R(rows_to_tile)(const real *rows, int64_t width, int64_t m, real *tile)
+{
+    for (int64_t t = 0; t < m; t++)
+        for (int64_t k = 0; k < width; k++)
+            tile[k * TILE + t] = rows[t * width + k];
+}
+
+/* rows[t*width + k] = tile[k*TILE + t] for t < m: the inverse of rows_to_tile. */
+static void R(tile_to_rows)(const real *tile, int64_t width, int64_t m, real *rows)
+{
+    for (int64_t t = 0; t < m; t++)
+        for (int64_t k = 0; k < width; k++)
+            rows[t * width + k] = tile[k * TILE + t];
+}
+
+/* An affine map on a tile: z[o, t] = b[o] + sum_i W(i, o) in[i, t], where
+ * W(i, o) = W[i*in_stride + o*out_stride], so one code serves W (forward)
+ * and W^T (backward). */
+typedef struct {
+    const real *in;  /* (n_in, TILE) feature-major */
+    int64_t n_in, n_out;
+    const real *W;
+    int64_t in_stride, out_stride;
+    const real *b;   /* (n_out) or NULL for no bias */
+} R(Affine);
+
+/* z[o+p, t+r] of the affine map for p < ob <= OUT_BLOCK, r < rb <= ROW_BLOCK:
+ * the ob*rb sums stay in registers while i runs over all inputs. */
+static inline void R(affine_block)(const R(Affine) *f, int64_t o, int ob, int64_t t, int rb, real *z)
+{
+    real acc[OUT_BLOCK][ROW_BLOCK];
+    for (int p = 0; p < ob; p++)
+        for (int r = 0; r < rb; r++)
+            acc[p][r] = f->b ? f->b[o + p] : (real)0;
+    for (int64_t i = 0; i < f->n_in; i++) {
+        const real *in = f->in + i * TILE + t;
+        const real *w = f->W + i * f->in_stride + o * f->out_stride;
+        for (int p = 0; p < ob; p++)
+            for (int r = 0; r < rb; r++)
+                acc[p][r] += w[p * f->out_stride] * in[r];
+    }
+    for (int p = 0; p < ob; p++)
+        for (int r = 0; r < rb; r++)
+            z[(o + p) * TILE + t + r] = acc[p][r];
+}
+
+/* affine_block for outputs o .. o+ob-1 on all m rows of the tile. */
+static inline void R(affine_outputs)(const R(Affine) *f, int64_t o, int ob, int64_t m, real *z)
+{
+    int64_t t = 0;
+    for (; t + ROW_BLOCK <= m; t += ROW_BLOCK)
+        R(affine_block)(f, o, ob, t, ROW_BLOCK, z);
+    for (; t < m; t++)
+        R(affine_block)(f, o, ob, t, 1, z);
+}
+
+/* z = the affine map on the first m rows of the tile: z (n_out, TILE). */
+static void R(affine)(const R(Affine) *f, int64_t m, real *z)
+{
+    int64_t o = 0;
+    for (; o + OUT_BLOCK <= f->n_out; o += OUT_BLOCK)
+        R(affine_outputs)(f, o, OUT_BLOCK, m, z);
+    for (; o < f->n_out; o++)
+        R(affine_outputs)(f, o, 1, m, z);
+}
+
+/* a_out = sigmoid(W^T a_in + b): a_in (fan_in, TILE); W (fan_in, fan_out)
+ * row-major; b (fan_out) or NULL; a_out (fan_out, TILE). */
+static void R(dense_sigmoid)(const real *a_in, int64_t fan_in, const real *W, const real *b,
+                             int64_t fan_out, int64_t m, real *a_out)
+{
+    R(Affine) f = {a_in, fan_in, fan_out, W, fan_out, 1, b};
+    R(affine)(&f, m, a_out);
+    for (int64_t j = 0; j < fan_out; j++)
+        for (int64_t t = 0; t < m; t++)
+            a_out[j * TILE + t] = R(sigmoid)(a_out[j * TILE + t]);
+}
+
+/* delta_in = (W delta) * f'(a_in): delta (fan_out, TILE); W (fan_in, fan_out)
+ * row-major; a_in, delta_in (fan_in, TILE). */
+static void R(back_to_inputs)(const real *delta, int64_t fan_out, const real *W, int64_t fan_in,
+                              const real *a_in, int64_t m, int derivative, real *delta_in)
+{
+    R(Affine) f = {delta, fan_out, fan_in, W, 1, fan_out, NULL};
+    R(affine)(&f, m, delta_in);
+    for (int64_t k = 0; k < fan_in; k++)
+        R(times_slope)(delta_in + k * TILE, a_in + k * TILE, m, derivative);
+}
+
+/* dW[k+q, j+p] += sum_{t<m} a_in[k+q, t] delta[j+p, t] for q < kb <= IN_BLOCK,
+ * p < GRAD_BLOCK: kb*GRAD_BLOCK dot products, GRAD_LANES partial sums each,
+ * kept in registers.  dW is (fan_in, fan_out) row-major. */
+static inline void R(gradient_block)(const real *a_in, int64_t k, int kb, const real *delta, int64_t j,
+                                     int64_t fan_out, int64_t m, real *dW)
+{
+    real acc[IN_BLOCK][GRAD_BLOCK][GRAD_LANES] = {{{0}}};
+    int64_t t = 0;
+    for (; t + GRAD_LANES <= m; t += GRAD_LANES)
+        for (int q = 0; q < kb; q++)
+            for (int p = 0; p < GRAD_BLOCK; p++)
+                for (int l = 0; l < GRAD_LANES; l++)
+                    acc[q][p][l] += a_in[(k + q) * TILE + t + l] * delta[(j + p) * TILE + t + l];
+    for (int q = 0; q < kb; q++)
+        for (int p = 0; p < GRAD_BLOCK; p++) {
+            real total = 0;
+            for (int64_t r = t; r < m; r++)
+                total += a_in[(k + q) * TILE + r] * delta[(j + p) * TILE + r];
+            for (int l = 0; l < GRAD_LANES; l++)
+                total += acc[q][p][l];
+            dW[(k + q) * fan_out + j + p] += total;
+        }
+}
+
+/* dW[k+q, :] += a_in[k+q] . delta[j] for q < kb and every output j. */
+static inline void R(gradient_inputs)(const real *a_in, int64_t k, int kb, const real *delta,
+                                      int64_t fan_out, int64_t m, real *dW)
+{
+    int64_t j = 0;
+    for (; j + GRAD_BLOCK <= fan_out; j += GRAD_BLOCK)
+        R(gradient_block)(a_in, k, kb, delta, j, fan_out, m, dW);
+    for (; j < fan_out; j++)
+        for (int q = 0; q < kb; q++)
+            dW[(k + q) * fan_out + j] += R(dot)(a_in + (k + q) * TILE, delta + j * TILE, m);
+}
+
+/* dW += a_in delta^T and db += row sums of delta: a_in (fan_in, TILE);
+ * delta (fan_out, TILE); dW (fan_in, fan_out) row-major; db (fan_out) or NULL. */
+static void R(weight_gradient)(const real *a_in, int64_t fan_in, const real *delta, int64_t fan_out,
+                               int64_t m, real *dW, real *db)
+{
+    int64_t k = 0;
+    for (; k + IN_BLOCK <= fan_in; k += IN_BLOCK)
+        R(gradient_inputs)(a_in, k, IN_BLOCK, delta, fan_out, m, dW);
+    for (; k < fan_in; k++)
+        R(gradient_inputs)(a_in, k, 1, delta, fan_out, m, dW);
+    if (db)
+        for (int64_t j = 0; j < fan_out; j++)
+            db[j] += R(sum)(delta + j * TILE, m);
+}
+
+/* sum over t < m of w[t] * x[t]^2, in DOT_LANES partial sums added in a fixed
+ * order; each term in real, the sums in double. */
+static double R(weighted_squares)(const real *restrict x, const real *restrict w, int64_t m)
+{
+    double lane[DOT_LANES] = {0.0};
+    int64_t t = 0;
+    for (; t + DOT_LANES <= m; t += DOT_LANES)
+        for (int l = 0; l < DOT_LANES; l++)
+            lane[l] += (double)(w[t + l] * (x[t + l] * x[t + l]));
+    double total = 0.0;
+    for (; t < m; t++)
+        total += (double)(w[t] * (x[t] * x[t]));
+    for (int l = 0; l < DOT_LANES; l++)
+        total += lane[l];
+    return total;
+}
+
+/* The output layer on one tile: delta = scale w (a - Y) f'(a) for squared
+ * errors, scale w (a - Y) for bce (the sigmoid's f' cancels the loss's
+ * 1/(a(1-a))); returns sum_t w[t] e_t with e_t the row's error (network.h),
+ * summed in double (bce's logs too).  a, delta (width, TILE); Y (m, width)
+ * row-major, this tile's rows; w (m). */
+static double R(output_delta)(const real *a, const real *Y, const real *w, int64_t width, int64_t m,
+                              int loss, real scale, int derivative, real *delta)
+{
+    double errors = 0.0;
+    for (int64_t j = 0; j < width; j++) {
+        const real *aj = a + j * TILE;
+        real *d = delta + j * TILE;
+        for (int64_t t = 0; t < m; t++)
+            d[t] = aj[t] - Y[t * width + j];
+        if (loss == FN_LOSS_BCE) {
+            for (int64_t t = 0; t < m; t++) {
+                double y = (double)Y[t * width + j], a_t = (double)aj[t];
+                errors -= (double)w[t] * (y * clamped_log(a_t) + (1.0 - y) * clamped_log(1.0 - a_t));
+            }
+        } else {
+            errors += R(weighted_squares)(d, w, m);
+        }
+        for (int64_t t = 0; t < m; t++)
+            d[t] *= scale * w[t];
+        if (loss != FN_LOSS_BCE)
+            R(times_slope)(d, aj, m, derivative);
+    }
+    return errors;
+}
+
+/* ---- the network: layout, workspaces and whole tiles ---------------------------- */
+
+/* The layout of one call and its work memory.  Each thread has a workspace:
+ * tiles of every layer's activations, A_l at act_start[l] (sizes[l], TILE),
+ * and two delta tiles at delta_start.  A parallel wave computes up to `wave`
+ * blocks, each into its own partial gradient, summed afterwards in block order. */
+typedef struct {
+    const int64_t *sizes;
+    int64_t n_layers;            /* L + 1 */
+    int has_bias;
+    int64_t n_params;            /* packed length of params and grad */
+    int64_t *w_start, *b_start;  /* [L]: where W_l and b_l start in params and grad */
+    int64_t *act_start;          /* [L + 1]: where A_l's tile starts in a workspace */
+    int64_t delta_start, widest; /* delta tiles: (widest, TILE) at delta_start and after it */
+    real *ones;                  /* (TILE) ones: the row weights when there are none */
+    int threads;                 /* workspaces: min(threads, blocks in the largest batch) */
+    uint64_t tile_items;         /* reals per workspace */
+    real *tiles;                 /* workspace t at tiles + t * tile_items */
+    int64_t wave;                /* blocks per parallel wave (1 when batches are single blocks) */
+    real *parts;                 /* (wave, n_params) partial gradients, or NULL for single blocks */
+    double *errors;              /* (wave) the wave's blocks' sum_i w_i e_i */
+    real *batch_X, *batch_Y, *batch_w; /* gathered batch rows (train_epoch with an order) */
+    void *memory;                /* the one allocation behind all of the above */
+} R(Net);
+
+/* Carve net's arrays from the arena (measuring only when arena->base is NULL):
+ * net->threads workspaces, partial gradients when parts, gather_rows rows of
+ * X, Y (and w when gather_weights) for gathered batches. */
+static void R(net_carve)(R(Net) *net, Arena *arena, int parts, int64_t gather_rows, int gather_weights)
+{
+    int64_t L = net->n_layers - 1;
+    net->w_start = take(arena, L, sizeof(int64_t));
+    net->b_start = take(arena, L, sizeof(int64_t));
+    net->act_start = take(arena, L + 1, sizeof(int64_t));
+    net->ones = take(arena, TILE, sizeof(real));
+    net->batch_X = take(arena, multiply_saturating(gather_rows, net->sizes[0]), sizeof(real));
+    net->batch_Y = take(arena, multiply_saturating(gather_rows, net->sizes[L]), sizeof(real));
+    net->batch_w = take(arena, gather_weights ? gather_rows : 0, sizeof(real));
+    net->errors = take(arena, net->wave, sizeof(double));
+    net->tiles = take(arena, multiply_saturating(net->tile_items, net->threads), sizeof(real));
+    net->parts = parts ? take(arena, multiply_saturating(net->n_params, net->wave), sizeof(real)) : NULL;
+}
+
+/* Lay out the packed parameters and allocate all work memory, once per call:
+ * a workspace per thread that can be busy, i.e. min(threads, blocks in a
+ * batch of max_rows rows); with_deltas for gradients, then partial gradients
+ * for waves of as many blocks as FN_PARTIAL_GRADIENT_BYTES allows (at least
+ * one per thread, at most all blocks): fewer waves, fewer thread wake-ups;
+ * gather_rows > 0 for batch buffers.  Returns 0, or -1 with errno = ENOMEM;
+ * errno is unchanged on success. */
+static int R(net_open)(R(Net) *net, const int64_t *sizes, int64_t n_layers, int has_bias, int threads,
+                       int64_t max_rows, int with_deltas, int64_t gather_rows, int gather_weights)
+{
+    int64_t blocks = max_rows > FN_BLOCK_ROWS ? (max_rows + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS : 1;
+    net->sizes = sizes;
+    net->n_layers = n_layers;
+    net->has_bias = has_bias;
+    net->threads = threads < 1 ? 1 : blocks < threads ? (int)blocks : threads;
+    net->n_params = 0;
+    uint64_t tiles = 0;
+    net->widest = 0;
+    for (int64_t l = 0; l < n_layers; l++) {
+        tiles = add_saturating(tiles, (uint64_t)sizes[l]);
+        if (l > 0 && sizes[l] > net->widest)
+            net->widest = sizes[l];
+        if (l + 1 < n_layers)
+            net->n_params += sizes[l] * sizes[l + 1] + (has_bias ? sizes[l + 1] : 0);
+    }
+    if (with_deltas)
+        tiles = add_saturating(tiles, multiply_saturating(2, (uint64_t)net->widest));
+    net->tile_items = multiply_saturating(tiles, TILE);
+    int parts = with_deltas && blocks > 1;
+    int64_t affordable = FN_PARTIAL_GRADIENT_BYTES / (net->n_params * (int64_t)sizeof(real));
+    net->wave = !parts ? 1 : affordable > net->threads ? (affordable < blocks ? affordable : blocks) : net->threads;
+
+    Arena arena = {NULL, 0, 0};
+    R(net_carve)(net, &arena, parts, gather_rows, gather_weights);
+    int saved_errno = errno;
+    char *memory = arena.overflow ? NULL : aligned_alloc(ALIGN, (arena.used + ALIGN - 1) / ALIGN * ALIGN);
+    if (!memory) {
+        errno = ENOMEM;
+        return -1;
+    }
+    errno = saved_errno;
+    net->memory = memory;
+    arena = (Arena){memory, 0, 0};
+    R(net_carve)(net, &arena, parts, gather_rows, gather_weights);
+
+    int64_t offset = 0, tile = 0;
+    for (int64_t l = 0; l < n_layers; l++) {
+        net->act_start[l] = tile;
+        tile += sizes[l] * TILE;
+        if (l + 1 < n_layers) {
+            net->w_start[l] = offset;
+            offset += sizes[l] * sizes[l + 1];
+            net->b_start[l] = offset;
+            offset += has_bias ? sizes[l + 1] : 0;
+        }
+    }
+    net->delta_start = tile;
+    for (int t = 0; t < TILE; t++)
+        net->ones[t] = (real)1;
+    return 0;
+}
+
+/* Free the work memory of net_open. */
+static void R(net_close)(R(Net) *net)
+{
+    free(net->memory);
+}
+
+/* Run m rows of X (the tile's first row at X) through every layer: A_l at tiles + act_start[l]. */
+static void R(forward_tile)(const R(Net) *net, real *tiles, const real *X, int64_t m, const real *params)
+{
+    const int64_t *sizes = net->sizes;
+    R(rows_to_tile)(X, sizes[0], m, tiles + net->act_start[0]);
+    for (int64_t l = 0; l + 1 < net->n_layers; l++)
+        R(dense_sigmoid)(tiles + net->act_start[l], sizes[l], params + net->w_start[l],
+                         net->has_bias ? params + net->b_start[l] : NULL, sizes[l + 1], m,
+                         tiles + net->act_start[l + 1]);
+}
+
+/* Back-propagate one tile after forward_tile: grad += this tile's dLoss/dparams;
+ * returns its sum_t w[t] e_t.  Y, w: the tile's first row; scale = c (bce) or 2c. */
+static double R(backward_tile)(const R(Net) *net, real *tiles, const real *Y, const real *w, int64_t m,
+                               const real *params, int derivative, int loss, real scale, real *grad)
+{
+    const int64_t *sizes = net->sizes;
+    int64_t L = net->n_layers - 1;
+    real *delta = tiles + net->delta_start, *delta_in = delta + net->widest * TILE;
+    double errors = R(output_delta)(tiles + net->act_start[L], Y, w, sizes[L], m, loss, scale, derivative,
+                                    delta);
+    for (int64_t l = L - 1; l >= 0; l--) {
+        const real *a_in = tiles + net->act_start[l];
+        R(weight_gradient)(a_in, sizes[l], delta, sizes[l + 1], m, grad + net->w_start[l],
+                           net->has_bias ? grad + net->b_start[l] : NULL);
+        if (l > 0) {
+            R(back_to_inputs)(delta, sizes[l + 1], params + net->w_start[l], sizes[l], a_in, m, derivative,
+                              delta_in);
+            real *swap = delta;
+            delta = delta_in;
+            delta_in = swap;
+        }
+    }
+    return errors;
+}
+
+/* grad += the gradient over n rows (X (n, n_0), Y (n, n_L), w (n) or NULL),
+ * tile by tile in a workspace's tiles; returns their sum_i w_i e_i. */
+static double R(rows_gradient)(const R(Net) *net, real *tiles, const real *X, const real *Y,
+                               const real *w, int64_t n, const real *params, int derivative, int loss,
+                               real scale, real *grad)
+{
+    int64_t n_in = net->sizes[0], n_out = net->sizes[net->n_layers - 1];
+    double errors = 0.0;
+    for (int64_t first = 0; first < n; first += TILE) {
+        int64_t m = rows_from(first, TILE, n);
+        R(forward_tile)(net, tiles, X + first * n_in, m, params);
+        errors += R(backward_tile)(net, tiles, Y + first * n_out, w ? w + first : net->ones, m, params,
+                                   derivative, loss, scale, grad);
+    }
+    return errors;
+}
+
+/* c of the contract for a batch of n rows with weights w (NULL: ones):
+ * 1 for sse; 1 / (W n_L) with W = sum_i w_i (summed in double) for mse and
+ * bce, or 0 when W n_L is 0, so a batch of zero total weight contributes
+ * nothing (zero gradient and loss, never NaN). */
+static double R(normaliser)(const real *w, int64_t n, int64_t n_out, int loss)
+{
+    if (loss == FN_LOSS_SSE)
+        return 1.0;
+    double total = 0.0;
+    if (w)
+        for (int64_t i = 0; i < n; i++)
+            total += (double)w[i];
+    else
+        total = (double)n;
+    total *= (double)n_out;
+    return total > 0.0 ? 1.0 / total : 0.0;
+}
+
+/* grad = dLoss/dparams over a batch of n rows (X, Y, w as in rows_gradient)
+ * with normaliser c; returns its sum_i w_i e_i.  Blocks of FN_BLOCK_ROWS rows
+ * run in waves of net->wave blocks, handed out one at a time (dynamic
+ * schedule: a thread slowed by other processes takes fewer) to up to
+ * net->threads threads, each block into its own partial gradient, on the
+ * workspace of whichever thread runs it; partials and losses are then
+ * added in block order, so the result does not depend on the number of
+ * threads (nor on the wave size).  One block runs serially, straight into grad. */
+static double R(batch_gradient)(R(Net) *net, const real *X, const real *Y, const real *w, int64_t n,
+                                const real *params, int derivative, int loss, double c, real *grad)
+{
+    int64_t n_in = net->sizes[0], n_out = net->sizes[net->n_layers - 1];
+    int64_t n_blocks = (n + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS;
+    real scale = (real)(loss == FN_LOSS_BCE ? c : 2.0 * c);
+    memset(grad, 0, (size_t)net->n_params * sizeof *grad);
+    if (n_blocks == 1)
+        return R(rows_gradient)(net, net->tiles, X, Y, w, n, params, derivative, loss, scale, grad);
+    double errors = 0.0;
+    for (int64_t wave = 0; wave < n_blocks; wave += net->wave) {
+        int64_t count = rows_from(wave, net->wave, n_blocks);
+        OMP(omp parallel for num_threads(count < net->threads ? (int)count : net->threads) schedule(dynamic))
+        for (int64_t s = 0; s < count; s++) {
+            real *tiles = net->tiles + (uint64_t)thread_number() * net->tile_items;
+            real *part = net->parts + s * net->n_params;
+            int64_t first = (wave + s) * FN_BLOCK_ROWS;
+            memset(part, 0, (size_t)net->n_params * sizeof *part);
+            net->errors[s] = R(rows_gradient)(net, tiles, X + first * n_in, Y + first * n_out,
+                                              w ? w + first : NULL, rows_from(first, FN_BLOCK_ROWS, n), params,
+                                              derivative, loss, scale, part);
+        }
+        for (int64_t s = 0; s < count; s++) {
+            const real *part = net->parts + s * net->n_params;
+            for (int64_t i = 0; i < net->n_params; i++)
+                grad[i] += part[i];
+            errors += net->errors[s];
+        }
+    }
+    return errors;
+}
+
+/* dst (m, width) = rows order[0 .. m) of src (., width), row-major. */
+static void R(gather)(const real *src, int64_t width, const int64_t *order, int64_t m, real *dst)
+{
+    for (int64_t i = 0; i < m; i++)
+        memcpy(dst + i * width, src + order[i] * width, (size_t)width * sizeof *dst);
+}
+
+/* One optimizer step on params (n_params) from the gradient g, in place;
+ * formulas and the layout of hyper and state (2, n_params) in network.h.
+ * hyper is double; its entries and Adam's bias corrections (computed in
+ * double) are rounded to real once, and the update runs in real.
+ * No restrict: params, g and state may alias when called directly. */
+static void R(update)(real *params, const real *g, int64_t n_params, int optimizer, const double *hyper,
+                      real *state, int64_t *step)
+{
+    real lr = (real)hyper[FN_LR];
+    if (optimizer == FN_OPTIMIZER_SGD) {
+        for (int64_t i = 0; i < n_params; i++)
+            params[i] -= lr * g[i];
+    } else if (optimizer == FN_OPTIMIZER_MOMENTUM) {
+        real mu = (real)hyper[FN_MU], *v = state;
+        for (int64_t i = 0; i < n_params; i++) {
+            v[i] = mu * v[i] + g[i];
+            params[i] -= lr * v[i];
+        }
+    } else {
+        real b1 = (real)hyper[FN_BETA1], b2 = (real)hyper[FN_BETA2], eps = (real)hyper[FN_EPS];
+        real *m = state, *v = state + n_params;
+        if (*step < INT64_MAX) /* saturate rather than overflow */
+            *step += 1;
+        real unbias1 = (real)(1.0 - pow(hyper[FN_BETA1], (double)*step));
+        real unbias2 = (real)(1.0 - pow(hyper[FN_BETA2], (double)*step));
+        for (int64_t i = 0; i < n_params; i++) {
+            m[i] = b1 * m[i] + ((real)1 - b1) * g[i];
+            v[i] = b2 * v[i] + ((real)1 - b2) * g[i] * g[i];
+            params[i] -= lr * (m[i] / unbias1) / (SQRT(v[i] / unbias2) + eps);
+        }
+    }
+}
+
+/* ---- entry points (contract in network.h) ------------------------------------ */
+
+int R(fn_forward)(const real *X, int64_t n, const real *params, const int64_t *sizes, int64_t n_layers,
+                  int has_bias, int threads, real *out)
+{
+    R(Net) net;
+    if (R(net_open)(&net, sizes, n_layers, has_bias, threads, n, 0, 0, 0) != 0)
+        return -1;
+    int64_t n_blocks = (n + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS;
+    /* Rows are independent: blocks may run on any thread, in any order. */
+    OMP(omp parallel for num_threads(net.threads) schedule(dynamic) if (n_blocks > 1))
+    for (int64_t block = 0; block < n_blocks; block++) {
+        real *tiles = net.tiles + (uint64_t)thread_number() * net.tile_items;
+        int64_t end = block * FN_BLOCK_ROWS + rows_from(block * FN_BLOCK_ROWS, FN_BLOCK_ROWS, n);
+        for (int64_t first = block * FN_BLOCK_ROWS; first < end; first += TILE) {
+            int64_t m = rows_from(first, TILE, end);
+            R(forward_tile)(&net, tiles, X + first * sizes[0], m, params);
+            real *layer_out = out; /* layer l's (n, sizes[l]) block of out */
+            for (int64_t l = 1; l < n_layers; l++) {
+                R(tile_to_rows)(tiles + net.act_start[l], sizes[l], m, layer_out + first * sizes[l]);
+                layer_out += n * sizes[l];
+            }
+        }
+    }
+    R(net_close)(&net);
+    return 0;
+}
+
+int R(fn_gradient)(const real *X, const real *Y, const real *w, int64_t n, const real *params,
+                   const int64_t *sizes, int64_t n_layers, int has_bias, int derivative, int loss,
+                   int threads, real *grad, double *loss_value)
+{
+    R(Net) net;
+    if (R(net_open)(&net, sizes, n_layers, has_bias, threads, n, 1, 0, 0) != 0)
+        return -1;
+    double c = R(normaliser)(w, n, sizes[n_layers - 1], loss);
+    *loss_value = c * R(batch_gradient)(&net, X, Y, w, n, params, derivative, loss, c, grad);
+    R(net_close)(&net);
+    return 0;
+}
+
+int R(fn_train_epoch)(const real *X, const real *Y, const real *w, const int64_t *order, int64_t n,
+                      int64_t batch_size, real *params, const int64_t *sizes, int64_t n_layers,
+                      int has_bias, int derivative, int loss, int optimizer, const double *hyper,
+                      real *state, int64_t *step, int threads, real *grad, double *errors)
+{
+    int64_t rows = batch_size < n ? batch_size : n; /* rows in a full batch */
+    R(Net) net;
+    if (R(net_open)(&net, sizes, n_layers, has_bias, threads, rows, 1, order ? rows : 0, order && w) != 0)
+        return -1;
+    int64_t n_in = sizes[0], n_out = sizes[n_layers - 1];
+    double total = 0.0;
+    for (int64_t first = 0; first < n; first += rows) {
+        int64_t m = rows_from(first, rows, n);
+        const real *X_batch = X + first * n_in, *Y_batch = Y + first * n_out;
+        const real *w_batch = w ? w + first : NULL;
+        if (order) {
+            R(gather)(X, n_in, order + first, m, net.batch_X);
+            R(gather)(Y, n_out, order + first, m, net.batch_Y);
+            if (w)
+                R(gather)(w, 1, order + first, m, net.batch_w);
+            X_batch = net.batch_X, Y_batch = net.batch_Y, w_batch = w ? net.batch_w : NULL;
+        }
+        double c = R(normaliser)(w_batch, m, n_out, loss);
+        total += R(batch_gradient)(&net, X_batch, Y_batch, w_batch, m, params, derivative, loss, c, grad);
+        R(update)(params, grad, net.n_params, optimizer, hyper, state, step);
+    }
+    R(net_close)(&net);
+    *errors = total;
+    return 0;
+}
