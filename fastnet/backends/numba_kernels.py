@@ -16,7 +16,7 @@ import math
 
 import numba
 import numpy as np
-from numba import get_num_threads, get_thread_id, njit, prange, types
+from numba import get_num_threads, get_thread_id, njit, parallel_chunksize, prange, types
 from numba.extending import intrinsic, overload
 
 from fastnet._config import (BLOCK_ROWS, FASTMATH, PARTIAL_GRADIENT_BYTES, FASTMATH_REDUCE, NUMBA_CACHE, NUMBA_THREADING_LAYER,
@@ -527,6 +527,13 @@ def _full_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, threads, 
                                     typed(scale, params), work, parts, grad)
 
 
+# _BALANCED: the parallel loops hand out blocks one at a time (chunk size 1),
+# so a thread slowed by other work on its core (say, BLAS threads another
+# library left spinning) does not hold up a fixed share of the wave.  The
+# chunk size is set from Python around each call: set inside a kernel, it
+# would stop Numba from caching the kernel.
+
+
 def _slots(n_rows, params):
     """Blocks per parallel wave: as many as PARTIAL_GRADIENT_BYTES of partial
     gradients allow (fewer waves, fewer thread wake-ups), at least one per
@@ -543,8 +550,9 @@ def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
     Returns the loss.  Uses up to ``numba.get_num_threads()`` threads on
     more than BLOCK_ROWS rows, with a result that does not depend on that.
     """
-    return _full_gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss,
-                          get_num_threads(), _slots(X.shape[0], params), grad)
+    with parallel_chunksize(1):  # see _BALANCED
+        return _full_gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss,
+                              get_num_threads(), _slots(X.shape[0], params), grad)
 
 
 @_kernel()
@@ -640,6 +648,7 @@ def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
     Shapes, losses and update formulas: see fastnet.backends.  Updates params,
     state and step in place; returns the epoch's sum_i w_i e_i.
     """
-    return _train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias, derivative,
-                        loss, optimizer, hyper, state, step, grad, get_num_threads(),
-                        _slots(min(batch_size, X.shape[0]), params))
+    with parallel_chunksize(1):  # see _BALANCED
+        return _train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias, derivative,
+                            loss, optimizer, hyper, state, step, grad, get_num_threads(),
+                            _slots(min(batch_size, X.shape[0]), params))
