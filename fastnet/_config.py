@@ -22,14 +22,20 @@ SIGMOID_CLAMP = 708.0
 #: The same for float32 networks: exp(-87) is still a normal float32.
 SIGMOID_CLAMP_FLOAT32 = 87.0
 
-#: LLVM fast-math flags for the Numba kernels.  Deliberately without
-#: ``nnan``/``ninf`` (inputs are checked before kernels run, but NaN must
-#: still propagate honestly) and without ``reassoc`` outside reductions.
-FASTMATH = frozenset({"nsz", "arcp", "contract"})
+#: LLVM fast-math flags for the Numba kernels: none.  Numba links a copy of
+#: every callee into each caller and optimises it again there, while a
+#: caller compiled in this process calls the callee's own compiled copy; with
+#: value-changing flags (``contract``, ``nsz`` with ``reassoc``...) the two
+#: copies round differently, so a freshly compiled kernel and the same kernel
+#: loaded from the cache gave results a few ulp apart.  Strict IEEE code is
+#: the same whatever the copy; fused multiply-adds are written explicitly
+#: (``fastnet.backends.numba_kernels._fma``) where they pay.
+FASTMATH = frozenset()
 
 #: Flags for loops that are pure reductions (sums over a tile), where
-#: reassociation is what lets LLVM vectorise.
-FASTMATH_REDUCE = frozenset({"nsz", "arcp", "contract", "reassoc"})
+#: reassociation is what lets LLVM vectorise.  ``reassoc`` alone: a reduction
+#: loop's vector order is fixed by the loop itself, which every copy shares.
+FASTMATH_REDUCE = frozenset({"reassoc"})
 
 #: On-disk caching of compiled Numba kernels.  Off with FASTNET_NUMBA_CACHE=0;
 #: the cache folder follows NUMBA_CACHE_DIR (see fastnet.backends.numba_kernels).

@@ -129,9 +129,12 @@ def sigmoid(z):
 PACKAGE_ROOT = str(Path(fastnet.__file__).resolve().parent.parent)
 
 
-def run_python(*args, code=None, timeout=300):
-    """Run ``python -c code`` or ``python args...`` in a fresh interpreter that imports this fastnet."""
-    env = dict(os.environ)
+def run_python(*args, code=None, timeout=300, extra_env=None):
+    """Run ``python -c code`` or ``python args...`` in a fresh interpreter that imports this fastnet.
+
+    ``extra_env``: environment variables to set for that interpreter only.
+    """
+    env = dict(os.environ, **(extra_env or {}))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
     command = [sys.executable] + (["-c", code] if code is not None else list(args))
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout,

@@ -84,6 +84,21 @@ _bits_as_float = _bitcast({types.int64: types.float64, types.int32: types.float3
 _float_bits = _bitcast({types.float64: types.int64, types.float32: types.int32})
 
 
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c, rounded once, for three floats of one type.
+
+    Written out rather than left to the ``contract`` flag, whose fusing
+    depends on where the code is inlined (see fastnet._config.FASTMATH).
+    """
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+    return a(a, b, c), codegen
+
+
 @_kernel(inline="always")
 def _exp_nonpositive64(x):
     """exp(x) for float64 x in [-SIGMOID_CLAMP, 0], as arithmetic that vectorises.
@@ -93,24 +108,24 @@ def _exp_nonpositive64(x):
     (error ~1e-16), and 2**k straight from its bits (a normal double, as
     k >= -1021).
     """
-    shifted = x * _LOG2E + _ROUND_SHIFT
+    shifted = _fma(x, _LOG2E, _ROUND_SHIFT)
     k = shifted - _ROUND_SHIFT
     two_to_k = _bits_as_float(_float_bits(shifted) << 52)
-    r = x - k * _LN2_HI - k * _LN2_LO
+    r = _fma(k, -_LN2_LO, _fma(k, -_LN2_HI, x))
     p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    return (p * r + 1.0) * two_to_k
+    p = _fma(p, r, 1.0 / 479001600.0)
+    p = _fma(p, r, 1.0 / 39916800.0)
+    p = _fma(p, r, 1.0 / 3628800.0)
+    p = _fma(p, r, 1.0 / 362880.0)
+    p = _fma(p, r, 1.0 / 40320.0)
+    p = _fma(p, r, 1.0 / 5040.0)
+    p = _fma(p, r, 1.0 / 720.0)
+    p = _fma(p, r, 1.0 / 120.0)
+    p = _fma(p, r, 1.0 / 24.0)
+    p = _fma(p, r, 1.0 / 6.0)
+    p = _fma(p, r, 0.5)
+    p = _fma(p, r, 1.0)
+    return _fma(p, r, 1.0) * two_to_k
 
 
 @_kernel(inline="always")
@@ -118,18 +133,18 @@ def _exp_nonpositive32(x):
     """exp(x) for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0]: ``_exp_nonpositive64``'s
     method in float32 (shifter 1.5 * 2**23 + 127, 23-bit exponent shift, Taylor
     degree 7, error below half a float32 ulp)."""
-    shifted = x * np.float32(_LOG2E) + np.float32(_ROUND_SHIFT_FLOAT32)
+    shifted = _fma(x, np.float32(_LOG2E), np.float32(_ROUND_SHIFT_FLOAT32))
     k = shifted - np.float32(_ROUND_SHIFT_FLOAT32)
     two_to_k = _bits_as_float(np.int32(_float_bits(shifted) << 23))
-    r = x - k * np.float32(_LN2_HI_FLOAT32) - k * np.float32(_LN2_LO_FLOAT32)
+    r = _fma(k, np.float32(-_LN2_LO_FLOAT32), _fma(k, np.float32(-_LN2_HI_FLOAT32), x))
     p = np.float32(1.0 / 5040.0)
-    p = p * r + np.float32(1.0 / 720.0)
-    p = p * r + np.float32(1.0 / 120.0)
-    p = p * r + np.float32(1.0 / 24.0)
-    p = p * r + np.float32(1.0 / 6.0)
-    p = p * r + np.float32(0.5)
-    p = p * r + np.float32(1.0)
-    return (p * r + np.float32(1.0)) * two_to_k
+    p = _fma(p, r, np.float32(1.0 / 720.0))
+    p = _fma(p, r, np.float32(1.0 / 120.0))
+    p = _fma(p, r, np.float32(1.0 / 24.0))
+    p = _fma(p, r, np.float32(1.0 / 6.0))
+    p = _fma(p, r, np.float32(0.5))
+    p = _fma(p, r, np.float32(1.0))
+    return _fma(p, r, np.float32(1.0)) * two_to_k
 
 
 @_kernel(inline="always")
@@ -140,8 +155,8 @@ def _reciprocal_1_to_2(d):
     24 bits; two Newton steps y <- y(2 - dy) square the error twice.
     """
     y = np.float64(np.float32(1.0) / np.float32(d))
-    y = y * (2.0 - d * y)
-    return y * (2.0 - d * y)
+    y = y * _fma(-d, y, 2.0)
+    return y * _fma(-d, y, 2.0)
 
 
 @_kernel(inline="always")
@@ -202,13 +217,13 @@ def _add_product(W, row_of_W, k, col_of_W, a_in, m, z):
             w0, w1, w2, w3 = W[col_of_W, k], W[col_of_W, k + 1], W[col_of_W, k + 2], W[col_of_W, k + 3]
         a0, a1, a2, a3 = a_in[k], a_in[k + 1], a_in[k + 2], a_in[k + 3]
         for t in range(m):
-            z[t] += w0 * a0[t] + w1 * a1[t] + w2 * a2[t] + w3 * a3[t]
+            z[t] += _fma(w3, a3[t], _fma(w2, a2[t], _fma(w1, a1[t], w0 * a0[t])))
     else:
         for i in range(k, n_in):
             w = W[i, col_of_W] if row_of_W else W[col_of_W, i]
             a = a_in[i]
             for t in range(m):
-                z[t] += w * a[t]
+                z[t] = _fma(w, a[t], z[t])
 
 
 @_kernel(inline="always")
