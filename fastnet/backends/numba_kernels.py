@@ -187,27 +187,31 @@ def _sigmoid_for_type(z):
 
 
 @_kernel(inline="always")
-def _times_sigmoid_derivative(delta, a, m, derivative):
-    """delta[t] *= f'(a[t]) for t < m, from the layer output a.
+def _times_sigmoid_derivative(delta, row, a, m, derivative):
+    """delta[row, t] *= f'(a[row, t]) for t < m, from the layer output a.
 
-    Exact: f' = a (1 - a).  Article: f' = s(a) (1 - s(a)), s the sigmoid.
+    delta, a: tiles of one shape.  Exact: f' = a (1 - a).  Article:
+    f' = s(a) (1 - s(a)), s the sigmoid.
     """
     one = typed(1.0, a)
     if derivative == _ARTICLE:
         for t in range(m):
-            s = _sigmoid(a[t])
-            delta[t] *= s * (one - s)
+            s = _sigmoid(a[row, t])
+            delta[row, t] *= s * (one - s)
     else:
         for t in range(m):
-            delta[t] *= a[t] * (one - a[t])
+            delta[row, t] *= a[row, t] * (one - a[row, t])
 
 
 @_kernel(inline="always")
-def _add_product(W, row_of_W, k, col_of_W, a_in, m, z):
-    """z[t] += sum over i < 4 (or to the end) of W(i) a_in[k+i, t], for t < m.
+def _add_product(W, row_of_W, k, col_of_W, a_in, m, z, z_row):
+    """z[z_row, t] += sum over i < 4 (or to the end) of W(i) a_in[k+i, t], for t < m.
 
     W(i) is W[k+i, col] when row_of_W, else W[col, k+i]: one loop serves
     W (forward) and W.T (backward).  Four inputs per pass over z.
+    Tiles are indexed in place, never sliced into row views, here and in
+    the kernels below: each view costs an atomic reference-count
+    increment and decrement, which dominated small mini-batches.
     """
     n_in = a_in.shape[0]
     if k + 4 <= n_in:
@@ -215,15 +219,14 @@ def _add_product(W, row_of_W, k, col_of_W, a_in, m, z):
             w0, w1, w2, w3 = W[k, col_of_W], W[k + 1, col_of_W], W[k + 2, col_of_W], W[k + 3, col_of_W]
         else:
             w0, w1, w2, w3 = W[col_of_W, k], W[col_of_W, k + 1], W[col_of_W, k + 2], W[col_of_W, k + 3]
-        a0, a1, a2, a3 = a_in[k], a_in[k + 1], a_in[k + 2], a_in[k + 3]
         for t in range(m):
-            z[t] += _fma(w3, a3[t], _fma(w2, a2[t], _fma(w1, a1[t], w0 * a0[t])))
+            z[z_row, t] += _fma(w3, a_in[k + 3, t], _fma(w2, a_in[k + 2, t],
+                                                         _fma(w1, a_in[k + 1, t], w0 * a_in[k, t])))
     else:
         for i in range(k, n_in):
             w = W[i, col_of_W] if row_of_W else W[col_of_W, i]
-            a = a_in[i]
             for t in range(m):
-                z[t] = _fma(w, a[t], z[t])
+                z[z_row, t] = _fma(w, a_in[i, t], z[z_row, t])
 
 
 @_kernel(inline="always")
@@ -231,9 +234,8 @@ def _load_tile(rows, tile):
     """tile[k, t] = rows[t, k]: a block of rows (m, width) to feature-major."""
     m = rows.shape[0]
     for k in range(rows.shape[1]):
-        column = tile[k]
         for t in range(m):
-            column[t] = rows[t, k]
+            tile[k, t] = rows[t, k]
 
 
 @_kernel(inline="always")
@@ -243,14 +245,13 @@ def _dense_sigmoid(a_in, W, b, has_bias, m, a_out):
     a_in: (fan_in, T); W: (fan_in, fan_out); b: (fan_out,); a_out: (fan_out, T).
     """
     for j in range(W.shape[1]):
-        z = a_out[j]
         start = b[j] if has_bias else typed(0.0, b)
         for t in range(m):
-            z[t] = start
+            a_out[j, t] = start
         for k in range(0, W.shape[0], 4):
-            _add_product(W, True, k, j, a_in, m, z)
+            _add_product(W, True, k, j, a_in, m, a_out, j)
         for t in range(m):
-            z[t] = _sigmoid(z[t])
+            a_out[j, t] = _sigmoid(a_out[j, t])
 
 
 @_kernel(inline="always")
@@ -260,12 +261,11 @@ def _back_to_inputs(delta, W, a_in, m, derivative, delta_in):
     delta: (fan_out, T); W: (fan_in, fan_out); a_in, delta_in: (fan_in, T).
     """
     for k in range(W.shape[0]):
-        d = delta_in[k]
         for t in range(m):
-            d[t] = 0.0
+            delta_in[k, t] = 0.0
         for j in range(0, W.shape[1], 4):
-            _add_product(W, False, j, k, delta, m, d)
-        _times_sigmoid_derivative(d, a_in[k], m, derivative)
+            _add_product(W, False, j, k, delta, m, delta_in, k)
+        _times_sigmoid_derivative(delta_in, k, a_in, m, derivative)
 
 
 @_kernel(FASTMATH_REDUCE)
@@ -277,31 +277,28 @@ def _accumulate_weight_gradient(a_in, delta, m, has_bias, dW, db):
     fan_in = dW.shape[0]
     blocked = fan_in - fan_in % 4
     for j in range(dW.shape[1]):
-        d = delta[j]
-        for k in range(0, blocked, 4):  # four dot products share each load of d
-            a0, a1, a2, a3 = a_in[k], a_in[k + 1], a_in[k + 2], a_in[k + 3]
+        for k in range(0, blocked, 4):  # four dot products share each load of delta
             s0 = s1 = s2 = s3 = typed(0.0, dW)
             for t in range(m):
-                s0 += a0[t] * d[t]
-                s1 += a1[t] * d[t]
-                s2 += a2[t] * d[t]
-                s3 += a3[t] * d[t]
+                d = delta[j, t]
+                s0 += a_in[k, t] * d
+                s1 += a_in[k + 1, t] * d
+                s2 += a_in[k + 2, t] * d
+                s3 += a_in[k + 3, t] * d
             dW[k, j] += s0
             dW[k + 1, j] += s1
             dW[k + 2, j] += s2
             dW[k + 3, j] += s3
         for k in range(blocked, fan_in):
-            a = a_in[k]
             total = typed(0.0, dW)
             for t in range(m):
-                total += a[t] * d[t]
+                total += a_in[k, t] * delta[j, t]
             dW[k, j] += total
     if has_bias:
         for j in range(dW.shape[1]):
-            d = delta[j]
             total = typed(0.0, db)
             for t in range(m):
-                total += d[t]
+                total += delta[j, t]
             db[j] += total
 
 
@@ -316,12 +313,11 @@ def _squared_error_delta(a_out, Y_rows, w_rows, scale, delta):
     one, twice_scale = typed(1.0, delta), typed(2.0, delta) * scale
     total = 0.0
     for j in range(a_out.shape[0]):
-        a, d = a_out[j], delta[j]
         for t in range(m):
             w = w_rows[t] if weighted else one
-            diff = a[t] - Y_rows[t, j]
+            diff = a_out[j, t] - Y_rows[t, j]
             total += w * diff * diff
-            d[t] = twice_scale * w * diff
+            delta[j, t] = twice_scale * w * diff
     return total
 
 
@@ -336,14 +332,13 @@ def _cross_entropy_delta(a_out, Y_rows, w_rows, scale, delta):
     one = typed(1.0, delta)
     total = 0.0
     for j in range(a_out.shape[0]):
-        a, d = a_out[j], delta[j]
         for t in range(m):
             w = w_rows[t] if weighted else one
-            y = Y_rows[t, j]
-            log_a = math.log(a[t]) if a[t] > 0.0 else -100.0
-            log_not_a = math.log(1.0 - a[t]) if a[t] < 1.0 else -100.0
+            y, a = Y_rows[t, j], a_out[j, t]
+            log_a = math.log(a) if a > 0.0 else -100.0
+            log_not_a = math.log(1.0 - a) if a < 1.0 else -100.0
             total -= w * (y * max(log_a, -100.0) + (1.0 - y) * max(log_not_a, -100.0))
-            d[t] = scale * w * (a[t] - y)
+            delta[j, t] = scale * w * (a - y)
     return total
 
 
@@ -460,7 +455,7 @@ def _rows_gradient(X_rows, Y_rows, w_rows, params, sizes, has_bias, derivative, 
         else:
             errors += _squared_error_delta(a_out, tile_Y, tile_w, scale, delta)
             for j in range(sizes[-1]):
-                _times_sigmoid_derivative(delta[j], a_out[j], m, derivative)
+                _times_sigmoid_derivative(delta, j, a_out, m, derivative)
         for layer in range(n_layers - 2, -1, -1):
             fan_in, fan_out = sizes[layer], sizes[layer + 1]
             W = params[w_start[layer]:w_start[layer] + fan_in * fan_out].reshape(fan_in, fan_out)
