@@ -42,21 +42,35 @@ GRADIENT_CASES = [
 ]
 
 
+#: Untimed calls before each contender's timed ones last at least this long.
+#: PyTorch's and OpenBLAS's worker threads keep spinning for a while after
+#: their last call; on two cores they took the CPUs from the next contender
+#: and doubled its time.  Calls (rather than a sleep) also keep the clock up.
+WARM_UP_SECONDS = 0.5
+
+
+def warm_up(call):
+    """Call ``call`` untimed, repeatedly, for at least WARM_UP_SECONDS."""
+    start = time.perf_counter()
+    call()
+    while time.perf_counter() - start < WARM_UP_SECONDS:
+        call()
+
+
 def time_interleaved(contenders, rounds, passes=3):
     """Median seconds of each callable, timed in alternating passes.
 
     Each pass visits every contender in turn (in reversed order on odd
-    passes): one untimed call, so that thread pools another library left
-    spinning (OpenBLAS, PyTorch) have settled and caches are warm, then
+    passes): untimed calls for WARM_UP_SECONDS (at least one), then
     ``rounds // passes`` timed calls.  Noise on a shared machine thus hits
-    all contenders alike, and none pays for the previous one's threads.
+    all contenders alike.
     """
     samples = {name: [] for name in contenders}
     per_pass = max(1, rounds // passes)
     for index in range(passes):
         names = list(contenders) if index % 2 == 0 else list(reversed(contenders))
         for name in names:
-            contenders[name]()
+            warm_up(contenders[name])
             for _ in range(per_pass):
                 start = time.perf_counter()
                 contenders[name]()
