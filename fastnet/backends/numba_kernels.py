@@ -1,9 +1,9 @@
 """Numba backend: fused, tiled @njit kernels.
 
 The batch is streamed in tiles of ``TILE_ROWS`` rows.  Inside a tile every
-activation and delta is stored feature-major, shape ``(width, TILE_ROWS)``,
-so each inner loop runs over the tile's rows, contiguous in memory, and
-LLVM vectorises it whatever the layer widths.  There are no whole-batch
+activation and delta is stored feature-major (one row of TILE_ROWS values
+per unit, see "Work memory" below), so each inner loop runs over the tile's
+rows, contiguous in memory, and LLVM vectorises it whatever the layer widths.  There are no whole-batch
 temporaries: work memory is a few tiles, allocated once per call.
 
 This Numba has no SVML, so ``math.exp`` in a loop would stay scalar.  The
@@ -186,159 +186,156 @@ def _sigmoid_for_type(z):
     return lambda z: _sigmoid64(z)
 
 
-@_kernel(inline="always")
-def _times_sigmoid_derivative(delta, row, a, m, derivative):
-    """delta[row, t] *= f'(a[row, t]) for t < m, from the layer output a.
+# Work memory for one thread: ``acts`` (n_layers, widest, TILE_ROWS) holds
+# layer l's activations for a tile of rows feature-major in acts[l, :sizes[l], :m]
+# (layer 0 is the input), ``deltas`` (2, widest output, TILE_ROWS) the current
+# and the next delta.  Kernels take the 3-D array and an index and never cut
+# it (or the packed parameters) into views: each view costs an atomic
+# reference-count increment and decrement, which dominated small mini-batches.
+# W_l[k, j] is params[w_start[l] + k * sizes[l + 1] + j].
 
-    delta, a: tiles of one shape.  Exact: f' = a (1 - a).  Article:
-    f' = s(a) (1 - s(a)), s the sigmoid.
+
+@_kernel(inline="always")
+def _times_sigmoid_derivative(deltas, d, row, acts, layer, m, derivative):
+    """deltas[d, row, t] *= f'(acts[layer, row, t]) for t < m, from the layer output.
+
+    Exact: f' = a (1 - a).  Article: f' = s(a) (1 - s(a)), s the sigmoid.
     """
-    one = typed(1.0, a)
+    one = typed(1.0, acts)
     if derivative == _ARTICLE:
         for t in range(m):
-            s = _sigmoid(a[row, t])
-            delta[row, t] *= s * (one - s)
+            s = _sigmoid(acts[layer, row, t])
+            deltas[d, row, t] *= s * (one - s)
     else:
         for t in range(m):
-            delta[row, t] *= a[row, t] * (one - a[row, t])
+            a = acts[layer, row, t]
+            deltas[d, row, t] *= a * (one - a)
 
 
 @_kernel(inline="always")
-def _add_product(W, row_of_W, k, col_of_W, a_in, m, z, z_row):
-    """z[z_row, t] += sum over i < 4 (or to the end) of W(i) a_in[k+i, t], for t < m.
+def _add_product(params, weight, stride, k, n_in, src, s, m, dst, d, row):
+    """dst[d, row, t] += sum over i < 4 (or to n_in) of w(k+i) src[s, k+i, t], for t < m.
 
-    W(i) is W[k+i, col] when row_of_W, else W[col, k+i]: one loop serves
-    W (forward) and W.T (backward).  Four inputs per pass over z.
-    Tiles are indexed in place, never sliced into row views, here and in
-    the kernels below: each view costs an atomic reference-count
-    increment and decrement, which dominated small mini-batches.
+    w(i) = params[weight + i * stride]: stride fan_out walks a column of W
+    (forward), stride 1 a row of W, that is a column of W.T (backward).
+    Four inputs per pass over dst.
     """
-    n_in = a_in.shape[0]
     if k + 4 <= n_in:
-        if row_of_W:
-            w0, w1, w2, w3 = W[k, col_of_W], W[k + 1, col_of_W], W[k + 2, col_of_W], W[k + 3, col_of_W]
-        else:
-            w0, w1, w2, w3 = W[col_of_W, k], W[col_of_W, k + 1], W[col_of_W, k + 2], W[col_of_W, k + 3]
+        w0, w1, w2, w3 = (params[weight + k * stride], params[weight + (k + 1) * stride],
+                          params[weight + (k + 2) * stride], params[weight + (k + 3) * stride])
         for t in range(m):
-            z[z_row, t] += _fma(w3, a_in[k + 3, t], _fma(w2, a_in[k + 2, t],
-                                                         _fma(w1, a_in[k + 1, t], w0 * a_in[k, t])))
+            dst[d, row, t] += _fma(w3, src[s, k + 3, t], _fma(w2, src[s, k + 2, t],
+                                                              _fma(w1, src[s, k + 1, t], w0 * src[s, k, t])))
     else:
         for i in range(k, n_in):
-            w = W[i, col_of_W] if row_of_W else W[col_of_W, i]
+            w = params[weight + i * stride]
             for t in range(m):
-                z[z_row, t] = _fma(w, a_in[i, t], z[z_row, t])
+                dst[d, row, t] = _fma(w, src[s, i, t], dst[d, row, t])
 
 
 @_kernel(inline="always")
-def _load_tile(rows, tile):
-    """tile[k, t] = rows[t, k]: a block of rows (m, width) to feature-major."""
-    m = rows.shape[0]
-    for k in range(rows.shape[1]):
+def _load_tile(X, first, m, acts):
+    """acts[0, k, t] = X[first + t, k] for t < m: rows to feature-major."""
+    for k in range(X.shape[1]):
         for t in range(m):
-            tile[k, t] = rows[t, k]
+            acts[0, k, t] = X[first + t, k]
 
 
 @_kernel(inline="always")
-def _dense_sigmoid(a_in, W, b, has_bias, m, a_out):
-    """a_out = sigmoid(W.T @ a_in + b) on one tile, feature-major.
-
-    a_in: (fan_in, T); W: (fan_in, fan_out); b: (fan_out,); a_out: (fan_out, T).
-    """
-    for j in range(W.shape[1]):
-        start = b[j] if has_bias else typed(0.0, b)
+def _dense_sigmoid(params, w_first, b_first, fan_in, fan_out, has_bias, acts, layer, m):
+    """acts[layer + 1] = sigmoid(W.T @ acts[layer] + b) on one tile (first m rows)."""
+    for j in range(fan_out):
+        start = params[b_first + j] if has_bias else typed(0.0, params)
         for t in range(m):
-            a_out[j, t] = start
-        for k in range(0, W.shape[0], 4):
-            _add_product(W, True, k, j, a_in, m, a_out, j)
+            acts[layer + 1, j, t] = start
+        for k in range(0, fan_in, 4):
+            _add_product(params, w_first + j, fan_out, k, fan_in, acts, layer, m, acts, layer + 1, j)
         for t in range(m):
-            a_out[j, t] = _sigmoid(a_out[j, t])
+            acts[layer + 1, j, t] = _sigmoid(acts[layer + 1, j, t])
 
 
 @_kernel(inline="always")
-def _back_to_inputs(delta, W, a_in, m, derivative, delta_in):
-    """delta_in = (W @ delta) * f'(a_in) on one tile, feature-major.
-
-    delta: (fan_out, T); W: (fan_in, fan_out); a_in, delta_in: (fan_in, T).
-    """
-    for k in range(W.shape[0]):
+def _back_to_inputs(params, w_first, fan_in, fan_out, deltas, d, acts, layer, m, derivative):
+    """deltas[1 - d] = (W @ deltas[d]) * f'(acts[layer]) on one tile, W of shape (fan_in, fan_out)."""
+    below = 1 - d
+    for k in range(fan_in):
         for t in range(m):
-            delta_in[k, t] = 0.0
-        for j in range(0, W.shape[1], 4):
-            _add_product(W, False, j, k, delta, m, delta_in, k)
-        _times_sigmoid_derivative(delta_in, k, a_in, m, derivative)
+            deltas[below, k, t] = 0.0
+        for j in range(0, fan_out, 4):
+            _add_product(params, w_first + k * fan_out, 1, j, fan_out, deltas, d, m, deltas, below, k)
+        _times_sigmoid_derivative(deltas, below, k, acts, layer, m, derivative)
 
 
 @_kernel(FASTMATH_REDUCE)
-def _accumulate_weight_gradient(a_in, delta, m, has_bias, dW, db):
-    """dW += a_in @ delta.T and db += row sums of delta, over one tile.
+def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_first, b_first, grad):
+    """dW += acts[layer].T-products with deltas[d], db += row sums of deltas[d], over one tile.
 
-    a_in: (fan_in, T); delta: (fan_out, T); dW: (fan_in, fan_out); db: (fan_out,).
+    dW[k, j] = grad[w_first + k * fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t];
+    db[j] = grad[b_first + j] += sum_t deltas[d, j, t].
     """
-    fan_in = dW.shape[0]
     blocked = fan_in - fan_in % 4
-    for j in range(dW.shape[1]):
-        for k in range(0, blocked, 4):  # four dot products share each load of delta
-            s0 = s1 = s2 = s3 = typed(0.0, dW)
+    for j in range(fan_out):
+        for k in range(0, blocked, 4):  # four dot products share each load of the delta
+            s0 = s1 = s2 = s3 = typed(0.0, grad)
             for t in range(m):
-                d = delta[j, t]
-                s0 += a_in[k, t] * d
-                s1 += a_in[k + 1, t] * d
-                s2 += a_in[k + 2, t] * d
-                s3 += a_in[k + 3, t] * d
-            dW[k, j] += s0
-            dW[k + 1, j] += s1
-            dW[k + 2, j] += s2
-            dW[k + 3, j] += s3
+                delta = deltas[d, j, t]
+                s0 += acts[layer, k, t] * delta
+                s1 += acts[layer, k + 1, t] * delta
+                s2 += acts[layer, k + 2, t] * delta
+                s3 += acts[layer, k + 3, t] * delta
+            grad[w_first + k * fan_out + j] += s0
+            grad[w_first + (k + 1) * fan_out + j] += s1
+            grad[w_first + (k + 2) * fan_out + j] += s2
+            grad[w_first + (k + 3) * fan_out + j] += s3
         for k in range(blocked, fan_in):
-            total = typed(0.0, dW)
+            total = typed(0.0, grad)
             for t in range(m):
-                total += a_in[k, t] * delta[j, t]
-            dW[k, j] += total
+                total += acts[layer, k, t] * deltas[d, j, t]
+            grad[w_first + k * fan_out + j] += total
     if has_bias:
-        for j in range(dW.shape[1]):
-            total = typed(0.0, db)
+        for j in range(fan_out):
+            total = typed(0.0, grad)
             for t in range(m):
-                total += delta[j, t]
-            db[j] += total
+                total += deltas[d, j, t]
+            grad[b_first + j] += total
 
 
 @_kernel(FASTMATH_REDUCE)
-def _squared_error_delta(a_out, Y_rows, w_rows, scale, delta):
-    """delta = scale w_t 2 (a - y) on one tile; returns sum_t w_t sum_j (a - y)**2.
+def _squared_error_delta(acts, out, Y, w, first, m, scale, deltas):
+    """deltas[0, j, t] = scale w_i 2 (a - y) for rows i = first + t, t < m; returns sum_t w_i sum_j (a - y)**2.
 
-    a_out, delta: (n_out, T) feature-major; Y_rows: the tile's (m, n_out)
-    rows; w_rows: its (m,) row weights, or empty for ones.
+    a = acts[out, j, t], the output layer's; y = Y[i, j]; w: row weights, or empty for ones.
     """
-    m, weighted = Y_rows.shape[0], w_rows.shape[0] > 0
-    one, twice_scale = typed(1.0, delta), typed(2.0, delta) * scale
+    weighted = w.shape[0] > 0
+    one, twice_scale = typed(1.0, deltas), typed(2.0, deltas) * scale
     total = 0.0
-    for j in range(a_out.shape[0]):
+    for j in range(Y.shape[1]):
         for t in range(m):
-            w = w_rows[t] if weighted else one
-            diff = a_out[j, t] - Y_rows[t, j]
-            total += w * diff * diff
-            delta[j, t] = twice_scale * w * diff
+            weight = w[first + t] if weighted else one
+            diff = acts[out, j, t] - Y[first + t, j]
+            total += weight * diff * diff
+            deltas[0, j, t] = twice_scale * weight * diff
     return total
 
 
 @_kernel()
-def _cross_entropy_delta(a_out, Y_rows, w_rows, scale, delta):
-    """delta = scale w_t (a - y) on one tile; returns sum_t w_t e_t, e the cross-entropy.
+def _cross_entropy_delta(acts, out, Y, w, first, m, scale, deltas):
+    """deltas[0, j, t] = scale w_i (a - y); returns sum_t w_i e_i, e the cross-entropy.
 
     e = -sum_j [y log a + (1 - y) log(1 - a)], each log clamped at -100
-    (as torch.nn.BCELoss).  Shapes as in ``_squared_error_delta``.
+    (as torch.nn.BCELoss).  Arguments as in ``_squared_error_delta``.
     """
-    m, weighted = Y_rows.shape[0], w_rows.shape[0] > 0
-    one = typed(1.0, delta)
+    weighted = w.shape[0] > 0
+    one = typed(1.0, deltas)
     total = 0.0
-    for j in range(a_out.shape[0]):
+    for j in range(Y.shape[1]):
         for t in range(m):
-            w = w_rows[t] if weighted else one
-            y, a = Y_rows[t, j], a_out[j, t]
+            weight = w[first + t] if weighted else one
+            y, a = Y[first + t, j], acts[out, j, t]
             log_a = math.log(a) if a > 0.0 else -100.0
             log_not_a = math.log(1.0 - a) if a < 1.0 else -100.0
-            total -= w * (y * max(log_a, -100.0) + (1.0 - y) * max(log_not_a, -100.0))
-            delta[j, t] = scale * w * (a - y)
+            total -= weight * (y * max(log_a, -100.0) + (1.0 - y) * max(log_not_a, -100.0))
+            deltas[0, j, t] = scale * weight * (a - y)
     return total
 
 
@@ -358,34 +355,13 @@ def _layer_offsets(sizes, has_bias):
     return w_start, b_start
 
 
-@_kernel()
-def _tile_starts(sizes):
-    """Where layer l's (sizes[l], TILE_ROWS) tile starts in a workspace row, and its length."""
-    starts = np.empty(sizes.shape[0], np.int64)
-    total = 0
-    for layer in range(sizes.shape[0]):
-        starts[layer] = total
-        total += sizes[layer] * TILE_ROWS
-    return starts, total
-
-
 @_kernel(inline="always")
-def _tile_of(buffer, start, width):
-    """The (width, TILE_ROWS) feature-major view that starts at ``start``."""
-    return buffer[start:start + width * TILE_ROWS].reshape(width, TILE_ROWS)
-
-
-@_kernel(inline="always")
-def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, starts):
-    """Run one tile of rows through every layer, filling ``acts``."""
-    m = X_rows.shape[0]
-    _load_tile(X_rows, _tile_of(acts, starts[0], sizes[0]))
+def _forward_tile(X, first, m, params, sizes, has_bias, w_start, b_start, acts):
+    """Run rows first .. first + m - 1 of X through every layer, filling ``acts``."""
+    _load_tile(X, first, m, acts)
     for layer in range(sizes.shape[0] - 1):
-        fan_in, fan_out = sizes[layer], sizes[layer + 1]
-        W = params[w_start[layer]:w_start[layer] + fan_in * fan_out].reshape(fan_in, fan_out)
-        b = params[b_start[layer]:b_start[layer] + fan_out]
-        _dense_sigmoid(_tile_of(acts, starts[layer], fan_in), W, b, has_bias, m,
-                       _tile_of(acts, starts[layer + 1], fan_out))
+        _dense_sigmoid(params, w_start[layer], b_start[layer], sizes[layer], sizes[layer + 1], has_bias,
+                       acts, layer, m)
 
 
 @_kernel()
@@ -398,18 +374,16 @@ def forward(X, params, sizes, has_bias, out):
     """
     n = X.shape[0]
     w_start, b_start = _layer_offsets(sizes, has_bias)
-    starts, total = _tile_starts(sizes)
-    acts = np.empty(total, params.dtype)
+    acts = np.empty((sizes.shape[0], np.max(sizes), TILE_ROWS), params.dtype)
     for first_row in range(0, n, TILE_ROWS):
         m = min(TILE_ROWS, n - first_row)
-        _forward_tile(X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts, starts)
+        _forward_tile(X, first_row, m, params, sizes, has_bias, w_start, b_start, acts)
         block = 0
         for layer in range(1, sizes.shape[0]):
             width = sizes[layer]
-            tile = _tile_of(acts, starts[layer], width)
             for t in range(m):
                 for j in range(width):
-                    out[block + (first_row + t) * width + j] = tile[j, t]
+                    out[block + (first_row + t) * width + j] = acts[layer, j, t]
             block += n * width
 
 
@@ -417,57 +391,47 @@ def forward(X, params, sizes, has_bias, out):
 def _workspace(sizes, has_bias, threads, slots, params):
     """Work memory in params' dtype, allocated once per call (gradient) or epoch.
 
-    Returns (w_start, b_start, starts, acts (threads, total), deltas
-    (threads, 2, widest * TILE_ROWS), errors (slots,)): tiles for each
-    thread, and one error sum for each of the ``slots`` blocks of a wave.
+    Returns (w_start, b_start, acts (threads, n_layers, widest, TILE_ROWS),
+    deltas (threads, 2, widest output, TILE_ROWS), errors (slots,)): tiles
+    for each thread, and one error sum for each of the ``slots`` blocks of a wave.
     """
     w_start, b_start = _layer_offsets(sizes, has_bias)
-    starts, total = _tile_starts(sizes)
-    acts = np.empty((threads, total), params.dtype)
-    deltas = np.empty((threads, 2, np.max(sizes[1:]) * TILE_ROWS), params.dtype)
-    return w_start, b_start, starts, acts, deltas, np.zeros(slots, np.float64)
+    acts = np.empty((threads, sizes.shape[0], np.max(sizes), TILE_ROWS), params.dtype)
+    deltas = np.empty((threads, 2, np.max(sizes[1:]), TILE_ROWS), params.dtype)
+    return w_start, b_start, acts, deltas, np.zeros(slots, np.float64)
 
 
 @_kernel()
-def _rows_gradient(X_rows, Y_rows, w_rows, params, sizes, has_bias, derivative, loss, scale,
-                   w_start, b_start, starts, acts, deltas, grad):
-    """grad += gradient over a block of rows, tile by tile; returns sum_i w_i e_i.
+def _rows_gradient(X, Y, w, first, last, params, sizes, has_bias, derivative, loss, scale,
+                   w_start, b_start, acts, deltas, grad):
+    """grad += gradient over rows first .. last - 1, tile by tile; returns sum_i w_i e_i.
 
-    X_rows: (m, sizes[0]); Y_rows: (m, sizes[-1]); w_rows: (m,) or empty;
-    scale: the loss normaliser c.  Per tile: forward pass, the output delta
-    (see fastnet.backends), then from the last layer down
+    X: (n, sizes[0]); Y: (n, sizes[-1]); w: (n,) or empty; scale: the loss
+    normaliser c.  Per tile: forward pass, the output delta (see
+    fastnet.backends), then from the last layer down
     dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
-    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  acts, deltas: this
-    block's workspace, (total,) and (2, widest * TILE_ROWS).
+    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  acts, deltas: one thread's
+    tiles (see above).
     """
-    n, n_layers, weighted = X_rows.shape[0], sizes.shape[0], w_rows.shape[0] > 0
+    out = sizes.shape[0] - 1
     errors = 0.0
-    for first_row in range(0, n, TILE_ROWS):
-        current = 0  # which half of ``deltas`` holds the current delta
-        m = min(TILE_ROWS, n - first_row)
-        _forward_tile(X_rows[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts, starts)
-        delta = _tile_of(deltas[current], 0, sizes[-1])
-        a_out = _tile_of(acts, starts[n_layers - 1], sizes[-1])
-        tile_Y = Y_rows[first_row:first_row + m]
-        tile_w = w_rows[first_row:first_row + m] if weighted else w_rows
+    for first_row in range(first, last, TILE_ROWS):
+        d = 0  # which half of ``deltas`` holds the current delta
+        m = min(TILE_ROWS, last - first_row)
+        _forward_tile(X, first_row, m, params, sizes, has_bias, w_start, b_start, acts)
         if loss == _BCE:
-            errors += _cross_entropy_delta(a_out, tile_Y, tile_w, scale, delta)
+            errors += _cross_entropy_delta(acts, out, Y, w, first_row, m, scale, deltas)
         else:
-            errors += _squared_error_delta(a_out, tile_Y, tile_w, scale, delta)
-            for j in range(sizes[-1]):
-                _times_sigmoid_derivative(delta, j, a_out, m, derivative)
-        for layer in range(n_layers - 2, -1, -1):
+            errors += _squared_error_delta(acts, out, Y, w, first_row, m, scale, deltas)
+            for j in range(sizes[out]):
+                _times_sigmoid_derivative(deltas, 0, j, acts, out, m, derivative)
+        for layer in range(out - 1, -1, -1):
             fan_in, fan_out = sizes[layer], sizes[layer + 1]
-            W = params[w_start[layer]:w_start[layer] + fan_in * fan_out].reshape(fan_in, fan_out)
-            dW = grad[w_start[layer]:w_start[layer] + fan_in * fan_out].reshape(fan_in, fan_out)
-            db = grad[b_start[layer]:b_start[layer] + fan_out]
-            a_in = _tile_of(acts, starts[layer], fan_in)
-            _accumulate_weight_gradient(a_in, delta, m, has_bias, dW, db)
+            _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias,
+                                        w_start[layer], b_start[layer], grad)
             if layer > 0:
-                current = 1 - current
-                delta_in = _tile_of(deltas[current], 0, fan_in)
-                _back_to_inputs(delta, W, a_in, m, derivative, delta_in)
-                delta = delta_in
+                _back_to_inputs(params, w_start[layer], fan_in, fan_out, deltas, d, acts, layer, m, derivative)
+                d = 1 - d
     return errors
 
 
@@ -478,12 +442,11 @@ def _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, b
     Runs on the workspace tiles of ``thread``; its sum_i w_i e_i goes to
     the workspace's errors[slot].
     """
-    w_start, b_start, starts, acts, deltas, errors = work
+    w_start, b_start, acts, deltas, errors = work
     first, last = block * BLOCK_ROWS, min((block + 1) * BLOCK_ROWS, X.shape[0])
     parts[slot, :] = 0.0
-    errors[slot] = _rows_gradient(X[first:last], Y[first:last], w[first:last] if w.shape[0] else w,
-                                  params, sizes, has_bias, derivative, loss, scale,
-                                  w_start, b_start, starts, acts[thread], deltas[thread], parts[slot])
+    errors[slot] = _rows_gradient(X, Y, w, first, last, params, sizes, has_bias, derivative, loss, scale,
+                                  w_start, b_start, acts[thread], deltas[thread], parts[slot])
 
 
 @_kernel(parallel=True)
@@ -498,7 +461,7 @@ def _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, 
     """
     # Only the prange below may become parallel: whole-array statements in a
     # parallel function would each launch threads, so these are plain loops.
-    errors = work[5]
+    errors = work[4]
     n_blocks = (X.shape[0] + BLOCK_ROWS - 1) // BLOCK_ROWS
     for i in range(grad.shape[0]):
         grad[i] = 0.0
@@ -519,11 +482,17 @@ def _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, 
 
 
 @_kernel()
-def _normaliser(w, n_rows, n_outputs, loss):
-    """c = 1 for "sse", 1 / (sum(w) n_outputs) otherwise (0 for zero total weight)."""
+def _normaliser(w, first, last, n_outputs, loss):
+    """c for rows first .. last - 1: 1 for "sse", 1 / (sum(w) n_outputs) otherwise (0 for zero total weight)."""
     if loss == _SSE:
         return 1.0
-    total = (np.sum(w) if w.shape[0] else n_rows) * n_outputs
+    if w.shape[0]:
+        weight = 0.0
+        for i in range(first, last):
+            weight += w[i]
+    else:
+        weight = float(last - first)
+    total = weight * n_outputs
     return 1.0 / total if total > 0 else 0.0
 
 
@@ -532,7 +501,7 @@ def _full_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, threads, 
     """The loss c sum_i w_i e_i over all rows; its gradient into grad."""
     work = _workspace(sizes, has_bias, threads, slots, params)
     parts = np.empty((slots, params.shape[0]), params.dtype)
-    scale = _normaliser(w, X.shape[0], sizes[-1], loss)
+    scale = _normaliser(w, 0, X.shape[0], sizes[-1], loss)
     return scale * _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss,
                                     typed(scale, params), work, parts, grad)
 
@@ -591,26 +560,28 @@ def _update(params, grad, optimizer, hyper, state, step):
 
 
 @_kernel()
-def _batch_step(X, Y, w, params, sizes, has_bias, derivative, loss, optimizer, hyper, state, step,
-                work, parts, grad):
-    """Gradient of one batch (its own normaliser) and one update; returns its sum_i w_i e_i."""
-    scale = typed(_normaliser(w, X.shape[0], sizes[-1], loss), params)
-    if X.shape[0] <= BLOCK_ROWS:  # one block: straight into grad, skipping the parallel machinery
-        w_start, b_start, starts, acts, deltas, _ = work
-        grad[:] = 0.0
-        errors = _rows_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale,
-                                w_start, b_start, starts, acts[0], deltas[0], grad)
+def _batch_step(X, Y, w, first, last, params, sizes, has_bias, derivative, loss, optimizer, hyper, state, step,
+                work, w_start, b_start, acts, deltas, parts, grad):
+    """Gradient of the batch of rows first .. last - 1 (its own normaliser) and one
+    update; returns its sum_i w_i e_i.  acts, deltas: thread 0's tiles of ``work``."""
+    scale = typed(_normaliser(w, first, last, sizes[-1], loss), params)
+    if last - first <= BLOCK_ROWS:  # one block: straight into grad, skipping the parallel machinery
+        for i in range(grad.shape[0]):
+            grad[i] = 0.0
+        errors = _rows_gradient(X, Y, w, first, last, params, sizes, has_bias, derivative, loss, scale,
+                                w_start, b_start, acts, deltas, grad)
     else:
-        errors = _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad)
+        errors = _blocks_gradient(X[first:last], Y[first:last], w[first:last] if w.shape[0] else w,
+                                  params, sizes, has_bias, derivative, loss, scale, work, parts, grad)
     _update(params, grad, optimizer, hyper, state, step)
     return errors
 
 
 @_kernel()
-def _gather_rows(source, rows, target):
-    """target[i, :] = source[rows[i], :] for each i: one mini-batch, in the visiting order."""
-    for i in range(rows.shape[0]):
-        row = rows[i]
+def _gather_rows(source, order, first, last, target):
+    """target[i, :] = source[order[first + i], :] for i < last - first: one mini-batch, in the visiting order."""
+    for i in range(last - first):
+        row = order[first + i]
         for j in range(source.shape[1]):
             target[i, j] = source[row, j]
 
@@ -626,6 +597,8 @@ def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative
     n = X.shape[0]
     batch_size = min(batch_size, n)
     work = _workspace(sizes, has_bias, threads, slots, params)
+    w_start, b_start, acts, deltas, _ = work
+    serial_acts, serial_deltas = acts[0], deltas[0]
     parts = np.empty((slots, params.shape[0]), params.dtype)
     shuffled, weighted = order.shape[0] > 0, w.shape[0] > 0
     batch_X = np.empty((batch_size if shuffled else 0, X.shape[1]), params.dtype)
@@ -635,19 +608,18 @@ def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative
     for first in range(0, n, batch_size):
         last = min(first + batch_size, n)
         if shuffled:
-            m = last - first
-            rows = order[first:last]
-            _gather_rows(X, rows, batch_X)
-            _gather_rows(Y, rows, batch_Y)
+            _gather_rows(X, order, first, last, batch_X)
+            _gather_rows(Y, order, first, last, batch_Y)
             if weighted:
-                for i in range(m):
-                    batch_w[i] = w[rows[i]]
-            total += _batch_step(batch_X[:m], batch_Y[:m], batch_w[:m], params, sizes, has_bias, derivative,
-                                 loss, optimizer, hyper, state, step, work, parts, grad)
+                for i in range(last - first):
+                    batch_w[i] = w[order[first + i]]
+            total += _batch_step(batch_X, batch_Y, batch_w, 0, last - first, params, sizes, has_bias,
+                                 derivative, loss, optimizer, hyper, state, step,
+                                 work, w_start, b_start, serial_acts, serial_deltas, parts, grad)
         else:
-            total += _batch_step(X[first:last], Y[first:last], w[first:last] if weighted else w, params,
-                                 sizes, has_bias, derivative, loss, optimizer, hyper, state, step,
-                                 work, parts, grad)
+            total += _batch_step(X, Y, w, first, last, params, sizes, has_bias, derivative, loss,
+                                 optimizer, hyper, state, step,
+                                 work, w_start, b_start, serial_acts, serial_deltas, parts, grad)
     return total
 
 
