@@ -106,10 +106,10 @@ def visiting_order(rng, n_rows, shuffle, batch_size, on_disk=False):
     if not shuffle or batch_size >= n_rows:
         return np.empty(0, np.int64)
     if not on_disk or n_rows <= DISK_BLOCK_ROWS:
-        return rng.permutation(n_rows).astype(np.int64)
+        return rng.permutation(n_rows).astype(np.int64, copy=False)
     starts = rng.permutation(np.arange(0, n_rows, DISK_BLOCK_ROWS))
     return np.concatenate([start + rng.permutation(min(DISK_BLOCK_ROWS, n_rows - start))
-                           for start in starts]).astype(np.int64)
+                           for start in starts]).astype(np.int64, copy=False)
 
 
 class Progress:
