@@ -274,10 +274,11 @@ def _back_to_inputs(params, w_first, fan_in, fan_out, deltas, d, acts, layer, m,
 
 @_kernel(FASTMATH_REDUCE)
 def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_first, b_first, grad):
-    """dW += acts[layer].T-products with deltas[d], db += row sums of deltas[d], over one tile.
+    """dW_l += A_l.T @ delta and db_l += column sums of delta, over one tile.
 
-    dW[k, j] = grad[w_first + k * fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t];
-    db[j] = grad[b_first + j] += sum_t deltas[d, j, t].
+    A_l is acts[layer] and delta is deltas[d], both feature-major, so
+    dW[k, j] = grad[w_first + k * fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
+    and db[j] = grad[b_first + j] += sum_t deltas[d, j, t], for t < m.
     """
     blocked = fan_in - fan_in % 4
     for j in range(fan_out):
