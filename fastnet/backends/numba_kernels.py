@@ -241,11 +241,16 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
 
 
 @_kernel(inline="always")
-def _load_tile(X, first, m, acts):
-    """acts[0, k, t] = X[first + t, k] for t < m: rows to feature-major."""
-    for k in range(X.shape[1]):
-        for t in range(m):
-            acts[0, k, t] = X[first + t, k]
+def _load_tile(rows, acts):
+    """acts[0, k, t] = rows[t, k]: a tile of rows (m, width) to feature-major.
+
+    Tiles of X, Y and w are slices (one view per tile) indexed from 0, so
+    LLVM can see that no index is negative and drops Numba's wraparound
+    arithmetic from the loop.
+    """
+    for k in range(rows.shape[1]):
+        for t in range(rows.shape[0]):
+            acts[0, k, t] = rows[t, k]
 
 
 @_kernel(inline="always")
@@ -308,37 +313,38 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
 
 
 @_kernel(FASTMATH_REDUCE)
-def _squared_error_delta(acts, out, Y, w, first, m, scale, deltas):
-    """deltas[0, j, t] = scale w_i 2 (a - y) for rows i = first + t, t < m; returns sum_t w_i sum_j (a - y)**2.
+def _squared_error_delta(acts, out, Y_rows, w_rows, scale, deltas):
+    """deltas[0, j, t] = scale w_t 2 (a - y) on one tile; returns sum_t w_t sum_j (a - y)**2.
 
-    a = acts[out, j, t], the output layer's; y = Y[i, j]; w: row weights, or empty for ones.
+    a = acts[out, j, t], the output layer's; Y_rows: the tile's (m, n_out)
+    targets, y = Y_rows[t, j]; w_rows: its (m,) row weights, or empty for ones.
     """
-    weighted = w.shape[0] > 0
+    m, weighted = Y_rows.shape[0], w_rows.shape[0] > 0
     one, twice_scale = typed(1.0, deltas), typed(2.0, deltas) * scale
     total = 0.0
-    for j in range(Y.shape[1]):
+    for j in range(Y_rows.shape[1]):
         for t in range(m):
-            weight = w[first + t] if weighted else one
-            diff = acts[out, j, t] - Y[first + t, j]
+            weight = w_rows[t] if weighted else one
+            diff = acts[out, j, t] - Y_rows[t, j]
             total += weight * diff * diff
             deltas[0, j, t] = twice_scale * weight * diff
     return total
 
 
 @_kernel()
-def _cross_entropy_delta(acts, out, Y, w, first, m, scale, deltas):
+def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     """deltas[0, j, t] = scale w_i (a - y); returns sum_t w_i e_i, e the cross-entropy.
 
     e = -sum_j [y log a + (1 - y) log(1 - a)], each log clamped at -100
     (as torch.nn.BCELoss).  Arguments as in ``_squared_error_delta``.
     """
-    weighted = w.shape[0] > 0
+    m, weighted = Y_rows.shape[0], w_rows.shape[0] > 0
     one = typed(1.0, deltas)
     total = 0.0
-    for j in range(Y.shape[1]):
+    for j in range(Y_rows.shape[1]):
         for t in range(m):
-            weight = w[first + t] if weighted else one
-            y, a = Y[first + t, j], acts[out, j, t]
+            weight = w_rows[t] if weighted else one
+            y, a = Y_rows[t, j], acts[out, j, t]
             log_a = math.log(a) if a > 0.0 else -100.0
             log_not_a = math.log(1.0 - a) if a < 1.0 else -100.0
             total -= weight * (y * max(log_a, -100.0) + (1.0 - y) * max(log_not_a, -100.0))
@@ -363,9 +369,10 @@ def _layer_offsets(sizes, has_bias):
 
 
 @_kernel(inline="always")
-def _forward_tile(X, first, m, params, sizes, has_bias, w_start, b_start, acts):
-    """Run rows first .. first + m - 1 of X through every layer, filling ``acts``."""
-    _load_tile(X, first, m, acts)
+def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts):
+    """Run one tile of rows (m, sizes[0]) through every layer, filling ``acts``."""
+    m = X_rows.shape[0]
+    _load_tile(X_rows, acts)
     for layer in range(sizes.shape[0] - 1):
         _dense_sigmoid(params, w_start[layer], b_start[layer], sizes[layer], sizes[layer + 1], has_bias,
                        acts, layer, m)
@@ -384,7 +391,7 @@ def forward(X, params, sizes, has_bias, out):
     acts = np.empty((sizes.shape[0], np.max(sizes), TILE_ROWS), params.dtype)
     for first_row in range(0, n, TILE_ROWS):
         m = min(TILE_ROWS, n - first_row)
-        _forward_tile(X, first_row, m, params, sizes, has_bias, w_start, b_start, acts)
+        _forward_tile(X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts)
         block = 0
         for layer in range(1, sizes.shape[0]):
             width = sizes[layer]
@@ -425,11 +432,13 @@ def _rows_gradient(X, Y, w, first, last, params, sizes, has_bias, derivative, lo
     for first_row in range(first, last, TILE_ROWS):
         d = 0  # which half of ``deltas`` holds the current delta
         m = min(TILE_ROWS, last - first_row)
-        _forward_tile(X, first_row, m, params, sizes, has_bias, w_start, b_start, acts)
+        _forward_tile(X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts)
+        Y_rows = Y[first_row:first_row + m]
+        w_rows = w[first_row:first_row + m] if w.shape[0] else w
         if loss == _BCE:
-            errors += _cross_entropy_delta(acts, out, Y, w, first_row, m, scale, deltas)
+            errors += _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas)
         else:
-            errors += _squared_error_delta(acts, out, Y, w, first_row, m, scale, deltas)
+            errors += _squared_error_delta(acts, out, Y_rows, w_rows, scale, deltas)
             _times_sigmoid_derivative(deltas, 0, acts, out, sizes[out], m, derivative)
         for layer in range(out - 1, -1, -1):
             fan_in, fan_out = sizes[layer], sizes[layer + 1]
@@ -584,10 +593,10 @@ def _batch_step(X, Y, w, first, last, params, sizes, has_bias, derivative, loss,
 
 
 @_kernel()
-def _gather_rows(source, order, first, last, target):
-    """target[i, :] = source[order[first + i], :] for i < last - first: one mini-batch, in the visiting order."""
-    for i in range(last - first):
-        row = order[first + i]
+def _gather_rows(source, rows, target):
+    """target[i, :] = source[rows[i], :] for each i: one mini-batch, in the visiting order."""
+    for i in range(rows.shape[0]):
+        row = rows[i]
         for j in range(source.shape[1]):
             target[i, j] = source[row, j]
 
@@ -614,11 +623,12 @@ def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative
     for first in range(0, n, batch_size):
         last = min(first + batch_size, n)
         if shuffled:
-            _gather_rows(X, order, first, last, batch_X)
-            _gather_rows(Y, order, first, last, batch_Y)
+            rows = order[first:last]
+            _gather_rows(X, rows, batch_X)
+            _gather_rows(Y, rows, batch_Y)
             if weighted:
-                for i in range(last - first):
-                    batch_w[i] = w[order[first + i]]
+                for i in range(rows.shape[0]):
+                    batch_w[i] = w[rows[i]]
             total += _batch_step(batch_X, batch_Y, batch_w, 0, last - first, params, sizes, has_bias,
                                  derivative, loss, optimizer, hyper, state, step,
                                  work, w_start, b_start, serial_acts, serial_deltas, parts, grad)
