@@ -16,7 +16,9 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir as llvm_ir
 from numba import get_num_threads, get_thread_id, njit, parallel_chunksize, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from fastnet._config import (BLOCK_ROWS, FASTMATH, PARTIAL_GRADIENT_BYTES, FASTMATH_REDUCE, NUMBA_CACHE, NUMBA_THREADING_LAYER,
@@ -44,9 +46,15 @@ _ROUND_SHIFT_FLOAT32 = 12582912.0 + 127.0
 
 
 def _kernel(fastmath=FASTMATH, inline="never", parallel=False):
-    """The one njit configuration every kernel here uses."""
+    """The one njit configuration every kernel here uses.
+
+    ``_nrt=False``: no Numba runtime, so no reference counting.  With it,
+    every call and every array view inside a kernel cost atomic increments
+    and decrements, a quarter of a batch-32 epoch.  The price: kernels
+    cannot allocate, so work memory comes from Python (``_work_memory``).
+    """
     return njit(cache=NUMBA_CACHE, nogil=True, fastmath=set(fastmath), error_model="numpy",
-                inline=inline, parallel=parallel)
+                inline=inline, parallel=parallel, _nrt=False)
 
 
 def typed(value, like):
@@ -99,6 +107,22 @@ def _fma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+@intrinsic
+def _muladd(typingctx, a, b, c):
+    """a * b + c for a running sum, as LLVM's ``fmuladd``: the loop vectoriser
+    recognises it as a reduction (it does not recognise ``fma``), and the
+    x86 backend always fuses it, wherever the code is inlined."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        kind = args[0].type
+        name = "llvm.fmuladd.f64" if a == types.float64 else "llvm.fmuladd.f32"
+        muladd = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3), name)
+        return builder.call(muladd, args, fastmath=tuple(FASTMATH_REDUCE))
+    return a(a, b, c), codegen
+
+
 @_kernel(inline="always")
 def _exp_nonpositive64(x):
     """exp(x) for float64 x in [-SIGMOID_CLAMP, 0], as arithmetic that vectorises.
@@ -148,27 +172,15 @@ def _exp_nonpositive32(x):
 
 
 @_kernel(inline="always")
-def _reciprocal_1_to_2(d):
-    """1/d for float64 d in [1, 2], to ~1 ulp, without a double-precision division.
-
-    A float32 division (twice the SIMD throughput of a float64 one) gives
-    24 bits; two Newton steps y <- y(2 - dy) square the error twice.
-    """
-    y = np.float64(np.float32(1.0) / np.float32(d))
-    y = y * _fma(-d, y, 2.0)
-    return y * _fma(-d, y, 2.0)
-
-
-@_kernel(inline="always")
 def _sigmoid64(z):
     """Float64 sigmoid: e = exp(-min(|z|, clamp)); 1/(1+e) for z >= 0, e/(1+e) below."""
     e = _exp_nonpositive64(-min(abs(z), SIGMOID_CLAMP))
-    return (1.0 if z >= 0.0 else e) * _reciprocal_1_to_2(1.0 + e)
+    return (1.0 if z >= 0.0 else e) / (1.0 + e)
 
 
 @_kernel(inline="always")
 def _sigmoid32(z):
-    """Float32 sigmoid, as ``_sigmoid64`` with float32's clamp and a plain division."""
+    """Float32 sigmoid, as ``_sigmoid64`` with float32's clamp."""
     one = np.float32(1.0)
     e = _exp_nonpositive32(-min(abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
     return (one if z >= 0 else e) / (one + e)
@@ -189,10 +201,10 @@ def _sigmoid_for_type(z):
 # Work memory for one thread: ``acts`` (n_layers, widest, TILE_ROWS) holds
 # layer l's activations for a tile of rows feature-major in acts[l, :sizes[l], :m]
 # (layer 0 is the input), ``deltas`` (2, widest output, TILE_ROWS) the current
-# and the next delta.  Kernels take the 3-D array and an index and never cut
-# it (or the packed parameters) into views: each view costs an atomic
-# reference-count increment and decrement, which dominated small mini-batches.
-# W_l[k, j] is params[w_start[l] + k * sizes[l + 1] + j].
+# and the next delta.  Kernels take the 3-D array and a layer index, and the
+# packed parameters and an offset: W_l[k, j] is
+# params[w_start[l] + k * sizes[l + 1] + j].  Per-thread slices of the
+# workspace are taken once per block.
 
 
 @_kernel(inline="always")
@@ -220,20 +232,36 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
     M[r, c] = params[weight + r * row_stride + c * col_stride]: W.T when the
     rows are a layer's outputs (row_stride 1, col_stride fan_out, forward),
     W when they are its inputs (row_stride fan_out, col_stride 1, backward).
-    Four columns per pass over a row.  A whole layer per call, because every
-    call of an inlined kernel with array arguments costs reference-count
-    updates; called per row, they took a fifth of a batch-32 epoch.
+    Each pass over the tile adds four columns into two rows (eight
+    multiply-adds per six loads and two stores), or into the odd last row.
+    Columns are added to the running sum in order c = 0, 1, ..., one fused
+    multiply-add each.
     """
-    blocked = n_cols - n_cols % 4
-    for r in range(n_rows):
+    paired, blocked = n_rows - n_rows % 2, n_cols - n_cols % 4
+    for r in range(0, paired, 2):
+        first, second = weight + r * row_stride, weight + (r + 1) * row_stride
+        for c in range(0, blocked, 4):
+            u0, u1, u2, u3 = (params[first + c * col_stride], params[first + (c + 1) * col_stride],
+                              params[first + (c + 2) * col_stride], params[first + (c + 3) * col_stride])
+            v0, v1, v2, v3 = (params[second + c * col_stride], params[second + (c + 1) * col_stride],
+                              params[second + (c + 2) * col_stride], params[second + (c + 3) * col_stride])
+            for t in range(m):
+                x0, x1, x2, x3 = tiles[src, c, t], tiles[src, c + 1, t], tiles[src, c + 2, t], tiles[src, c + 3, t]
+                tiles[dst, r, t] = _fma(u3, x3, _fma(u2, x2, _fma(u1, x1, _fma(u0, x0, tiles[dst, r, t]))))
+                tiles[dst, r + 1, t] = _fma(v3, x3, _fma(v2, x2, _fma(v1, x1, _fma(v0, x0, tiles[dst, r + 1, t]))))
+        for c in range(blocked, n_cols):
+            u, v = params[first + c * col_stride], params[second + c * col_stride]
+            for t in range(m):
+                tiles[dst, r, t] = _fma(u, tiles[src, c, t], tiles[dst, r, t])
+                tiles[dst, r + 1, t] = _fma(v, tiles[src, c, t], tiles[dst, r + 1, t])
+    for r in range(paired, n_rows):
         base = weight + r * row_stride
         for c in range(0, blocked, 4):
-            w0, w1, w2, w3 = (params[base + c * col_stride], params[base + (c + 1) * col_stride],
+            u0, u1, u2, u3 = (params[base + c * col_stride], params[base + (c + 1) * col_stride],
                               params[base + (c + 2) * col_stride], params[base + (c + 3) * col_stride])
             for t in range(m):
-                tiles[dst, r, t] += _fma(w3, tiles[src, c + 3, t], _fma(w2, tiles[src, c + 2, t],
-                                                                        _fma(w1, tiles[src, c + 1, t],
-                                                                             w0 * tiles[src, c, t])))
+                tiles[dst, r, t] = _fma(u3, tiles[src, c + 3, t], _fma(u2, tiles[src, c + 2, t], _fma(
+                    u1, tiles[src, c + 1, t], _fma(u0, tiles[src, c, t], tiles[dst, r, t]))))
         for c in range(blocked, n_cols):
             w = params[base + c * col_stride]
             for t in range(m):
@@ -284,25 +312,44 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
     A_l is acts[layer] and delta is deltas[d], both feature-major, so
     dW[k, j] = grad[w_first + k * fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
     and db[j] = grad[b_first + j] += sum_t deltas[d, j, t], for t < m.
+    Dot products go four inputs by two outputs at a time (eight sums from
+    six loads), then four by one, then one by one.
     """
-    blocked = fan_in - fan_in % 4
-    for j in range(fan_out):
-        for k in range(0, blocked, 4):  # four dot products share each load of the delta
-            s0 = s1 = s2 = s3 = typed(0.0, grad)
+    paired, blocked = fan_out - fan_out % 2, fan_in - fan_in % 4
+    zero = typed(0.0, grad)
+    for j in range(0, paired, 2):
+        for k in range(0, blocked, 4):
+            s00 = s10 = s20 = s30 = s01 = s11 = s21 = s31 = zero
+            for t in range(m):
+                d0, d1 = deltas[d, j, t], deltas[d, j + 1, t]
+                a0, a1, a2, a3 = acts[layer, k, t], acts[layer, k + 1, t], acts[layer, k + 2, t], acts[layer, k + 3, t]
+                s00, s10, s20, s30 = _muladd(a0, d0, s00), _muladd(a1, d0, s10), _muladd(a2, d0, s20), _muladd(a3, d0, s30)
+                s01, s11, s21, s31 = _muladd(a0, d1, s01), _muladd(a1, d1, s11), _muladd(a2, d1, s21), _muladd(a3, d1, s31)
+            row = w_first + k * fan_out + j
+            grad[row] += s00
+            grad[row + 1] += s01
+            grad[row + fan_out] += s10
+            grad[row + fan_out + 1] += s11
+            grad[row + 2 * fan_out] += s20
+            grad[row + 2 * fan_out + 1] += s21
+            grad[row + 3 * fan_out] += s30
+            grad[row + 3 * fan_out + 1] += s31
+    for j in range(paired, fan_out):
+        for k in range(0, blocked, 4):
+            s0 = s1 = s2 = s3 = zero
             for t in range(m):
                 delta = deltas[d, j, t]
-                s0 += acts[layer, k, t] * delta
-                s1 += acts[layer, k + 1, t] * delta
-                s2 += acts[layer, k + 2, t] * delta
-                s3 += acts[layer, k + 3, t] * delta
+                s0, s1 = _muladd(acts[layer, k, t], delta, s0), _muladd(acts[layer, k + 1, t], delta, s1)
+                s2, s3 = _muladd(acts[layer, k + 2, t], delta, s2), _muladd(acts[layer, k + 3, t], delta, s3)
             grad[w_first + k * fan_out + j] += s0
             grad[w_first + (k + 1) * fan_out + j] += s1
             grad[w_first + (k + 2) * fan_out + j] += s2
             grad[w_first + (k + 3) * fan_out + j] += s3
+    for j in range(fan_out):
         for k in range(blocked, fan_in):
-            total = typed(0.0, grad)
+            total = zero
             for t in range(m):
-                total += acts[layer, k, t] * deltas[d, j, t]
+                total = _muladd(acts[layer, k, t], deltas[d, j, t], total)
             grad[w_first + k * fan_out + j] += total
     if has_bias:
         for j in range(fan_out):
@@ -352,22 +399,6 @@ def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     return total
 
 
-@_kernel()
-def _layer_offsets(sizes, has_bias):
-    """Start of each layer's W and b in the packed parameter vector."""
-    n_weight_layers = sizes.shape[0] - 1
-    w_start = np.empty(n_weight_layers, np.int64)
-    b_start = np.empty(n_weight_layers, np.int64)
-    offset = 0
-    for layer in range(n_weight_layers):
-        w_start[layer] = offset
-        offset += sizes[layer] * sizes[layer + 1]
-        b_start[layer] = offset
-        if has_bias:
-            offset += sizes[layer + 1]
-    return w_start, b_start
-
-
 @_kernel(inline="always")
 def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts):
     """Run one tile of rows (m, sizes[0]) through every layer, filling ``acts``."""
@@ -379,16 +410,9 @@ def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts):
 
 
 @_kernel()
-def forward(X, params, sizes, has_bias, out):
-    """Every layer's activations for X, written row-major into the flat ``out``.
-
-    X: (n, sizes[0]) float64; params: packed float64; sizes: int64 (L+1,);
-    out: float64 (n * sum(sizes[1:]),), layer l as an (n, sizes[l]) block.
-    A_{l+1} = sigmoid(A_l @ W_l + b_l).
-    """
+def _forward_rows(X, params, sizes, has_bias, w_start, b_start, acts, out):
+    """``forward`` on the tiles ``acts`` (n_layers, widest, TILE_ROWS) of ``_workspace``."""
     n = X.shape[0]
-    w_start, b_start = _layer_offsets(sizes, has_bias)
-    acts = np.empty((sizes.shape[0], np.max(sizes), TILE_ROWS), params.dtype)
     for first_row in range(0, n, TILE_ROWS):
         m = min(TILE_ROWS, n - first_row)
         _forward_tile(X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts)
@@ -399,20 +423,6 @@ def forward(X, params, sizes, has_bias, out):
                 for j in range(width):
                     out[block + (first_row + t) * width + j] = acts[layer, j, t]
             block += n * width
-
-
-@_kernel()
-def _workspace(sizes, has_bias, threads, slots, params):
-    """Work memory in params' dtype, allocated once per call (gradient) or epoch.
-
-    Returns (w_start, b_start, acts (threads, n_layers, widest, TILE_ROWS),
-    deltas (threads, 2, widest output, TILE_ROWS), errors (slots,)): tiles
-    for each thread, and one error sum for each of the ``slots`` blocks of a wave.
-    """
-    w_start, b_start = _layer_offsets(sizes, has_bias)
-    acts = np.empty((threads, sizes.shape[0], np.max(sizes), TILE_ROWS), params.dtype)
-    deltas = np.empty((threads, 2, np.max(sizes[1:]), TILE_ROWS), params.dtype)
-    return w_start, b_start, acts, deltas, np.zeros(slots, np.float64)
 
 
 @_kernel()
@@ -512,10 +522,8 @@ def _normaliser(w, first, last, n_outputs, loss):
 
 
 @_kernel()
-def _full_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, threads, slots, grad):
+def _full_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, work, parts, grad):
     """The loss c sum_i w_i e_i over all rows; its gradient into grad."""
-    work = _workspace(sizes, has_bias, threads, slots, params)
-    parts = np.empty((slots, params.shape[0]), params.dtype)
     scale = _normaliser(w, 0, X.shape[0], sizes[-1], loss)
     return scale * _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss,
                                     typed(scale, params), work, parts, grad)
@@ -526,6 +534,43 @@ def _full_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, threads, 
 # library left spinning) does not hold up a fixed share of the wave.  The
 # chunk size is set from Python around each call: set inside a kernel, it
 # would stop Numba from caching the kernel.
+
+
+def _layer_offsets(sizes, has_bias):
+    """Where each layer's W and b start in the packed parameters: two int64 arrays (L,)."""
+    fan_in, fan_out = sizes[:-1], sizes[1:]
+    lengths = fan_in * fan_out + (fan_out if has_bias else 0)
+    w_start = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    return w_start, w_start + fan_in * fan_out
+
+
+def _work_memory(n_rows, params, sizes, has_bias):
+    """Work memory for a batch of up to n_rows rows, in params' dtype, allocated
+    once per call: ((w_start, b_start, acts, deltas, errors), parts).
+
+    acts (threads, n_layers, widest, TILE_ROWS) and deltas (threads, 2,
+    widest output, TILE_ROWS) are each thread's tiles (see "Work memory"
+    above); errors (slots,) and parts (slots, len(params)) the sum_i w_i e_i
+    and partial gradient of each block of a parallel wave.  Allocated here,
+    in Python, so that the kernels need no reference counting (see _kernel).
+    """
+    threads, slots = get_num_threads(), _slots(n_rows, params)
+    widest = int(sizes.max())
+    acts = np.empty((threads, sizes.shape[0], widest, TILE_ROWS), params.dtype)
+    deltas = np.empty((threads, 2, int(sizes[1:].max()), TILE_ROWS), params.dtype)
+    work = (*_layer_offsets(sizes, has_bias), acts, deltas, np.zeros(slots))
+    return work, np.empty((slots, params.shape[0]), params.dtype)
+
+
+def forward(X, params, sizes, has_bias, out):
+    """Every layer's activations for X, written row-major into the flat ``out``.
+
+    X: (n, sizes[0]) float64 or float32; params: packed, X's dtype; sizes:
+    int64 (L+1,); out: X's dtype (n * sum(sizes[1:]),), layer l as an
+    (n, sizes[l]) block.  A_{l+1} = sigmoid(A_l @ W_l + b_l).
+    """
+    acts = np.empty((sizes.shape[0], int(sizes.max()), TILE_ROWS), params.dtype)
+    _forward_rows(X, params, sizes, has_bias, *_layer_offsets(sizes, has_bias), acts, out)
 
 
 def _slots(n_rows, params):
@@ -546,7 +591,7 @@ def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
     """
     with parallel_chunksize(1):  # see _BALANCED
         return _full_gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss,
-                              get_num_threads(), _slots(X.shape[0], params), grad)
+                              *_work_memory(X.shape[0], params, sizes, has_bias), grad)
 
 
 @_kernel()
@@ -603,22 +648,17 @@ def _gather_rows(source, rows, target):
 
 @_kernel()
 def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative, loss,
-                 optimizer, hyper, state, step, grad, threads, slots):
+                 optimizer, hyper, state, step, grad, work, parts, batch_X, batch_Y, batch_w):
     """One epoch of mini-batch training in one call; returns sum_i w_i e_i.
 
-    Batches follow ``order`` (gathered into buffers allocated here, once)
-    or, when order is empty, are read in place as consecutive rows.
+    Batches follow ``order``, gathered into batch_X, batch_Y (and batch_w
+    when weighted), or, when order is empty, are read in place as
+    consecutive rows.  batch_size <= len(X).
     """
     n = X.shape[0]
-    batch_size = min(batch_size, n)
-    work = _workspace(sizes, has_bias, threads, slots, params)
     w_start, b_start, acts, deltas, _ = work
     serial_acts, serial_deltas = acts[0], deltas[0]
-    parts = np.empty((slots, params.shape[0]), params.dtype)
     shuffled, weighted = order.shape[0] > 0, w.shape[0] > 0
-    batch_X = np.empty((batch_size if shuffled else 0, X.shape[1]), params.dtype)
-    batch_Y = np.empty((batch_size if shuffled else 0, Y.shape[1]), params.dtype)
-    batch_w = np.empty(batch_size if shuffled and weighted else 0, params.dtype)
     total = 0.0
     for first in range(0, n, batch_size):
         last = min(first + batch_size, n)
@@ -646,7 +686,12 @@ def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
     Shapes, losses and update formulas: see fastnet.backends.  Updates params,
     state and step in place; returns the epoch's sum_i w_i e_i.
     """
+    batch_size = min(batch_size, X.shape[0])
+    gathered = batch_size if order.shape[0] else 0
+    batch_X = np.empty((gathered, X.shape[1]), params.dtype)
+    batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
+    batch_w = np.empty(gathered if row_weight.shape[0] else 0, params.dtype)
     with parallel_chunksize(1):  # see _BALANCED
         return _train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias, derivative,
-                            loss, optimizer, hyper, state, step, grad, get_num_threads(),
-                            _slots(min(batch_size, X.shape[0]), params))
+                            loss, optimizer, hyper, state, step, grad,
+                            *_work_memory(batch_size, params, sizes, has_bias), batch_X, batch_Y, batch_w)
