@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from fastnet import _native
+
 #: numpy dtype kinds accepted as numbers: bool, signed, unsigned, float.
 _NUMERIC_KINDS = "biuf"
 
@@ -69,14 +71,12 @@ def is_out_of_core(value):
 
 
 def all_finite(array):
-    """True when no element of a float array is NaN or infinite.
+    """True when no element of a C-contiguous float64 or float32 array is NaN or infinite.
 
-    The sum is one vectorised read and is finite whenever every element is;
-    only when it is not (NaN, inf, or an overflowing sum of huge values)
-    do we pay for the element-wise test.
+    One read of the array, in C on the kernels' threads (``_native.all_finite``):
+    for large inputs this check costs a third of a small network's gradient.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(array.sum())) or bool(np.isfinite(array).all())
+    return _native.all_finite(array)
 
 
 def batch(value, name, n_columns, dtype=np.float64):

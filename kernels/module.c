@@ -395,6 +395,29 @@ PyDoc_STRVAR(gradient_doc,
 "Raises TypeError on a wrong or mixed dtype, ValueError on a wrong layout,\n"
 "length or code, MemoryError if the work memory cannot be allocated.");
 
+PyDoc_STRVAR(all_finite_doc,
+"all_finite($module, x, /)\n--\n\n"
+"True when no item of x (any C-contiguous float64 or float32 buffer) is NaN\n"
+"or infinite.  Reads x once, on up to get_num_threads() threads, without\n"
+"the GIL.  Raises TypeError for another dtype, ValueError for a\n"
+"non-contiguous buffer.");
+
+static PyObject *native_all_finite(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    Py_buffer x;
+    Dtype dtype;
+    if (acquire(arg, &x, ANY_FLOAT, 0, "x", NULL, &dtype) < 0)
+        return NULL;
+    int64_t n = (int64_t)(x.len / x.itemsize);
+    int threads = fn_threads(atomic_load(&requested_threads)), finite;
+    Py_BEGIN_ALLOW_THREADS
+    finite = dtype == FLOAT64 ? fn_all_finite_f64(x.buf, n, threads) : fn_all_finite_f32(x.buf, n, threads);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&x);
+    return PyBool_FromLong(finite);
+}
+
 static PyObject *native_gradient(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -529,6 +552,7 @@ static PyObject *native_get_num_threads(PyObject *self, PyObject *unused)
 }
 
 static PyMethodDef methods[] = {
+    {"all_finite", native_all_finite, METH_O, all_finite_doc},
     {"forward", native_forward, METH_VARARGS, forward_doc},
     {"gradient", native_gradient, METH_VARARGS, gradient_doc},
     {"train_epoch", native_train_epoch, METH_VARARGS, train_epoch_doc},
@@ -539,6 +563,7 @@ static PyMethodDef methods[] = {
 
 PyDoc_STRVAR(module_doc,
 "C kernels of fastnet's native backend: fused, tiled sigmoid network passes.\n\n"
+"all_finite(x) -> bool checks input for NaN and infinities;\n"
 "forward(X, params, sizes, has_bias, out),\n"
 "gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad) -> loss and\n"
 "train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,\n"

@@ -45,7 +45,8 @@ enum {
     ROW_BLOCK = 8,  /* ... x rows */
     IN_BLOCK = 4,   /* gradient_block: inputs ... */
     GRAD_BLOCK = 4, /* ... x outputs ... */
-    GRAD_LANES = 4  /* ... x partial sums over rows */
+    GRAD_LANES = 4, /* ... x partial sums over rows */
+    FINITE_CHUNK = 1 << 16 /* items per parallel chunk of fn_all_finite */
 };
 
 /* ---- exp and the sigmoid, written to vectorise, per type ---------------- */

@@ -69,7 +69,10 @@ enum { FN_LR, FN_MU, FN_BETA1, FN_BETA2, FN_EPS, FN_N_HYPER };
 int fn_threads(int requested);
 
 /* The kernels for one type: FN_DECLARE_KERNELS(double, _f64) declares
- * fn_forward_f64, fn_gradient_f64 and fn_train_epoch_f64.
+ * fn_all_finite_f64, fn_forward_f64, fn_gradient_f64 and fn_train_epoch_f64.
+ *
+ * fn_all_finite: 1 when none of x[0 .. n) is NaN or infinite, else 0 (an
+ * input check, run before the other kernels; n may be 0).
  *
  * fn_forward: every layer's activations for X, written into out (layout
  * above).  Returns 0, or -1 (errno = ENOMEM, out untouched) when its work
@@ -103,6 +106,7 @@ int fn_threads(int requested);
  * each row with the params its batch saw.  Returns 0, or -1 with
  * errno = ENOMEM (nothing updated) when its work memory cannot be allocated. */
 #define FN_DECLARE_KERNELS(real, suffix)                                                                   \
+    int fn_all_finite##suffix(const real *x, int64_t n, int threads);                                        \
     int fn_forward##suffix(const real *X, int64_t n, const real *params, const int64_t *sizes,             \
                            int64_t n_layers, int has_bias, int threads, real *out);                          \
     int fn_gradient##suffix(const real *X, const real *Y, const real *w, int64_t n, const real *params,    \

@@ -512,6 +512,24 @@ static void R(update)(real *params, const real *g, int64_t n_params, int optimiz
 
 /* ---- entry points (contract in network.h) ------------------------------------ */
 
+/* x - x is 0 for a finite x and NaN for NaN or an infinity, and NaN == 0 is
+ * false: one subtraction and one comparison per item, which vectorise
+ * without reassociating anything; chunks run on threads (it is a memory read). */
+int R(fn_all_finite)(const real *x, int64_t n, int threads)
+{
+    int bad = 0;
+    int64_t chunks = (n + FINITE_CHUNK - 1) / FINITE_CHUNK;
+    OMP(omp parallel for num_threads(threads) schedule(static) reduction(|:bad) if (chunks > 1))
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t first = c * FINITE_CHUNK, end = first + rows_from(first, FINITE_CHUNK, n);
+        int chunk_bad = 0;
+        for (int64_t i = first; i < end; i++)
+            chunk_bad |= !(x[i] - x[i] == (real)0);
+        bad |= chunk_bad;
+    }
+    return !bad;
+}
+
 int R(fn_forward)(const real *X, int64_t n, const real *params, const int64_t *sizes, int64_t n_layers,
                   int has_bias, int threads, real *out)
 {

@@ -289,6 +289,40 @@ def test_native_results_do_not_depend_on_the_thread_count(dtype):
             np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_native_all_finite_finds_every_nan_and_infinity(dtype, bad):
+    """One bad item anywhere: first, last, inside a parallel chunk, at a chunk edge."""
+    n = 3 * 2**16 + 4  # several chunks of fn_all_finite and a partial one
+    values = np.random.default_rng(3).normal(scale=1e30, size=n).astype(dtype)
+    assert native().all_finite(values)
+    for where in (0, 1, 2**16 - 1, 2**16, n // 2, n - 1):
+        spoiled = values.copy()
+        spoiled[where] = bad
+        assert not native().all_finite(spoiled), where
+        assert not native().all_finite(spoiled.reshape(-1, 4)[: where // 4 + 1]), where
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_native_all_finite_accepts_extremes_and_empty_arrays(dtype):
+    info = np.finfo(dtype)
+    extremes = np.array([info.max, -info.max, info.tiny, info.smallest_subnormal, -0.0, 0.0], dtype)
+    assert native().all_finite(extremes)
+    assert native().all_finite(np.empty((0, 4), dtype))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_all_finite_answers_the_same_on_any_thread_count(threads):
+    module, before = native(), native().get_num_threads()
+    values = np.ones(5 * 2**16)
+    values[-1] = np.nan
+    try:
+        module.set_num_threads(threads)
+        assert not module.all_finite(values) and module.all_finite(values[:-1])
+    finally:
+        module.set_num_threads(before)
+
+
 def test_native_constants_match_the_config():
     header = (Path(__file__).resolve().parent.parent / "kernels" / "network.h").read_text()
 
@@ -358,6 +392,10 @@ MIXED = r"must be (float32|float64) like X; got (float64|float32)"
 
 #: (id, call, regex the error message must match: the argument's name).
 BAD_CALLS = [
+    # all_finite
+    ("all-finite-int64", "native.all_finite(np.arange(4))", r"\bx\b.*float64 or float32"),
+    ("all-finite-list", "native.all_finite([1.0, 2.0])", r"\bx\b.*buffer"),
+    ("all-finite-strided", "native.all_finite(X[:, ::2])", r"\bx\b.*C-contiguous"),
     # forward
     ("forward-out-too-short", "forward(out=np.empty(5))", r"\bout\b"),
     ("forward-out-too-long", "forward(out=np.empty(7))", r"\bout\b"),
