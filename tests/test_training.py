@@ -412,6 +412,19 @@ def test_gradients_are_bitwise_identical_for_one_and_two_threads(backend, loss, 
     assert loss1 == loss2
 
 
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_activations_are_bitwise_identical_for_one_and_two_threads(backend, restore_threads):
+    X, _ = big_data(100_000, seed=24)  # 13 blocks of BLOCK_ROWS rows, the last one partial
+    results = []
+    for threads in [1, 2]:
+        fastnet.set_num_threads(threads)
+        results.append(random_network(BIG_LAYERS, backend, seed=25).activations(X))
+    reference = random_network(BIG_LAYERS, "numpy", seed=25).activations(X)
+    for one, two, expected in zip(*results, reference):
+        np.testing.assert_array_equal(one, two)
+        assert_close_normwise(two, expected, rtol=1e-12)
+
+
 def test_set_num_threads_round_trips(restore_threads):
     fastnet.set_num_threads(1)
     assert fastnet.get_num_threads() == 1

@@ -410,11 +410,11 @@ def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts):
 
 
 @_kernel()
-def _forward_rows(X, params, sizes, has_bias, w_start, b_start, acts, out):
-    """``forward`` on the tiles ``acts`` (n_layers, widest, TILE_ROWS) of ``_workspace``."""
+def _forward_block(X, first, last, params, sizes, has_bias, w_start, b_start, acts, out):
+    """``forward`` for rows first .. last - 1, on one thread's tiles ``acts`` (n_layers, widest, TILE_ROWS)."""
     n = X.shape[0]
-    for first_row in range(0, n, TILE_ROWS):
-        m = min(TILE_ROWS, n - first_row)
+    for first_row in range(first, last, TILE_ROWS):
+        m = min(TILE_ROWS, last - first_row)
         _forward_tile(X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts)
         block = 0
         for layer in range(1, sizes.shape[0]):
@@ -423,6 +423,22 @@ def _forward_rows(X, params, sizes, has_bias, w_start, b_start, acts, out):
                 for j in range(width):
                     out[block + (first_row + t) * width + j] = acts[layer, j, t]
             block += n * width
+
+
+@_kernel(parallel=True)
+def _forward_blocks(X, params, sizes, has_bias, w_start, b_start, acts, out):
+    """``forward`` over blocks of BLOCK_ROWS rows in parallel (rows are independent,
+    so any order gives the same result); a lone block runs serially.
+    acts: (threads, n_layers, widest, TILE_ROWS), each thread's tiles."""
+    n = X.shape[0]
+    n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
+    if n_blocks == 1:
+        _forward_block(X, 0, n, params, sizes, has_bias, w_start, b_start, acts[0], out)
+    else:
+        for block in prange(n_blocks):
+            first = block * BLOCK_ROWS
+            _forward_block(X, first, min(first + BLOCK_ROWS, n), params, sizes, has_bias, w_start, b_start,
+                           acts[get_thread_id()], out)
 
 
 @_kernel()
@@ -569,8 +585,9 @@ def forward(X, params, sizes, has_bias, out):
     int64 (L+1,); out: X's dtype (n * sum(sizes[1:]),), layer l as an
     (n, sizes[l]) block.  A_{l+1} = sigmoid(A_l @ W_l + b_l).
     """
-    acts = np.empty((sizes.shape[0], int(sizes.max()), TILE_ROWS), params.dtype)
-    _forward_rows(X, params, sizes, has_bias, *_layer_offsets(sizes, has_bias), acts, out)
+    acts = np.empty((get_num_threads(), sizes.shape[0], int(sizes.max()), TILE_ROWS), params.dtype)
+    with parallel_chunksize(1):  # see _BALANCED
+        _forward_blocks(X, params, sizes, has_bias, *_layer_offsets(sizes, has_bias), acts, out)
 
 
 def _slots(n_rows, params):
