@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build fastnet's C kernels with AddressSanitizer + UndefinedBehaviorSanitizer in a
 # throwaway folder and exercise them: forward, gradient and train_epoch on random
-# networks (compared with the NumPy reference), Network.fit end to end, and calls
-# with wrong arguments that must be refused without touching memory.
+# networks in float64 and float32 (compared with the NumPy reference), the input
+# check all_finite, Network.fit end to end, and calls with wrong arguments that
+# must be refused without touching memory.
 #
 # Exits non-zero if the build fails, a check fails, or any sanitizer reports.
 # Nothing is written to the working tree: the sources are copied to a temporary
@@ -92,39 +93,51 @@ def close(actual, expected, what, rtol=1e-9):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
-def random_problem(n):
+def random_problem(n, scales=(0.5, 1.0, 5.0)):
     depth = int(rng.integers(1, 4))
     sizes = np.array(rng.integers(1, 24, depth + 1), dtype=np.int64)
     has_bias = bool(rng.integers(2))
     n_params = int(sum(a * b + (b if has_bias else 0) for a, b in zip(sizes[:-1], sizes[1:])))
-    params = rng.normal(0.0, 1.0, n_params) * float(rng.choice([0.5, 1.0, 5.0]))
+    params = rng.normal(0.0, 1.0, n_params) * float(rng.choice(scales))
     X = rng.uniform(-2.0, 2.0, (n, int(sizes[0])))
     Y = rng.uniform(0.0, 1.0, (n, int(sizes[-1])))
     weights = rng.uniform(0.0, 2.0, n) if rng.integers(2) else np.empty(0)
     return sizes, has_bias, params, X, Y, weights
 
 
-# Row counts around the 256-row tiles and the 8192-row parallel blocks.
+# Row counts around the 256-row tiles and the 8192-row parallel blocks; each
+# count runs once in float64 and once in float32 (one per thread setting).
+# The reference works in float64 on the same (rounded) values.  float32 cases
+# keep weights small and the loss squared: a float32 sigmoid rounds to 1 from
+# z ~ 17 on, where bce's log(1 - a) is clamped and no longer comparable.
 ROWS = [1, 2, 255, 256, 257, 1000, BLOCK - 1, BLOCK + 1, 2 * BLOCK + 300]
+RTOL = {np.float64: (1e-9, 1e-7), np.float32: (1e-4, 2e-3)}  # one call, one epoch
 for threads in (1, 2):
     _native.set_num_threads(threads)
-    for n in ROWS:
-        sizes, has_bias, params, X, Y, weights = random_problem(n)
+    for index, n in enumerate(ROWS):
+        dtype = (np.float64, np.float32)[(index + threads) % 2]
+        single = dtype == np.float32
+        sizes, has_bias, params, X, Y, weights = random_problem(n, (0.5,) if single else (0.5, 1.0, 5.0))
+        params, X, Y, weights = (a.astype(dtype) for a in (params, X, Y, weights))
+        params64, X64, Y64, weights64 = (a.astype(np.float64) for a in (params, X, Y, weights))
+        call_rtol, epoch_rtol = RTOL[dtype]
         derivative = int(rng.integers(2))
-        loss = int(rng.integers(3))
-        what = f"threads={threads} n={n} sizes={sizes.tolist()} bias={has_bias} derivative={derivative} loss={loss}"
+        loss = int(rng.integers(2 if single else 3))
+        what = (f"threads={threads} n={n} {np.dtype(dtype).name} sizes={sizes.tolist()} bias={has_bias} "
+                f"derivative={derivative} loss={loss}")
 
-        out = np.full(n * int(sizes[1:].sum()), np.nan)
-        expected_out = np.empty_like(out)
+        out = np.full(n * int(sizes[1:].sum()), np.nan, dtype)
+        expected_out = np.empty(out.size)
         _native.forward(X, params, sizes, has_bias, out)
-        reference.forward(X, params, sizes, has_bias, expected_out)
-        close(out, expected_out, "forward " + what)
+        reference.forward(X64, params64, sizes, has_bias, expected_out)
+        close(out, expected_out, "forward " + what, call_rtol)
 
-        grad, expected_grad = np.full(params.size, np.nan), np.empty(params.size)
+        grad, expected_grad = np.full(params.size, np.nan, dtype), np.empty(params.size)
         value = _native.gradient(X, Y, weights, params, sizes, has_bias, derivative, loss, grad)
-        expected = reference.gradient(X, Y, weights, params, sizes, has_bias, derivative, loss, expected_grad)
-        close(value, expected, "gradient loss " + what)
-        close(grad, expected_grad, "gradient " + what)
+        expected = reference.gradient(X64, Y64, weights64, params64, sizes, has_bias, derivative, loss,
+                                      expected_grad)
+        close(value, expected, "gradient loss " + what, call_rtol)
+        close(grad, expected_grad, "gradient " + what, call_rtol)
 
         for name, code in OPTIMIZER_CODES.items():
             batch_size = int(rng.choice([1, 7, 256, max(1, n // 3), n, n + 5]))
@@ -135,16 +148,28 @@ for threads in (1, 2):
             lr = 0.05 / batch_size if loss == LOSS_CODES["sse"] else 0.05
             hyper = np.array([lr, 0.9, 0.9, 0.999, 1e-8])
             runs = {}
-            for backend, module in (("native", _native), ("reference", reference)):
-                p = params.copy()
-                state, step, work = np.zeros((2, params.size)), np.zeros(1, np.int64), np.empty(params.size)
-                errors = module.train_epoch(X, Y, weights, order, batch_size, p, sizes, has_bias,
+            for backend, module, arrays in (("native", _native, (X, Y, weights, params)),
+                                            ("reference", reference, (X64, Y64, weights64, params64))):
+                X_, Y_, w_, p = arrays[0], arrays[1], arrays[2], arrays[3].copy()
+                state, step, work = np.zeros((2, p.size), p.dtype), np.zeros(1, np.int64), np.empty(p.size, p.dtype)
+                errors = module.train_epoch(X_, Y_, w_, order, batch_size, p, sizes, has_bias,
                                             derivative, loss, code, hyper, state, step, work)
                 runs[backend] = (errors, p, state, step)
-            close(runs["native"][0], runs["reference"][0], f"train_epoch {name} errors " + what, rtol=1e-7)
-            close(runs["native"][1], runs["reference"][1], f"train_epoch {name} params " + what, rtol=1e-7)
+            close(runs["native"][0], runs["reference"][0], f"train_epoch {name} errors " + what, epoch_rtol)
+            close(runs["native"][1], runs["reference"][1], f"train_epoch {name} params " + what, epoch_rtol)
             assert runs["native"][3][0] == runs["reference"][3][0], f"adam step {what}"
         checked += 1
+
+# The input check: every kind of non-finite value, at chunk edges, both dtypes.
+for dtype in (np.float64, np.float32):
+    values = rng.normal(size=3 * 2**16 + 3).astype(dtype)
+    assert _native.all_finite(values) and _native.all_finite(values[:0])
+    for where in (0, 2**16 - 1, 2**16, values.size - 1):
+        for bad in (np.nan, np.inf, -np.inf):
+            spoiled = values.copy()
+            spoiled[where] = bad
+            assert not _native.all_finite(spoiled), (dtype, where, bad)
+            checked += 1
 
 # The public API end to end on the sanitized backend.
 for optimizer in OPTIMIZER_CODES:
@@ -197,6 +222,9 @@ BAD_CALLS = [
     lambda: train(step=np.zeros(1)),
     lambda: train(params=params[:18].copy()),
     lambda: train(row_weight=np.ones(11)),
+    lambda: _native.gradient(X.astype(np.float32), Y, none, params, sizes, True, 0, 1, grad),
+    lambda: _native.all_finite(np.arange(4)),
+    lambda: _native.all_finite(X[:, ::2]),
 ]
 for index, call in enumerate(BAD_CALLS):
     try:
