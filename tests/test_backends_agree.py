@@ -209,3 +209,15 @@ def test_deep_network_with_huge_weights_stays_in_range(backend, scale):
         assert np.isfinite(a).all() and ((a >= 0) & (a <= 1)).all()
         assert_close_normwise(a, e)
     assert all(np.isfinite(g).all() for g in dW)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(1, 2, 1, 256), (2, 3, 17, 256), (5,), (3, 1)])
+def test_numba_work_memory_starts_on_a_cache_line(shape, dtype):
+    """Tiles of 256 values are then whole cache lines: no vector load straddles two."""
+    from fastnet.backends.numba_kernels import _aligned_empty
+    for _ in range(20):  # numpy itself guarantees only 16 bytes; try several allocations
+        array = _aligned_empty(shape, dtype)
+        assert array.shape == shape and array.dtype == dtype and array.flags.c_contiguous
+        assert array.ctypes.data % 64 == 0
+        array[...] = 1  # the whole extent is writable memory of its own
