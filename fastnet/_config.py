@@ -12,6 +12,11 @@ TILE_ROWS = 256
 #: a batch of at most one block runs serially.
 BLOCK_ROWS = 32 * TILE_ROWS
 
+#: Rows per call of a backend's forward in Network.forward/predict: their
+#: hidden activations are held for these rows only, whatever the number of
+#: rows predicted.  A whole number of blocks, so threads share it evenly.
+FORWARD_CHUNK_ROWS = 16 * BLOCK_ROWS
+
 #: Memory for the blocks' partial gradients in one parallel wave.  More
 #: blocks per wave means fewer waves, so threads are woken less often.
 PARTIAL_GRADIENT_BYTES = 16 * 2**20

@@ -10,6 +10,7 @@ import numpy as np
 
 from fastnet import _validation as check
 from fastnet import persistence
+from fastnet._config import FORWARD_CHUNK_ROWS
 from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES
 from fastnet.backends.reference import parameter_count, unpack
 from fastnet.training import DivergenceError, History, Optimizer, Progress, Stopwatch, visiting_order
@@ -197,9 +198,21 @@ class Network:
         """Every layer's output for X, hidden layers first: a list of (n, width)."""
         return self._activations(self._checked_inputs(X))
 
+    @exclusive
     def forward(self, X):
-        """The network's output for X: shape (n_samples, n_outputs).  Same as ``predict``."""
-        return self.activations(X)[-1]
+        """The network's output for X: shape (n_samples, n_outputs).  Same as ``predict``.
+
+        Rows go through the network FORWARD_CHUNK_ROWS at a time, so the
+        hidden layers take memory for one chunk, not for all of X (which
+        may be a memory-mapped file).
+        """
+        X = self._checked_inputs(X)
+        n_outputs = int(self._sizes[-1])
+        outputs = np.empty((X.shape[0], n_outputs), self.dtype)
+        for first in range(0, X.shape[0], FORWARD_CHUNK_ROWS):
+            chunk = X[first:first + FORWARD_CHUNK_ROWS]
+            outputs[first:first + chunk.shape[0]] = self._activations(chunk)[-1]
+        return outputs
 
     @exclusive
     def _loss_on(self, X, y, sample_weight=None):

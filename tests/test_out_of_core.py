@@ -74,3 +74,41 @@ def test_disk_order_shuffles_blocks_and_rows_within_blocks():
     # Rows inside the first visited block are shuffled, not read in file order.
     first_run = order[:np.count_nonzero(blocks == blocks[0])]
     assert not np.array_equal(first_run, np.sort(first_run))
+
+
+def test_predict_in_chunks_matches_whole_batch_outputs_from_a_memmap(backend, tmp_path):
+    """More rows than one FORWARD_CHUNK_ROWS chunk (and a partial last chunk),
+    compared with the NumPy reference's activations of all rows in one call."""
+    from fastnet._config import FORWARD_CHUNK_ROWS
+    layers = [3, 5, 2]
+    X, _ = random_data(layers, FORWARD_CHUNK_ROWS + 1001, seed=8)
+    np.save(tmp_path / "X.npy", X)
+    expected = random_network(layers, "numpy", seed=9).activations(X)[-1]
+    for source in (X, np.load(tmp_path / "X.npy", mmap_mode="r"), tmp_path / "X.npy"):
+        predicted = random_network(layers, backend, seed=9).predict(source)
+        assert predicted.shape == expected.shape
+        np.testing.assert_allclose(predicted, expected, rtol=1e-12, atol=0)
+
+
+def test_predict_memory_does_not_grow_with_the_number_of_rows(backend):
+    """Beyond its result, predict on three chunks' worth of rows holds no more
+    than on one chunk (all hidden activations at once would take three times
+    as much: n x 64 floats)."""
+    import tracemalloc
+    from fastnet._config import FORWARD_CHUNK_ROWS
+    layers = [2, 64, 1]
+    X, _ = random_data(layers, 3 * FORWARD_CHUNK_ROWS, seed=10)
+    net = random_network(layers, backend, seed=11)
+    net.predict(X[:10])  # compile (numba) before measuring
+
+    def working_memory(rows):
+        tracemalloc.start()
+        try:
+            outputs = net.predict(rows)
+            return tracemalloc.get_traced_memory()[1] - outputs.nbytes
+        finally:
+            tracemalloc.stop()
+
+    one_chunk, three_chunks = working_memory(X[:FORWARD_CHUNK_ROWS]), working_memory(X)
+    assert one_chunk > FORWARD_CHUNK_ROWS * 64 * X.itemsize  # the chunk's hidden layer is counted
+    assert three_chunks < 1.1 * one_chunk
