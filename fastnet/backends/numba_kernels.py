@@ -3,13 +3,18 @@
 The batch is streamed in tiles of ``TILE_ROWS`` rows.  Inside a tile every
 activation and delta is stored feature-major (one row of TILE_ROWS values
 per unit, see "Work memory" below), so each inner loop runs over the tile's
-rows, contiguous in memory, and LLVM vectorises it whatever the layer widths.  There are no whole-batch
-temporaries: work memory is a few tiles, allocated once per call.
+rows, contiguous in memory, and LLVM vectorises it whatever the layer
+widths; the matrix products work two rows or four inputs at a time, so
+several sums share each load.  There are no whole-batch temporaries: work
+memory is a few tiles per thread, allocated in Python (the kernels run
+without Numba's runtime, see ``_kernel``) and reused by the thread's next
+call of the same shape.
 
 This Numba has no SVML, so ``math.exp`` in a loop would stay scalar.  The
 sigmoid therefore uses its own exp (``_exp_nonpositive``), written as plain
-arithmetic (with an LLVM bitcast for 2**k) that vectorises.  Nothing compiles at import: kernels compile on
-first use, and are cached on disk when ``fastnet._config.NUMBA_CACHE``.
+arithmetic (with an LLVM bitcast for 2**k) that vectorises.  Nothing
+compiles at import: kernels compile on first use, and are cached on disk
+when ``fastnet._config.NUMBA_CACHE``.
 """
 
 import math
