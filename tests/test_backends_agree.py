@@ -221,3 +221,16 @@ def test_numba_work_memory_starts_on_a_cache_line(shape, dtype):
         assert array.shape == shape and array.dtype == dtype and array.flags.c_contiguous
         assert array.ctypes.data % 64 == 0
         array[...] = 1  # the whole extent is writable memory of its own
+
+
+def test_numba_work_memory_is_reused_only_when_small_and_of_the_same_shape():
+    from fastnet.backends import numba_kernels
+    small, big = np.array([4, 8, 1], np.int64), np.array([1000, 1000, 1000], np.int64)
+    params = np.zeros(4 * 8 + 8 + 8 + 1)
+    first = numba_kernels._work_memory(1000, params, small, True)
+    assert numba_kernels._work_memory(1000, params, small, True) is first
+    assert numba_kernels._work_memory(1000, params, small, False) is not first  # another layout
+    big_params = np.zeros(2 * 1000 * 1000 + 2000)
+    (_, _, acts, deltas, _), parts = numba_kernels._work_memory(100_000, big_params, big, True)
+    assert acts.nbytes + deltas.nbytes + parts.nbytes > numba_kernels.KEPT_WORK_BYTES
+    assert numba_kernels._work_memory(100_000, big_params, big, True)[1] is not parts

@@ -591,6 +591,11 @@ def _aligned_empty(shape, dtype, alignment=64):
 #: threads may run kernels at once; one thread runs one kernel at a time.
 _recent_work = threading.local()
 
+#: Work memory larger than this is not kept between calls: for networks that
+#: big, allocating costs little next to the call, and holding tens of MB per
+#: thread after the call would surprise.
+KEPT_WORK_BYTES = 8 * 2**20
+
 
 def _work_memory(n_rows, params, sizes, has_bias):
     """Work memory for a batch of up to n_rows rows, in params' dtype:
@@ -601,16 +606,19 @@ def _work_memory(n_rows, params, sizes, has_bias):
     above); errors (slots,) and parts (slots, len(params)) the sum_i w_i e_i
     and partial gradient of each block of a parallel wave.  Allocated in
     Python, so that the kernels need no reference counting (see _kernel),
-    and kept for the calling thread's next call of the same shape (kernels
-    overwrite all of it before reading).
+    and, up to KEPT_WORK_BYTES, kept for the calling thread's next call of
+    the same shape (kernels overwrite all of it before reading).
     """
     threads, slots = get_num_threads(), _slots(n_rows, params)
     key = (sizes.tobytes(), bool(has_bias), threads, slots, params.dtype.char)
-    if getattr(_recent_work, "key", None) != key:
-        _recent_work.key = None  # never a stale key beside fresh memory, even after a MemoryError
-        _recent_work.memory = _allocate_work_memory(threads, slots, params, sizes, has_bias)
-        _recent_work.key = key
-    return _recent_work.memory
+    if getattr(_recent_work, "key", None) == key:
+        return _recent_work.memory
+    _recent_work.key = _recent_work.memory = None  # drop the old memory first
+    memory = _allocate_work_memory(threads, slots, params, sizes, has_bias)
+    (_, _, acts, deltas, _), parts = memory
+    if acts.nbytes + deltas.nbytes + parts.nbytes <= KEPT_WORK_BYTES:
+        _recent_work.key, _recent_work.memory = key, memory
+    return memory
 
 
 def _allocate_work_memory(threads, slots, params, sizes, has_bias):
