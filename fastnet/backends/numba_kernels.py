@@ -637,7 +637,9 @@ def forward(X, params, sizes, has_bias, out):
     int64 (L+1,); out: X's dtype (n * sum(sizes[1:]),), layer l as an
     (n, sizes[l]) block.  A_{l+1} = sigmoid(A_l @ W_l + b_l).
     """
-    w_start, b_start, acts, _, _ = _work_memory(X.shape[0], params, sizes, has_bias)[0]
+    # Only the tiles are used: asking for one block's rows keeps the unused
+    # partial gradients to a single row (and shares the memory with one-block calls).
+    w_start, b_start, acts, _, _ = _work_memory(min(X.shape[0], BLOCK_ROWS), params, sizes, has_bias)[0]
     with parallel_chunksize(1):  # see _BALANCED
         _forward_blocks(X, params, sizes, has_bias, w_start, b_start, acts, out)
 
