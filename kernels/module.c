@@ -197,15 +197,15 @@ static int check_code(int code, int count, const char *name, const char *codes)
 {
     if (code >= 0 && code < count)
         return 0;
-    PyErr_Format(PyExc_ValueError, "%s must be %s, got %d", name, codes, code);
+    PyErr_Format(PyExc_ValueError, "%s must be one of %s; got %d", name, codes, code);
     return -1;
 }
 
-/* Check derivative and loss against the codes of fastnet.backends. */
+/* Check derivative and loss against the codes of fastnet.spec (fastnet_spec.h). */
 static int check_codes(int derivative, int loss)
 {
-    return check_code(derivative, 2, "derivative", "0 (exact) or 1 (article)") < 0
-           || check_code(loss, 3, "loss", "0 (sse), 1 (mse) or 2 (bce)") < 0 ? -1 : 0;
+    return check_code(derivative, FN_N_DERIVATIVE, "derivative", FN_DERIVATIVE_NAMES) < 0
+           || check_code(loss, FN_N_LOSS, "loss", FN_LOSS_NAMES) < 0 ? -1 : 0;
 }
 
 /* An integer argument >= 1 (anything with __index__), read into *value;
@@ -330,11 +330,11 @@ PyDoc_STRVAR(forward_doc,
 "out: writable 1-D of length n * (n_1 + ... + n_L); layer l's (n, n_l)\n"
 "    activations, row-major, start at n * (n_1 + ... + n_{l-1}).\n\n"
 "A_0 = X; A_{l+1} = sigmoid(A_l @ W_l + b_l), with e = exp(-min(|z|, clamp)),\n"
-"clamp = 708 (float64) or 87 (float32),\n"
-"sigmoid(z) = 1/(1+e) if z >= 0 else e/(1+e).  Blocks of 8192 rows run on\n"
+"clamp = SIGMOID_CLAMP (float64) or SIGMOID_CLAMP_FLOAT32 (float32) of fastnet._config,\n"
+"sigmoid(z) = 1/(1+e) if z >= 0 else e/(1+e).  Blocks of BLOCK_ROWS rows (fastnet._config) run on\n"
 "up to get_num_threads() threads.\n"
 "Raises ValueError/TypeError on a wrong dtype, layout or length, MemoryError\n"
-"if the work memory (a few tiles of 256 rows per thread) cannot be allocated.");
+"if the work memory (a few tiles of TILE_ROWS rows per thread) cannot be allocated.");
 
 static PyObject *native_forward(PyObject *self, PyObject *args)
 {
@@ -375,21 +375,22 @@ done:
 
 PyDoc_STRVAR(gradient_doc,
 "gradient($module, X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad, /)\n--\n\n"
-"The loss on (X, Y), returned as a float, and dLoss/dparams written into grad.\n\n"
+"The unnormalised sums of the batch: sum_i w_i e_i returned as a float, and\n"
+"its gradient with respect to params written into grad (c = 1 below for every\n"
+"loss: the caller divides both by W n_L for the mean losses).\n\n"
 "X: (n, sizes[0]) and Y: (n, sizes[-1]) C-contiguous, n >= 1, float64 or\n"
 "    float32: X's dtype, which every float array of the call must share.\n"
 "row_weight: (n,) row weights w_i, or empty for every w_i = 1.\n"
 "params, grad: 1-D of the packed length (see forward); grad writable.\n"
 "sizes: 1-D int64 [n_0, ..., n_L]; has_bias: bool.\n"
-"derivative: 0 exact, f'(a) = a(1-a); 1 article, f'(a) = s(a)(1-s(a)),\n"
-"    s the sigmoid, both from a layer's output a.\n"
-"loss: with e_i = sum_j (a_ij - y_ij)**2 (0 sse, 1 mse) or\n"
-"    -sum_j [y log a + (1-y) log(1-a)], logs clamped at -100 (2 bce),\n"
-"    and W = sum_i w_i: sse = sum_i w_i e_i; mse, bce = sse / (W n_L).\n\n"
-"delta_L = c w_i 2 (A_L - Y) f'(A_L) (sse, mse) or c w_i (A_L - Y) (bce),\n"
-"c = 1 (sse) or 1/(W n_L), 0 when W = 0 (zero loss and gradient); dW_l = A_l.T @ delta_{l+1};\n"
+"derivative, loss: codes of fastnet.spec.DERIVATIVES and LOSSES; f'(a) from a\n"
+"    layer's output a is a(1-a) (exact) or s(a)(1-s(a)) (article).\n"
+"e_i = sum_j (a_ij - y_ij)**2 (sse, mse) or -sum_j [y log a + (1-y) log(1-a)]\n"
+"    with each log at least fastnet.spec.BCE_LOG_FLOOR (bce).\n\n"
+"delta_L = c w_i 2 (A_L - Y) f'(A_L) (sse, mse) or c w_i (A_L - Y) (bce);\n"
+"dW_l = A_l.T @ delta_{l+1};\n"
 "db_l = delta_{l+1}.sum(axis=0); delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).\n"
-"Blocks of 8192 rows run on up to get_num_threads() threads; their partial\n"
+"Blocks of BLOCK_ROWS rows (fastnet._config) run on up to get_num_threads() threads; their partial\n"
 "gradients are added in block order, so the result is the same for any\n"
 "thread count.  float32 runs in float32 but for the loss sums (double).\n"
 "Raises TypeError on a wrong or mixed dtype, ValueError on a wrong layout,\n"
@@ -480,7 +481,7 @@ static PyObject *native_train_epoch(PyObject *self, PyObject *args)
                           &hyper_arg, &state_arg, &step_arg, &grad)
         || read_positive(batch_size_arg, "batch_size", &batch_size) < 0
         || check_codes(derivative, loss) < 0
-        || check_code(optimizer, 3, "optimizer", "0 (sgd), 1 (momentum) or 2 (adam)") < 0)
+        || check_code(optimizer, FN_N_OPTIMIZER, "optimizer", FN_OPTIMIZER_NAMES) < 0)
         return NULL;
     Problem p;
     Py_buffer hyper_view = {0}, state = {0}, step = {0};

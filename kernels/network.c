@@ -150,12 +150,12 @@ static inline float sigmoid_f32(float z)
     return (z >= 0.0f ? 1.0f : e) / (1.0f + e);
 }
 
-/* log(x) clamped below at -100, as torch.nn.BCELoss (log 0 = -inf gives -100;
+/* log(x) clamped below at FN_BCE_LOG_FLOOR, as torch.nn.BCELoss (log 0 = -inf gives the floor;
  * NaN stays NaN).  In double for both types: it only feeds the loss sums. */
 static double clamped_log(double x)
 {
     double value = log(x);
-    return value < -100.0 ? -100.0 : value;
+    return value < FN_BCE_LOG_FLOOR ? FN_BCE_LOG_FLOOR : value;
 }
 
 /* Rows in the tile or block of `size` rows that starts at row `first` of n. */

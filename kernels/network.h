@@ -36,31 +36,12 @@
 
 #include <stdint.h>
 
-/* Rows per tile.  MUST equal TILE_ROWS in fastnet/_config.py. */
-#define FN_TILE_ROWS 256
-
-/* Rows per parallel block.  MUST equal BLOCK_ROWS in fastnet/_config.py. */
-#define FN_BLOCK_ROWS (32 * FN_TILE_ROWS)
-
-/* Bytes of partial gradients held for one parallel wave of blocks (at least
- * one per thread).  MUST equal PARTIAL_GRADIENT_BYTES in fastnet/_config.py. */
-#define FN_PARTIAL_GRADIENT_BYTES (16 * 1024 * 1024)
-
-/* |z| beyond this saturates the sigmoid.  MUST equal SIGMOID_CLAMP in
- * fastnet/_config.py. */
-#define FN_SIGMOID_CLAMP 708.0
-
-/* The same for float: exp(-87) is still a normal float.  MUST equal
- * SIGMOID_CLAMP_FLOAT32 in fastnet/_config.py. */
-#define FN_SIGMOID_CLAMP_FLOAT32 87.0f
-
-/* Codes of fastnet.backends.DERIVATIVE_CODES, LOSS_CODES and OPTIMIZER_CODES. */
-enum { FN_DERIVATIVE_EXACT = 0, FN_DERIVATIVE_ARTICLE = 1 };
-enum { FN_LOSS_SSE = 0, FN_LOSS_MSE = 1, FN_LOSS_BCE = 2 };
-enum { FN_OPTIMIZER_SGD = 0, FN_OPTIMIZER_MOMENTUM = 1, FN_OPTIMIZER_ADAM = 2 };
-
-/* Entries of the hyper array of fn_train_epoch. */
-enum { FN_LR, FN_MU, FN_BETA1, FN_BETA2, FN_EPS, FN_N_HYPER };
+/* The codes of every layer, loss and optimizer, the hyper-parameter layout and
+ * the shared constants (FN_TILE_ROWS, FN_BLOCK_ROWS, FN_PARTIAL_GRADIENT_BYTES,
+ * FN_SIGMOID_CLAMP, FN_SIGMOID_CLAMP_FLOAT32, FN_BCE_LOG_FLOOR) come from
+ * fastnet/spec.py and fastnet/_config.py, through this header generated at
+ * build time by kernels/generate_header.py. */
+#include "fastnet_spec.h"
 
 /* The number of threads the kernels use when asked for `requested`: with
  * OpenMP, requested if >= 1, else omp_get_max_threads(); without OpenMP,
@@ -78,10 +59,12 @@ int fn_threads(int requested);
  * above).  Returns 0, or -1 (errno = ENOMEM, out untouched) when its work
  * memory cannot be allocated.
  *
- * fn_gradient: the loss of the network on (X, Y, w) into *loss_value, and its
- * gradient dLoss/dparams into grad.  With e_i = sum_j (a_ij - y_ij)^2 (sse,
- * mse) or -sum_j [y log a + (1-y) log(1-a)], each log clamped at -100 (bce),
- * and W = sum_i w_i:  sse = sum_i w_i e_i;  mse, bce = sum_i w_i e_i / (W n_L).
+ * fn_gradient: the unnormalised sums of a batch: *errors = sum_i w_i e_i and
+ * grad = its gradient with respect to params (c = 1 below, whatever the
+ * loss); the caller divides both by (W n_L) for the mean losses.  With
+ * e_i = sum_j (a_ij - y_ij)^2 (sse, mse) or -sum_j [y log a + (1-y) log(1-a)],
+ * each log clamped at FN_BCE_LOG_FLOOR (bce), and W = sum_i w_i:
+ * sse = sum_i w_i e_i;  mse, bce = sum_i w_i e_i / (W n_L).
  * derivative FN_DERIVATIVE_EXACT: f'(a) = a(1-a) from a layer output a;
  *            FN_DERIVATIVE_ARTICLE: f'(a) = s(a)(1-s(a)), s the sigmoid.
  * delta_L = c w_i 2 (A_L - Y) f'(A_L) (sse, mse) or c w_i (A_L - Y) (bce),
@@ -111,7 +94,7 @@ int fn_threads(int requested);
                            int64_t n_layers, int has_bias, int threads, real *out);                          \
     int fn_gradient##suffix(const real *X, const real *Y, const real *w, int64_t n, const real *params,    \
                             const int64_t *sizes, int64_t n_layers, int has_bias, int derivative, int loss, \
-                            int threads, real *grad, double *loss_value);                                   \
+                            int threads, real *grad, double *errors);                                   \
     int fn_train_epoch##suffix(const real *X, const real *Y, const real *w, const int64_t *order,           \
                                int64_t n, int64_t batch_size, real *params, const int64_t *sizes,           \
                                int64_t n_layers, int has_bias, int derivative, int loss, int optimizer,     \

@@ -485,23 +485,23 @@ static void R(gather)(const real *src, int64_t width, const int64_t *order, int6
 static void R(update)(real *params, const real *g, int64_t n_params, int optimizer, const double *hyper,
                       real *state, int64_t *step)
 {
-    real lr = (real)hyper[FN_LR];
+    real lr = (real)hyper[FN_HYPER_LR];
     if (optimizer == FN_OPTIMIZER_SGD) {
         for (int64_t i = 0; i < n_params; i++)
             params[i] -= lr * g[i];
     } else if (optimizer == FN_OPTIMIZER_MOMENTUM) {
-        real mu = (real)hyper[FN_MU], *v = state;
+        real mu = (real)hyper[FN_HYPER_MOMENTUM], *v = state;
         for (int64_t i = 0; i < n_params; i++) {
             v[i] = mu * v[i] + g[i];
             params[i] -= lr * v[i];
         }
     } else {
-        real b1 = (real)hyper[FN_BETA1], b2 = (real)hyper[FN_BETA2], eps = (real)hyper[FN_EPS];
+        real b1 = (real)hyper[FN_HYPER_BETA1], b2 = (real)hyper[FN_HYPER_BETA2], eps = (real)hyper[FN_HYPER_EPS];
         real *m = state, *v = state + n_params;
         if (*step < INT64_MAX) /* saturate rather than overflow */
             *step += 1;
-        real unbias1 = (real)(1.0 - pow(hyper[FN_BETA1], (double)*step));
-        real unbias2 = (real)(1.0 - pow(hyper[FN_BETA2], (double)*step));
+        real unbias1 = (real)(1.0 - pow(hyper[FN_HYPER_BETA1], (double)*step));
+        real unbias2 = (real)(1.0 - pow(hyper[FN_HYPER_BETA2], (double)*step));
         for (int64_t i = 0; i < n_params; i++) {
             m[i] = b1 * m[i] + ((real)1 - b1) * g[i];
             v[i] = b2 * v[i] + ((real)1 - b2) * g[i] * g[i];
@@ -558,13 +558,14 @@ int R(fn_forward)(const real *X, int64_t n, const real *params, const int64_t *s
 
 int R(fn_gradient)(const real *X, const real *Y, const real *w, int64_t n, const real *params,
                    const int64_t *sizes, int64_t n_layers, int has_bias, int derivative, int loss,
-                   int threads, real *grad, double *loss_value)
+                   int threads, real *grad, double *errors)
 {
     R(Net) net;
     if (R(net_open)(&net, sizes, n_layers, has_bias, threads, n, 1, 0, 0) != 0)
         return -1;
-    double c = R(normaliser)(w, n, sizes[n_layers - 1], loss);
-    *loss_value = c * R(batch_gradient)(&net, X, Y, w, n, params, derivative, loss, c, grad);
+    /* c = 1: unnormalised sums, so that callers adding several calls' results
+     * (a distributed reduction) normalise once, as a single call would. */
+    *errors = R(batch_gradient)(&net, X, Y, w, n, params, derivative, loss, 1.0, grad);
     R(net_close)(&net);
     return 0;
 }

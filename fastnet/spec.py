@@ -1,0 +1,119 @@
+"""What fastnet's layers, losses and optimizers ARE: the one specification.
+
+Name-keyed tables, each entry carrying the integer code that every backend
+(NumPy, Numba, C) dispatches on and the properties the rest of fastnet
+reads.  The C kernels get these codes and the hyper-parameter layout from a
+header generated from this file at build time (``kernels/generate_header.py``),
+so nothing here is ever copied by hand.
+
+This module imports nothing outside the standard library: the build runs it
+without numpy.  Adding an activation is an entry in ``ACTIVATIONS``, one
+elementwise function per backend, and its tests.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A layer's nonlinearity ``a = f(z)``; ``slope`` is f' written with the output a."""
+
+    code: int
+    formula: str
+    slope: str
+
+
+@dataclass(frozen=True)
+class Derivative:
+    """How the backward pass turns a layer's output into the slope it multiplies by."""
+
+    code: int
+    formula: str
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A loss over rows: ``e_i`` per row; ``mean`` losses divide by (total row weight x outputs).
+
+    ``fused_output``: the output activation whose derivative cancels against
+    the loss's, so the output delta is fused to ``a - y`` (None: the delta is
+    ``2 (a - y) f'(a)``).
+    """
+
+    code: int
+    row_error: str
+    mean: bool
+    fused_output: str | None = None
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An update rule; ``state_rows`` rows of per-parameter state (velocity, moments)."""
+
+    code: int
+    update: str
+    default_lr: float
+    state_rows: int
+
+
+ACTIVATIONS = {
+    "sigmoid": Activation(0, "1 / (1 + exp(-z))", "a (1 - a)"),
+}
+
+DERIVATIVES = {
+    "exact": Derivative(0, "f'(z) from the output a: a (1 - a) for the sigmoid"),
+    "article": Derivative(1, "the blog series' s(a) (1 - s(a)): the sigmoid's derivative formula applied to its output"),
+}
+
+#: ``row_error`` is e_i summed over the row's outputs j.
+LOSSES = {
+    "sse": Loss(0, "sum_j (a_ij - y_ij)^2", mean=False),
+    "mse": Loss(1, "sum_j (a_ij - y_ij)^2", mean=True),
+    "bce": Loss(2, "-sum_j [y log a + (1 - y) log(1 - a)], each log at least BCE_LOG_FLOOR",
+                mean=True, fused_output="sigmoid"),
+}
+
+#: Defaults: the article's 1.0 for plain SGD, smaller where the optimizer accumulates steps.
+OPTIMIZERS = {
+    "sgd": Optimizer(0, "p -= lr g", default_lr=1.0, state_rows=0),
+    "momentum": Optimizer(1, "v = mu v + g; p -= lr v", default_lr=0.1, state_rows=1),
+    "adam": Optimizer(2, "t += 1; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; "
+                         "p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)",
+                      default_lr=0.001, state_rows=2),
+}
+
+#: The fields of the float64 hyper-parameter vector every backend's update reads, in order.
+HYPER_FIELDS = ("lr", "momentum", "beta1", "beta2", "eps")
+
+#: Rows of optimizer state every network keeps (the most any optimizer needs).
+STATE_ROWS = max(optimizer.state_rows for optimizer in OPTIMIZERS.values())
+
+#: Adam's standard constants (Kingma & Ba; torch.optim.Adam's defaults).
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+#: Binary cross-entropy takes each log as at least this (as torch.nn.BCELoss),
+#: so an output of exactly 0 or 1 still gives a finite loss.
+BCE_LOG_FLOOR = -100.0
+
+
+def hyper_index(field):
+    """Position of ``field`` (one of HYPER_FIELDS) in the hyper-parameter vector."""
+    return HYPER_FIELDS.index(field)
+
+
+def c_header_lines():
+    """The codes above as C enums, their counts and names for error messages, and the
+    hyper-parameter layout: the body of the header the build generates."""
+    lines = []
+    for prefix, table in (("ACTIVATION", ACTIVATIONS), ("DERIVATIVE", DERIVATIVES),
+                          ("LOSS", LOSSES), ("OPTIMIZER", OPTIMIZERS)):
+        entries = ", ".join(f"FN_{prefix}_{name.upper()} = {entry.code}" for name, entry in table.items())
+        lines.append(f"enum {{ {entries}, FN_N_{prefix} = {len(table)} }};")
+        names = ", ".join(f"{entry.code} ({name})" for name, entry in table.items())
+        lines.append(f'#define FN_{prefix}_NAMES "{names}"')
+    fields = ", ".join(f"FN_HYPER_{name.upper()} = {i}" for i, name in enumerate(HYPER_FIELDS))
+    lines.append(f"enum {{ {fields}, FN_N_HYPER = {len(HYPER_FIELDS)} }};")
+    lines.append(f"#define FN_STATE_ROWS {STATE_ROWS}")
+    lines.append(f"#define FN_BCE_LOG_FLOOR ({BCE_LOG_FLOOR!r})")
+    return lines
