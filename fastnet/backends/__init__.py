@@ -1,74 +1,117 @@
-"""Backends: one module per backend, all with the same functions.
+"""Backends: how to compute what ``fastnet.spec`` defines.  THE contract, once.
 
-Every backend exposes
+Each backend module ("numpy" -> ``reference``, "numba" -> ``numba_kernels``,
+"native" -> ``native``) provides three functions over the small structures
+below, and they agree with ``reference`` (the plain NumPy oracle) to 1e-12
+relative:
 
-    forward(X, params, sizes, has_bias, out) -> None
-    gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad) -> float
-    train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
-                derivative, loss, optimizer, hyper, state, step, grad) -> float
+    forward(model, X, out) -> None
+    gradient(model, rows, grad) -> float
+    train_epoch(model, rows, order, batch_size, optimizer, grad) -> float
 
-and they agree with ``reference`` (the plain NumPy oracle) to 1e-12 relative.
+Structures
+----------
+``model`` (:class:`Model`): the packed ``params`` (1-D, C-contiguous, float64
+or float32; the layout of ``fastnet.layout.ParamLayout``), that ``layout``,
+and the ``derivative`` and ``loss`` codes of ``fastnet.spec``.
+``rows`` (:class:`Rows`): ``X`` (n, n_0) and ``Y`` (n, n_L), C-contiguous in
+params' dtype, n >= 1, and ``sample_weight``: (n,) non-negative w_i in the
+same dtype, or an empty array meaning every w_i = 1.
+``optimizer``: anything with ``code`` (``fastnet.spec.OPTIMIZERS``), ``hyper``
+(float64, the fields of ``fastnet.spec.HYPER_FIELDS``), ``state`` (params'
+dtype, (STATE_ROWS, len(params)): velocity in row 0, or Adam's moments in
+rows 0 and 1; persists across calls) and ``step`` (int64 (1,), Adam's t).
 
-The packed parameter layout
----------------------------
-``sizes`` is an int64 array ``[n_0, n_1, ..., n_L]`` of layer widths.
-``params`` is one C-contiguous 1-D float array holding, for each weight
-layer ``l = 0 .. L-1`` in order, the weight matrix ``W_l`` of shape
-``(n_l, n_{l+1})`` in row-major order, followed by the bias ``b_l`` of
-shape ``(n_{l+1},)`` when ``has_bias`` is true.  ``grad`` has the same
-layout.  ``Network`` keeps its weights and biases as views into this one
-array, so a whole update is a single vector operation.
+What each computes
+------------------
+With layer outputs ``A_0 = X``, ``A_{l+1} = sigmoid(A_l @ W_l + b_l)``, the
+row error e_i of the loss (``fastnet.spec.LOSSES``) and W = sum_i w_i:
 
-Arguments
----------
-X : (n, n_0) C-contiguous float64, n >= 1.
-Y : (n, n_L) C-contiguous float64.
-out : 1-D float64 of length ``n * (n_1 + ... + n_L)``; layer ``l``'s
-    activations ``A_l`` (shape ``(n, n_l)``, row-major) fill the block that
-    starts at ``n * (n_1 + ... + n_{l-1})``.
-row_weight : (n,) float64 non-negative per-row weights w_i, or an empty
-    array meaning every w_i = 1.
-derivative : DERIVATIVE_CODES value; the sigmoid derivative from an output a
-    is ``a*(1-a)`` ("exact") or ``s(a)*(1-s(a))`` ("article").
-loss : LOSS_CODES value.  With e_i the row's error summed over outputs,
-    ``sum_j (a_ij - y_ij)**2`` ("sse", "mse") or
-    ``-sum_j [y log a + (1-y) log(1-a)]`` with each log clamped at -100, as
-    torch.nn.BCELoss ("bce"), and W = sum_i w_i over the batch:
-    "sse" is ``sum_i w_i e_i``; "mse" and "bce" are ``sum_i w_i e_i / (W n_L)``.
-    Output delta (d loss / d z_L): "sse"/"mse" ``c w_i 2 (a - y) f'(a)``,
-    "bce" ``c w_i (a - y)`` (fused: no division by a(1-a)), where c = 1
-    for "sse" and ``1/(W n_L)`` otherwise.
+``forward`` writes every layer's activations into the flat ``out`` (params'
+dtype, length ``n * (n_1 + ... + n_L)``): layer l's (n, n_l) row-major
+block starts at ``n * (n_1 + ... + n_{l-1})``.
 
-``gradient`` writes dLoss/dparams into ``grad`` and returns the loss.
+``gradient`` returns the UNNORMALISED sums of the batch: ``sum_i w_i e_i``,
+and in ``grad`` (packed like params) the gradient of that sum.  Dividing
+both by :func:`loss_normaliser` gives the loss and its gradient; a caller
+that adds several calls' sums (chunks on several machines) divides once,
+exactly as one call over all rows would.  The output delta is
+``w_i 2 (a - y) f'(a)`` for squared errors and ``w_i (a - y)`` for "bce"
+(fused: the sigmoid's derivative cancels the loss's), f' from the layer's
+output as ``model.derivative`` says; then ``dW_l = A_l.T @ delta_{l+1}``,
+``db_l = delta_{l+1}.sum(axis=0)``, ``delta_l = (delta_{l+1} @ W_l.T) * f'(A_l)``.
 
-Training: ``train_epoch`` runs one epoch of mini-batch gradient descent in a
-single call.  ``order`` (int64, (n,)) is the order in which rows are
-visited, or empty for 0..n-1 (batches are then read in place, no copy).
-Batch b holds rows ``order[b*batch_size : (b+1)*batch_size]`` (the last
-may be shorter); each batch's gradient is that of its loss as defined above
-(its own W), followed by one update of ``params`` in place:
-optimizer (OPTIMIZER_CODES) "sgd" ``p -= lr g``; "momentum"
-``v = mu v + g; p -= lr v``; "adam" ``t += 1; m = b1 m + (1-b1) g;
-v = b2 v + (1-b2) g**2; p -= lr (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps)``.
-``hyper`` is float64 ``[lr, mu, b1, b2, eps]``; ``state`` float64
-``(2, len(params))`` holds v (row 0) or m and v (rows 0, 1) and persists
-across calls; ``step`` is int64 (1,), Adam's t.  ``grad`` is work memory.
-Returns the epoch's ``sum_i w_i e_i`` over all rows, each row taken with
-the parameters its batch saw; the caller normalises.
+``train_epoch`` runs one epoch of mini-batch descent in a single call,
+updating ``model.params`` and the optimizer's state in place.  ``order``
+(int64, (n,)) is the order in which rows are visited, or empty for 0..n-1
+(batches are then read in place, no copy).  Batch b holds rows
+``order[b*batch_size : (b+1)*batch_size]`` (the last may be shorter); its
+gradient is normalised by its own ``loss_normaliser`` and followed by one
+update with the rule of ``fastnet.spec.OPTIMIZERS``.  ``grad`` is work
+memory.  Returns the epoch's ``sum_i w_i e_i``, each row taken with the
+parameters its batch saw; the caller normalises.
 
-Parallelism: rows of a batch are cut into blocks of BLOCK_ROWS (see
-fastnet._config); blocks run in parallel and their partial gradients are
-added in block order, so results do not depend on the thread count.
-Backends never validate: ``Network`` has already checked shapes, dtypes,
-contiguity and finiteness.
+Parallelism and checking
+------------------------
+Rows of a batch are cut into blocks of ``fastnet._config.BLOCK_ROWS``;
+blocks run in parallel and their partial gradients are added in block
+order, so results do not depend on the thread count.  Backends never
+validate: ``Network`` has already checked shapes, dtypes, contiguity and
+finiteness.
 
-Sigmoid, identically everywhere
--------------------------------
-``e = exp(-min(|z|, SIGMOID_CLAMP))``; ``s = 1/(1+e)`` if ``z >= 0`` else
-``e/(1+e)``.  The clamp keeps ``e`` a normal double, so no backend ever
-overflows or warns, for any finite z.
+The sigmoid, identically everywhere: ``e = exp(-min(|z|, clamp))``,
+``s = 1/(1+e)`` if ``z >= 0`` else ``e/(1+e)``, with clamp
+``SIGMOID_CLAMP`` (float64) or ``SIGMOID_CLAMP_FLOAT32``: ``e`` stays a
+normal number, so no backend overflows or warns for any finite z.
 """
 
-DERIVATIVE_CODES = {"exact": 0, "article": 1}
-LOSS_CODES = {"sse": 0, "mse": 1, "bce": 2}
-OPTIMIZER_CODES = {"sgd": 0, "momentum": 1, "adam": 2}
+import importlib
+from typing import NamedTuple
+
+import numpy as np
+
+from fastnet import spec
+from fastnet.layout import ParamLayout
+
+#: Backend name -> module under fastnet.backends (imported on first use).
+BACKENDS = {"numpy": "reference", "numba": "numba_kernels", "native": "native"}
+
+
+class Model(NamedTuple):
+    """What a backend reads of a network: packed parameters, their layout, and codes."""
+
+    params: np.ndarray
+    layout: ParamLayout
+    derivative: int
+    loss: int
+
+
+class Rows(NamedTuple):
+    """A batch: inputs X (n, n_0), targets Y (n, n_L), per-row weights (n,) or empty for ones."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    sample_weight: np.ndarray
+
+
+def load(name):
+    """The backend module called ``name`` (a key of BACKENDS); the caller has validated it."""
+    return importlib.import_module(f"fastnet.backends.{BACKENDS[name]}")
+
+
+def weight_total(sample_weight, n_rows):
+    """W = sum_i w_i as a Python float (n_rows when ``sample_weight`` is empty)."""
+    return float(sample_weight.sum(dtype=np.float64)) if sample_weight.size else float(n_rows)
+
+
+def loss_normaliser(loss, total_weight, n_outputs):
+    """c, the factor that turns unnormalised sums into the loss: 1 for losses that are
+    sums, ``1 / (W n_L)`` for the mean losses, and 0 when ``W n_L`` is 0 (a batch of
+    zero total weight then has zero loss and gradient).  ``loss`` is a code."""
+    if not _MEAN_LOSS[loss]:
+        return 1.0
+    total = total_weight * n_outputs
+    return 1.0 / total if total > 0 else 0.0
+
+
+_MEAN_LOSS = {entry.code: entry.mean for entry in spec.LOSSES.values()}

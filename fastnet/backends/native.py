@@ -30,51 +30,26 @@ work memory cannot be allocated.
 from fastnet import _native
 
 
-def forward(X, params, sizes, has_bias, out):
-    """Write every layer's activations for X into the flat ``out``.
-
-    X: (n, sizes[0]) float64 or float32; params: packed, X's dtype (see the
-    contract in ``fastnet.backends``); sizes: int64 (L+1,); out: X's dtype,
-    length ``n * sum(sizes[1:])``, layer l as an (n, sizes[l]) row-major block.
-    A_{l+1} = sigmoid(A_l @ W_l + b_l).
-    """
-    _native.forward(X, params, sizes, has_bias, out)
+def forward(model, X, out):
+    """Write every layer's activations for X into the flat ``out`` (the contract in
+    ``fastnet.backends``): A_{l+1} = sigmoid(A_l @ W_l + b_l), float64 or float32."""
+    _native.forward(X, model.params, model.layout.sizes, model.layout.has_bias, out)
 
 
-def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
-    """Write dLoss/dparams into ``grad`` (packed like ``params``); return the loss.
-
-    X: (n, sizes[0]) and Y: (n, sizes[-1]), float64 or float32; row_weight:
-    (n,) or empty (all ones); params, grad: packed; every array X's dtype.
-    derivative, loss: ``DERIVATIVE_CODES`` /
-    ``LOSS_CODES`` values.  With e_i the row's squared error (sse, mse) or
-    cross-entropy (bce, logs clamped at -100) and W = sum(w): sse =
-    sum w_i e_i; mse, bce = sse / (W n_L).  delta_L = c w_i 2 (a - y) f'(a)
-    (sse, mse) or c w_i (a - y) (bce), c = 1 (sse) or 1/(W n_L), 0 when
-    W = 0 (zero loss and gradient);
-    dW_l = A_l.T @ delta_{l+1}; db_l = delta_{l+1}.sum(axis=0);
-    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).
-    """
-    return _native.gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad)
+def gradient(model, rows, grad):
+    """Write the gradient of sum_i w_i e_i into ``grad`` (packed like params); return
+    that unnormalised sum (the contract in ``fastnet.backends``)."""
+    return _native.gradient(rows.X, rows.Y, rows.sample_weight, model.params, model.layout.sizes,
+                            model.layout.has_bias, model.derivative, model.loss, grad)
 
 
-def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
-                derivative, loss, optimizer, hyper, state, step, grad):
-    """One epoch of mini-batch training in C; update ``params`` in place.
-
-    Batch b holds rows ``order[b*batch_size:(b+1)*batch_size]`` (order:
-    int64 (n,), or empty for 0..n-1 read in place).  Each batch: g = its
-    gradient as in ``gradient`` (its own W), then with hyper = float64
-    [lr, mu, b1, b2, eps] (rounded to X's dtype) and state (2, len(params))
-    in X's dtype, like every other float array: "sgd"
-    p -= lr g; "momentum" v = mu v + g, p -= lr v; "adam" t += 1 (step:
-    int64 (1,)), m = b1 m + (1-b1) g, v = b2 v + (1-b2) g**2,
-    p -= lr (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps).  grad is work
-    memory.  Returns sum_i w_i e_i over the epoch, each row with the
-    parameters its batch saw.
-    """
-    return _native.train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
-                               derivative, loss, optimizer, hyper, state, step, grad)
+def train_epoch(model, rows, order, batch_size, optimizer, grad):
+    """One epoch of mini-batch training in C, updating params and optimizer state in
+    place; returns sum_i w_i e_i over the epoch (the contract in ``fastnet.backends``).
+    ``optimizer.hyper`` is rounded to params' dtype inside the kernel."""
+    return _native.train_epoch(rows.X, rows.Y, rows.sample_weight, order, batch_size, model.params,
+                               model.layout.sizes, model.layout.has_bias, model.derivative, model.loss,
+                               optimizer.code, optimizer.hyper, optimizer.state, optimizer.step, grad)
 
 
 def set_num_threads(n):

@@ -31,11 +31,12 @@ from fastnet._config import (BLOCK_ROWS, FASTMATH, PARTIAL_GRADIENT_BYTES, FASTM
                              SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
-from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
+from fastnet import spec
 
-_ARTICLE = DERIVATIVE_CODES["article"]
-_SSE, _BCE = LOSS_CODES["sse"], LOSS_CODES["bce"]
-_SGD, _MOMENTUM = OPTIMIZER_CODES["sgd"], OPTIMIZER_CODES["momentum"]
+_ARTICLE = spec.DERIVATIVES["article"].code
+_SSE, _BCE = spec.LOSSES["sse"].code, spec.LOSSES["bce"].code
+_SGD, _MOMENTUM = spec.OPTIMIZERS["sgd"].code, spec.OPTIMIZERS["momentum"].code
+_BCE_LOG_FLOOR = spec.BCE_LOG_FLOOR
 
 # exp(x) = 2**k * exp(r), k = round(x / ln 2), r = x - k ln 2 (Cody-Waite).
 _LOG2E = 1.4426950408889634
@@ -388,8 +389,8 @@ def _squared_error_delta(acts, out, Y_rows, w_rows, scale, deltas):
 def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     """deltas[0, j, t] = scale w_i (a - y); returns sum_t w_i e_i, e the cross-entropy.
 
-    e = -sum_j [y log a + (1 - y) log(1 - a)], each log clamped at -100
-    (as torch.nn.BCELoss).  Arguments as in ``_squared_error_delta``.
+    e = -sum_j [y log a + (1 - y) log(1 - a)], each log at least
+    spec.BCE_LOG_FLOOR (as torch.nn.BCELoss).  Arguments as in ``_squared_error_delta``.
     """
     m, weighted = Y_rows.shape[0], w_rows.shape[0] > 0
     one = typed(1.0, deltas)
@@ -398,9 +399,9 @@ def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
         for t in range(m):
             weight = w_rows[t] if weighted else one
             y, a = Y_rows[t, j], acts[out, j, t]
-            log_a = math.log(a) if a > 0.0 else -100.0
-            log_not_a = math.log(1.0 - a) if a < 1.0 else -100.0
-            total -= weight * (y * max(log_a, -100.0) + (1.0 - y) * max(log_not_a, -100.0))
+            log_a = math.log(a) if a > 0.0 else _BCE_LOG_FLOOR
+            log_not_a = math.log(1.0 - a) if a < 1.0 else _BCE_LOG_FLOOR
+            total -= weight * (y * max(log_a, _BCE_LOG_FLOOR) + (1.0 - y) * max(log_not_a, _BCE_LOG_FLOOR))
             deltas[0, j, t] = scale * weight * (a - y)
     return total
 
@@ -548,27 +549,11 @@ def _normaliser(w, first, last, n_outputs, loss):
     return 1.0 / total if total > 0 else 0.0
 
 
-@_kernel()
-def _full_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, work, parts, grad):
-    """The loss c sum_i w_i e_i over all rows; its gradient into grad."""
-    scale = _normaliser(w, 0, X.shape[0], sizes[-1], loss)
-    return scale * _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss,
-                                    typed(scale, params), work, parts, grad)
-
-
 # _BALANCED: the parallel loops hand out blocks one at a time (chunk size 1),
 # so a thread slowed by other work on its core (say, BLAS threads another
 # library left spinning) does not hold up a fixed share of the wave.  The
 # chunk size is set from Python around each call: set inside a kernel, it
 # would stop Numba from caching the kernel.
-
-
-def _layer_offsets(sizes, has_bias):
-    """Where each layer's W and b start in the packed parameters: two int64 arrays (L,)."""
-    fan_in, fan_out = sizes[:-1], sizes[1:]
-    lengths = fan_in * fan_out + (fan_out if has_bias else 0)
-    w_start = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-    return w_start, w_start + fan_in * fan_out
 
 
 def _aligned_empty(shape, dtype, alignment=64):
@@ -597,51 +582,54 @@ _recent_work = threading.local()
 KEPT_WORK_BYTES = 8 * 2**20
 
 
-def _work_memory(n_rows, params, sizes, has_bias):
+def _work_memory(n_rows, model):
     """Work memory for a batch of up to n_rows rows, in params' dtype:
     ((w_start, b_start, acts, deltas, errors), parts).
 
-    acts (threads, n_layers, widest, TILE_ROWS) and deltas (threads, 2,
-    widest output, TILE_ROWS) are each thread's tiles (see "Work memory"
-    above); errors (slots,) and parts (slots, len(params)) the sum_i w_i e_i
-    and partial gradient of each block of a parallel wave.  Allocated in
+    w_start, b_start are the layout's offsets of each W_l and b_l; acts
+    (threads, n_layers, widest, TILE_ROWS) and deltas (threads, 2, widest
+    output, TILE_ROWS) are each thread's tiles (see "Work memory" above);
+    errors (slots,) and parts (slots, len(params)) the sum_i w_i e_i and
+    partial gradient of each block of a parallel wave.  Allocated in
     Python, so that the kernels need no reference counting (see _kernel),
     and, up to KEPT_WORK_BYTES, kept for the calling thread's next call of
     the same shape (kernels overwrite all of it before reading).
     """
+    params, layout = model.params, model.layout
     threads, slots = get_num_threads(), _slots(n_rows, params)
-    key = (sizes.tobytes(), bool(has_bias), threads, slots, params.dtype.char)
+    key = (layout, threads, slots, params.dtype.char)
     if getattr(_recent_work, "key", None) == key:
         return _recent_work.memory
     _recent_work.key = _recent_work.memory = None  # drop the old memory first
-    memory = _allocate_work_memory(threads, slots, params, sizes, has_bias)
+    memory = _allocate_work_memory(threads, slots, params, layout)
     (_, _, acts, deltas, _), parts = memory
     if acts.nbytes + deltas.nbytes + parts.nbytes <= KEPT_WORK_BYTES:
         _recent_work.key, _recent_work.memory = key, memory
     return memory
 
 
-def _allocate_work_memory(threads, slots, params, sizes, has_bias):
+def _allocate_work_memory(threads, slots, params, layout):
     """The arrays of ``_work_memory``, freshly allocated."""
+    sizes = layout.sizes
     widest = int(sizes.max())
     acts = _aligned_empty((threads, sizes.shape[0], widest, TILE_ROWS), params.dtype)
     deltas = _aligned_empty((threads, 2, int(sizes[1:].max()), TILE_ROWS), params.dtype)
-    work = (*_layer_offsets(sizes, has_bias), acts, deltas, np.zeros(slots))
+    work = (layout.weight_offsets, layout.bias_offsets, acts, deltas, np.zeros(slots))
     return work, np.empty((slots, params.shape[0]), params.dtype)
 
 
-def forward(X, params, sizes, has_bias, out):
+def forward(model, X, out):
     """Every layer's activations for X, written row-major into the flat ``out``.
 
-    X: (n, sizes[0]) float64 or float32; params: packed, X's dtype; sizes:
-    int64 (L+1,); out: X's dtype (n * sum(sizes[1:]),), layer l as an
-    (n, sizes[l]) block.  A_{l+1} = sigmoid(A_l @ W_l + b_l).
+    X: (n, sizes[0]) float64 or float32; model.params packed in X's dtype;
+    out: X's dtype (n * sum(sizes[1:]),), layer l as an (n, sizes[l]) block
+    (the contract in fastnet.backends).  A_{l+1} = sigmoid(A_l @ W_l + b_l).
     """
     # Only the tiles are used: asking for one block's rows keeps the unused
     # partial gradients to a single row (and shares the memory with one-block calls).
-    w_start, b_start, acts, _, _ = _work_memory(min(X.shape[0], BLOCK_ROWS), params, sizes, has_bias)[0]
+    w_start, b_start, acts, _, _ = _work_memory(min(X.shape[0], BLOCK_ROWS), model)[0]
     with parallel_chunksize(1):  # see _BALANCED
-        _forward_blocks(X, params, sizes, has_bias, w_start, b_start, acts, out)
+        _forward_blocks(X, model.params, model.layout.sizes, model.layout.has_bias, w_start, b_start, acts, out)
 
 
 def _slots(n_rows, params):
@@ -652,17 +640,19 @@ def _slots(n_rows, params):
     return int(min(-(-n_rows // BLOCK_ROWS), max(get_num_threads(), affordable)))
 
 
-def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
-    """Fused loss and gradient over all rows; writes d loss / d params into ``grad``.
-
-    X: (n, sizes[0]) float64; Y: (n, sizes[-1]) float64; row_weight: (n,)
-    or empty; params, grad: packed float64 (see fastnet.backends).
-    Returns the loss.  Uses up to ``numba.get_num_threads()`` threads on
-    more than BLOCK_ROWS rows, with a result that does not depend on that.
+def gradient(model, rows, grad):
+    """Fused unnormalised sums over all rows: writes the gradient of sum_i w_i e_i
+    into ``grad`` (packed like params) and returns that sum (the contract in
+    fastnet.backends).  float64 or float32 throughout.  Uses up to
+    ``numba.get_num_threads()`` threads on more than BLOCK_ROWS rows, with a
+    result that does not depend on that.
     """
+    params, layout = model.params, model.layout
+    unnormalised = params.dtype.type(1.0)
     with parallel_chunksize(1):  # see _BALANCED
-        return _full_gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss,
-                              *_work_memory(X.shape[0], params, sizes, has_bias), grad)
+        return _blocks_gradient(rows.X, rows.Y, rows.sample_weight, params, layout.sizes, layout.has_bias,
+                                model.derivative, model.loss, unnormalised,
+                                *_work_memory(rows.X.shape[0], model), grad)
 
 
 @_kernel()
@@ -750,19 +740,21 @@ def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative
     return total
 
 
-def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
-                derivative, loss, optimizer, hyper, state, step, grad):
+def train_epoch(model, rows, order, batch_size, optimizer, grad):
     """One epoch of mini-batch gradient descent in a single compiled call.
 
-    Shapes, losses and update formulas: see fastnet.backends.  Updates params,
-    state and step in place; returns the epoch's sum_i w_i e_i.
+    Shapes, losses and update rules: the contract in fastnet.backends.
+    Updates model.params and the optimizer's state and step in place;
+    returns the epoch's sum_i w_i e_i.
     """
+    X, Y, sample_weight, params = rows.X, rows.Y, rows.sample_weight, model.params
     batch_size = min(batch_size, X.shape[0])
     gathered = batch_size if order.shape[0] else 0
     batch_X = np.empty((gathered, X.shape[1]), params.dtype)
     batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
-    batch_w = np.empty(gathered if row_weight.shape[0] else 0, params.dtype)
+    batch_w = np.empty(gathered if sample_weight.shape[0] else 0, params.dtype)
     with parallel_chunksize(1):  # see _BALANCED
-        return _train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias, derivative,
-                            loss, optimizer, hyper, state, step, grad,
-                            *_work_memory(batch_size, params, sizes, has_bias), batch_X, batch_Y, batch_w)
+        return _train_epoch(X, Y, sample_weight, order, batch_size, params, model.layout.sizes,
+                            model.layout.has_bias, model.derivative, model.loss, optimizer.code,
+                            optimizer.hyper, optimizer.state, optimizer.step, grad,
+                            *_work_memory(batch_size, model), batch_X, batch_Y, batch_w)

@@ -7,36 +7,13 @@ make whole-batch temporaries freely: clarity first.
 
 import numpy as np
 
+from fastnet import spec
 from fastnet._config import SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32
-from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
+from fastnet.backends import loss_normaliser, weight_total
 
-
-def unpack(params, sizes, has_bias):
-    """Split a packed parameter vector into views ``(weights, biases)``.
-
-    ``weights[l]`` has shape ``(sizes[l], sizes[l+1])``; ``biases[l]`` shape
-    ``(sizes[l+1],)``, or ``biases`` is None when ``has_bias`` is false.
-    The views share memory with ``params``.
-    """
-    weights, biases, offset = [], [] if has_bias else None, 0
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        fan_in, fan_out = int(fan_in), int(fan_out)
-        weights.append(params[offset:offset + fan_in * fan_out].reshape(fan_in, fan_out))
-        offset += fan_in * fan_out
-        if has_bias:
-            biases.append(params[offset:offset + fan_out])
-            offset += fan_out
-    return weights, biases
-
-
-def parameter_count(sizes, has_bias):
-    """Length of the packed parameter vector for these layer widths.
-
-    Counted with Python integers, so absurd widths give an absurd count
-    rather than wrapping around in int64.
-    """
-    widths = [int(width) for width in sizes]
-    return sum(i * o + (o if has_bias else 0) for i, o in zip(widths[:-1], widths[1:]))
+_ARTICLE = spec.DERIVATIVES["article"].code
+_BCE = spec.LOSSES["bce"].code
+_SGD, _MOMENTUM = spec.OPTIMIZERS["sgd"].code, spec.OPTIMIZERS["momentum"].code
 
 
 def sigmoid(z):
@@ -54,12 +31,12 @@ def sigmoid(z):
 def sigmoid_derivative(a, derivative):
     """Derivative of the sigmoid, from the layer's output ``a``.
 
-    ``derivative == DERIVATIVE_CODES["exact"]``: ``a * (1 - a)``, the true
+    ``derivative`` "exact" (a code of fastnet.spec.DERIVATIVES): ``a * (1 - a)``, the true
     derivative at the pre-activation.  ``"article"``: ``s(a) * (1 - s(a))``,
     the blog series' convention of applying the sigmoid derivative formula to
     values that already are sigmoid outputs.
     """
-    if derivative == DERIVATIVE_CODES["article"]:
+    if derivative == _ARTICLE:
         a = sigmoid(a)
     return a * (1.0 - a)
 
@@ -79,93 +56,84 @@ def activations(X, weights, biases):
 def row_errors(output, Y, loss):
     """e_i per row: squared error summed over outputs, or binary cross-entropy.
 
-    Cross-entropy clamps each log at -100 (as torch.nn.BCELoss) so that an
-    output of exactly 0 or 1 still gives a finite loss.
+    Cross-entropy takes each log as at least spec.BCE_LOG_FLOOR (as
+    torch.nn.BCELoss), so an output of exactly 0 or 1 still gives a finite loss.
     """
-    if loss == LOSS_CODES["bce"]:
+    if loss == _BCE:
         with np.errstate(divide="ignore"):
-            log_a = np.maximum(np.log(output), -100.0)
-            log_not_a = np.maximum(np.log(1.0 - output), -100.0)
+            log_a = np.maximum(np.log(output), spec.BCE_LOG_FLOOR)
+            log_not_a = np.maximum(np.log(1.0 - output), spec.BCE_LOG_FLOOR)
         return -(Y * log_a + (1.0 - Y) * log_not_a).sum(axis=1)
     return ((output - Y) ** 2).sum(axis=1)
 
 
-def weights_or_ones(row_weight, n):
-    """The per-row weights, all ones (in row_weight's dtype) when ``row_weight`` is empty."""
-    return row_weight if row_weight.size else np.ones(n, row_weight.dtype)
+def weights_or_ones(sample_weight, n):
+    """The per-row weights, all ones (in sample_weight's dtype) when ``sample_weight`` is empty."""
+    return sample_weight if sample_weight.size else np.ones(n, sample_weight.dtype)
 
 
-def loss_normaliser(w, n_outputs, loss):
-    """c: 1 for "sse", 1 / (sum(w) * n_outputs) for the mean losses (0 when sum(w) is 0)."""
-    total = float(w.sum()) * n_outputs
-    return 1.0 if loss == LOSS_CODES["sse"] else (1.0 / total if total > 0 else 0.0)
+def output_delta(output, Y, sample_weight, loss, derivative):
+    """d (sum_i w_i e_i) / d z at the output layer.
 
-
-def loss_value(output, Y, row_weight, loss):
-    """The loss: c * sum_i w_i e_i (see the contract in fastnet.backends)."""
-    w = weights_or_ones(row_weight, Y.shape[0])
-    return float(loss_normaliser(w, Y.shape[1], loss) * np.sum(w * row_errors(output, Y, loss)))
-
-
-def output_delta(output, Y, row_weight, loss, derivative):
-    """d loss / d z at the output layer.
-
-    Squared errors: ``c w_i 2 (a - y) f'(a)``.  Cross-entropy: ``c w_i (a - y)``,
+    Squared errors: ``w_i 2 (a - y) f'(a)``.  Cross-entropy: ``w_i (a - y)``,
     the sigmoid's derivative having cancelled against the loss's.
     """
-    w = weights_or_ones(row_weight, Y.shape[0])[:, None]
-    c = loss_normaliser(w, Y.shape[1], loss)
-    if loss == LOSS_CODES["bce"]:
-        return c * w * (output - Y)
-    return c * w * 2.0 * (output - Y) * sigmoid_derivative(output, derivative)
+    w = weights_or_ones(sample_weight, Y.shape[0])[:, None]
+    if loss == _BCE:
+        return w * (output - Y)
+    return w * 2.0 * (output - Y) * sigmoid_derivative(output, derivative)
 
 
-def backpropagate(X, Y, row_weight, weights, biases, derivative, loss):
-    """Loss and its gradient, as ``(loss, dW, db)`` with lists shaped like the parameters.
+def backpropagate(X, Y, sample_weight, weights, biases, derivative, loss):
+    """The unnormalised sums ``(sum_i w_i e_i, dW, db)``, dW and db lists shaped like the parameters.
 
     delta_L from ``output_delta``; dW_l = A_l.T @ delta_{l+1};
     db_l = sum over rows of delta_{l+1}; delta_l = (delta_{l+1} @ W_l.T) * f'(a_l).
     """
     outputs = activations(X, weights, biases)
     inputs = [X] + outputs[:-1]
-    delta = output_delta(outputs[-1], Y, row_weight, loss, derivative)
+    delta = output_delta(outputs[-1], Y, sample_weight, loss, derivative)
     dW, db = [None] * len(weights), [None] * len(weights)
     for layer in reversed(range(len(weights))):
         dW[layer] = inputs[layer].T @ delta
         db[layer] = delta.sum(axis=0)
         if layer > 0:
             delta = (delta @ weights[layer].T) * sigmoid_derivative(inputs[layer], derivative)
-    value = loss_value(outputs[-1], Y, row_weight, loss)
-    return value, dW, (db if biases is not None else None)
+    w = weights_or_ones(sample_weight, Y.shape[0])
+    errors = float(np.sum(w * row_errors(outputs[-1], Y, loss)))
+    return errors, dW, (db if biases is not None else None)
 
 
-def forward(X, params, sizes, has_bias, out):
+def forward(model, X, out):
     """Write every layer's activations into the flat ``out`` (see the contract)."""
-    weights, biases = unpack(params, sizes, has_bias)
+    weights, biases = model.layout.unpack(model.params)
     offset = 0
     for a in activations(X, weights, biases):
         out[offset:offset + a.size] = a.ravel()
         offset += a.size
 
 
-def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
-    """Write d loss / d params into ``grad`` (packed like ``params``); return the loss."""
-    weights, biases = unpack(params, sizes, has_bias)
-    value, dW, db = backpropagate(X, Y, row_weight, weights, biases, derivative, loss)
-    grad_weights, grad_biases = unpack(grad, sizes, has_bias)
+def gradient(model, rows, grad):
+    """Write the gradient of sum_i w_i e_i into ``grad`` (packed like params); return that sum."""
+    weights, biases = model.layout.unpack(model.params)
+    errors, dW, db = backpropagate(rows.X, rows.Y, rows.sample_weight, weights, biases,
+                                   model.derivative, model.loss)
+    grad_weights, grad_biases = model.layout.unpack(grad)
     for layer, dw in enumerate(dW):
         grad_weights[layer][...] = dw
-        if has_bias:
+        if model.layout.has_bias:
             grad_biases[layer][...] = db[layer]
-    return value
+    return errors
 
 
-def update(params, grad, optimizer, hyper, state, step):
-    """One optimizer step on ``params`` in place (formulas in fastnet.backends)."""
-    lr, momentum, beta1, beta2, eps = (float(value) for value in hyper)  # weak scalars: keep params' dtype
-    if optimizer == OPTIMIZER_CODES["sgd"]:
+def update(params, grad, optimizer):
+    """One optimizer step on ``params`` in place (rules in fastnet.spec.OPTIMIZERS)."""
+    # Python floats are weak scalars: the arithmetic keeps params' dtype.
+    lr, momentum, beta1, beta2, eps = (float(value) for value in optimizer.hyper)
+    state, step = optimizer.state, optimizer.step
+    if optimizer.code == _SGD:
         params -= lr * grad
-    elif optimizer == OPTIMIZER_CODES["momentum"]:
+    elif optimizer.code == _MOMENTUM:
         state[0] = momentum * state[0] + grad
         params -= lr * state[0]
     else:
@@ -177,17 +145,16 @@ def update(params, grad, optimizer, hyper, state, step):
         params -= lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
-def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
-                derivative, loss, optimizer, hyper, state, step, grad):
+def train_epoch(model, rows, order, batch_size, optimizer, grad):
     """One epoch of mini-batch descent, batch by batch; returns sum_i w_i e_i."""
-    n = X.shape[0]
-    rows = order if order.size else np.arange(n)
+    n, n_outputs = rows.X.shape[0], rows.Y.shape[1]
+    visit = order if order.size else np.arange(n)
     total = 0.0
     for first in range(0, n, batch_size):
-        batch = rows[first:first + batch_size]
-        w = row_weight[batch] if row_weight.size else row_weight
-        value = gradient(X[batch], Y[batch], w, params, sizes, has_bias, derivative, loss, grad)
-        c = loss_normaliser(weights_or_ones(w, batch.size), Y.shape[1], loss)
-        total += value / c if c > 0 else 0.0
-        update(params, grad, optimizer, hyper, state, step)
+        batch = visit[first:first + batch_size]
+        w = rows.sample_weight[batch] if rows.sample_weight.size else rows.sample_weight
+        batch_rows = type(rows)(rows.X[batch], rows.Y[batch], w)
+        total += gradient(model, batch_rows, grad)
+        grad *= loss_normaliser(model.loss, weight_total(w, batch.size), n_outputs)
+        update(model.params, grad, optimizer)
     return total
