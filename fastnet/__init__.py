@@ -5,14 +5,25 @@ backends ("numpy", "numba", "native") load on first use, so importing
 fastnet compiles nothing.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
+from fastnet.backends import BACKENDS as _BACKEND_MODULES
 from fastnet.network import Network
 from fastnet.training import DivergenceError, History
 
-__version__ = "0.1.0"
-__all__ = ["Network", "History", "DivergenceError", "set_num_threads", "get_num_threads", "__version__"]
+#: The backend names ``Network(backend=...)`` takes; the first is the NumPy reference.
+BACKENDS = tuple(_BACKEND_MODULES)
+
+try:  # the version lives in pyproject.toml only
+    __version__ = version("fastnet-kernels")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["Network", "History", "DivergenceError", "BACKENDS", "set_num_threads", "get_num_threads",
+           "__version__"]
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Use up to ``n`` threads in the numba and native kernels.
 
     Results are bitwise identical whatever ``n`` is; only speed changes.
@@ -29,7 +40,7 @@ def set_num_threads(n):
     native.set_num_threads(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The number of threads the kernels may use (see ``set_num_threads``)."""
     import numba
 

@@ -2,10 +2,13 @@
 
 Inputs are scores out of 100 (money, relationships, sandwiches, baseline)
 for Alejandra, Bob and Alice, divided by 100; targets are their happiness.
-``python -m fastnet article`` prints the walkthrough.
+``python -m fastnet article`` prints the walkthrough.  Uses fastnet's
+public API only.
 """
 
 import numpy as np
+
+import fastnet
 
 LAYERS = [4, 1, 1]
 PEOPLE = ["Alejandra", "Bob", "Alice"]
@@ -15,6 +18,18 @@ X = np.array([[0.4, 0.8, 0.4, 0.3],
 Y = np.array([[1.0], [0.85], [0.4]])
 W1 = np.array([[0.25], [1.0], [0.25], [1.0]])
 W2 = np.array([[0.5]])
+
+
+def network(backend="numba"):
+    """The example's network: no biases, summed squared error, the article's
+    derivative convention, and the article's starting weights."""
+    return fastnet.Network(LAYERS, backend=backend, derivative="article", loss="sse",
+                           bias=False, weights=[W1, W2])
+
+
+def sigmoid(x):
+    """The article's sigmoid, 1 / (1 + exp(-x)) (its inputs here are small)."""
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _show(label, values):
@@ -34,8 +49,6 @@ def article_step(derivative):
     ``derivative`` is "article" (s(a)(1-s(a)) applied to the outputs a) or
     "exact" (a(1-a)).  Plain NumPy, one line per formula of the article.
     """
-    from fastnet.backends.reference import sigmoid
-
     def slope(a):
         return sigmoid(a) * (1 - sigmoid(a)) if derivative == "article" else a * (1 - a)
 
@@ -59,11 +72,9 @@ def article_step(derivative):
 
 def _backend_check(derivative, expected_W1, expected_W2):
     """Lines saying how far each backend's one step lands from the hand-written one."""
-    from fastnet.network import BACKENDS, Network
-
     lines = []
-    for backend in BACKENDS:
-        net = Network(LAYERS, backend=backend, derivative=derivative, loss="sse",
+    for backend in fastnet.BACKENDS:
+        net = fastnet.Network(LAYERS, backend=backend, derivative=derivative, loss="sse",
                       bias=False, weights=[W1, W2])
         net.step(X, Y, lr=1.0)
         gap = max(np.abs(net.weights[0] - expected_W1).max(), np.abs(net.weights[1] - expected_W2).max())

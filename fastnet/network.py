@@ -1,28 +1,21 @@
-"""Network: validation, parameters and the training loop; picks a backend."""
+"""Network: a model.  Parameters, forward pass, loss, gradients, saving; picks a backend.
 
-import contextlib
+Training loops live in ``fastnet.training``; ``Network.fit`` hands over to it.
+"""
+
+import copy
 import functools
-import importlib
 import json
 import threading
+from os import PathLike
 
 import numpy as np
 
 from fastnet import _validation as check
-from fastnet import persistence
+from fastnet import persistence, spec, training
 from fastnet._config import FORWARD_CHUNK_ROWS
-from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES
-from fastnet.backends.reference import parameter_count, unpack
-from fastnet.training import DivergenceError, History, Optimizer, Progress, Stopwatch, visiting_order
-
-#: Backend name -> module under fastnet.backends (imported on first use).
-BACKENDS = {"numpy": "reference", "numba": "numba_kernels", "native": "native"}
-
-
-def load_backend(name):
-    """The backend module for ``name`` ("numpy", "numba" or "native")."""
-    check.choice(name, "backend", BACKENDS)
-    return importlib.import_module(f"fastnet.backends.{BACKENDS[name]}")
+from fastnet.backends import BACKENDS, Model, Rows, load, loss_normaliser, weight_total
+from fastnet.layout import ParamLayout
 
 
 def exclusive(method):
@@ -43,23 +36,6 @@ def exclusive(method):
         finally:
             self._lock.release()
     return guarded
-
-
-class _LossName(str):
-    """A loss name that can also be called: ``net.loss == "sse"`` and ``net.loss(X, y)``.
-
-    The API asks for both an attribute and a method called ``loss``; a str
-    that evaluates the loss when called gives both without a second name.
-    """
-
-    def __new__(cls, name, evaluate):
-        self = super().__new__(cls, name)
-        self._evaluate = evaluate
-        return self
-
-    def __call__(self, X, y, sample_weight=None):
-        """The network's loss on (X, y), optionally with per-row weights, as a float."""
-        return self._evaluate(X, y, sample_weight)
 
 
 class Network:
@@ -88,118 +64,126 @@ class Network:
     dtype : "float64" or "float32"
         Precision of parameters, activations and gradients, end to end;
         inputs are converted to it once.
+
+    A Network pickles and deep-copies (layers, settings, parameters, the
+    generator and the optimizer's state); the backend is re-attached by name.
     """
 
-    def __init__(self, layers, *, backend="numba", derivative="exact", loss="mse",
-                 bias=True, weights=None, biases=None, seed=None, dtype="float64"):
+    def __init__(self, layers, *, backend: str = "numba", derivative: str = "exact", loss: str = "mse",
+                 bias: bool = True, weights=None, biases=None, seed=None, dtype="float64"):
         sizes = check.layer_sizes(layers)
         self.dtype = check.float_dtype(dtype)
-        self._backend = load_backend(backend)
-        self.backend = backend
-        self.derivative = check.choice(derivative, "derivative", DERIVATIVE_CODES)
-        self.loss_name = check.choice(loss, "loss", LOSS_CODES)
+        self.backend = check.choice(backend, "backend", BACKENDS)
+        self.derivative = check.choice(derivative, "derivative", spec.DERIVATIVES)
+        self.loss = check.choice(loss, "loss", spec.LOSSES)
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"bias must be True or False; got {type(bias).__name__}")
         if biases is not None and not bias:
             raise ValueError("biases were given but bias=False; pass bias=True or drop biases")
-        self._sizes = sizes
-        self._has_bias = bool(bias)
-        self._params = np.zeros(parameter_count(sizes, self._has_bias), self.dtype)
+        self.layout = ParamLayout(sizes, bool(bias))
+        self._attach()
+        self._params = np.zeros(self.layout.count, self.dtype)
         self._grad = np.empty_like(self._params)
         self._rng = np.random.default_rng(seed)
         self._optimizer = None
-        self._lock = threading.RLock()
         self._initialise(weights, biases)
+
+    def _attach(self):
+        """Load the backend named ``self.backend`` and make the lock (not part of the state)."""
+        self._backend = load(self.backend)
+        self._lock = threading.RLock()
 
     def _initialise(self, weights, biases):
         """Fill the packed parameters from the given arrays or Glorot-uniform."""
-        shapes = [(int(i), int(o)) for i, o in zip(self._sizes[:-1], self._sizes[1:])]
+        shapes = self.layout.weight_shapes
         if weights is not None:
             weights = check.parameter_list(weights, "weights", shapes)
         if biases is not None:
             biases = check.parameter_list(biases, "biases", [(o,) for _, o in shapes])
         if weights is None:
             weights = [self._rng.uniform(-1.0, 1.0, shape) * np.sqrt(6.0 / sum(shape)) for shape in shapes]
-        own_weights, own_biases = unpack(self._params, self._sizes, self._has_bias)
+        own_weights, own_biases = self.layout.unpack(self._params)
         for target, source in zip(own_weights, weights):
             target[...] = source
         for target, source in zip(own_biases or [], biases or []):
             target[...] = source
 
     @classmethod
-    def article(cls, backend="numba"):
-        """The network of the blog's worked example, with its starting weights."""
+    def article(cls, backend: str = "numba") -> "Network":
+        """The network of the blog's worked example, with its starting weights
+        (``fastnet.article.network``)."""
         from fastnet import article
-        return cls(article.LAYERS, backend=backend, derivative="article", loss="sse",
-                   bias=False, weights=[article.W1, article.W2])
+        return article.network(backend)
 
     # -- parameters ---------------------------------------------------------
 
     @property
-    def layers(self):
+    def layers(self) -> list:
         """Layer widths, ``[n_inputs, hidden..., n_outputs]``."""
-        return [int(width) for width in self._sizes]
+        return self.layout.layers
 
     @property
-    def weights(self):
+    def weights(self) -> list:
         """Weight matrices ``(fan_in, fan_out)``: views into the network's parameters."""
-        return unpack(self._params, self._sizes, self._has_bias)[0]
+        return self.layout.unpack(self._params)[0]
 
     @property
     def biases(self):
         """Bias vectors ``(fan_out,)`` as views, or None when bias=False."""
-        return unpack(self._params, self._sizes, self._has_bias)[1]
+        return self.layout.unpack(self._params)[1]
 
-    @property
-    def loss(self):
-        """The loss: equal to its name ("mse" or "sse"); ``net.loss(X, y)`` evaluates it."""
-        return _LossName(self.loss_name, self._loss_on)
+    def _model(self, params=None):
+        """What the backend reads: ``params`` (default the network's own) with layout and codes."""
+        return Model(self._params if params is None else params, self.layout,
+                     spec.DERIVATIVES[self.derivative].code, spec.LOSSES[self.loss].code)
 
-    # -- evaluation ---------------------------------------------------------
+    # -- checking inputs ----------------------------------------------------
 
     def _checked_inputs(self, X, name="X"):
         """X validated and converted once, C-contiguous in the network's dtype."""
-        return check.batch(X, name, int(self._sizes[0]), self.dtype)
+        return check.batch(X, name, self.layers[0], self.dtype)
 
-    def _checked(self, X, y, names=("X", "y")):
-        """X and y validated and converted once, C-contiguous in the network's dtype.
+    def _rows(self, X, y, sample_weight=None, names=("X", "y")):
+        """(X, y, sample_weight) validated and converted once, as backend ``Rows``.
 
-        ``names`` are what error messages call them (e.g. X_val, y_val).
-        """
-        X = self._checked_inputs(X, names[0])
-        return X, check.targets(y, X, int(self._sizes[-1]), self.dtype, names)
-
-    def _row_weights(self, sample_weight, n_rows):
-        """Validated per-row weights (empty for None).
-
+        ``names`` are what error messages call X and y (e.g. X_val, y_val).
         For the mean losses, a common factor of the weights cancels, so they
         are divided by their largest: the result is the same, and weights
         as small as 5e-324 or as large as 1e308 neither underflow nor
         overflow their sum.
         """
-        weights = check.row_weights(sample_weight, n_rows, self.dtype)
-        if weights.size and self.loss_name != "sse":
+        X = self._checked_inputs(X, names[0])
+        y = check.targets(y, X, self.layers[-1], self.dtype, names)
+        weights = check.row_weights(sample_weight, X.shape[0], self.dtype)
+        if weights.size and spec.LOSSES[self.loss].mean:
             weights = weights / weights.max()
-        return weights
+        return Rows(X, y, weights)
+
+    def _normaliser(self, rows):
+        """c of ``fastnet.backends.loss_normaliser`` for these rows."""
+        return loss_normaliser(spec.LOSSES[self.loss].code, weight_total(rows.sample_weight, rows.X.shape[0]),
+                               rows.Y.shape[1])
+
+    # -- evaluation ---------------------------------------------------------
 
     def _activations(self, X):
         """Every layer's output for a validated X, as (n, width) arrays."""
         n = X.shape[0]
-        out = np.empty(n * int(self._sizes[1:].sum()), self.dtype)
-        self._backend.forward(X, self._params, self._sizes, self._has_bias, out)
+        out = np.empty(n * int(self.layout.sizes[1:].sum()), self.dtype)
+        self._backend.forward(self._model(), X, out)
         blocks, offset = [], 0
-        for width in self._sizes[1:]:
+        for width in self.layers[1:]:
             blocks.append(out[offset:offset + n * width].reshape(n, width))
             offset += n * width
         return blocks
 
     @exclusive
-    def activations(self, X):
+    def activations(self, X) -> list:
         """Every layer's output for X, hidden layers first: a list of (n, width)."""
         return self._activations(self._checked_inputs(X))
 
     @exclusive
-    def forward(self, X):
+    def forward(self, X) -> np.ndarray:
         """The network's output for X: shape (n_samples, n_outputs).  Same as ``predict``.
 
         Rows go through the network FORWARD_CHUNK_ROWS at a time, so the
@@ -207,28 +191,33 @@ class Network:
         may be a memory-mapped file).
         """
         X = self._checked_inputs(X)
-        n_outputs = int(self._sizes[-1])
-        outputs = np.empty((X.shape[0], n_outputs), self.dtype)
+        outputs = np.empty((X.shape[0], self.layers[-1]), self.dtype)
         for first in range(0, X.shape[0], FORWARD_CHUNK_ROWS):
             chunk = X[first:first + FORWARD_CHUNK_ROWS]
             outputs[first:first + chunk.shape[0]] = self._activations(chunk)[-1]
         return outputs
 
-    @exclusive
-    def _loss_on(self, X, y, sample_weight=None):
-        """The loss of the network on (X, y), as a float.
+    predict = forward
 
-        Computed by the streaming gradient kernel, so memory stays a few
-        tiles whatever the number of rows (the gradient itself is discarded).
+    def _gradient(self, rows, grad):
+        """The loss on validated ``rows``, with its packed gradient written into ``grad``.
+
+        The backend returns unnormalised sums; both are divided here, once.
         """
-        X, y = self._checked(X, y)
-        return self._gradient(X, y, self._row_weights(sample_weight, X.shape[0]), np.empty_like(self._params))
+        errors = self._backend.gradient(self._model(), rows, grad)
+        c = self._normaliser(rows)
+        grad *= c
+        return c * errors
 
-    def _gradient(self, X, y, weights, grad=None):
-        """Loss, and the packed gradient in ``grad`` (default ``self._grad``), for validated data."""
-        return self._backend.gradient(X, y, weights, self._params, self._sizes, self._has_bias,
-                                      DERIVATIVE_CODES[self.derivative], LOSS_CODES[self.loss_name],
-                                      self._grad if grad is None else grad)
+    def _loss(self, rows):
+        """The loss on validated ``rows``, as a float, by the streaming gradient kernel
+        (memory stays a few tiles whatever the number of rows; the gradient is discarded)."""
+        return self._gradient(rows, np.empty_like(self._params))
+
+    @exclusive
+    def evaluate(self, X, y, sample_weight=None) -> float:
+        """The network's loss on (X, y), optionally with per-row weights, as a float."""
+        return self._loss(self._rows(X, y, sample_weight))
 
     @exclusive
     def gradients(self, X, y, sample_weight=None):
@@ -238,25 +227,23 @@ class Network:
         true gradient.  ``db`` is None when the network has no biases.
         ``sample_weight``: optional non-negative weight per row.
         """
-        X, y = self._checked(X, y)
-        self._gradient(X, y, self._row_weights(sample_weight, X.shape[0]))
-        return unpack(self._grad.copy(), self._sizes, self._has_bias)
+        self._gradient(self._rows(X, y, sample_weight), self._grad)
+        return self.layout.unpack(self._grad.copy())
 
     # -- training -----------------------------------------------------------
 
     @exclusive
-    def step(self, X, y, lr=1.0, sample_weight=None):
+    def step(self, X, y, lr=1.0, sample_weight=None) -> float:
         """One full-batch gradient-descent step, ``W -= lr * dW``; returns the loss before it."""
         lr = check.positive_number(lr, "lr")
-        X, y = self._checked(X, y)
-        value = self._gradient(X, y, self._row_weights(sample_weight, X.shape[0]))
+        value = self._gradient(self._rows(X, y, sample_weight), self._grad)
         self._params -= lr * self._grad
         return value
 
     @exclusive
     def fit(self, X, y, epochs=1, lr=None, *, batch_size=None, shuffle=True, seed=None,
             optimizer="sgd", momentum=0.9, sample_weight=None, validation_data=None,
-            progress=None, callback=None):
+            progress=None, callback=None) -> training.History:
         """Train for ``epochs`` passes over (X, y); returns a History.
 
         lr : learning rate; default 1.0 for "sgd", 0.1 for "momentum", 0.001 for "adam".
@@ -273,141 +260,97 @@ class Network:
         Each epoch runs in one compiled call (numba, native).  An epoch that
         fails leaves the parameters as they were after the previous one.
         """
-        epochs = check.count(epochs, "epochs")
-        plan = self._plan(X, y, lr, batch_size, shuffle, seed, optimizer, momentum,
-                          sample_weight, validation_data, callback)
-        return self._train(plan, epochs, progress)
+        return training.fit(self, X, y, epochs, lr, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                            optimizer=optimizer, momentum=momentum, sample_weight=sample_weight,
+                            validation_data=validation_data, progress=progress, callback=callback)
 
     @exclusive
     def partial_fit(self, X, y, lr=None, *, batch_size=None, shuffle=True, seed=None,
-                    optimizer="sgd", momentum=0.9, sample_weight=None):
+                    optimizer="sgd", momentum=0.9, sample_weight=None) -> training.History:
         """One pass over (X, y), keeping the optimizer's state from earlier calls.
 
         Arguments as in ``fit``.  The state carries over while the optimizer
         and its settings stay the same; otherwise it starts afresh.
         Returns a History of the one epoch.
         """
-        plan = self._plan(X, y, lr, batch_size, shuffle, seed, optimizer, momentum,
-                          sample_weight, None, None)
-        if self._optimizer is not None and self._optimizer.same_settings(plan["optimizer"]):
-            plan["optimizer"] = self._optimizer
-        return self._train(plan, 1, progress=False)
+        return training.partial_fit(self, X, y, lr, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                                    optimizer=optimizer, momentum=momentum, sample_weight=sample_weight)
 
-    def _plan(self, X, y, lr, batch_size, shuffle, seed, optimizer, momentum,
-              sample_weight, validation_data, callback):
-        """Validate every training argument at once, before anything changes."""
-        batch_size = check.optional_count(batch_size, "batch_size")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable; got {type(callback).__name__}")
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError(f"validation_data must be a pair (X_val, y_val); got {type(validation_data).__name__}"
-                                + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""))
-            validation_data = self._checked(*validation_data, names=("X_val", "y_val"))
-        on_disk = check.is_out_of_core(X) or check.is_out_of_core(y)
-        X, y = self._checked(X, y)
+    # -- state, pickling and files -------------------------------------------
+
+    def state(self) -> dict:
+        """Everything that defines the network, as plain values and array copies:
+        layers, settings, parameters, the generator's state and the optimizer's
+        (None before any training).  ``Network.from_state`` rebuilds it."""
         return {
-            "X": X, "y": y, "on_disk": on_disk,
-            "weights": self._row_weights(sample_weight, X.shape[0]),
-            "batch_size": X.shape[0] if batch_size is None else batch_size,
-            "shuffle": bool(shuffle),
-            "rng": self._rng if seed is None else np.random.default_rng(seed),
-            "optimizer": Optimizer(optimizer, lr, momentum, self._params.size, self.dtype),
-            "validation": validation_data,
-            "callback": callback,
+            "layers": self.layers, "backend": self.backend, "derivative": self.derivative,
+            "loss": self.loss, "bias": self.layout.has_bias, "dtype": self.dtype.name,
+            "params": self._params.copy(),
+            "rng_state": json.dumps(self._rng.bit_generator.state),
+            "optimizer": None if self._optimizer is None else self._optimizer.state_dict(),
         }
 
-    def _train(self, plan, epochs, progress):
-        """Run the epochs of a validated plan, recording a History.
+    @classmethod
+    def from_state(cls, state: dict, backend=None) -> "Network":
+        """A network rebuilt from ``state()`` (``backend`` overrides the saved one).
 
-        The plan's optimizer becomes the network's once an epoch completes;
-        if none does, the previous optimizer (and its state) stays.
+        Raises ValueError or TypeError naming the field that does not fit.
         """
-        history = History()
-        previous_optimizer = self._optimizer
-        self._optimizer = plan["optimizer"]
-        bar = Progress(progress, epochs, plan["X"].shape[0])
-        try:
-            for epoch in range(epochs):
-                watch = Stopwatch()
-                history.loss.append(self._epoch(plan, epoch))
-                if plan["validation"] is not None:
-                    history.val_loss.append(self._loss_on(*plan["validation"]))
-                history.time.append(watch.seconds())
-                bar.update(history)
-                if plan["callback"] is not None and plan["callback"](epoch, history) is False:
-                    break
-        except BaseException as error:
-            if not history.loss:
-                self._optimizer = previous_optimizer
-            error.history = history  # what completed, for whoever catches it (Ctrl-C included)
-            raise
-        finally:
-            bar.close()
-        return history
+        net = cls(state["layers"], backend=state["backend"] if backend is None else backend,
+                  derivative=state["derivative"], loss=state["loss"], bias=state["bias"], dtype=state["dtype"])
+        net._restore(state)
+        return net
 
-    def _epoch(self, plan, epoch):
-        """One epoch, applied to the network only once it has completed and stayed finite; its loss.
-
-        On any failure (an exception, Ctrl-C, or divergence) the parameters
-        and the optimizer's state stay as they were after the previous epoch.
-        """
-        X, y, weights, optimizer = plan["X"], plan["y"], plan["weights"], plan["optimizer"]
-        order = visiting_order(plan["rng"], X.shape[0], plan["shuffle"], plan["batch_size"], plan["on_disk"])
-        params, saved_state = self._params.copy(), optimizer.snapshot()
-        try:
-            errors = self._backend.train_epoch(
-                X, y, weights, order, plan["batch_size"], params, self._sizes, self._has_bias,
-                DERIVATIVE_CODES[self.derivative], LOSS_CODES[self.loss_name],
-                optimizer.code, optimizer.hyper, optimizer.state, optimizer.step, self._grad)
-        except BaseException:
-            optimizer.restore(saved_state)
-            raise
-        loss = errors if self.loss_name == "sse" else errors / ((weights.sum() if weights.size else X.shape[0]) * y.shape[1])
-        if not (np.isfinite(loss) and check.all_finite(params)):
-            optimizer.restore(saved_state)
-            raise DivergenceError(epoch, loss, optimizer.lr)
+    def _restore(self, state):
+        """Parameters, generator and optimizer from ``state`` into this (matching) network."""
+        params = np.asarray(state["params"])
+        if params.shape != self._params.shape:
+            raise ValueError(f"params must have shape {self._params.shape} for layers {self.layers}; "
+                             f"got {params.shape}")
         self._params[...] = params
-        return loss
+        try:
+            self._rng.bit_generator.state = json.loads(state["rng_state"])
+        except (ValueError, TypeError, KeyError):
+            raise ValueError("rng_state is not a random generator state") from None
+        optimizer = state["optimizer"]
+        self._optimizer = None if optimizer is None else training.Optimizer.from_state_dict(
+            optimizer, self._params.size, self.dtype)
 
-    # -- saving ---------------------------------------------------------------
+    def __getstate__(self):
+        return self.state()
+
+    def __setstate__(self, state):
+        fresh = Network.from_state(state)
+        self.__dict__.update(fresh.__dict__)
+
+    def __deepcopy__(self, memo):
+        return Network.from_state(copy.deepcopy(self.state(), memo))
 
     @exclusive
-    def save(self, path):
+    def save(self, path: "str | PathLike") -> None:
         """Write the network (and its optimizer's state, to resume training) to ``path`` (.npz).
 
         Atomic: a crash or kill during ``save`` leaves any previous file at
         ``path`` intact.  The file holds plain arrays only.
         """
-        persistence.write_atomically(path, persistence.network_arrays(self))
+        persistence.save(path, self.state())
 
     @classmethod
-    def load(cls, path, backend=None):
+    def load(cls, path: "str | PathLike", backend=None) -> "Network":
         """A network read from a file written by ``save``; ``backend`` defaults to the saved one.
 
         Reads with ``allow_pickle=False``, so no code runs from the file.  A
         missing, truncated, corrupted, tampered or foreign file raises an
         error naming the file and the problem.
         """
-        fields = persistence.read_fields(path)
-        saved = persistence.network_settings(fields, BACKENDS)
-        net = cls(saved["layers"], backend=saved["backend"] if backend is None else backend,
-                  derivative=saved["derivative"], loss=saved["loss"], bias=saved["bias"], dtype=saved["dtype"])
-        net._params[...] = saved["params"]
+        if backend is not None:
+            check.choice(backend, "backend", BACKENDS)
+        state = persistence.load(path, BACKENDS)
         try:
-            net._rng.bit_generator.state = json.loads(saved["rng_state"])
-        except (ValueError, TypeError, KeyError):
-            fields.fail("field 'rng_state' is not a random generator state")
-        optimizer = persistence.optimizer_fields(fields, net._params.size, net.dtype)
-        if optimizer is not None:
-            try:
-                net._optimizer = Optimizer.restored(*optimizer)
-            except (ValueError, TypeError) as error:
-                fields.fail(f"optimizer settings: {error}")
-        return net
-
-    predict = forward
+            return cls.from_state(state, backend)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{path}: not a valid fastnet network file: {error}") from None
 
     def __repr__(self):
         return (f"Network({self.layers}, backend={self.backend!r}, derivative={self.derivative!r}, "
-                f"loss={self.loss_name!r}, bias={self._has_bias}, dtype={self.dtype.name!r})")
+                f"loss={self.loss!r}, bias={self.layout.has_bias}, dtype={self.dtype.name!r})")

@@ -1,8 +1,9 @@
 """Saving and loading networks: one .npz, written atomically, read without pickle.
 
-The file holds plain arrays only, so loading never runs code from it.
-Every field is checked on the way in; a damaged or foreign file gets a
-ValueError that names the file and the problem.
+Files hold a network's ``state()`` (see ``Network.state``) as plain arrays,
+so loading never runs code from them.  Every field is checked on the way
+in; a damaged or foreign file gets a ValueError that names the file and the
+problem.
 """
 
 import json
@@ -13,8 +14,8 @@ import zipfile
 import numpy as np
 
 from fastnet import _validation as check
-from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
-from fastnet.backends.reference import parameter_count
+from fastnet import spec
+from fastnet.layout import ParamLayout
 
 FORMAT = "fastnet-network"
 FORMAT_VERSION = 1
@@ -46,24 +47,41 @@ def write_atomically(path, arrays):
         os.close(directory)
 
 
-def network_arrays(net):
-    """Everything needed to rebuild ``net`` and resume training, as plain arrays."""
+def save(path, state):
+    """Write a network's ``state`` to ``path`` as an .npz, atomically."""
+    write_atomically(path, state_arrays(state))
+
+
+def state_arrays(state):
+    """A network's ``state`` as the file's plain arrays."""
     arrays = {
         "format": np.array(FORMAT),
         "format_version": np.array(FORMAT_VERSION),
-        "layers": np.array(net.layers, dtype=np.int64),
-        "params": net._params.copy(),
-        "bias": np.array(net._has_bias),
-        "dtype": np.array(str(net._params.dtype)),
-        "derivative": np.array(net.derivative),
-        "loss": np.array(net.loss_name),
-        "backend": np.array(net.backend),
-        "rng_state": np.array(json.dumps(net._rng.bit_generator.state)),
+        "layers": np.array(state["layers"], dtype=np.int64),
+        "params": state["params"],
+        "bias": np.array(state["bias"]),
+        "dtype": np.array(state["dtype"]),
+        "derivative": np.array(state["derivative"]),
+        "loss": np.array(state["loss"]),
+        "backend": np.array(state["backend"]),
+        "rng_state": np.array(state["rng_state"]),
     }
-    if net._optimizer is not None:
-        arrays.update({"optimizer": np.array(net._optimizer.name), "optimizer_hyper": net._optimizer.hyper,
-                       "optimizer_state": net._optimizer.state, "optimizer_step": net._optimizer.step})
+    optimizer = state["optimizer"]
+    if optimizer is not None:
+        arrays.update({"optimizer": np.array(optimizer["name"]), "optimizer_hyper": optimizer["hyper"],
+                       "optimizer_state": optimizer["state"], "optimizer_step": optimizer["step"]})
     return arrays
+
+
+def load(path, backends):
+    """The network state held in the file at ``path``, every field checked.
+
+    ``backends``: the backend names a file may name.
+    """
+    fields = read_fields(path)
+    state = network_settings(fields, backends)
+    state["optimizer"] = optimizer_fields(fields, state["params"].size, state["dtype"])
+    return state
 
 
 class FileFields:
@@ -123,7 +141,7 @@ def read_fields(path):
 
 
 def network_settings(fields, backends):
-    """Validated constructor settings and parameters from a file's fields.
+    """Validated settings, parameters and generator state from a file's fields.
 
     ``backends``: the backend names a file may name.
     """
@@ -138,28 +156,28 @@ def network_settings(fields, backends):
     except (TypeError, ValueError) as error:
         fields.fail(f"field 'layers' is not a list of layer widths ({error})")
     has_bias = bool(fields.array("bias", kind="b", ndim=0))
-    n_params = parameter_count(sizes, has_bias)
+    n_params = ParamLayout(sizes, has_bias).count
     dtype = fields.text("dtype", {"float32", "float64"})
     return {
         "dtype": dtype,
         "layers": [int(width) for width in sizes],
         "bias": has_bias,
         "params": fields.finite("params", (n_params,), dtype),
-        "derivative": fields.text("derivative", DERIVATIVE_CODES),
-        "loss": fields.text("loss", LOSS_CODES),
+        "derivative": fields.text("derivative", spec.DERIVATIVES),
+        "loss": fields.text("loss", spec.LOSSES),
         "backend": fields.text("backend", backends),
         "rng_state": fields.text("rng_state"),
     }
 
 
 def optimizer_fields(fields, n_params, dtype):
-    """(name, hyper, state, step) of a saved optimizer, or None when the file has none."""
+    """A saved optimizer's ``state_dict`` (name, hyper, state, step), or None when the file has none."""
     if not fields.has("optimizer"):
         return None
-    name = fields.text("optimizer", OPTIMIZER_CODES)
-    hyper = fields.finite("optimizer_hyper", (5,))
-    state = fields.finite("optimizer_state", (2, n_params), dtype)
+    name = fields.text("optimizer", spec.OPTIMIZERS)
+    hyper = fields.finite("optimizer_hyper", (len(spec.HYPER_FIELDS),))
+    state = fields.finite("optimizer_state", (spec.STATE_ROWS, n_params), dtype)
     step = fields.array("optimizer_step", kind="i", ndim=1)
     if step.shape != (1,) or step[0] < 0:
         fields.fail("field 'optimizer_step' must be one non-negative count")
-    return name, hyper, state, step.astype(np.int64)
+    return {"name": name, "hyper": hyper, "state": state, "step": step.astype(np.int64)}

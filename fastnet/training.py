@@ -1,8 +1,10 @@
-"""Pieces of the training loop that are not the network itself.
+"""The trainer: the training loop, rollback, callbacks and History.
 
-History, optimizer settings and state, the row visiting order, and the
-optional progress bar.  Kept apart from ``network.py`` so that file stays
-about the network.
+``fit`` and ``partial_fit`` train a ``Network`` in place (``Network.fit``
+calls them): every argument is checked first, each epoch runs in one
+backend call on a copy of the parameters, and only a finished, finite epoch
+is applied to the network.  Also here: optimizer settings and state, the
+row visiting order and the optional progress bar.
 """
 
 import sys
@@ -12,15 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastnet import _validation as check
-from fastnet.backends import OPTIMIZER_CODES
-
-#: Learning rate when ``lr`` is not given: the article's 1.0 for plain SGD,
-#: smaller where the optimizer accumulates steps.
-DEFAULT_LR = {"sgd": 1.0, "momentum": 0.1, "adam": 0.001}
-
-#: Adam's standard constants (Kingma & Ba; torch.optim.Adam's defaults).
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
+from fastnet import spec
 
 #: Show a progress bar on its own when a fit is expected to take longer than this.
 LONG_RUN_ROWS = 5_000_000
@@ -53,28 +47,50 @@ class DivergenceError(FloatingPointError):
 
 
 class Optimizer:
-    """An optimizer's settings and its running state (velocity, moments, step count)."""
+    """An optimizer's settings and its running state (velocity, moments, step count).
+
+    What a backend's ``train_epoch`` reads: ``code`` (fastnet.spec.OPTIMIZERS),
+    ``hyper`` (float64, fastnet.spec.HYPER_FIELDS), ``state`` ((STATE_ROWS,
+    n_params), the parameters' dtype) and ``step`` (int64 (1,), Adam's t).
+    """
 
     def __init__(self, name, lr, momentum, n_params, dtype=np.float64):
-        self.name = check.choice(name, "optimizer", OPTIMIZER_CODES)
-        self.code = OPTIMIZER_CODES[name]
-        lr = DEFAULT_LR[name] if lr is None else check.positive_number(lr, "lr")
-        momentum = check.fraction(momentum, "momentum")
-        self.hyper = np.array([lr, momentum, ADAM_BETAS[0], ADAM_BETAS[1], ADAM_EPS])
-        self.state = np.zeros((2, n_params), dtype)
+        self.name = check.choice(name, "optimizer", spec.OPTIMIZERS)
+        self.code = spec.OPTIMIZERS[name].code
+        lr = spec.OPTIMIZERS[name].default_lr if lr is None else check.positive_number(lr, "lr")
+        settings = {"lr": lr, "momentum": check.fraction(momentum, "momentum"),
+                    "beta1": spec.ADAM_BETAS[0], "beta2": spec.ADAM_BETAS[1], "eps": spec.ADAM_EPS}
+        self.hyper = np.array([settings[field] for field in spec.HYPER_FIELDS])
+        self.state = np.zeros((spec.STATE_ROWS, n_params), dtype)
         self.step = np.zeros(1, np.int64)
 
+    def state_dict(self):
+        """Name, hyper-parameters, state and step count, as copies."""
+        return {"name": self.name, "hyper": self.hyper.copy(), "state": self.state.copy(), "step": self.step.copy()}
+
     @classmethod
-    def restored(cls, name, hyper, state, step):
-        """An optimizer rebuilt from saved settings and state (see fastnet.persistence)."""
-        optimizer = cls(name, float(hyper[0]), float(hyper[1]), state.shape[1], state.dtype)
+    def from_state_dict(cls, saved, n_params, dtype):
+        """An optimizer rebuilt from ``state_dict()`` for ``n_params`` parameters of ``dtype``.
+
+        Raises ValueError naming the field that does not fit.
+        """
+        hyper = np.asarray(saved["hyper"], dtype=np.float64)
+        state, step = np.asarray(saved["state"]), np.asarray(saved["step"])
+        if hyper.shape != (len(spec.HYPER_FIELDS),):
+            raise ValueError(f"optimizer hyper must have shape ({len(spec.HYPER_FIELDS)},); got {hyper.shape}")
+        if state.shape != (spec.STATE_ROWS, n_params):
+            raise ValueError(f"optimizer state must have shape {(spec.STATE_ROWS, n_params)}; got {state.shape}")
+        if step.shape != (1,) or step.dtype.kind not in "iu" or step[0] < 0:
+            raise ValueError("optimizer step must be one non-negative count")
+        lr, momentum = hyper[spec.hyper_index("lr")], hyper[spec.hyper_index("momentum")]
+        optimizer = cls(saved["name"], float(lr), float(momentum), n_params, dtype)
         optimizer.hyper[...], optimizer.state[...], optimizer.step[...] = hyper, state, step
         return optimizer
 
     @property
     def lr(self):
         """The learning rate."""
-        return float(self.hyper[0])
+        return float(self.hyper[spec.hyper_index("lr")])
 
     def same_settings(self, other):
         """True when ``other`` has this optimizer's name and hyper-parameters."""
@@ -154,3 +170,108 @@ class Stopwatch:
     def seconds(self):
         """Elapsed wall-clock seconds."""
         return time.perf_counter() - self._start
+
+
+@dataclass
+class Plan:
+    """A fit's arguments, every one validated before anything changes."""
+
+    rows: object
+    on_disk: bool
+    batch_size: int
+    shuffle: bool
+    rng: np.random.Generator
+    optimizer: Optimizer
+    validation: object = None
+    callback: object = None
+
+
+def plan(net, X, y, lr, batch_size, shuffle, seed, optimizer, momentum, sample_weight,
+         validation_data=None, callback=None):
+    """Check every training argument at once and return the Plan."""
+    batch_size = check.optional_count(batch_size, "batch_size")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable; got {type(callback).__name__}")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError(f"validation_data must be a pair (X_val, y_val); got {type(validation_data).__name__}"
+                            + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""))
+        validation_data = net._rows(*validation_data, names=("X_val", "y_val"))
+    on_disk = check.is_out_of_core(X) or check.is_out_of_core(y)
+    rows = net._rows(X, y, sample_weight)
+    return Plan(rows=rows, on_disk=on_disk,
+                batch_size=rows.X.shape[0] if batch_size is None else batch_size,
+                shuffle=bool(shuffle), rng=net._rng if seed is None else np.random.default_rng(seed),
+                optimizer=Optimizer(optimizer, lr, momentum, net._params.size, net.dtype),
+                validation=validation_data, callback=callback)
+
+
+def fit(net, X, y, epochs=1, lr=None, *, batch_size=None, shuffle=True, seed=None, optimizer="sgd",
+        momentum=0.9, sample_weight=None, validation_data=None, progress=None, callback=None):
+    """Train ``net`` in place for ``epochs`` passes; returns a History (arguments: ``Network.fit``)."""
+    epochs = check.count(epochs, "epochs")
+    settings = plan(net, X, y, lr, batch_size, shuffle, seed, optimizer, momentum, sample_weight,
+                    validation_data, callback)
+    return train(net, settings, epochs, progress)
+
+
+def partial_fit(net, X, y, lr=None, *, batch_size=None, shuffle=True, seed=None, optimizer="sgd",
+                momentum=0.9, sample_weight=None):
+    """One pass over (X, y) keeping ``net``'s optimizer state while its settings stay the same."""
+    settings = plan(net, X, y, lr, batch_size, shuffle, seed, optimizer, momentum, sample_weight)
+    if net._optimizer is not None and net._optimizer.same_settings(settings.optimizer):
+        settings.optimizer = net._optimizer
+    return train(net, settings, 1, progress=False)
+
+
+def train(net, settings, epochs, progress):
+    """Run the epochs of a validated Plan on ``net``, recording a History.
+
+    The plan's optimizer becomes the network's once an epoch completes;
+    if none does, the previous optimizer (and its state) stays.
+    """
+    history = History()
+    previous_optimizer = net._optimizer
+    net._optimizer = settings.optimizer
+    bar = Progress(progress, epochs, settings.rows.X.shape[0])
+    try:
+        for epoch in range(epochs):
+            watch = Stopwatch()
+            history.loss.append(run_epoch(net, settings, epoch))
+            if settings.validation is not None:
+                history.val_loss.append(net._loss(settings.validation))
+            history.time.append(watch.seconds())
+            bar.update(history)
+            if settings.callback is not None and settings.callback(epoch, history) is False:
+                break
+    except BaseException as error:
+        if not history.loss:
+            net._optimizer = previous_optimizer
+        error.history = history  # what completed, for whoever catches it (Ctrl-C included)
+        raise
+    finally:
+        bar.close()
+    return history
+
+
+def run_epoch(net, settings, epoch):
+    """One epoch, applied to ``net`` only once it has completed and stayed finite; its loss.
+
+    On any failure (an exception, Ctrl-C, or divergence) the parameters
+    and the optimizer's state stay as they were after the previous epoch.
+    """
+    rows, optimizer = settings.rows, settings.optimizer
+    order = visiting_order(settings.rng, rows.X.shape[0], settings.shuffle, settings.batch_size, settings.on_disk)
+    params, saved_state = net._params.copy(), optimizer.snapshot()
+    try:
+        errors = net._backend.train_epoch(net._model(params), rows, order, settings.batch_size,
+                                          optimizer, net._grad)
+    except BaseException:
+        optimizer.restore(saved_state)
+        raise
+    loss = errors * net._normaliser(rows)
+    if not (np.isfinite(loss) and check.all_finite(params)):
+        optimizer.restore(saved_state)
+        raise DivergenceError(epoch, loss, optimizer.lr)
+    net._params[...] = params
+    return loss
