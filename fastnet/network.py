@@ -81,6 +81,8 @@ class Network:
         if biases is not None and not bias:
             raise ValueError("biases were given but bias=False; pass bias=True or drop biases")
         self.layout = ParamLayout(sizes, bool(bias))
+        # Every layer is a sigmoid; the kernels take one activation code per layer.
+        self._activation_codes = np.full(len(sizes) - 1, spec.ACTIVATIONS["sigmoid"].code, np.int64)
         self._attach()
         self._params = np.zeros(self.layout.count, self.dtype)
         self._grad = np.empty_like(self._params)
@@ -134,7 +136,7 @@ class Network:
 
     def _model(self, params=None):
         """What the backend reads: ``params`` (default the network's own) with layout and codes."""
-        return Model(self._params if params is None else params, self.layout,
+        return Model(self._params if params is None else params, self.layout, self._activation_codes,
                      spec.DERIVATIVES[self.derivative].code, spec.LOSSES[self.loss].code)
 
     # -- checking inputs ----------------------------------------------------

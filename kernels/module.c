@@ -111,6 +111,7 @@ static int expect_items(const Py_buffer *view, Py_ssize_t rows, Py_ssize_t cols,
 /* The network shape, from the sizes argument. */
 typedef struct {
     int64_t *sizes;          /* private copy: cannot change while the GIL is released */
+    int64_t *activations;    /* [L] activation codes of the weight layers: a private copy too */
     int64_t n_layers;        /* entries in sizes, L + 1 >= 2 */
     Py_ssize_t n_params;     /* packed length of params and grad */
     Py_ssize_t n_activations; /* sizes[1] + ... + sizes[L]: out's length per row */
@@ -125,11 +126,50 @@ static int add_product(Py_ssize_t *total, int64_t a, int64_t b)
     return 0;
 }
 
-/* Copy and check sizes (int64, >= 2 entries, each >= 1) and derive the packed
- * lengths.  Returns 0, or -1 with an exception; free layout->sizes with PyMem_Free. */
-static int read_layout(PyObject *obj, int has_bias, Layout *layout)
+/* Copy and check activations (int64, one code of fastnet.spec.ACTIVATIONS
+ * per weight layer).  Returns 0, or -1 with an exception. */
+static int read_activations(PyObject *obj, Layout *layout)
 {
     Py_buffer view;
+    if (acquire(obj, &view, INT64, 0, "activations", NULL, NULL) < 0)
+        return -1;
+    int64_t L = layout->n_layers - 1;
+    int status = expect_items(&view, 1, L, "activations", "len(sizes) - 1, one code per weight layer");
+    if (status == 0) {
+        layout->activations = PyMem_Malloc((size_t)L * sizeof(int64_t));
+        if (layout->activations)
+            memcpy(layout->activations, view.buf, (size_t)L * sizeof(int64_t));
+        else
+            status = (PyErr_NoMemory(), -1);
+    }
+    PyBuffer_Release(&view);
+    for (int64_t l = 0; status == 0 && l < L; l++) {
+        if (layout->activations[l] < 0 || layout->activations[l] >= FN_N_ACTIVATION) {
+            PyErr_Format(PyExc_ValueError, "activations[%lld] must be one of %s; got %lld", (long long)l,
+                         FN_ACTIVATION_NAMES, (long long)layout->activations[l]);
+            status = -1;
+        }
+    }
+    return status;
+}
+
+/* Free what read_layout copied (safe after a partial failure). */
+static void free_layout(Layout *layout)
+{
+    PyMem_Free(layout->sizes);
+    PyMem_Free(layout->activations);
+    layout->sizes = NULL;
+    layout->activations = NULL;
+}
+
+/* Copy and check sizes (int64, >= 2 entries, each >= 1) and activations (see
+ * read_activations), and derive the packed lengths.  Returns 0, or -1 with an
+ * exception; free_layout either way. */
+static int read_layout(PyObject *obj, PyObject *activations, int has_bias, Layout *layout)
+{
+    Py_buffer view;
+    layout->sizes = NULL;
+    layout->activations = NULL;
     if (acquire(obj, &view, INT64, 0, "sizes", NULL, NULL) < 0)
         return -1;
     layout->n_layers = view.len / 8;
@@ -162,10 +202,11 @@ static int read_layout(PyObject *obj, int has_bias, Layout *layout)
             goto fail;
         }
     }
+    if (read_activations(activations, layout) < 0)
+        goto fail;
     return 0;
 fail:
-    PyMem_Free(layout->sizes);
-    layout->sizes = NULL;
+    free_layout(layout);
     return -1;
 }
 
@@ -249,10 +290,10 @@ typedef struct {
  * dtype, into p->dtype), for the layout of sizes.  Returns 0, or -1 with an
  * exception; release_problem either way. */
 static int read_problem(Problem *p, PyObject *X, PyObject *Y, PyObject *row_weight, PyObject *params,
-                        int params_writable, PyObject *sizes, int has_bias, PyObject *grad)
+                        int params_writable, PyObject *sizes, PyObject *activations, int has_bias, PyObject *grad)
 {
     memset(p, 0, sizeof *p);
-    if (read_layout(sizes, has_bias, &p->layout) < 0)
+    if (read_layout(sizes, activations, has_bias, &p->layout) < 0)
         return -1;
     int64_t n_in = p->layout.sizes[0], n_out = p->layout.sizes[p->layout.n_layers - 1];
     if (acquire(X, &p->X, ANY_FLOAT, 0, "X", NULL, &p->dtype) < 0
@@ -281,7 +322,7 @@ static void release_problem(Problem *p)
     PyBuffer_Release(&p->w);
     PyBuffer_Release(&p->params);
     PyBuffer_Release(&p->grad);
-    PyMem_Free(p->layout.sizes);
+    free_layout(&p->layout);
 }
 
 /* A private copy of order (int64, n entries or 0) in *copy, NULL when empty,
@@ -318,7 +359,7 @@ static int read_order(PyObject *obj, Py_ssize_t n, int64_t **copy)
 }
 
 PyDoc_STRVAR(forward_doc,
-"forward($module, X, params, sizes, has_bias, out, /)\n--\n\n"
+"forward($module, X, params, sizes, activations, has_bias, out, /)\n--\n\n"
 "Every layer's activations for the batch X, written into out.\n\n"
 "X: (n, sizes[0]) C-contiguous float64 or float32, n >= 1\n"
 "    (n = len(X.ravel()) // sizes[0]); X's dtype is the call's: params and out\n"
@@ -326,10 +367,12 @@ PyDoc_STRVAR(forward_doc,
 "params: 1-D, packed W_0 (sizes[0], sizes[1]) row-major, then b_0\n"
 "    (sizes[1]) if has_bias, then W_1, b_1, ... (see fastnet.backends).\n"
 "sizes: 1-D int64 [n_0, ..., n_L], L >= 1, every width >= 1.\n"
+"activations: 1-D int64 (L,), the code of fastnet.spec.ACTIVATIONS of each layer.\n"
 "has_bias: bool.\n"
 "out: writable 1-D of length n * (n_1 + ... + n_L); layer l's (n, n_l)\n"
 "    activations, row-major, start at n * (n_1 + ... + n_{l-1}).\n\n"
-"A_0 = X; A_{l+1} = sigmoid(A_l @ W_l + b_l), with e = exp(-min(|z|, clamp)),\n"
+"A_0 = X; A_{l+1} = f_l(A_l @ W_l + b_l), f_l = activations[l]; the sigmoid\n"
+"is computed with e = exp(-min(|z|, clamp)),\n"
 "clamp = SIGMOID_CLAMP (float64) or SIGMOID_CLAMP_FLOAT32 (float32) of fastnet._config,\n"
 "sigmoid(z) = 1/(1+e) if z >= 0 else e/(1+e).  Blocks of BLOCK_ROWS rows (fastnet._config) run on\n"
 "up to get_num_threads() threads.\n"
@@ -339,12 +382,13 @@ PyDoc_STRVAR(forward_doc,
 static PyObject *native_forward(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *X_arg, *params_arg, *sizes_arg, *out_arg;
+    PyObject *X_arg, *params_arg, *sizes_arg, *activations_arg, *out_arg;
     int has_bias;
-    if (!PyArg_ParseTuple(args, "OOOpO:forward", &X_arg, &params_arg, &sizes_arg, &has_bias, &out_arg))
+    if (!PyArg_ParseTuple(args, "OOOOpO:forward", &X_arg, &params_arg, &sizes_arg, &activations_arg,
+                          &has_bias, &out_arg))
         return NULL;
     Layout layout;
-    if (read_layout(sizes_arg, has_bias, &layout) < 0)
+    if (read_layout(sizes_arg, activations_arg, has_bias, &layout) < 0)
         return NULL;
     Py_buffer X = {0}, params = {0}, out = {0};
     Py_ssize_t n;
@@ -360,21 +404,23 @@ static PyObject *native_forward(PyObject *self, PyObject *args)
     int threads = fn_threads(atomic_load(&requested_threads)), status;
     Py_BEGIN_ALLOW_THREADS
     if (dtype == FLOAT64)
-        status = fn_forward_f64(X.buf, n, params.buf, layout.sizes, layout.n_layers, has_bias, threads, out.buf);
+        status = fn_forward_f64(X.buf, n, params.buf, layout.sizes, layout.activations, layout.n_layers, has_bias,
+                                threads, out.buf);
     else
-        status = fn_forward_f32(X.buf, n, params.buf, layout.sizes, layout.n_layers, has_bias, threads, out.buf);
+        status = fn_forward_f32(X.buf, n, params.buf, layout.sizes, layout.activations, layout.n_layers, has_bias,
+                                threads, out.buf);
     Py_END_ALLOW_THREADS
     result = status == 0 ? Py_NewRef(Py_None) : PyErr_NoMemory();
 done:
     PyBuffer_Release(&X);
     PyBuffer_Release(&params);
     PyBuffer_Release(&out);
-    PyMem_Free(layout.sizes);
+    free_layout(&layout);
     return result;
 }
 
 PyDoc_STRVAR(gradient_doc,
-"gradient($module, X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad, /)\n--\n\n"
+"gradient($module, X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, grad, /)\n--\n\n"
 "The unnormalised sums of the batch: sum_i w_i e_i returned as a float, and\n"
 "its gradient with respect to params written into grad (c = 1 below for every\n"
 "loss: the caller divides both by W n_L for the mean losses).\n\n"
@@ -382,7 +428,7 @@ PyDoc_STRVAR(gradient_doc,
 "    float32: X's dtype, which every float array of the call must share.\n"
 "row_weight: (n,) row weights w_i, or empty for every w_i = 1.\n"
 "params, grad: 1-D of the packed length (see forward); grad writable.\n"
-"sizes: 1-D int64 [n_0, ..., n_L]; has_bias: bool.\n"
+"sizes, activations, has_bias: as for forward.\n"
 "derivative, loss: codes of fastnet.spec.DERIVATIVES and LOSSES; f'(a) from a\n"
 "    layer's output a is a(1-a) (exact) or s(a)(1-s(a)) (article).\n"
 "e_i = sum_j (a_ij - y_ij)**2 (sse, mse) or -sum_j [y log a + (1-y) log(1-a)]\n"
@@ -422,24 +468,24 @@ static PyObject *native_all_finite(PyObject *self, PyObject *arg)
 static PyObject *native_gradient(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *X, *Y, *row_weight, *params, *sizes, *grad;
+    PyObject *X, *Y, *row_weight, *params, *sizes, *activations, *grad;
     int has_bias, derivative, loss;
-    if (!PyArg_ParseTuple(args, "OOOOOpiiO:gradient", &X, &Y, &row_weight, &params, &sizes,
+    if (!PyArg_ParseTuple(args, "OOOOOOpiiO:gradient", &X, &Y, &row_weight, &params, &sizes, &activations,
                           &has_bias, &derivative, &loss, &grad)
         || check_codes(derivative, loss) < 0)
         return NULL;
     Problem p;
     PyObject *result = NULL;
-    if (read_problem(&p, X, Y, row_weight, params, 0, sizes, has_bias, grad) == 0) {
+    if (read_problem(&p, X, Y, row_weight, params, 0, sizes, activations, has_bias, grad) == 0) {
         int threads = fn_threads(atomic_load(&requested_threads)), status;
         double value = 0.0;
         Py_BEGIN_ALLOW_THREADS
         if (p.dtype == FLOAT64)
             status = fn_gradient_f64(p.X.buf, p.Y.buf, p.weights, p.n, p.params.buf, p.layout.sizes,
-                                     p.layout.n_layers, has_bias, derivative, loss, threads, p.grad.buf, &value);
+                                     p.layout.activations, p.layout.n_layers, has_bias, derivative, loss, threads, p.grad.buf, &value);
         else
             status = fn_gradient_f32(p.X.buf, p.Y.buf, p.weights, p.n, p.params.buf, p.layout.sizes,
-                                     p.layout.n_layers, has_bias, derivative, loss, threads, p.grad.buf, &value);
+                                     p.layout.activations, p.layout.n_layers, has_bias, derivative, loss, threads, p.grad.buf, &value);
         Py_END_ALLOW_THREADS
         result = status == 0 ? PyFloat_FromDouble(value) : PyErr_NoMemory();
     }
@@ -448,11 +494,11 @@ static PyObject *native_gradient(PyObject *self, PyObject *args)
 }
 
 PyDoc_STRVAR(train_epoch_doc,
-"train_epoch($module, X, Y, row_weight, order, batch_size, params, sizes, has_bias,\n"
+"train_epoch($module, X, Y, row_weight, order, batch_size, params, sizes, activations, has_bias,\n"
 "            derivative, loss, optimizer, hyper, state, step, grad, /)\n--\n\n"
 "One epoch of mini-batch training; params updated in place.  Returns the\n"
 "epoch's sum_i w_i e_i, each row with the params its batch saw.\n\n"
-"X, Y, row_weight, sizes, has_bias, derivative, loss: as for gradient.\n"
+"X, Y, row_weight, sizes, activations, has_bias, derivative, loss: as for gradient.\n"
 "order: int64 (n,) row indices in [0, n), the visiting order, or empty for\n"
 "    0 .. n-1 (rows then read in place).  batch_size: int >= 1.\n"
 "    Batch b holds rows order[b*batch_size:(b+1)*batch_size].\n"
@@ -472,12 +518,12 @@ PyDoc_STRVAR(train_epoch_doc,
 static PyObject *native_train_epoch(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *X, *Y, *row_weight, *order_arg, *batch_size_arg, *params, *sizes, *hyper_arg, *state_arg,
-        *step_arg, *grad;
+    PyObject *X, *Y, *row_weight, *order_arg, *batch_size_arg, *params, *sizes, *activations, *hyper_arg,
+        *state_arg, *step_arg, *grad;
     long long batch_size;
     int has_bias, derivative, loss, optimizer;
-    if (!PyArg_ParseTuple(args, "OOOOOOOpiiiOOOO:train_epoch", &X, &Y, &row_weight, &order_arg,
-                          &batch_size_arg, &params, &sizes, &has_bias, &derivative, &loss, &optimizer,
+    if (!PyArg_ParseTuple(args, "OOOOOOOOpiiiOOOO:train_epoch", &X, &Y, &row_weight, &order_arg,
+                          &batch_size_arg, &params, &sizes, &activations, &has_bias, &derivative, &loss, &optimizer,
                           &hyper_arg, &state_arg, &step_arg, &grad)
         || read_positive(batch_size_arg, "batch_size", &batch_size) < 0
         || check_codes(derivative, loss) < 0
@@ -488,7 +534,7 @@ static PyObject *native_train_epoch(PyObject *self, PyObject *args)
     int64_t *order = NULL;
     double hyper[FN_N_HYPER];
     PyObject *result = NULL;
-    if (read_problem(&p, X, Y, row_weight, params, 1, sizes, has_bias, grad) < 0
+    if (read_problem(&p, X, Y, row_weight, params, 1, sizes, activations, has_bias, grad) < 0
         || read_order(order_arg, p.n, &order) < 0
         || acquire(hyper_arg, &hyper_view, FLOAT64, 0, "hyper", NULL, NULL) < 0
         || expect_items(&hyper_view, 1, FN_N_HYPER, "hyper", "[lr, mu, b1, b2, eps]") < 0
@@ -503,11 +549,13 @@ static PyObject *native_train_epoch(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     if (p.dtype == FLOAT64)
         status = fn_train_epoch_f64(p.X.buf, p.Y.buf, p.weights, order, p.n, batch_size, p.params.buf,
-                                    p.layout.sizes, p.layout.n_layers, has_bias, derivative, loss, optimizer,
+                                    p.layout.sizes, p.layout.activations, p.layout.n_layers, has_bias,
+                                    derivative, loss, optimizer,
                                     hyper, state.buf, step.buf, threads, p.grad.buf, &errors);
     else
         status = fn_train_epoch_f32(p.X.buf, p.Y.buf, p.weights, order, p.n, batch_size, p.params.buf,
-                                    p.layout.sizes, p.layout.n_layers, has_bias, derivative, loss, optimizer,
+                                    p.layout.sizes, p.layout.activations, p.layout.n_layers, has_bias,
+                                    derivative, loss, optimizer,
                                     hyper, state.buf, step.buf, threads, p.grad.buf, &errors);
     Py_END_ALLOW_THREADS
     result = status == 0 ? PyFloat_FromDouble(errors) : PyErr_NoMemory();

@@ -9,6 +9,7 @@
  *
  * Shapes and layout follow the backend contract (fastnet/backends/__init__.py):
  *   sizes   int64 [n_layers] = [n_0, n_1, ..., n_L], every entry >= 1, n_layers >= 2
+ *   activations  int64 [L]: the FN_ACTIVATION_* code of each weight layer
  *   X       real (n, n_0) row-major, n >= 1;  Y  real (n, n_L) row-major
  *   w       real (n) row weights w_i, or NULL for every w_i = 1
  *   params  packed: for l = 0 .. L-1, W_l (n_l, n_{l+1}) row-major, then
@@ -16,7 +17,8 @@
  *   out     real n * (n_1 + ... + n_L): layer l's (n, n_l) activations,
  *           row-major, starting at n * (n_1 + ... + n_{l-1})
  *
- * A_0 = X;  A_{l+1} = sigmoid(A_l @ W_l + b_l), with
+ * A_0 = X;  A_{l+1} = f_l(A_l @ W_l + b_l), f_l the activation activations[l];
+ * the sigmoid is computed as
  *   e = exp(-min(|z|, clamp)),  sigmoid(z) = z >= 0 ? 1/(1+e) : e/(1+e),
  * clamp = FN_SIGMOID_CLAMP (double) or FN_SIGMOID_CLAMP_FLOAT32 (float).
  *
@@ -91,15 +93,17 @@ int fn_threads(int requested);
 #define FN_DECLARE_KERNELS(real, suffix)                                                                   \
     int fn_all_finite##suffix(const real *x, int64_t n, int threads);                                        \
     int fn_forward##suffix(const real *X, int64_t n, const real *params, const int64_t *sizes,             \
-                           int64_t n_layers, int has_bias, int threads, real *out);                          \
+                           const int64_t *activations, int64_t n_layers, int has_bias, int threads,        \
+                           real *out);                                                                       \
     int fn_gradient##suffix(const real *X, const real *Y, const real *w, int64_t n, const real *params,    \
-                            const int64_t *sizes, int64_t n_layers, int has_bias, int derivative, int loss, \
-                            int threads, real *grad, double *errors);                                   \
+                            const int64_t *sizes, const int64_t *activations, int64_t n_layers,            \
+                            int has_bias, int derivative, int loss, int threads, real *grad,               \
+                            double *errors);                                                                 \
     int fn_train_epoch##suffix(const real *X, const real *Y, const real *w, const int64_t *order,           \
                                int64_t n, int64_t batch_size, real *params, const int64_t *sizes,           \
-                               int64_t n_layers, int has_bias, int derivative, int loss, int optimizer,     \
-                               const double *hyper, real *state, int64_t *step, int threads, real *grad,    \
-                               double *errors);
+                               const int64_t *activations, int64_t n_layers, int has_bias, int derivative, \
+                               int loss, int optimizer, const double *hyper, real *state, int64_t *step,    \
+                               int threads, real *grad, double *errors);
 
 FN_DECLARE_KERNELS(double, _f64)
 FN_DECLARE_KERNELS(float, _f32)

@@ -43,18 +43,36 @@ static real R(sum)(const real *x, int64_t m)
     return total;
 }
 
-/* d[t] *= f'(a[t]) for t < m, from the layer output a:
- * exact f' = a (1 - a); article f' = s(a) (1 - s(a)), s the sigmoid. */
-static void R(times_slope)(real *restrict d, const real *restrict a, int64_t m, int derivative)
+/* ---- the activations of fastnet.spec.ACTIVATIONS: one case each ------------ */
+
+/* z[t] = f(z[t]) for t < m, f the activation `code`.  The switch is outside
+ * the loops, so each loop is plain arithmetic that vectorises. */
+static void R(activate)(real *z, int64_t m, int64_t code)
 {
-    if (derivative == FN_DERIVATIVE_ARTICLE) {
-        for (int64_t t = 0; t < m; t++) {
-            real s = R(sigmoid)(a[t]);
-            d[t] *= s * ((real)1 - s);
-        }
-    } else {
+    switch (code) {
+    case FN_ACTIVATION_SIGMOID:
+    default:
         for (int64_t t = 0; t < m; t++)
-            d[t] *= a[t] * ((real)1 - a[t]);
+            z[t] = R(sigmoid)(z[t]);
+    }
+}
+
+/* d[t] *= f'(a[t]) for t < m, from the layer output a of activation `code`.
+ * sigmoid: exact f' = a (1 - a); article f' = s(a) (1 - s(a)), s the sigmoid. */
+static void R(times_slope)(real *restrict d, const real *restrict a, int64_t m, int64_t code, int derivative)
+{
+    switch (code) {
+    case FN_ACTIVATION_SIGMOID:
+    default:
+        if (derivative == FN_DERIVATIVE_ARTICLE) {
+            for (int64_t t = 0; t < m; t++) {
+                real s = R(sigmoid)(a[t]);
+                d[t] *= s * ((real)1 - s);
+            }
+        } else {
+            for (int64_t t = 0; t < m; t++)
+                d[t] *= a[t] * ((real)1 - a[t]);
+        }
     }
 }
 
@@ -127,27 +145,26 @@ static void R(affine)(const R(Affine) *f, int64_t m, real *z)
         R(affine_outputs)(f, o, 1, m, z);
 }
 
-/* a_out = sigmoid(W^T a_in + b): a_in (fan_in, TILE); W (fan_in, fan_out)
- * row-major; b (fan_out) or NULL; a_out (fan_out, TILE). */
-static void R(dense_sigmoid)(const real *a_in, int64_t fan_in, const real *W, const real *b,
-                             int64_t fan_out, int64_t m, real *a_out)
+/* a_out = f(W^T a_in + b), f the activation `code`: a_in (fan_in, TILE);
+ * W (fan_in, fan_out) row-major; b (fan_out) or NULL; a_out (fan_out, TILE). */
+static void R(dense)(const real *a_in, int64_t fan_in, const real *W, const real *b,
+                     int64_t fan_out, int64_t m, int64_t code, real *a_out)
 {
     R(Affine) f = {a_in, fan_in, fan_out, W, fan_out, 1, b};
     R(affine)(&f, m, a_out);
     for (int64_t j = 0; j < fan_out; j++)
-        for (int64_t t = 0; t < m; t++)
-            a_out[j * TILE + t] = R(sigmoid)(a_out[j * TILE + t]);
+        R(activate)(a_out + j * TILE, m, code);
 }
 
-/* delta_in = (W delta) * f'(a_in): delta (fan_out, TILE); W (fan_in, fan_out)
- * row-major; a_in, delta_in (fan_in, TILE). */
+/* delta_in = (W delta) * f'(a_in), a_in the output of activation `code`:
+ * delta (fan_out, TILE); W (fan_in, fan_out) row-major; a_in, delta_in (fan_in, TILE). */
 static void R(back_to_inputs)(const real *delta, int64_t fan_out, const real *W, int64_t fan_in,
-                              const real *a_in, int64_t m, int derivative, real *delta_in)
+                              const real *a_in, int64_t m, int64_t code, int derivative, real *delta_in)
 {
     R(Affine) f = {delta, fan_out, fan_in, W, 1, fan_out, NULL};
     R(affine)(&f, m, delta_in);
     for (int64_t k = 0; k < fan_in; k++)
-        R(times_slope)(delta_in + k * TILE, a_in + k * TILE, m, derivative);
+        R(times_slope)(delta_in + k * TILE, a_in + k * TILE, m, code, derivative);
 }
 
 /* dW[k+q, j+p] += sum_{t<m} a_in[k+q, t] delta[j+p, t] for q < kb <= IN_BLOCK,
@@ -220,11 +237,12 @@ static double R(weighted_squares)(const real *restrict x, const real *restrict w
 
 /* The output layer on one tile: delta = scale w (a - Y) f'(a) for squared
  * errors, scale w (a - Y) for bce (the sigmoid's f' cancels the loss's
- * 1/(a(1-a))); returns sum_t w[t] e_t with e_t the row's error (network.h),
- * summed in double (bce's logs too).  a, delta (width, TILE); Y (m, width)
- * row-major, this tile's rows; w (m). */
+ * 1/(a(1-a)); fastnet.spec.LOSSES pairs bce with a sigmoid output);
+ * returns sum_t w[t] e_t with e_t the row's error (network.h), summed in
+ * double (bce's logs too).  a, delta (width, TILE), a the output of
+ * activation `code`; Y (m, width) row-major, this tile's rows; w (m). */
 static double R(output_delta)(const real *a, const real *Y, const real *w, int64_t width, int64_t m,
-                              int loss, real scale, int derivative, real *delta)
+                              int loss, real scale, int64_t code, int derivative, real *delta)
 {
     double errors = 0.0;
     for (int64_t j = 0; j < width; j++) {
@@ -243,7 +261,7 @@ static double R(output_delta)(const real *a, const real *Y, const real *w, int64
         for (int64_t t = 0; t < m; t++)
             d[t] *= scale * w[t];
         if (loss != FN_LOSS_BCE)
-            R(times_slope)(d, aj, m, derivative);
+            R(times_slope)(d, aj, m, code, derivative);
     }
     return errors;
 }
@@ -256,6 +274,7 @@ static double R(output_delta)(const real *a, const real *Y, const real *w, int64
  * blocks, each into its own partial gradient, summed afterwards in block order. */
 typedef struct {
     const int64_t *sizes;
+    const int64_t *activations;  /* [L]: the activation code of each weight layer */
     int64_t n_layers;            /* L + 1 */
     int has_bias;
     int64_t n_params;            /* packed length of params and grad */
@@ -298,11 +317,13 @@ static void R(net_carve)(R(Net) *net, Arena *arena, int parts, int64_t gather_ro
  * one per thread, at most all blocks): fewer waves, fewer thread wake-ups;
  * gather_rows > 0 for batch buffers.  Returns 0, or -1 with errno = ENOMEM;
  * errno is unchanged on success. */
-static int R(net_open)(R(Net) *net, const int64_t *sizes, int64_t n_layers, int has_bias, int threads,
-                       int64_t max_rows, int with_deltas, int64_t gather_rows, int gather_weights)
+static int R(net_open)(R(Net) *net, const int64_t *sizes, const int64_t *activations, int64_t n_layers,
+                       int has_bias, int threads, int64_t max_rows, int with_deltas, int64_t gather_rows,
+                       int gather_weights)
 {
     int64_t blocks = max_rows > FN_BLOCK_ROWS ? (max_rows + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS : 1;
     net->sizes = sizes;
+    net->activations = activations;
     net->n_layers = n_layers;
     net->has_bias = has_bias;
     net->threads = threads < 1 ? 1 : blocks < threads ? (int)blocks : threads;
@@ -365,9 +386,9 @@ static void R(forward_tile)(const R(Net) *net, real *tiles, const real *X, int64
     const int64_t *sizes = net->sizes;
     R(rows_to_tile)(X, sizes[0], m, tiles + net->act_start[0]);
     for (int64_t l = 0; l + 1 < net->n_layers; l++)
-        R(dense_sigmoid)(tiles + net->act_start[l], sizes[l], params + net->w_start[l],
-                         net->has_bias ? params + net->b_start[l] : NULL, sizes[l + 1], m,
-                         tiles + net->act_start[l + 1]);
+        R(dense)(tiles + net->act_start[l], sizes[l], params + net->w_start[l],
+                 net->has_bias ? params + net->b_start[l] : NULL, sizes[l + 1], m, net->activations[l],
+                 tiles + net->act_start[l + 1]);
 }
 
 /* Back-propagate one tile after forward_tile: grad += this tile's dLoss/dparams;
@@ -378,15 +399,16 @@ static double R(backward_tile)(const R(Net) *net, real *tiles, const real *Y, co
     const int64_t *sizes = net->sizes;
     int64_t L = net->n_layers - 1;
     real *delta = tiles + net->delta_start, *delta_in = delta + net->widest * TILE;
-    double errors = R(output_delta)(tiles + net->act_start[L], Y, w, sizes[L], m, loss, scale, derivative,
-                                    delta);
+    double errors = R(output_delta)(tiles + net->act_start[L], Y, w, sizes[L], m, loss, scale,
+                                    net->activations[L - 1], derivative, delta);
     for (int64_t l = L - 1; l >= 0; l--) {
         const real *a_in = tiles + net->act_start[l];
         R(weight_gradient)(a_in, sizes[l], delta, sizes[l + 1], m, grad + net->w_start[l],
                            net->has_bias ? grad + net->b_start[l] : NULL);
         if (l > 0) {
-            R(back_to_inputs)(delta, sizes[l + 1], params + net->w_start[l], sizes[l], a_in, m, derivative,
-                              delta_in);
+            /* a_in = A_l came out of weight layer l - 1's activation. */
+            R(back_to_inputs)(delta, sizes[l + 1], params + net->w_start[l], sizes[l], a_in, m,
+                              net->activations[l - 1], derivative, delta_in);
             real *swap = delta;
             delta = delta_in;
             delta_in = swap;
@@ -530,11 +552,11 @@ int R(fn_all_finite)(const real *x, int64_t n, int threads)
     return !bad;
 }
 
-int R(fn_forward)(const real *X, int64_t n, const real *params, const int64_t *sizes, int64_t n_layers,
-                  int has_bias, int threads, real *out)
+int R(fn_forward)(const real *X, int64_t n, const real *params, const int64_t *sizes,
+                  const int64_t *activations, int64_t n_layers, int has_bias, int threads, real *out)
 {
     R(Net) net;
-    if (R(net_open)(&net, sizes, n_layers, has_bias, threads, n, 0, 0, 0) != 0)
+    if (R(net_open)(&net, sizes, activations, n_layers, has_bias, threads, n, 0, 0, 0) != 0)
         return -1;
     int64_t n_blocks = (n + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS;
     /* Rows are independent: blocks may run on any thread, in any order. */
@@ -557,11 +579,11 @@ int R(fn_forward)(const real *X, int64_t n, const real *params, const int64_t *s
 }
 
 int R(fn_gradient)(const real *X, const real *Y, const real *w, int64_t n, const real *params,
-                   const int64_t *sizes, int64_t n_layers, int has_bias, int derivative, int loss,
-                   int threads, real *grad, double *errors)
+                   const int64_t *sizes, const int64_t *activations, int64_t n_layers, int has_bias,
+                   int derivative, int loss, int threads, real *grad, double *errors)
 {
     R(Net) net;
-    if (R(net_open)(&net, sizes, n_layers, has_bias, threads, n, 1, 0, 0) != 0)
+    if (R(net_open)(&net, sizes, activations, n_layers, has_bias, threads, n, 1, 0, 0) != 0)
         return -1;
     /* c = 1: unnormalised sums, so that callers adding several calls' results
      * (a distributed reduction) normalise once, as a single call would. */
@@ -571,13 +593,15 @@ int R(fn_gradient)(const real *X, const real *Y, const real *w, int64_t n, const
 }
 
 int R(fn_train_epoch)(const real *X, const real *Y, const real *w, const int64_t *order, int64_t n,
-                      int64_t batch_size, real *params, const int64_t *sizes, int64_t n_layers,
-                      int has_bias, int derivative, int loss, int optimizer, const double *hyper,
-                      real *state, int64_t *step, int threads, real *grad, double *errors)
+                      int64_t batch_size, real *params, const int64_t *sizes, const int64_t *activations,
+                      int64_t n_layers, int has_bias, int derivative, int loss, int optimizer,
+                      const double *hyper, real *state, int64_t *step, int threads, real *grad,
+                      double *errors)
 {
     int64_t rows = batch_size < n ? batch_size : n; /* rows in a full batch */
     R(Net) net;
-    if (R(net_open)(&net, sizes, n_layers, has_bias, threads, rows, 1, order ? rows : 0, order && w) != 0)
+    if (R(net_open)(&net, sizes, activations, n_layers, has_bias, threads, rows, 1, order ? rows : 0,
+                    order && w) != 0)
         return -1;
     int64_t n_in = sizes[0], n_out = sizes[n_layers - 1];
     double total = 0.0;

@@ -14,7 +14,7 @@ import pytest
 
 import fastnet
 from fastnet import Network, spec
-from fastnet.backends import Model, Rows, load
+from fastnet.backends import Rows, load
 from fastnet.layout import ParamLayout
 
 from conftest import BACKENDS, assert_close_normwise, random_data, random_network
@@ -142,7 +142,7 @@ def test_gradient_sums_over_chunks_add_up_to_the_whole_batch(backend, loss):
     X, y = random_data(layers, 20_000)
     weight = np.random.default_rng(8).uniform(0, 2, 20_000)
     module = load(backend)
-    model = Model(net._params, net.layout, spec.DERIVATIVES["exact"].code, spec.LOSSES[loss].code)
+    model = net._model()
     total, errors = np.zeros(net.layout.count), 0.0
     for chunk in np.array_split(np.arange(20_000), [9_000, 17_500]):
         grad = np.empty(net.layout.count)
@@ -212,12 +212,21 @@ def test_the_compiled_module_knows_exactly_the_specification_codes():
     X, y = np.zeros((1, 2)), np.zeros((1, 1))
     params, sizes, grad = np.zeros(3), np.array([2, 1], np.int64), np.zeros(3)
     empty = np.empty(0)
+    sigmoid = np.array([spec.ACTIVATIONS["sigmoid"].code], np.int64)
     for entry in spec.LOSSES.values():
-        _native.gradient(X, y, empty, params, sizes, True, 0, entry.code, grad)
-    with pytest.raises(ValueError) as refused:
-        _native.gradient(X, y, empty, params, sizes, True, 0, len(spec.LOSSES), grad)
-    for name, entry in spec.LOSSES.items():
-        assert f"{entry.code} ({name})" in str(refused.value)
+        _native.gradient(X, y, empty, params, sizes, sigmoid, True, 0, entry.code, grad)
+    for argument, table, call in [
+        ("loss", spec.LOSSES,
+         lambda code: _native.gradient(X, y, empty, params, sizes, sigmoid, True, 0, code, grad)),
+        ("derivative", spec.DERIVATIVES,
+         lambda code: _native.gradient(X, y, empty, params, sizes, sigmoid, True, code, 0, grad)),
+        ("activations", spec.ACTIVATIONS,
+         lambda code: _native.forward(X, params, sizes, np.array([code], np.int64), True, np.zeros(1))),
+    ]:
+        with pytest.raises(ValueError, match=argument) as refused:
+            call(len(table))
+        for name, entry in table.items():
+            assert f"{entry.code} ({name})" in str(refused.value)
 
 
 def test_codes_are_distinct_and_dense_in_every_table():

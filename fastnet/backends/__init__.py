@@ -13,7 +13,8 @@ Structures
 ----------
 ``model`` (:class:`Model`): the packed ``params`` (1-D, C-contiguous, float64
 or float32; the layout of ``fastnet.layout.ParamLayout``), that ``layout``,
-and the ``derivative`` and ``loss`` codes of ``fastnet.spec``.
+``activations`` (int64 (L,), the ``fastnet.spec.ACTIVATIONS`` code of each
+weight layer), and the ``derivative`` and ``loss`` codes of ``fastnet.spec``.
 ``rows`` (:class:`Rows`): ``X`` (n, n_0) and ``Y`` (n, n_L), C-contiguous in
 params' dtype, n >= 1, and ``sample_weight``: (n,) non-negative w_i in the
 same dtype, or an empty array meaning every w_i = 1.
@@ -24,7 +25,8 @@ rows 0 and 1; persists across calls) and ``step`` (int64 (1,), Adam's t).
 
 What each computes
 ------------------
-With layer outputs ``A_0 = X``, ``A_{l+1} = sigmoid(A_l @ W_l + b_l)``, the
+With layer outputs ``A_0 = X``, ``A_{l+1} = f_l(A_l @ W_l + b_l)`` (f_l the
+activation ``activations[l]``), the
 row error e_i of the loss (``fastnet.spec.LOSSES``) and W = sum_i w_i:
 
 ``forward`` writes every layer's activations into the flat ``out`` (params'
@@ -38,7 +40,7 @@ that adds several calls' sums (chunks on several machines) divides once,
 exactly as one call over all rows would.  The output delta is
 ``w_i 2 (a - y) f'(a)`` for squared errors and ``w_i (a - y)`` for "bce"
 (fused: the sigmoid's derivative cancels the loss's), f' from the layer's
-output as ``model.derivative`` says; then ``dW_l = A_l.T @ delta_{l+1}``,
+output (``fastnet.spec.Activation.slope``) as ``model.derivative`` says; then ``dW_l = A_l.T @ delta_{l+1}``,
 ``db_l = delta_{l+1}.sum(axis=0)``, ``delta_l = (delta_{l+1} @ W_l.T) * f'(A_l)``.
 
 ``train_epoch`` runs one epoch of mini-batch descent in a single call,
@@ -82,6 +84,7 @@ class Model(NamedTuple):
 
     params: np.ndarray
     layout: ParamLayout
+    activations: np.ndarray
     derivative: int
     loss: int
 

@@ -32,15 +32,15 @@ from fastnet import _native
 
 def forward(model, X, out):
     """Write every layer's activations for X into the flat ``out`` (the contract in
-    ``fastnet.backends``): A_{l+1} = sigmoid(A_l @ W_l + b_l), float64 or float32."""
-    _native.forward(X, model.params, model.layout.sizes, model.layout.has_bias, out)
+    ``fastnet.backends``): A_{l+1} = f_l(A_l @ W_l + b_l), float64 or float32."""
+    _native.forward(X, model.params, model.layout.sizes, model.activations, model.layout.has_bias, out)
 
 
 def gradient(model, rows, grad):
     """Write the gradient of sum_i w_i e_i into ``grad`` (packed like params); return
     that unnormalised sum (the contract in ``fastnet.backends``)."""
     return _native.gradient(rows.X, rows.Y, rows.sample_weight, model.params, model.layout.sizes,
-                            model.layout.has_bias, model.derivative, model.loss, grad)
+                            model.activations, model.layout.has_bias, model.derivative, model.loss, grad)
 
 
 def train_epoch(model, rows, order, batch_size, optimizer, grad):
@@ -48,7 +48,8 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     place; returns sum_i w_i e_i over the epoch (the contract in ``fastnet.backends``).
     ``optimizer.hyper`` is rounded to params' dtype inside the kernel."""
     return _native.train_epoch(rows.X, rows.Y, rows.sample_weight, order, batch_size, model.params,
-                               model.layout.sizes, model.layout.has_bias, model.derivative, model.loss,
+                               model.layout.sizes, model.activations, model.layout.has_bias,
+                               model.derivative, model.loss,
                                optimizer.code, optimizer.hyper, optimizer.state, optimizer.step, grad)
 
 

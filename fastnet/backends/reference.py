@@ -41,14 +41,31 @@ def sigmoid_derivative(a, derivative):
     return a * (1.0 - a)
 
 
-def activations(X, weights, biases):
-    """Every layer's output for the batch X: a list, hidden layers to the last."""
+#: Activation code (fastnet.spec.ACTIVATIONS) -> (f(z), f' from the output a and the derivative code).
+ACTIVATION_FUNCTIONS = {
+    spec.ACTIVATIONS["sigmoid"].code: (sigmoid, sigmoid_derivative),
+}
+
+
+def activate(z, code):
+    """f(z) for the activation ``code``."""
+    return ACTIVATION_FUNCTIONS[code][0](z)
+
+
+def slope(a, code, derivative):
+    """f' of the activation ``code``, from its output ``a``, as ``derivative`` says."""
+    return ACTIVATION_FUNCTIONS[code][1](a, derivative)
+
+
+def activations(X, weights, biases, codes):
+    """Every layer's output for the batch X: a list, hidden layers to the last.
+    ``codes[l]`` is weight layer l's activation code."""
     outputs, a = [], X
     for layer, W in enumerate(weights):
         z = a @ W
         if biases is not None:
             z = z + biases[layer]
-        a = sigmoid(z)
+        a = activate(z, codes[layer])
         outputs.append(a)
     return outputs
 
@@ -72,8 +89,8 @@ def weights_or_ones(sample_weight, n):
     return sample_weight if sample_weight.size else np.ones(n, sample_weight.dtype)
 
 
-def output_delta(output, Y, sample_weight, loss, derivative):
-    """d (sum_i w_i e_i) / d z at the output layer.
+def output_delta(output, Y, sample_weight, loss, code, derivative):
+    """d (sum_i w_i e_i) / d z at the output layer, whose activation is ``code``.
 
     Squared errors: ``w_i 2 (a - y) f'(a)``.  Cross-entropy: ``w_i (a - y)``,
     the sigmoid's derivative having cancelled against the loss's.
@@ -81,24 +98,24 @@ def output_delta(output, Y, sample_weight, loss, derivative):
     w = weights_or_ones(sample_weight, Y.shape[0])[:, None]
     if loss == _BCE:
         return w * (output - Y)
-    return w * 2.0 * (output - Y) * sigmoid_derivative(output, derivative)
+    return w * 2.0 * (output - Y) * slope(output, code, derivative)
 
 
-def backpropagate(X, Y, sample_weight, weights, biases, derivative, loss):
+def backpropagate(X, Y, sample_weight, weights, biases, codes, derivative, loss):
     """The unnormalised sums ``(sum_i w_i e_i, dW, db)``, dW and db lists shaped like the parameters.
 
     delta_L from ``output_delta``; dW_l = A_l.T @ delta_{l+1};
     db_l = sum over rows of delta_{l+1}; delta_l = (delta_{l+1} @ W_l.T) * f'(a_l).
     """
-    outputs = activations(X, weights, biases)
+    outputs = activations(X, weights, biases, codes)
     inputs = [X] + outputs[:-1]
-    delta = output_delta(outputs[-1], Y, sample_weight, loss, derivative)
+    delta = output_delta(outputs[-1], Y, sample_weight, loss, codes[-1], derivative)
     dW, db = [None] * len(weights), [None] * len(weights)
     for layer in reversed(range(len(weights))):
         dW[layer] = inputs[layer].T @ delta
         db[layer] = delta.sum(axis=0)
         if layer > 0:
-            delta = (delta @ weights[layer].T) * sigmoid_derivative(inputs[layer], derivative)
+            delta = (delta @ weights[layer].T) * slope(inputs[layer], codes[layer - 1], derivative)
     w = weights_or_ones(sample_weight, Y.shape[0])
     errors = float(np.sum(w * row_errors(outputs[-1], Y, loss)))
     return errors, dW, (db if biases is not None else None)
@@ -108,7 +125,7 @@ def forward(model, X, out):
     """Write every layer's activations into the flat ``out`` (see the contract)."""
     weights, biases = model.layout.unpack(model.params)
     offset = 0
-    for a in activations(X, weights, biases):
+    for a in activations(X, weights, biases, model.activations):
         out[offset:offset + a.size] = a.ravel()
         offset += a.size
 
@@ -117,7 +134,7 @@ def gradient(model, rows, grad):
     """Write the gradient of sum_i w_i e_i into ``grad`` (packed like params); return that sum."""
     weights, biases = model.layout.unpack(model.params)
     errors, dW, db = backpropagate(rows.X, rows.Y, rows.sample_weight, weights, biases,
-                                   model.derivative, model.loss)
+                                   model.activations, model.derivative, model.loss)
     grad_weights, grad_biases = model.layout.unpack(grad)
     for layer, dw in enumerate(dW):
         grad_weights[layer][...] = dw
