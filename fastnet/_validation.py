@@ -173,3 +173,16 @@ def row_weights(value, n_rows, dtype=np.float64):
 def optional_count(value, name, minimum=1):
     """None, or an int >= ``minimum``."""
     return None if value is None else count(value, name, minimum)
+
+
+def random_generator(seed, name="seed"):
+    """A numpy Generator from ``seed`` (anything ``numpy.random.default_rng`` takes: None,
+    ints >= 0, a SeedSequence; a Generator is used as it is).  TypeError or ValueError
+    naming ``name`` otherwise; a bool is refused, as it is almost surely a mistake."""
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"{name} must be None, an int >= 0, a SeedSequence or a Generator; got bool")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{name} must be None, an int >= 0, a SeedSequence or a Generator; "
+                          f"got {seed!r} ({error})") from None

@@ -86,7 +86,7 @@ class Network:
         self._attach()
         self._params = np.zeros(self.layout.count, self.dtype)
         self._grad = np.empty_like(self._params)
-        self._rng = np.random.default_rng(seed)
+        self._rng = check.random_generator(seed)
         self._optimizer = None
         self._initialise(weights, biases)
 

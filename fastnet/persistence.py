@@ -29,6 +29,8 @@ def write_atomically(path, arrays):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{path}: cannot save there, the folder {folder} does not exist")
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".fastnet-", suffix=".npz.tmp")
     try:
         with os.fdopen(handle, "wb") as stream:

@@ -201,7 +201,7 @@ def plan(net, X, y, lr, batch_size, shuffle, seed, optimizer, momentum, sample_w
     rows = net._rows(X, y, sample_weight)
     return Plan(rows=rows, on_disk=on_disk,
                 batch_size=rows.X.shape[0] if batch_size is None else batch_size,
-                shuffle=bool(shuffle), rng=net._rng if seed is None else np.random.default_rng(seed),
+                shuffle=bool(shuffle), rng=net._rng if seed is None else check.random_generator(seed),
                 optimizer=Optimizer(optimizer, lr, momentum, net._params.size, net.dtype),
                 validation=validation_data, callback=callback)
 

@@ -245,3 +245,23 @@ def test_importing_fastnet_loads_no_backend_and_no_optional_package():
 def test_the_version_is_the_installed_distribution_s():
     from importlib.metadata import version
     assert fastnet.__version__ == version("fastnet-kernels")
+
+
+# -- arguments checked up front ---------------------------------------------------------
+
+@pytest.mark.parametrize("seed, error", [("a", TypeError), (-1, ValueError), (True, TypeError), (1.5, TypeError)])
+def test_a_bad_seed_is_refused_naming_it(seed, error):
+    with pytest.raises(error, match="seed must be"):
+        Network([2, 1], seed=seed)
+    X, y = random_data([2, 1], 10)
+    net = Network([2, 1], backend="numpy", seed=0)
+    before = net.weights[0].copy()
+    with pytest.raises(error, match="seed must be"):
+        net.fit(X, y, batch_size=2, seed=seed)
+    np.testing.assert_array_equal(net.weights[0], before)
+
+
+def test_saving_into_a_missing_folder_names_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Network([2, 1]).save(tmp_path / "absent" / "model.npz")
+    assert list(tmp_path.iterdir()) == []
