@@ -1,4 +1,4 @@
-"""Shared helpers for the fastnet test suite.
+"""Shared fixtures and helpers for the fastnet test suite (the oracles are in naive.py).
 
 Every backend test is parametrised over all three backends.  A backend that
 cannot be imported (e.g. a missing ``fastnet._native``) makes its tests FAIL:
@@ -15,6 +15,8 @@ import pytest
 
 import fastnet
 from fastnet import Network
+
+import naive
 
 #: Every backend; the first is the plain NumPy reference (the oracle).
 BACKENDS = ["numpy", "numba", "native"]
@@ -85,30 +87,21 @@ def same_network(net, weights, biases):
                    bias=biases is not None, weights=weights, biases=biases)
 
 
-def finite_difference_gradient(net, X, y, h=1e-6):
-    """Central differences of ``net.loss(X, y)`` in every weight and bias: ``(dW, db)``.
+def finite_difference_gradient(net, X, y, h=1e-6, sample_weight=None):
+    """Central differences (naive.central_differences) of ``net.loss(X, y)`` in every weight and bias: ``(dW, db)``.
 
     Each probe builds a fresh Network with one parameter moved by +-h, so the
     result depends only on the public constructor and ``loss``.
     """
     weights, biases = parameters_copy(net)
+    n_weights = len(weights)
 
-    def probe(kind, layer, index, delta):
-        w = [p.copy() for p in weights]
-        b = None if biases is None else [p.copy() for p in biases]
-        (w if kind == "W" else b)[layer][index] += delta
-        return same_network(net, w, b).loss(X, y)
+    def probe(params):
+        return same_network(net, params[:n_weights], None if biases is None else params[n_weights:]).loss(
+            X, y, sample_weight=sample_weight)
 
-    def partials(kind, params):
-        grads = []
-        for layer, p in enumerate(params):
-            g = np.empty_like(p)
-            for index in np.ndindex(p.shape):
-                g[index] = (probe(kind, layer, index, h) - probe(kind, layer, index, -h)) / (2 * h)
-            grads.append(g)
-        return grads
-
-    return partials("W", weights), (None if biases is None else partials("b", biases))
+    grads = naive.central_differences(probe, weights + (biases or []), h=h)
+    return grads[:n_weights], (None if biases is None else grads[n_weights:])
 
 
 def assert_close_normwise(actual, expected, rtol=1e-12):
@@ -120,10 +113,8 @@ def assert_close_normwise(actual, expected, rtol=1e-12):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
 
 
-def sigmoid(z):
-    """The textbook logistic function, for hand calculations on moderate z."""
-    return 1.0 / (1.0 + np.exp(-z))
-
+#: This folder (conftest.py, naive.py), for subprocesses that import the tests' modules.
+TESTS_DIR = str(Path(__file__).resolve().parent)
 
 #: The folder holding the imported fastnet package, for subprocesses.
 PACKAGE_ROOT = str(Path(fastnet.__file__).resolve().parent.parent)

@@ -24,26 +24,22 @@ import pytest
 from fastnet import _config
 from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
 
-from conftest import run_python
+import naive
+from conftest import TESTS_DIR, run_python
 
-# The article's example (ARTICLE.md), packed: W1 (4x1) then W2 (1x1), no biases.
-X = np.array([[0.4, 0.8, 0.4, 0.3],
-              [1.0, 0.2, 0.4, 0.3],
-              [0.3, 0.4, 0.5, 0.4]])
-Y = np.array([[1.0], [0.85], [0.4]])
-PARAMS = np.array([0.25, 1.0, 0.25, 1.0, 0.5])
-SIZES = np.array([4, 1, 1], dtype=np.int64)
+# The article's example (ARTICLE.md, typed in once in naive.py), packed: W1 (4x1) then W2 (1x1), no biases.
+X, Y = naive.X.copy(), naive.Y.copy()
+PARAMS = np.concatenate([naive.W1.ravel(), naive.W2.ravel()])
+SIZES = np.array(naive.LAYERS, dtype=np.int64)
 NO_WEIGHTS = np.empty(0)
 IN_PLACE = np.empty(0, np.int64)
 HYPER = np.array([0.1, 0.9, 0.9, 0.999, 1e-8])  # lr, mu, b1, b2, eps
 
 # Printed in ARTICLE.md: neuron1output, then output.
-ARTICLE_ACTIVATIONS = np.array([0.78583498, 0.70056714, 0.73105858,
-                                0.59698483, 0.58668634, 0.59037826])
+ARTICLE_ACTIVATIONS = np.concatenate([naive.NEURON1OUTPUT.ravel(), naive.OUTPUT.ravel()])
 # Gradient = -(article's d_W): W1 - new W1, then -d_W2.
-ARTICLE_GRADIENT = np.array([0.25 - 0.2684694, 1.0 - 1.01472558, 0.25 - 0.25851005,
-                             1.0 - 1.00614301, -0.16591155])
-SSE_BEFORE = 0.40301517 ** 2 + 0.26331366 ** 2 + 0.19037826 ** 2
+ARTICLE_GRADIENT = np.concatenate([naive.ARTICLE_GRADIENT_W1.ravel(), naive.ARTICLE_GRADIENT_W2.ravel()])
+SSE_BEFORE = naive.SSE_BEFORE
 
 EXACT, ARTICLE = DERIVATIVE_CODES["exact"], DERIVATIVE_CODES["article"]
 SSE, MSE, BCE = LOSS_CODES["sse"], LOSS_CODES["mse"], LOSS_CODES["bce"]
@@ -261,7 +257,7 @@ def test_native_float32_sigmoid_is_accurate():
     z = np.linspace(-80.0, 80.0, 100001).astype(np.float32)
     out = np.empty(z.size, np.float32)
     native().forward(z[:, None], np.array([1.0, 0.0], np.float32), np.array([1, 1], np.int64), True, out)
-    exact = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+    exact = naive.sigmoid(z.astype(np.float64))
     assert (np.abs(out - exact) <= 3 * np.spacing(exact.astype(np.float32))).all()
 
 
@@ -339,13 +335,15 @@ def test_native_constants_match_the_config():
 
 # -- wrong arguments, each in its own interpreter -----------------------------------------
 
-PRELUDE = textwrap.dedent("""
+PRELUDE = textwrap.dedent(f"""
+    import sys
     import numpy as np
     import fastnet._native as native
+    sys.path.insert(0, {TESTS_DIR!r})
+    import naive
     f32 = np.float32
-    X = np.array([[0.4, 0.8, 0.4, 0.3], [1.0, 0.2, 0.4, 0.3], [0.3, 0.4, 0.5, 0.4]])
-    Y = np.array([[1.0], [0.85], [0.4]])
-    params = np.array([0.25, 1.0, 0.25, 1.0, 0.5])
+    X, Y = naive.X, naive.Y
+    params = np.concatenate([naive.W1.ravel(), naive.W2.ravel()])
     sizes = np.array([4, 1, 1], dtype=np.int64)
     none = np.empty(0)
     out = np.empty(6)
