@@ -3,6 +3,18 @@
 Every backend test is parametrised over all three backends.  A backend that
 cannot be imported (e.g. a missing ``fastnet._native``) makes its tests FAIL:
 nothing here skips or xfails a backend.
+
+Layout: naive.py (the oracles, independent of fastnet), then
+    unit/       self-checks of the oracles (no backend)
+    backends/   the backends against the reference, fastnet._native called directly
+    api/        Network's public API on every backend: the article, gradients, losses,
+                training, float32, data on disk, save/load, validation, safety, quick fuzzing
+    slow/       whole modules marked slow (sanitizers, the full fuzz run, one
+                interpreter per bad native call, compiled-vs-cached Numba kernels)
+fuzzing.py and native_calls.py hold what a fast and a slow module share.
+The tiers are markers: ``pytest`` runs ``-m 'not slow'`` (pyproject.toml's
+addopts), ``pytest -m slow`` the rest; a slow case of a fast test (e.g. the
+NumPy reference on 50,000 rows) is marked where it is.
 """
 
 import os
@@ -104,6 +116,24 @@ def finite_difference_gradient(net, X, y, h=1e-6, sample_weight=None):
     return grads[:n_weights], (None if biases is None else grads[n_weights:])
 
 
+#: The network of seeded_training, the determinism tests' run (tests/api/test_safety.py and
+#: tests/slow/test_numba_cache.py; also imported by their child interpreters).
+DET_LAYERS = [6, 8, 3]
+
+
+def seeded_training(backend, optimizer="adam"):
+    """Seeded initialisation, then shuffled mini-batch training from the network's own generator.
+
+    20,000 rows in batches of 10,000: each batch spans two parallel blocks.
+    """
+    X, y = random_data(DET_LAYERS, 20_000, seed=12)
+    net = Network(DET_LAYERS, backend=backend, seed=2024)
+    history = net.fit(X, y, epochs=2, batch_size=10_000, optimizer=optimizer, lr=0.01)
+    net.partial_fit(X, y, batch_size=7_000, optimizer=optimizer, lr=0.01)
+    net.fit(X[:500], y[:500], epochs=2, batch_size=16, optimizer="momentum")
+    return net, history, net.gradients(X, y)
+
+
 def assert_close_normwise(actual, expected, rtol=1e-12):
     """allclose with an absolute floor of ``rtol * max|expected|`` (tiny entries come from cancellation)."""
     expected = np.asarray(expected, dtype=np.float64)
@@ -115,6 +145,8 @@ def assert_close_normwise(actual, expected, rtol=1e-12):
 
 #: This folder (conftest.py, naive.py), for subprocesses that import the tests' modules.
 TESTS_DIR = str(Path(__file__).resolve().parent)
+#: The repository's root (kernels/, scripts/), for tests that read its files.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: The folder holding the imported fastnet package, for subprocesses.
 PACKAGE_ROOT = str(Path(fastnet.__file__).resolve().parent.parent)

@@ -49,21 +49,6 @@ def max_parameter_gap(net, other):
                                                             other.weights + (other.biases or [])))
 
 
-def test_hand_model_matches_finite_differences():
-    """Self-check of the oracle: naive's gradient is that of its own loss (sse, mse, bce, weighted)."""
-    layers = [3, 4, 2]
-    weights, biases = random_parameters(layers, seed=1)
-    X, y = random_data(layers, 6, seed=2)
-    w = np.array([1.0, 0.5, 2.0, 0.0, 3.0, 1.5])
-    for loss in ["sse", "mse", "bce"]:
-        _, _, dW, db = naive.loss_and_gradient(weights, biases, X, y, loss, w)
-        numeric = naive.central_differences(
-            lambda params: naive.loss_and_gradient(params[:2], params[2:], X, y, loss, w)[0], weights + biases)
-        for g, fd in zip(dW + db, numeric):
-            for index in np.ndindex(g.shape):
-                assert g[index] == pytest.approx(fd[index], rel=1e-6, abs=1e-9)
-
-
 # =========================================================================================
 # Mini-batch fit equals the step-by-step computation
 # =========================================================================================

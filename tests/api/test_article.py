@@ -39,12 +39,6 @@ def test_article_module_holds_the_articles_data():
     assert list(fastnet.article.LAYERS) == [4, 1, 1]
 
 
-def test_hand_calculation_agrees_with_the_article():
-    """Sanity check of this file's own helpers against the printed numbers."""
-    np.testing.assert_allclose(naive.sigmoid(X @ W1), NEURON1OUTPUT, atol=ATOL)
-    assert naive.article_sse(W1, W2) == pytest.approx(SSE_BEFORE, abs=1e-7)
-
-
 # -- Network.article on every backend -----------------------------------------------
 
 
