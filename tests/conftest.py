@@ -30,6 +30,25 @@ from fastnet import Network
 
 import naive
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Run the tests in parallel processes (pytest-xdist) unless ``-n``/``--numprocesses`` is given.
+
+    Numba compiles each kernel on one core of each process, so on two cores a
+    first run (an empty Numba cache) takes about half as long.  Turned on here
+    rather than in pyproject.toml's addopts so that ``pytest benchmarks/``,
+    which does not read this file, keeps pytest-benchmark (off under xdist).
+    ``-n 0`` runs everything in one process.
+    """
+    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
+            or config.getoption("numprocesses", None) is not None):
+        return
+    config.option.numprocesses = "auto"
+    config.option.maxprocesses = config.option.maxprocesses or 4
+    if config.option.dist == "no":
+        config.option.dist = "worksteal"
+
+
 #: Every backend; the first is the plain NumPy reference (the oracle).
 BACKENDS = ["numpy", "numba", "native"]
 REFERENCE = "numpy"
