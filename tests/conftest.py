@@ -35,7 +35,9 @@ def pytest_cmdline_main(config):
     """Run the tests in parallel processes (pytest-xdist) unless ``-n``/``--numprocesses`` is given.
 
     Numba compiles each kernel on one core of each process, so on two cores a
-    first run (an empty Numba cache) takes about half as long.  Turned on here
+    first run (an empty Numba cache) takes 155-250 s instead of about 290 s
+    (xdist's default distribution: neighbouring tests, which tend to need
+    different kernels, go to different processes).  Turned on here
     rather than in pyproject.toml's addopts so that ``pytest benchmarks/``,
     which does not read this file, keeps pytest-benchmark (off under xdist).
     ``-n 0`` runs everything in one process.
@@ -45,8 +47,6 @@ def pytest_cmdline_main(config):
         return
     config.option.numprocesses = "auto"
     config.option.maxprocesses = config.option.maxprocesses or 4
-    if config.option.dist == "no":
-        config.option.dist = "worksteal"
 
 
 #: Every backend; the first is the plain NumPy reference (the oracle).
