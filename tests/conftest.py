@@ -1,8 +1,20 @@
-"""Shared helpers for the fastnet test suite.
+"""Shared fixtures and helpers for the fastnet test suite (the oracles are in naive.py).
 
 Every backend test is parametrised over all three backends.  A backend that
 cannot be imported (e.g. a missing ``fastnet._native``) makes its tests FAIL:
 nothing here skips or xfails a backend.
+
+Layout: naive.py (the oracles, independent of fastnet), then
+    unit/       self-checks of the oracles (no backend)
+    backends/   the backends against the reference, fastnet._native called directly
+    api/        Network's public API on every backend: the article, gradients, losses,
+                training, float32, data on disk, save/load, validation, safety, quick fuzzing
+    slow/       whole modules marked slow (sanitizers, the full fuzz run, one
+                interpreter per bad native call, compiled-vs-cached Numba kernels)
+fuzzing.py and native_calls.py hold what a fast and a slow module share.
+The tiers are markers: ``pytest`` runs ``-m 'not slow'`` (pyproject.toml's
+addopts), ``pytest -m slow`` the rest; a slow case of a fast test (e.g. the
+NumPy reference on 50,000 rows) is marked where it is.
 """
 
 import os
@@ -15,6 +27,27 @@ import pytest
 
 import fastnet
 from fastnet import Network
+
+import naive
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Run the tests in parallel processes (pytest-xdist) unless ``-n``/``--numprocesses`` is given.
+
+    Numba compiles each kernel on one core of each process, so on two cores a
+    first run (an empty Numba cache) takes 155-250 s instead of about 290 s
+    (xdist's default distribution: neighbouring tests, which tend to need
+    different kernels, go to different processes).  Turned on here
+    rather than in pyproject.toml's addopts so that ``pytest benchmarks/``,
+    which does not read this file, keeps pytest-benchmark (off under xdist).
+    ``-n 0`` runs everything in one process.
+    """
+    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
+            or config.getoption("numprocesses", None) is not None):
+        return
+    config.option.numprocesses = "auto"
+    config.option.maxprocesses = config.option.maxprocesses or 4
+
 
 #: Every backend; the first is the plain NumPy reference (the oracle).
 BACKENDS = ["numpy", "numba", "native"]
@@ -85,30 +118,39 @@ def same_network(net, weights, biases):
                    bias=biases is not None, weights=weights, biases=biases)
 
 
-def finite_difference_gradient(net, X, y, h=1e-6):
-    """Central differences of ``net.loss(X, y)`` in every weight and bias: ``(dW, db)``.
+def finite_difference_gradient(net, X, y, h=1e-6, sample_weight=None):
+    """Central differences (naive.central_differences) of ``net.loss(X, y)`` in every weight and bias: ``(dW, db)``.
 
     Each probe builds a fresh Network with one parameter moved by +-h, so the
     result depends only on the public constructor and ``loss``.
     """
     weights, biases = parameters_copy(net)
+    n_weights = len(weights)
 
-    def probe(kind, layer, index, delta):
-        w = [p.copy() for p in weights]
-        b = None if biases is None else [p.copy() for p in biases]
-        (w if kind == "W" else b)[layer][index] += delta
-        return same_network(net, w, b).loss(X, y)
+    def probe(params):
+        return same_network(net, params[:n_weights], None if biases is None else params[n_weights:]).loss(
+            X, y, sample_weight=sample_weight)
 
-    def partials(kind, params):
-        grads = []
-        for layer, p in enumerate(params):
-            g = np.empty_like(p)
-            for index in np.ndindex(p.shape):
-                g[index] = (probe(kind, layer, index, h) - probe(kind, layer, index, -h)) / (2 * h)
-            grads.append(g)
-        return grads
+    grads = naive.central_differences(probe, weights + (biases or []), h=h)
+    return grads[:n_weights], (None if biases is None else grads[n_weights:])
 
-    return partials("W", weights), (None if biases is None else partials("b", biases))
+
+#: The network of seeded_training, the determinism tests' run (tests/api/test_safety.py and
+#: tests/slow/test_numba_cache.py; also imported by their child interpreters).
+DET_LAYERS = [6, 8, 3]
+
+
+def seeded_training(backend, optimizer="adam"):
+    """Seeded initialisation, then shuffled mini-batch training from the network's own generator.
+
+    20,000 rows in batches of 10,000: each batch spans two parallel blocks.
+    """
+    X, y = random_data(DET_LAYERS, 20_000, seed=12)
+    net = Network(DET_LAYERS, backend=backend, seed=2024)
+    history = net.fit(X, y, epochs=2, batch_size=10_000, optimizer=optimizer, lr=0.01)
+    net.partial_fit(X, y, batch_size=7_000, optimizer=optimizer, lr=0.01)
+    net.fit(X[:500], y[:500], epochs=2, batch_size=16, optimizer="momentum")
+    return net, history, net.gradients(X, y)
 
 
 def assert_close_normwise(actual, expected, rtol=1e-12):
@@ -120,10 +162,10 @@ def assert_close_normwise(actual, expected, rtol=1e-12):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
 
 
-def sigmoid(z):
-    """The textbook logistic function, for hand calculations on moderate z."""
-    return 1.0 / (1.0 + np.exp(-z))
-
+#: This folder (conftest.py, naive.py), for subprocesses that import the tests' modules.
+TESTS_DIR = str(Path(__file__).resolve().parent)
+#: The repository's root (kernels/, scripts/), for tests that read its files.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: The folder holding the imported fastnet package, for subprocesses.
 PACKAGE_ROOT = str(Path(fastnet.__file__).resolve().parent.parent)

@@ -11,7 +11,6 @@
 
 import textwrap
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,10 +18,10 @@ import pytest
 import fastnet
 from fastnet import DivergenceError, Network
 
-from conftest import (BACKENDS, assert_parameters_equal, parameters_copy, random_data, run_python)
+from conftest import (BACKENDS, TESTS_DIR, assert_parameters_equal, parameters_copy, random_data, run_python,
+                      seeded_training)
 
 LAYERS = [3, 4, 1]
-TESTS_DIR = str(Path(__file__).resolve().parent)
 
 
 def network(backend, seed=3, loss="sse", layers=LAYERS):
@@ -251,6 +250,13 @@ def test_interrupt_inside_partial_fit_keeps_the_previous_call(backend, monkeypat
 #: Large enough that a full batch is cut into several parallel blocks (BLOCK_ROWS = 8192).
 THREAD_ROWS = 50_000
 THREAD_LAYERS = [8, 16, 4]
+#: The NumPy reference takes seconds on THREAD_ROWS: the fast tier runs it on fewer rows (still
+#: more than one block), the slow tier on THREAD_ROWS like the compiled backends.
+QUICK_THREAD_ROWS = 10_000
+THREAD_CASES = [pytest.param("numpy", QUICK_THREAD_ROWS, id="numpy-quick"),
+                pytest.param("numpy", THREAD_ROWS, id="numpy", marks=pytest.mark.slow),
+                pytest.param("numba", THREAD_ROWS, id="numba"),
+                pytest.param("native", THREAD_ROWS, id="native")]
 
 
 def run_in_threads(*jobs):
@@ -277,10 +283,13 @@ def run_in_threads(*jobs):
     return results
 
 
-@pytest.mark.parametrize("batch_size", [None, 20_000], ids=["full-batch", "mini-batch"])
-def test_two_threads_training_two_networks_match_sequential_training(backend, batch_size):
-    X, y = random_data(THREAD_LAYERS, THREAD_ROWS, seed=5)
-    X2, y2 = random_data(THREAD_LAYERS, THREAD_ROWS, seed=6)
+@pytest.mark.parametrize("batch_fraction", [None, 0.4], ids=["full-batch", "mini-batch"])
+@pytest.mark.parametrize("backend, rows", THREAD_CASES)
+def test_two_threads_training_two_networks_match_sequential_training(backend, rows, batch_fraction):
+    """batch_size None, or 0.4 of the rows (20,000 of THREAD_ROWS)."""
+    batch_size = None if batch_fraction is None else int(rows * batch_fraction)
+    X, y = random_data(THREAD_LAYERS, rows, seed=5)
+    X2, y2 = random_data(THREAD_LAYERS, rows, seed=6)
 
     sequential = [Network(THREAD_LAYERS, backend=backend, seed=s) for s in (1, 2)]
     sequential_histories = [net.fit(*data, epochs=3, lr=0.5, batch_size=batch_size, seed=7)
@@ -294,8 +303,9 @@ def test_two_threads_training_two_networks_match_sequential_training(backend, ba
         assert_same_params(net, expected)
 
 
-def test_two_threads_computing_gradients_of_two_networks(backend):
-    X, y = random_data(THREAD_LAYERS, THREAD_ROWS, seed=5)
+@pytest.mark.parametrize("backend, rows", THREAD_CASES)
+def test_two_threads_computing_gradients_of_two_networks(backend, rows):
+    X, y = random_data(THREAD_LAYERS, rows, seed=5)
     nets = [Network(THREAD_LAYERS, backend=backend, seed=s) for s in (1, 2)]
     expected = [net.gradients(X, y) for net in nets]
     results = run_in_threads(*[lambda net=net: [net.gradients(X, y) for _ in range(5)] for net in nets])
@@ -382,23 +392,7 @@ def test_callback_may_evaluate_the_network(backend):
     assert seen[-1][0] == net.loss(X, y)
 
 
-# -- determinism ------------------------------------------------------------------------------
-
-DET_LAYERS = [6, 8, 3]
-
-
-def seeded_training(backend, optimizer="adam"):
-    """Seeded initialisation, then shuffled mini-batch training from the network's own generator.
-
-    20,000 rows in batches of 10,000: each batch spans two parallel blocks.
-    """
-    X, y = random_data(DET_LAYERS, 20_000, seed=12)
-    net = Network(DET_LAYERS, backend=backend, seed=2024)
-    history = net.fit(X, y, epochs=2, batch_size=10_000, optimizer=optimizer, lr=0.01)
-    net.partial_fit(X, y, batch_size=7_000, optimizer=optimizer, lr=0.01)
-    net.fit(X[:500], y[:500], epochs=2, batch_size=16, optimizer="momentum")
-    return net, history, net.gradients(X, y)
-
+# -- determinism (seeded_training is in conftest.py, shared with tests/slow/test_numba_cache.py) --
 
 def assert_identical_runs(first, second):
     (net_a, history_a, (dW_a, db_a)), (net_b, history_b, (dW_b, db_b)) = first, second
@@ -437,7 +431,7 @@ def test_same_seed_gives_identical_training_in_a_fresh_interpreter(backend_name,
         import sys
         import numpy as np
         sys.path.insert(0, {TESTS_DIR!r})
-        from test_safety import seeded_training
+        from conftest import seeded_training
         net, history, _ = seeded_training({backend_name!r})
         net.save({str(tmp_path / "child.npz")!r})
     """)
@@ -445,37 +439,3 @@ def test_same_seed_gives_identical_training_in_a_fresh_interpreter(backend_name,
     assert result.returncode == 0, result.stdout + result.stderr
     net, _, _ = seeded_training(backend_name)
     assert_same_params(Network.load(tmp_path / "child.npz"), net)
-
-
-def test_freshly_compiled_and_cache_loaded_numba_kernels_train_identically(tmp_path):
-    """A first run (kernels compiled in the process), a second (kernels loaded from the
-    on-disk cache) and one that compiles the gradient kernel before the training one
-    give the same network bit for bit, in float64 and float32.
-
-    Regression: with LLVM's ``contract`` flag a kernel compiled in the process and
-    the same kernel from the cache rounded differently (fastnet._config.FASTMATH).
-    """
-    code = textwrap.dedent(f"""
-        import sys
-        import numpy as np
-        sys.path.insert(0, {TESTS_DIR!r})
-        from fastnet import Network
-        from test_safety import seeded_training, random_data, DET_LAYERS
-        if sys.argv[2] == "gradient first":
-            X, y = random_data(DET_LAYERS, 100, seed=1)
-            Network(DET_LAYERS, backend="numba", seed=1).gradients(X, y)
-        seeded_training("numba")[0].save(sys.argv[1] + "-float64.npz")
-        X, y = random_data(DET_LAYERS, 3_000, seed=4)
-        net = Network(DET_LAYERS, backend="numba", seed=7, dtype="float32", loss="bce")
-        net.fit(X, y, epochs=2, batch_size=16, optimizer="adam", lr=0.01)
-        net.save(sys.argv[1] + "-float32.npz")
-    """)
-    private_cache = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
-    runs = ["compiled", "from cache", "gradient first"]
-    for run in runs:
-        result = run_python("-c", code, str(tmp_path / run), run, timeout=900, extra_env=private_cache)
-        assert result.returncode == 0, result.stdout + result.stderr
-    for dtype in ("float64", "float32"):
-        first = Network.load(tmp_path / f"compiled-{dtype}.npz")
-        for run in runs[1:]:
-            assert_same_params(Network.load(tmp_path / f"{run}-{dtype}.npz"), first)

@@ -4,14 +4,20 @@ The script builds the kernels with FASTNET_SANITIZE=ON in a temporary folder
 (never touching the working tree or the installed package) and runs forward,
 gradient and train_epoch on random networks, the public API end to end, and
 calls with wrong arguments, with gcc's libasan and libubsan preloaded.
+Slow: a whole extra build of the kernels.
 """
 
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "sanitize.sh"
+import pytest
+
+from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = REPO_ROOT / "scripts" / "sanitize.sh"
 
 
 def test_native_kernels_are_clean_under_address_and_undefined_behaviour_sanitizers():

@@ -1,8 +1,8 @@
 """Training: mini-batches, optimizers, partial_fit, History, threads, progress, bad input.
 
-Every expected value here comes from a computation written in this file
-(a NumPy forward/backward pass and the optimizer formulas of the backend
-contract), from ARTICLE.md, or from hand arithmetic; nothing is read back
+Every expected value here comes from naive.py (a NumPy forward/backward
+pass, the optimizer formulas of the backend contract and a mini-batch loop),
+from ARTICLE.md (typed in there), or from hand arithmetic; nothing is read back
 from the code under test except where a test compares two public calls
 that must agree (e.g. partial_fit against fit).
 """
@@ -18,122 +18,14 @@ import pytest
 import fastnet
 from fastnet import History, Network
 
+import naive
 from conftest import (FAST_BACKENDS, assert_close_normwise, assert_parameters_equal, parameters_copy,
                       random_data, random_network, random_parameters, same_network)
 
 #: Backend name -> its module under fastnet.backends (the layout in DESIGN.md).
 BACKEND_MODULES = {"numpy": "reference", "numba": "numba_kernels", "native": "native"}
 
-#: fit's documented default learning rates, typed in from the issue.
-DEFAULT_LR = {"sgd": 1.0, "momentum": 0.1, "adam": 0.001}
-#: Adam's constants, typed in from the issue (torch.optim.Adam's defaults).
-BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
-
 OPTIMIZERS = ["sgd", "momentum", "adam"]
-
-
-# =========================================================================================
-# An independent NumPy model of training: forward/backward pass and optimizer formulas
-# =========================================================================================
-
-
-def hand_sigmoid(z):
-    """The textbook logistic function (inputs here keep |z| moderate)."""
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def hand_loss_and_gradient(weights, biases, X, y, loss, w=None):
-    """``(loss, sum_i w_i e_i, dW, db)`` for a sigmoid network with the exact derivative.
-
-    e_i is the row's squared error (sse, mse) or cross-entropy (bce), summed
-    over outputs; "sse" is sum w_i e_i, "mse"/"bce" divide by sum(w) * n_outputs.
-    """
-    w = np.ones(X.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
-    acts = [X]
-    for layer, W in enumerate(weights):
-        acts.append(hand_sigmoid(acts[-1] @ W + (biases[layer] if biases is not None else 0.0)))
-    a = acts[-1]
-    if loss == "bce":
-        e = -(y * np.log(a) + (1 - y) * np.log(1 - a)).sum(axis=1)
-    else:
-        e = ((a - y) ** 2).sum(axis=1)
-    weighted_errors = float(np.sum(w * e))
-    c = 1.0 if loss == "sse" else 1.0 / (w.sum() * y.shape[1])
-    if loss == "bce":
-        delta = c * w[:, None] * (a - y)
-    else:
-        delta = c * w[:, None] * 2.0 * (a - y) * a * (1 - a)
-    dW, db = [None] * len(weights), [None] * len(weights)
-    for layer in reversed(range(len(weights))):
-        dW[layer] = acts[layer].T @ delta
-        db[layer] = delta.sum(axis=0)
-        if layer > 0:
-            delta = (delta @ weights[layer].T) * acts[layer] * (1 - acts[layer])
-    return c * weighted_errors, weighted_errors, dW, (db if biases is not None else None)
-
-
-class HandOptimizer:
-    """The update formulas of the issue, on a list of parameter arrays (changed in place).
-
-    sgd: p -= lr g.  momentum: v = mu v + g; p -= lr v.
-    adam: t += 1; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
-          p -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
-    """
-
-    def __init__(self, name, lr, momentum, params):
-        self.name, self.lr, self.mu = name, lr, momentum
-        self.v = [np.zeros_like(p) for p in params]
-        self.m = [np.zeros_like(p) for p in params]
-        self.t = 0
-
-    def update(self, params, grads):
-        if self.name == "adam":
-            self.t += 1
-        for i, (p, g) in enumerate(zip(params, grads)):
-            if self.name == "sgd":
-                p -= self.lr * g
-            elif self.name == "momentum":
-                self.v[i] = self.mu * self.v[i] + g
-                p -= self.lr * self.v[i]
-            else:
-                self.m[i] = BETA1 * self.m[i] + (1 - BETA1) * g
-                self.v[i] = BETA2 * self.v[i] + (1 - BETA2) * g * g
-                m_hat = self.m[i] / (1 - BETA1 ** self.t)
-                v_hat = self.v[i] / (1 - BETA2 ** self.t)
-                p -= self.lr * m_hat / (np.sqrt(v_hat) + EPS)
-
-
-def simulate_fit(weights, biases, X, y, *, loss, epochs, lr=None, batch_size=None, shuffle=True, seed=None,
-                 optimizer="sgd", momentum=0.9, sample_weight=None, hand_optimizer=None):
-    """Mini-batch training written out step by step; returns ``(weights, biases, losses, optimizer)``.
-
-    The visiting order of each epoch is ``rng.permutation(n)`` from one
-    ``np.random.default_rng(seed)`` (one draw per epoch), except that
-    full-batch epochs (batch_size None or >= n) and shuffle=False visit
-    rows in order without drawing.  Each batch's gradient uses its own
-    weights' normaliser; the epoch's loss is sum_i w_i e_i (each row with
-    the parameters its batch saw), normalised over the whole epoch.
-    """
-    weights = [np.array(p, dtype=np.float64, copy=True) for p in weights]
-    biases = None if biases is None else [np.array(p, dtype=np.float64, copy=True) for p in biases]
-    params = weights + (biases or [])
-    n = X.shape[0]
-    size = n if batch_size is None else batch_size
-    rng = np.random.default_rng(seed)
-    lr = DEFAULT_LR[optimizer] if lr is None else lr
-    opt = hand_optimizer or HandOptimizer(optimizer, lr, momentum, params)
-    w_all = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    losses = []
-    for _ in range(epochs):
-        order = rng.permutation(n) if (shuffle and size < n) else np.arange(n)
-        total = 0.0
-        for first in range(0, n, size):
-            rows = order[first:first + size]
-            _, errors, dW, db = hand_loss_and_gradient(weights, biases, X[rows], y[rows], loss, w_all[rows])
-            total += errors
-            opt.update(params, dW + (db or []))
-        losses.append(total if loss == "sse" else total / (w_all.sum() * y.shape[1]))
-    return weights, biases, losses, opt
 
 
 def assert_network_parameters_close(net, weights, biases, rtol):
@@ -155,27 +47,6 @@ def assert_same_parameters(net, other):
 def max_parameter_gap(net, other):
     return max(float(np.abs(a - b).max()) for a, b in zip(net.weights + (net.biases or []),
                                                             other.weights + (other.biases or [])))
-
-
-def test_hand_model_matches_finite_differences():
-    """Self-check of this file's oracle: its gradient is that of its own loss (sse, mse, bce, weighted)."""
-    layers = [3, 4, 2]
-    weights, biases = random_parameters(layers, seed=1)
-    X, y = random_data(layers, 6, seed=2)
-    w = np.array([1.0, 0.5, 2.0, 0.0, 3.0, 1.5])
-    h = 1e-6
-    for loss in ["sse", "mse", "bce"]:
-        _, _, dW, db = hand_loss_and_gradient(weights, biases, X, y, loss, w)
-        for params, grads in [(weights, dW), (biases, db)]:
-            for p, g in zip(params, grads):
-                for index in np.ndindex(p.shape):
-                    keep = p[index]
-                    p[index] = keep + h
-                    up = hand_loss_and_gradient(weights, biases, X, y, loss, w)[0]
-                    p[index] = keep - h
-                    down = hand_loss_and_gradient(weights, biases, X, y, loss, w)[0]
-                    p[index] = keep
-                    assert g[index] == pytest.approx((up - down) / (2 * h), rel=1e-6, abs=1e-9)
 
 
 # =========================================================================================
@@ -205,7 +76,7 @@ def test_minibatch_fit_equals_step_by_step_numpy(backend, optimizer, batch_size,
     history = net.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=123,
                       optimizer=optimizer)         # lr=None: the optimizer's default rate
 
-    expected_w, expected_b, expected_losses, _ = simulate_fit(
+    expected_w, expected_b, expected_losses, _ = naive.train(
         weights, biases, X, y, loss="mse", epochs=epochs, batch_size=batch_size, shuffle=shuffle,
         seed=123, optimizer=optimizer)
     assert max(np.abs(a - b).max() for a, b in zip(expected_w, weights)) > 1e-4   # training moved
@@ -226,7 +97,7 @@ def test_weighted_minibatch_fit_equals_step_by_step_numpy(backend, loss):
     lr = 0.05 if loss == "sse" else 0.3
     history = net.fit(X, y, epochs=3, lr=lr, batch_size=4, seed=8, optimizer="momentum", momentum=0.7,
                       sample_weight=w)
-    expected_w, expected_b, expected_losses, _ = simulate_fit(
+    expected_w, expected_b, expected_losses, _ = naive.train(
         weights, biases, X, y, loss=loss, epochs=3, lr=lr, batch_size=4, seed=8, optimizer="momentum",
         momentum=0.7, sample_weight=w)
     assert_network_parameters_close(net, expected_w, expected_b, rtol=1e-10)
@@ -240,7 +111,7 @@ def test_explicit_lr_and_momentum_are_used(backend, optimizer):
     weights, biases = parameters_copy(net)
     X, y = random_data(layers, 12, seed=10)
     net.fit(X, y, epochs=3, lr=0.02, batch_size=5, shuffle=False, optimizer=optimizer, momentum=0.5)
-    expected_w, expected_b, _, _ = simulate_fit(weights, biases, X, y, loss="sse", epochs=3, lr=0.02,
+    expected_w, expected_b, _, _ = naive.train(weights, biases, X, y, loss="sse", epochs=3, lr=0.02,
                                                 batch_size=5, shuffle=False, optimizer=optimizer, momentum=0.5)
     assert_network_parameters_close(net, expected_w, expected_b, rtol=1e-10)
 
@@ -251,7 +122,7 @@ def test_default_lr_is_the_documented_one(backend, optimizer):
     implicit = random_network(SIM_LAYERS, backend, seed=12)
     explicit = random_network(SIM_LAYERS, backend, seed=12)
     implicit.fit(X, y, epochs=2, batch_size=6, seed=1, optimizer=optimizer)
-    explicit.fit(X, y, epochs=2, batch_size=6, seed=1, optimizer=optimizer, lr=DEFAULT_LR[optimizer])
+    explicit.fit(X, y, epochs=2, batch_size=6, seed=1, optimizer=optimizer, lr=naive.DEFAULT_LR[optimizer])
     assert_same_parameters(implicit, explicit)
 
 
@@ -275,7 +146,7 @@ def test_without_seed_fit_shuffles_with_the_networks_own_generator(backend):
     net = Network(layers, backend=backend, weights=weights, biases=biases, seed=9)
     net.fit(X, y, epochs=1, lr=0.5, batch_size=4)
     net.fit(X, y, epochs=1, lr=0.5, batch_size=4)
-    expected_w, expected_b, _, _ = simulate_fit(weights, biases, X, y, loss="mse", epochs=2, lr=0.5,
+    expected_w, expected_b, _, _ = naive.train(weights, biases, X, y, loss="mse", epochs=2, lr=0.5,
                                                 batch_size=4, seed=9)
     assert_network_parameters_close(net, expected_w, expected_b, rtol=1e-10)
 
@@ -308,22 +179,15 @@ def test_batch_size_at_least_the_row_count_is_full_batch(backend):
 # Full batch: the ARTICLE.md numbers
 # =========================================================================================
 
-ARTICLE_X = np.array([[0.4, 0.8, 0.4, 0.3], [1.0, 0.2, 0.4, 0.3], [0.3, 0.4, 0.5, 0.4]])
-ARTICLE_Y = np.array([[1.0], [0.85], [0.4]])
-ARTICLE_NEW_W1 = np.array([[0.2684694], [1.01472558], [0.25851005], [1.00614301]])
-ARTICLE_NEW_W2 = np.array([[0.66591155]])
-#: SSE before the step, from the article's printed errors y* - output.
-ARTICLE_SSE = 0.40301517 ** 2 + 0.26331366 ** 2 + 0.19037826 ** 2
-
 
 @pytest.mark.parametrize("batch_size", [None, 3], ids=["None", "3=all-rows"])
 def test_full_batch_fit_reproduces_the_article(backend, batch_size):
     net = Network.article(backend)
-    history = net.fit(ARTICLE_X, ARTICLE_Y, epochs=1, lr=1.0, batch_size=batch_size)
-    np.testing.assert_allclose(net.weights[0], ARTICLE_NEW_W1, rtol=0, atol=1e-8)
-    np.testing.assert_allclose(net.weights[1], ARTICLE_NEW_W2, rtol=0, atol=1e-8)
-    assert history.loss[0] == pytest.approx(ARTICLE_SSE, abs=1e-7)
-    assert history.loss[0] == pytest.approx(Network.article(backend).loss(ARTICLE_X, ARTICLE_Y), rel=1e-14)
+    history = net.fit(naive.X, naive.Y, epochs=1, lr=1.0, batch_size=batch_size)
+    np.testing.assert_allclose(net.weights[0], naive.NEW_W1, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(net.weights[1], naive.NEW_W2, rtol=0, atol=1e-8)
+    assert history.loss[0] == pytest.approx(naive.SSE_BEFORE, abs=1e-7)
+    assert history.loss[0] == pytest.approx(Network.article(backend).loss(naive.X, naive.Y), rel=1e-14)
 
 
 def test_full_batch_history_loss_is_the_loss_before_each_step(backend):
@@ -464,7 +328,7 @@ def test_two_partial_fits_equal_one_fit_of_two_epochs(backend, optimizer):
     assert_same_parameters(partial, full)
     assert [h1.loss[0], h2.loss[0]] == history.loss
     # and the step-by-step computation agrees
-    expected_w, expected_b, _, _ = simulate_fit(weights, biases, X, y, loss="mse", epochs=2, **settings)
+    expected_w, expected_b, _, _ = naive.train(weights, biases, X, y, loss="mse", epochs=2, **settings)
     assert_network_parameters_close(partial, expected_w, expected_b, rtol=1e-10)
     # the optimizer state mattered: an epoch from a fresh state ends elsewhere
     restarted.partial_fit(X, y, **settings)
@@ -509,7 +373,7 @@ def test_partial_fit_with_seed_visits_rows_in_that_seeds_permutation(backend):
     net = random_network(PF_LAYERS, backend, seed=31)
     weights, biases = parameters_copy(net)
     net.partial_fit(X, y, batch_size=3, seed=77, lr=0.5)
-    expected_w, expected_b, _, _ = simulate_fit(weights, biases, X, y, loss="mse", epochs=1, lr=0.5,
+    expected_w, expected_b, _, _ = naive.train(weights, biases, X, y, loss="mse", epochs=1, lr=0.5,
                                                 batch_size=3, seed=77)
     assert_network_parameters_close(net, expected_w, expected_b, rtol=1e-10)
 

@@ -1,7 +1,7 @@
 """Losses: binary cross-entropy and per-row sample weights, on every backend.
 
 Oracles: central finite differences of ``net.loss``, the loss formulas
-written out here from the forward pass, hand-computed examples (typed-in
+written out from the forward pass (naive.py), hand-computed examples (typed-in
 numbers), and equivalences that need no numbers at all (integer weights
 equal repeated rows; weights of one equal no weights).
 """
@@ -13,7 +13,8 @@ import pytest
 
 from fastnet import Network
 
-from conftest import (assert_close_normwise, parameters_copy, random_data, random_network, same_network)
+import naive
+from conftest import assert_close_normwise, finite_difference_gradient, random_data, random_network
 
 ALL_LOSSES = ["sse", "mse", "bce"]
 SHAPES = [[3, 1], [4, 5, 2], [2, 6, 4, 3]]
@@ -26,38 +27,14 @@ def flat(gradients):
 
 
 def weighted_finite_differences(net, X, y, sample_weight=None, h=1e-6):
-    """Central differences of ``net.loss(X, y, sample_weight)`` in every weight and bias, flattened
-    in the order of ``flat``.  Each probe is a fresh Network built with the public constructor."""
-    weights, biases = parameters_copy(net)
-    params = weights + (biases or [])
-    out = []
-    for layer, p in enumerate(params):
-        for index in np.ndindex(p.shape):
-            values = []
-            for delta in (h, -h):
-                moved = [q.copy() for q in params]
-                moved[layer][index] += delta
-                w, b = moved[:len(weights)], (moved[len(weights):] if biases is not None else None)
-                values.append(same_network(net, w, b).loss(X, y, sample_weight=sample_weight))
-            out.append((values[0] - values[1]) / (2 * h))
-    # flat() orders all weights first, then all biases: the same order as ``params``
-    return np.array(out)
+    """Central differences of ``net.loss(X, y, sample_weight)`` in every weight and bias (conftest's
+    finite_difference_gradient: fresh Networks from the public constructor), flattened in the order of ``flat``."""
+    return flat(finite_difference_gradient(net, X, y, h=h, sample_weight=sample_weight))
 
 
 def assert_gradient_matches(actual, expected, rtol=1e-6):
     scale = float(np.abs(expected).max())
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=max(rtol * scale, 1e-10))
-
-
-def hand_loss(output, y, loss, w=None):
-    """The loss from the network's outputs, written out: sse = sum w e; mse, bce = sum w e / (sum w * n_out)."""
-    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=np.float64)
-    if loss == "bce":
-        e = -(y * np.log(output) + (1 - y) * np.log(1 - output)).sum(axis=1)
-    else:
-        e = ((output - y) ** 2).sum(axis=1)
-    total = float(np.sum(w * e))
-    return total if loss == "sse" else total / (w.sum() * y.shape[1])
 
 
 # =========================================================================================
@@ -101,8 +78,7 @@ def test_weighted_gradient_matches_finite_differences(backend, loss):
 def test_bce_loss_is_the_mean_cross_entropy_of_the_outputs(backend, layers):
     net = random_network(layers, backend, seed=56, loss="bce")
     X, y = random_data(layers, 11, seed=57)
-    a = net.forward(X)
-    expected = float(np.mean(-(y * np.log(a) + (1 - y) * np.log(1 - a))))
+    expected = naive.loss_from_output(net.forward(X), y, "bce")   # mean cross-entropy over all elements
     assert net.loss(X, y) == pytest.approx(expected, rel=1e-12)
 
 
@@ -190,7 +166,7 @@ def test_bce_full_batch_fit_first_loss_is_the_loss_before(backend):
     layers = [4, 5, 2]
     net = random_network(layers, backend, seed=60, loss="bce")
     X, y = random_data(layers, 12, seed=61)
-    expected = hand_loss(net.forward(X), y, "bce")
+    expected = naive.loss_from_output(net.forward(X), y, "bce")
     history = net.fit(X, y, epochs=2, lr=1.0)
     assert history.loss[0] == pytest.approx(expected, rel=1e-12)
     assert history.loss[1] < history.loss[0]
@@ -220,7 +196,7 @@ def test_weighted_loss_is_the_hand_formula(backend, loss):
     net = random_network(SW_LAYERS, backend, seed=63, loss=loss)
     X, y = sw_data()
     w = np.array([0.5, 2.0, 0.0, 1.0, 3.5, 0.25, 1.0])
-    assert net.loss(X, y, sample_weight=w) == pytest.approx(hand_loss(net.forward(X), y, loss, w), rel=1e-12)
+    assert net.loss(X, y, sample_weight=w) == pytest.approx(naive.loss_from_output(net.forward(X), y, loss, w), rel=1e-12)
 
 
 @pytest.mark.parametrize("loss", ALL_LOSSES)

@@ -1,8 +1,8 @@
 """The worked example of ARTICLE.md, reproduced on every backend.
 
 All expected numbers below are typed in from ARTICLE.md (printed to 8
-decimals), or follow from them by hand arithmetic; none are read back from
-fastnet.
+decimals; once, in naive.py), or follow from them by hand arithmetic; none
+are read back from fastnet.
 """
 
 import warnings
@@ -13,58 +13,19 @@ import pytest
 import fastnet.article
 from fastnet import History, Network
 
-from conftest import run_python, sigmoid
+import naive
+from conftest import run_python
 
-# -- the example, typed in from ARTICLE.md ---------------------------------------------
+# -- the example and its printed values: ARTICLE.md, typed in once in naive.py ----------
 
-X = np.array([[0.4, 0.8, 0.4, 0.3],
-              [1.0, 0.2, 0.4, 0.3],
-              [0.3, 0.4, 0.5, 0.4]])
-Y = np.array([[1.0], [0.85], [0.4]])
-W1 = np.array([[0.25], [1.0], [0.25], [1.0]])
-W2 = np.array([[0.5]])
-
-# -- values printed in part 8 ------------------------------------------------------------
-
-NEURON1OUTPUT = np.array([[0.78583498], [0.70056714], [0.73105858]])
-OUTPUT = np.array([[0.59698483], [0.58668634], [0.59037826]])
-ERROR = np.array([[0.40301517], [0.26331366], [-0.19037826]])            # y* - output
-DOUBLED_ERROR = np.array([[0.80603034], [0.52662731], [-0.38075651]])    # 2(y* - output)
-SIGMOID_OF_OUTPUT = np.array([[0.64496618], [0.64260448], [0.64345193]])
-ONE_MINUS_SIGMOID_OF_OUTPUT = np.array([[0.35503382], [0.35739552], [0.35654807]])
-ARTICLE_SLOPE_AT_OUTPUT = np.array([[0.22898481], [0.22966396], [0.22942154]])
-OUTPUT_DELTA = np.array([[0.1845687], [0.12094732], [-0.08735375]])
-D_W2 = np.array([[0.16591155]])
-NEW_W2 = np.array([[0.66591155]])
-NEW_W1 = np.array([[0.2684694], [1.01472558], [0.25851005], [1.00614301]])
-
-#: The SSE before the step, by hand from the printed errors.
-SSE_BEFORE = 0.40301517 ** 2 + 0.26331366 ** 2 + 0.19037826 ** 2
-
-#: Printed to 8 decimals, so agreement to 1e-8 is all the article allows.
-ATOL = 1e-8
-
-
-def hand_sse(w1, w2):
-    """The article's cost sum((y* - output)^2), written out with the textbook sigmoid."""
-    output = sigmoid(sigmoid(X @ w1) @ w2)
-    return float(np.sum((Y - output) ** 2))
+X, Y, W1, W2 = naive.X, naive.Y, naive.W1, naive.W2
+NEURON1OUTPUT, OUTPUT, NEW_W1, NEW_W2 = naive.NEURON1OUTPUT, naive.OUTPUT, naive.NEW_W1, naive.NEW_W2
+SSE_BEFORE, ATOL = naive.SSE_BEFORE, naive.ATOL
 
 
 def hand_sse_gradient(w1, w2, h=1e-6):
-    """Central finite differences of ``hand_sse`` in every entry of W1 and W2."""
-    grads = []
-    for which in range(2):
-        params = [w1.copy(), w2.copy()]
-        g = np.empty_like(params[which])
-        for index in np.ndindex(g.shape):
-            plus = [p.copy() for p in params]
-            minus = [p.copy() for p in params]
-            plus[which][index] += h
-            minus[which][index] -= h
-            g[index] = (hand_sse(*plus) - hand_sse(*minus)) / (2 * h)
-        grads.append(g)
-    return grads
+    """Central finite differences of the article's cost (naive.article_sse) in every entry of W1 and W2."""
+    return naive.central_differences(lambda params: naive.article_sse(*params), [w1, w2], h=h)
 
 
 # -- the data in fastnet.article -----------------------------------------------------
@@ -76,12 +37,6 @@ def test_article_module_holds_the_articles_data():
     np.testing.assert_array_equal(fastnet.article.W1, W1)
     np.testing.assert_array_equal(fastnet.article.W2, W2)
     assert list(fastnet.article.LAYERS) == [4, 1, 1]
-
-
-def test_hand_calculation_agrees_with_the_article():
-    """Sanity check of this file's own helpers against the printed numbers."""
-    np.testing.assert_allclose(sigmoid(X @ W1), NEURON1OUTPUT, atol=ATOL)
-    assert hand_sse(W1, W2) == pytest.approx(SSE_BEFORE, abs=1e-7)
 
 
 # -- Network.article on every backend -----------------------------------------------
@@ -126,7 +81,7 @@ def test_article_gradient_is_minus_the_printed_update(backend):
     """The article adds d_W; fastnet returns the gradient, so dW = -(d_W)."""
     dW, db = Network.article(backend=backend).gradients(X, Y)
     assert db is None
-    np.testing.assert_allclose(dW[1], -D_W2, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(dW[1], -naive.D_W2, rtol=0, atol=ATOL)
     np.testing.assert_allclose(dW[0], W1 - NEW_W1, rtol=0, atol=ATOL)
 
 
@@ -185,11 +140,11 @@ def test_exact_gradients_match_finite_differences_of_the_sse(backend):
 
 
 PRINTED_VECTORS = {
-    "neuron1output": NEURON1OUTPUT, "output": OUTPUT, "y* - output": ERROR,
-    "2(y* - output)": DOUBLED_ERROR, "sigmoid(output)": SIGMOID_OF_OUTPUT,
-    "1 - sigmoid(output)": ONE_MINUS_SIGMOID_OF_OUTPUT,
-    "sigmoid(output)*(1-sigmoid(output))": ARTICLE_SLOPE_AT_OUTPUT,
-    "2(y*-output) * that": OUTPUT_DELTA, "d_W2": D_W2, "new W2": NEW_W2, "new W1": NEW_W1,
+    "neuron1output": naive.NEURON1OUTPUT, "output": naive.OUTPUT, "y* - output": naive.ERROR,
+    "2(y* - output)": naive.DOUBLED_ERROR, "sigmoid(output)": naive.SIGMOID_OF_OUTPUT,
+    "1 - sigmoid(output)": naive.ONE_MINUS_SIGMOID_OF_OUTPUT,
+    "sigmoid(output)*(1-sigmoid(output))": naive.ARTICLE_SLOPE_AT_OUTPUT,
+    "2(y*-output) * that": naive.OUTPUT_DELTA, "d_W2": naive.D_W2, "new W2": naive.NEW_W2, "new W1": naive.NEW_W1,
 }
 
 
@@ -212,11 +167,7 @@ def test_article_step_exact_follows_the_finite_difference_gradient():
     assert any(v.shape == W2.shape and np.allclose(v, W2 - dW2, rtol=0, atol=1e-8) for v in new_weights)
 
 
-KEY_NUMBERS = ["0.78583498", "0.70056714", "0.73105858",   # neuron1output
-               "0.59698483", "0.58668634", "0.59037826",   # output
-               "0.22898481", "0.1845687",                   # article slope, output delta
-               "0.16591155", "0.66591155",                  # d_W2, new W2
-               "0.2684694", "1.01472558", "0.25851005", "1.00614301"]  # new W1
+KEY_NUMBERS = naive.KEY_NUMBERS
 
 
 def test_walkthrough_contains_the_articles_numbers():
@@ -268,7 +219,7 @@ def test_output_above_one_half_for_any_first_layer_and_positive_w2(backend, seed
 def test_output_at_the_origin_is_sigmoid_of_a_quarter(backend):
     """X = 0: hidden = sigmoid(0) = 0.5, output = sigmoid(0.5 * 0.5)."""
     output = Network.article(backend=backend).forward(np.zeros((1, 4)))
-    np.testing.assert_allclose(output, [[1.0 / (1.0 + np.exp(-0.25))]], rtol=1e-14)
+    np.testing.assert_allclose(output, [[naive.sigmoid(0.25)]], rtol=1e-14)
 
 
 def test_alices_target_stays_out_of_reach_while_w2_is_positive(backend):

@@ -1,4 +1,6 @@
-"""Property-based tests: any input to any public method gives the reference's answer or a clean error.
+"""The property-based check shared by tests/api/test_fuzz.py (a few examples) and tests/slow/test_fuzz_full.py.
+
+The property: any input to any public method gives the reference's answer or a clean error.
 
 For every backend and every public method (forward, activations, loss,
 gradients, step, fit, partial_fit), hypothesis draws networks and inputs of
@@ -22,7 +24,8 @@ instead of killing pytest.
 
 The hypothesis seed is fixed (reproducible CI); FASTNET_FUZZ_SEED=random (or
 another integer) explores new cases.  Cases found so far are kept as
-explicit examples (FOUND) or as the dedicated tests at the end.
+explicit examples (FOUND, run by both tiers) or as dedicated tests in
+tests/api/test_fuzz.py.  The rules for valid input are naive.py's.
 """
 
 import math
@@ -40,14 +43,16 @@ from hypothesis.extra import numpy as hnp
 
 from fastnet import Network
 
-from conftest import REFERENCE, run_python
+from naive import Invalid, converted, valid_count, valid_number
+from conftest import REFERENCE, TESTS_DIR, run_python
 
 METHODS = ["forward", "activations", "loss", "gradients", "step", "fit", "partial_fit"]
+#: Examples per backend and method: the full run (slow tier) and the quick one (fast tier).
 MAX_EXAMPLES = 50
+QUICK_EXAMPLES = 8
 #: Hypothesis seed: fixed by default so that CI runs are reproducible; set FASTNET_FUZZ_SEED to
 #: another integer, or to "random" for a fresh seed each run, to explore further.
 FUZZ_SEED = os.environ.get("FASTNET_FUZZ_SEED", "20240611")
-TESTS_DIR = str(Path(__file__).resolve().parent)
 
 #: Layer widths drawn for the networks: input widths 1 (a 1-D X is then valid) to 4.
 LAYER_CHOICES = [[1, 1], [1, 3, 1], [3, 2], [3, 4, 2], [2, 3, 3, 1], [4, 5, 3]]
@@ -174,58 +179,7 @@ def cases(draw, method):
     return case
 
 
-# -- the oracle ---------------------------------------------------------------------------------
-
-class Invalid(Exception):
-    """The case's input breaks a documented rule: the call must raise ValueError or TypeError."""
-
-
-def converted(value, columns, vector=False):
-    """``value`` after the documented conversion, or Invalid.
-
-    np.asarray, real numbers only (bool, int, float), C-contiguous float64,
-    finite; a batch is 2-D (rows >= 1, ``columns`` columns; 1-D allowed for
-    one column); a vector is 1-D.
-    """
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError):
-        raise Invalid("not rectangular") from None
-    if array.dtype.kind not in "biuf":
-        raise Invalid(f"dtype {array.dtype}")
-    array = np.ascontiguousarray(array, dtype=np.float64)
-    if not np.isfinite(array).all():
-        raise Invalid("not finite")
-    if vector:
-        if array.ndim != 1:
-            raise Invalid(f"shape {array.shape}")
-        return array
-    if array.ndim == 1 and columns == 1:
-        array = array.reshape(-1, 1)
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] != columns:
-        raise Invalid(f"shape {array.shape}")
-    return array
-
-
-def valid_number(value, allow_none=True):
-    if value is None and allow_none:
-        return value
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise Invalid(f"not a real number: {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise Invalid(f"not finite and > 0: {value!r}")
-    return value
-
-
-def valid_count(value, minimum, allow_none):
-    if value is None and allow_none:
-        return value
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"not an int: {value!r}")
-    if value < minimum:
-        raise Invalid(f"below {minimum}: {value!r}")
-    return value
-
+# -- the oracle: the documented conversion (naive.py), then the reference backend ---------------
 
 def canonical_case(case):
     """The case with every input converted as documented, or Invalid."""
@@ -387,14 +341,14 @@ def run_property(backend, method, max_examples=MAX_EXAMPLES, seed=None, announce
         set_hypothesis_home_dir(None)
 
 
-# -- the tests ----------------------------------------------------------------------------------
+# -- running it ----------------------------------------------------------------------------------
 
 CHILD = textwrap.dedent("""
     import faulthandler, sys
     faulthandler.enable()
     sys.path.insert(0, {tests!r})
-    import test_fuzz
-    test_fuzz.run_property({backend!r}, {method!r}, seed={seed!r}, announce=True)
+    import fuzzing
+    fuzzing.run_property({backend!r}, {method!r}, max_examples={max_examples!r}, seed={seed!r}, announce=True)
     print("DONE", flush=True)
 """)
 
@@ -406,9 +360,10 @@ def fuzz_seed(method):
     return int(FUZZ_SEED) + METHODS.index(method)
 
 
-def run_in_child(backend, method, seed):
+def run_in_child(backend, method, seed, max_examples=MAX_EXAMPLES):
     """The property in a fresh interpreter; a crash fails with the last case it started."""
-    result = run_python(code=CHILD.format(tests=TESTS_DIR, backend=backend, method=method, seed=seed),
+    result = run_python(code=CHILD.format(tests=TESTS_DIR, backend=backend, method=method, seed=seed,
+                                          max_examples=max_examples),
                         timeout=900)
     started = [line for line in result.stdout.splitlines() if line.startswith("CASE ")]
     if result.returncode < 0 or (result.returncode != 0 and "Traceback" not in result.stderr):
@@ -420,61 +375,17 @@ def run_in_child(backend, method, seed):
         f"{result.stderr[-8000:]}\nlast output:\n{result.stdout[-3000:]}")
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_any_input_gives_the_reference_result_or_a_clean_error(backend, method):
+def check_property(backend, method, max_examples):
+    """The body of the fuzz tests: ``max_examples`` cases (and FOUND ones) of ``method`` on ``backend``.
+
+    The native backend's cases run in a child interpreter, so that a crash names its input.
+    """
     seed = fuzz_seed(method)
     if backend == "native":
-        run_in_child(backend, method, seed)
+        run_in_child(backend, method, seed, max_examples)
     else:
         try:
-            run_property(backend, method, seed=seed)
+            run_property(backend, method, max_examples=max_examples, seed=seed)
         except BaseException as error:
             error.add_note(f"hypothesis seed {seed} (FASTNET_FUZZ_SEED={FUZZ_SEED})")
             raise
-
-
-#: Found by the property above: weights whose total underflows (subnormal) or overflows.
-EXTREME_WEIGHT_SCALES = [5e-324, 1e308]
-
-
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("scale", EXTREME_WEIGHT_SCALES)
-@pytest.mark.parametrize("method", ["loss", "fit"])
-def test_sample_weight_scale_does_not_change_a_mean_loss(backend, method, scale, loss="mse"):
-    """mse and bce are weighted means: sum w_i e_i / (W n_L), unchanged when every weight is
-    multiplied by the same positive number.  Equal tiny (even subnormal) or huge weights are
-    valid (non-negative with a positive sum), so they must give the unweighted result, or be
-    refused with a ValueError naming sample_weight - never NaN, inf, a silent 0 or a
-    DivergenceError blaming the learning rate.
-    """
-    rng = np.random.default_rng(3)
-    X, y = rng.uniform(-1, 1, (4, 2)), rng.uniform(0, 1, (4, 1))
-
-    def run(weights):
-        net = Network([2, 3, 1], backend=backend, loss=loss, seed=5)
-        if method == "loss":
-            return np.array(net.loss(X, y, sample_weight=weights))
-        net.fit(X, y, epochs=2, lr=0.5, batch_size=2, shuffle=False, sample_weight=weights)
-        return np.concatenate([p.ravel() for p in net.weights + net.biases])
-
-    expected = run(np.ones(4))
-    try:
-        actual = run(np.full(4, scale))
-    except ValueError as error:
-        assert "sample_weight" in str(error), f"the error does not name sample_weight: {error}"
-        return
-    scale_of_expected = float(np.abs(expected).max())
-    np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12 * scale_of_expected,
-                               err_msg=f"sample_weight = {scale} for every row")
-
-
-def test_child_runner_reports_a_crash_with_its_input():
-    """The subprocess harness itself: a case that kills the interpreter is named in the failure."""
-    code = textwrap.dedent("""
-        import os, signal
-        print("CASE {'X': 'the crashing input'}", flush=True)
-        os.kill(os.getpid(), signal.SIGSEGV)
-    """)
-    result = run_python(code=code, timeout=60)
-    assert result.returncode < 0
-    assert "the crashing input" in result.stdout
