@@ -119,16 +119,16 @@ def same_network(net, weights, biases):
 
 
 def finite_difference_gradient(net, X, y, h=1e-6, sample_weight=None):
-    """Central differences (naive.central_differences) of ``net.loss(X, y)`` in every weight and bias: ``(dW, db)``.
+    """Central differences (naive.central_differences) of ``net.evaluate(X, y)`` in every weight and bias: ``(dW, db)``.
 
     Each probe builds a fresh Network with one parameter moved by +-h, so the
-    result depends only on the public constructor and ``loss``.
+    result depends only on the public constructor and ``evaluate``.
     """
     weights, biases = parameters_copy(net)
     n_weights = len(weights)
 
     def probe(params):
-        return same_network(net, params[:n_weights], None if biases is None else params[n_weights:]).loss(
+        return same_network(net, params[:n_weights], None if biases is None else params[n_weights:]).evaluate(
             X, y, sample_weight=sample_weight)
 
     grads = naive.central_differences(probe, weights + (biases or []), h=h)

@@ -46,7 +46,7 @@ from fastnet import Network
 from naive import Invalid, converted, valid_count, valid_number
 from conftest import REFERENCE, TESTS_DIR, run_python
 
-METHODS = ["forward", "activations", "loss", "gradients", "step", "fit", "partial_fit"]
+METHODS = ["forward", "activations", "evaluate", "gradients", "step", "fit", "partial_fit"]
 #: Examples per backend and method: the full run (slow tier) and the quick one (fast tier).
 MAX_EXAMPLES = 50
 QUICK_EXAMPLES = 8
@@ -220,8 +220,8 @@ def outcome(net, case):
         result = {"forward": net.forward(X)}
     elif method == "activations":
         result = {f"A{i}": a for i, a in enumerate(net.activations(X))}
-    elif method == "loss":
-        result = {"loss": net.loss(X, case["y"], case["sample_weight"])}
+    elif method == "evaluate":
+        result = {"loss": net.evaluate(X, case["y"], case["sample_weight"])}
     elif method == "gradients":
         dW, db = net.gradients(X, case["y"], sample_weight=case["sample_weight"])
         result = {**{f"dW{i}": g for i, g in enumerate(dW)}, **{f"db{i}": g for i, g in enumerate(db or [])}}

@@ -4,7 +4,7 @@ Nothing here imports fastnet: every expected value a test computes comes
 from the formulas below, from the article's printed numbers (typed in from
 ARTICLE.md), or from hand arithmetic in the test itself.  Tests that need
 fastnet's public API around an oracle (e.g. finite differences of
-``Network.loss``) wrap these functions in conftest.py.
+``Network.evaluate``) wrap these functions in conftest.py.
 
 Conventions (DESIGN.md): batches are rows, weights are ``(fan_in, fan_out)``
 so a layer is ``sigmoid(A @ W + b)``; activation derivatives are written with

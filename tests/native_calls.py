@@ -15,35 +15,37 @@ PRELUDE = textwrap.dedent(f"""
     import sys
     import numpy as np
     import fastnet._native as native
+    from fastnet import spec
     sys.path.insert(0, {TESTS_DIR!r})
     import naive
     f32 = np.float32
     X, Y = naive.X, naive.Y
     params = np.concatenate([naive.W1.ravel(), naive.W2.ravel()])
     sizes = np.array([4, 1, 1], dtype=np.int64)
+    sigmoids = np.full(2, spec.ACTIVATIONS["sigmoid"].code, np.int64)
     none = np.empty(0)
     out = np.empty(6)
     grad = np.empty(5)
     hyper = np.array([0.1, 0.9, 0.9, 0.999, 1e-8])
     X32, Y32, params32, none32 = X.astype(f32), Y.astype(f32), params.astype(f32), none.astype(f32)
 
-    def forward(X=X, params=params, sizes=sizes, has_bias=False, out=out):
-        return native.forward(X, params, sizes, has_bias, out)
+    def forward(X=X, params=params, sizes=sizes, activations=sigmoids, has_bias=False, out=out):
+        return native.forward(X, params, sizes, activations, has_bias, out)
 
-    def gradient(X=X, Y=Y, row_weight=none, params=params, sizes=sizes, has_bias=False, derivative=1, loss=0,
-                 grad=grad):
-        return native.gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad)
+    def gradient(X=X, Y=Y, row_weight=none, params=params, sizes=sizes, activations=sigmoids, has_bias=False,
+                 derivative=1, loss=0, grad=grad):
+        return native.gradient(X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, grad)
 
     def train(X=X, Y=Y, row_weight=none, order=np.array([2, 0, 1], np.int64), batch_size=2, params=None,
-              sizes=sizes, has_bias=False, derivative=0, loss=1, optimizer=2, hyper=hyper, state=None,
-              step=None, grad=None):
+              sizes=sizes, activations=sigmoids, has_bias=False, derivative=0, loss=1, optimizer=2, hyper=hyper,
+              state=None, step=None, grad=None):
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
         params = params if params is not None else globals()["params"].astype(dtype)
         state = state if state is not None else np.zeros((2, 5), dtype)
         step = step if step is not None else np.zeros(1, np.int64)
         grad = grad if grad is not None else np.empty(5, dtype)
-        return native.train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias, derivative, loss,
-                                  optimizer, hyper, state, step, grad)
+        return native.train_epoch(X, Y, row_weight, order, batch_size, params, sizes, activations, has_bias,
+                                  derivative, loss, optimizer, hyper, state, step, grad)
 
     def forward32(**changes):
         return forward(**dict(dict(X=X32, params=params32, out=np.empty(6, f32)), **changes))
@@ -90,6 +92,13 @@ BAD_CALLS = [
     # 4*2**62 + 2**62*4 + 4*1 wraps to 4 in 64-bit arithmetic: a 4-element params must not pass
     ("forward-sizes-overflow", "forward(sizes=np.array([4, 2**62, 4, 1], dtype=np.int64), params=np.ones(4))",
      r"\bsizes\b|\bparams\b|\bout\b"),
+    ("forward-activations-too-short", "forward(activations=sigmoids[:1].copy())", r"\bactivations\b"),
+    ("forward-activations-too-long", "forward(activations=np.zeros(3, np.int64))", r"\bactivations\b"),
+    ("forward-activations-int32", "forward(activations=sigmoids.astype(np.int32))", r"\bactivations\b"),
+    ("forward-activations-unknown", "forward(activations=np.array([0, 99], np.int64))", r"\bactivations\[1\]"),
+    ("forward-activations-negative", "forward(activations=np.array([-1, 0], np.int64))", r"\bactivations\[0\]"),
+    ("gradient-activations-unknown", "gradient(activations=np.array([0, 99], np.int64))", r"\bactivations\b"),
+    ("train-activations-too-short", "train(activations=sigmoids[:1].copy())", r"\bactivations\b"),
     ("forward-X-wrong-columns", "forward(X=np.ones((3, 5)))", r"\bX\b"),
     ("forward-X-float32", "forward(X=X.astype(np.float32))", r"^params " + MIXED),
     ("forward-X-float16", "forward(X=X.astype(np.float16))", r"\bX\b"),

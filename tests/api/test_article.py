@@ -66,7 +66,7 @@ def test_activations_give_neuron1output_and_output(backend):
 
 
 def test_loss_is_the_sum_of_squared_errors(backend):
-    assert Network.article(backend=backend).loss(X, Y) == pytest.approx(SSE_BEFORE, abs=1e-7)
+    assert Network.article(backend=backend).evaluate(X, Y) == pytest.approx(SSE_BEFORE, abs=1e-7)
 
 
 def test_one_step_gives_the_printed_new_weights(backend):

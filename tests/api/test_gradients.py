@@ -21,7 +21,7 @@ def assert_gradient_close(actual, expected, rtol=1e-6):
         np.testing.assert_allclose(a, e, rtol=rtol, atol=max(rtol * scale, 1e-10))
 
 
-# -- exact derivative: central finite differences of net.loss ----------------------------
+# -- exact derivative: central finite differences of net.evaluate ----------------------------
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -120,7 +120,7 @@ def test_step_moves_parameters_by_minus_lr_times_gradient(backend, bias, lr):
     X, y = random_data(layers, 10, seed=3)
     weights, biases = parameters_copy(net)
     dW, db = net.gradients(X, y)
-    loss_before = net.loss(X, y)
+    loss_before = net.evaluate(X, y)
 
     returned = net.step(X, y, lr=lr)
 
@@ -140,7 +140,7 @@ def test_step_returns_the_loss_before_the_step(backend):
     returned = net.step(X, y, lr=1.0)
     assert isinstance(returned, float)
     assert returned == pytest.approx(expected, rel=1e-13)
-    assert net.loss(X, y) != pytest.approx(expected, rel=1e-13)
+    assert net.evaluate(X, y) != pytest.approx(expected, rel=1e-13)
 
 
 def test_loss_is_sse_or_mse_of_the_forward_pass(backend):
@@ -149,7 +149,7 @@ def test_loss_is_sse_or_mse_of_the_forward_pass(backend):
     for loss, divisor in [("sse", 1), ("mse", 12 * 2)]:
         net = random_network(layers, backend, loss=loss)
         assert net.loss == loss
-        value = net.loss(X, y)
+        value = net.evaluate(X, y)
         assert isinstance(value, float)
         assert value == pytest.approx(np.sum((net.forward(X) - y) ** 2) / divisor, rel=1e-13)
 
@@ -175,13 +175,13 @@ def test_fit_loss_decreases_on_a_learnable_problem(backend, derivative):
     losses = np.array(history.loss)
     assert np.all(np.diff(losses) < 0), "loss went up during full-batch descent with a small step"
     assert losses[-1] < 0.5 * losses[0]
-    assert net.loss(X, y) < losses[-1]
+    assert net.evaluate(X, y) < losses[-1]
 
 
 def test_fit_history_starts_with_the_initial_loss(backend):
     X, y = learnable_problem()
     net = random_network([2, 3, 1], backend, seed=4)
-    initial = net.loss(X, y)
+    initial = net.evaluate(X, y)
     history = net.fit(X, y, epochs=3, lr=1.0)
     assert history.loss[0] == pytest.approx(initial, rel=1e-14)
 

@@ -1,6 +1,6 @@
 """Losses: binary cross-entropy and per-row sample weights, on every backend.
 
-Oracles: central finite differences of ``net.loss``, the loss formulas
+Oracles: central finite differences of ``net.evaluate``, the loss formulas
 written out from the forward pass (naive.py), hand-computed examples (typed-in
 numbers), and equivalences that need no numbers at all (integer weights
 equal repeated rows; weights of one equal no weights).
@@ -27,7 +27,7 @@ def flat(gradients):
 
 
 def weighted_finite_differences(net, X, y, sample_weight=None, h=1e-6):
-    """Central differences of ``net.loss(X, y, sample_weight)`` in every weight and bias (conftest's
+    """Central differences of ``net.evaluate(X, y, sample_weight)`` in every weight and bias (conftest's
     finite_difference_gradient: fresh Networks from the public constructor), flattened in the order of ``flat``."""
     return flat(finite_difference_gradient(net, X, y, h=h, sample_weight=sample_weight))
 
@@ -45,7 +45,7 @@ def assert_gradient_matches(actual, expected, rtol=1e-6):
 def test_bce_network_reports_its_loss_name(backend):
     net = Network([2, 3, 1], backend=backend, loss="bce", seed=0)
     assert net.loss == "bce"
-    assert isinstance(net.loss(np.zeros((2, 2)), np.array([[0.0], [1.0]])), float)
+    assert isinstance(net.evaluate(np.zeros((2, 2)), np.array([[0.0], [1.0]])), float)
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
@@ -79,7 +79,7 @@ def test_bce_loss_is_the_mean_cross_entropy_of_the_outputs(backend, layers):
     net = random_network(layers, backend, seed=56, loss="bce")
     X, y = random_data(layers, 11, seed=57)
     expected = naive.loss_from_output(net.forward(X), y, "bce")   # mean cross-entropy over all elements
-    assert net.loss(X, y) == pytest.approx(expected, rel=1e-12)
+    assert net.evaluate(X, y) == pytest.approx(expected, rel=1e-12)
 
 
 def test_bce_hand_computed_example(backend):
@@ -91,7 +91,7 @@ def test_bce_hand_computed_example(backend):
     net = Network([1, 1], backend=backend, loss="bce", bias=False, weights=[[[math.log(3.0)]]])
     X, y = np.array([[1.0], [0.0]]), np.array([[1.0], [0.0]])
     np.testing.assert_allclose(net.forward(X), [[0.75], [0.5]], rtol=1e-15)
-    assert net.loss(X, y) == pytest.approx(0.4904146265058631, rel=1e-14)
+    assert net.evaluate(X, y) == pytest.approx(0.4904146265058631, rel=1e-14)
     (dW,), db = net.gradients(X, y)
     assert db is None
     np.testing.assert_allclose(dW, [[-0.125]], rtol=1e-14)
@@ -103,8 +103,8 @@ def test_bce_hand_computed_example_with_bias_and_soft_target(backend):
     d/db = a - y = 0.5, d/dw = (a - y) x = 0.5 * 2 = 1."""
     net = Network([1, 1], backend=backend, loss="bce", weights=[[[0.0]]], biases=[[math.log(3.0)]])
     X, y = np.array([[2.0]]), np.array([[0.25]])
-    assert net.loss(X, y) == pytest.approx(0.25 * math.log(4 / 3) + 0.75 * math.log(4.0), rel=1e-14)
-    assert net.loss(X, y) == pytest.approx(1.111641288952863, rel=1e-14)
+    assert net.evaluate(X, y) == pytest.approx(0.25 * math.log(4 / 3) + 0.75 * math.log(4.0), rel=1e-14)
+    assert net.evaluate(X, y) == pytest.approx(1.111641288952863, rel=1e-14)
     (dW,), (db,) = net.gradients(X, y)
     np.testing.assert_allclose(dW, [[1.0]], rtol=1e-14)
     np.testing.assert_allclose(db, [0.5], rtol=1e-14)
@@ -127,16 +127,16 @@ def test_bce_clamps_each_log_at_minus_100_like_torch(backend):
     a = net.forward(SAT_X)
     assert a[0, 0] == 1.0 and a[2, 0] == 1.0
     assert 0.0 <= a[1, 0] < 1e-300 and 0.0 <= a[3, 0] < 1e-300
-    assert net.loss(SAT_X, SAT_Y) == pytest.approx(50.0, rel=1e-14)
+    assert net.evaluate(SAT_X, SAT_Y) == pytest.approx(50.0, rel=1e-14)
     # each row alone
     for row, expected in enumerate([0.0, 0.0, 100.0, 100.0]):
-        assert net.loss(SAT_X[row:row + 1], SAT_Y[row:row + 1]) == pytest.approx(expected, abs=1e-12)
+        assert net.evaluate(SAT_X[row:row + 1], SAT_Y[row:row + 1]) == pytest.approx(expected, abs=1e-12)
 
 
 def test_bce_saturated_soft_target(backend):
     """a = 1 exactly, y = 0.3: -(0.3 log 1 + 0.7 max(log 0, -100)) = 0.7 * 100 = 70."""
     net = saturated_network(backend)
-    assert net.loss([[1.0]], [[0.3]]) == pytest.approx(70.0, rel=1e-14)
+    assert net.evaluate([[1.0]], [[0.3]]) == pytest.approx(70.0, rel=1e-14)
 
 
 def test_bce_gradient_at_saturation_is_finite(backend):
@@ -153,7 +153,7 @@ def test_bce_with_huge_weights_in_a_deep_network_is_finite(backend):
     y = (y > 0.5).astype(float)
     a = net.forward(X)
     assert ((a == 0.0) | (a == 1.0) | (a < 1e-300)).mean() > 0.5     # most outputs are saturated
-    value = net.loss(X, y)
+    value = net.evaluate(X, y)
     assert math.isfinite(value) and 0.0 <= value <= 100.0 * 2 / 2
     dW, db = net.gradients(X, y)
     assert all(np.isfinite(g).all() for g in dW + db)
@@ -196,7 +196,7 @@ def test_weighted_loss_is_the_hand_formula(backend, loss):
     net = random_network(SW_LAYERS, backend, seed=63, loss=loss)
     X, y = sw_data()
     w = np.array([0.5, 2.0, 0.0, 1.0, 3.5, 0.25, 1.0])
-    assert net.loss(X, y, sample_weight=w) == pytest.approx(naive.loss_from_output(net.forward(X), y, loss, w), rel=1e-12)
+    assert net.evaluate(X, y, sample_weight=w) == pytest.approx(naive.loss_from_output(net.forward(X), y, loss, w), rel=1e-12)
 
 
 @pytest.mark.parametrize("loss", ALL_LOSSES)
@@ -204,7 +204,7 @@ def test_weights_of_one_equal_no_weights_for_loss_and_gradients(backend, loss):
     net = random_network(SW_LAYERS, backend, seed=64, loss=loss)
     X, y = sw_data()
     ones = np.ones(SW_ROWS)
-    assert net.loss(X, y, sample_weight=ones) == pytest.approx(net.loss(X, y), rel=1e-14)
+    assert net.evaluate(X, y, sample_weight=ones) == pytest.approx(net.evaluate(X, y), rel=1e-14)
     assert_close_normwise(flat(net.gradients(X, y, sample_weight=ones)), flat(net.gradients(X, y)), rtol=1e-14)
 
 
@@ -233,7 +233,7 @@ def test_integer_weights_equal_repeated_rows_for_loss_and_gradients(backend, los
     net = random_network(SW_LAYERS, backend, seed=66, loss=loss)
     X, y = sw_data()
     X_rep, y_rep = np.repeat(X, INTEGER_WEIGHTS, axis=0), np.repeat(y, INTEGER_WEIGHTS, axis=0)
-    assert net.loss(X, y, sample_weight=INTEGER_WEIGHTS) == pytest.approx(net.loss(X_rep, y_rep), rel=1e-13)
+    assert net.evaluate(X, y, sample_weight=INTEGER_WEIGHTS) == pytest.approx(net.evaluate(X_rep, y_rep), rel=1e-13)
     assert_close_normwise(flat(net.gradients(X, y, sample_weight=INTEGER_WEIGHTS)),
                           flat(net.gradients(X_rep, y_rep)), rtol=1e-13)
 
@@ -258,7 +258,7 @@ def test_mean_losses_do_not_depend_on_the_scale_of_the_weights(backend, loss, fa
     net = random_network(SW_LAYERS, backend, seed=68, loss=loss)
     X, y = sw_data()
     w = np.array([0.5, 2.0, 0.0, 1.0, 3.5, 0.25, 1.0])
-    assert net.loss(X, y, sample_weight=factor * w) == pytest.approx(net.loss(X, y, sample_weight=w), rel=1e-13)
+    assert net.evaluate(X, y, sample_weight=factor * w) == pytest.approx(net.evaluate(X, y, sample_weight=w), rel=1e-13)
     assert_close_normwise(flat(net.gradients(X, y, sample_weight=factor * w)),
                           flat(net.gradients(X, y, sample_weight=w)), rtol=1e-13)
 
@@ -267,7 +267,7 @@ def test_sse_scales_with_the_weights(backend):
     net = random_network(SW_LAYERS, backend, seed=69, loss="sse")
     X, y = sw_data()
     w = np.array([0.5, 2.0, 0.0, 1.0, 3.5, 0.25, 1.0])
-    assert net.loss(X, y, sample_weight=3 * w) == pytest.approx(3 * net.loss(X, y, sample_weight=w), rel=1e-13)
+    assert net.evaluate(X, y, sample_weight=3 * w) == pytest.approx(3 * net.evaluate(X, y, sample_weight=w), rel=1e-13)
     assert_close_normwise(flat(net.gradients(X, y, sample_weight=3 * w)),
                           3 * flat(net.gradients(X, y, sample_weight=w)), rtol=1e-13)
 
@@ -279,7 +279,7 @@ def test_zero_weight_rows_do_not_matter(backend, loss):
     w = np.array([1.0, 0.0, 2.0, 0.0, 1.0, 1.0, 0.5])
     y_other = y.copy()
     y_other[[1, 3]] = 1.0 - y_other[[1, 3]]
-    assert net.loss(X, y_other, sample_weight=w) == pytest.approx(net.loss(X, y, sample_weight=w), rel=1e-14)
+    assert net.evaluate(X, y_other, sample_weight=w) == pytest.approx(net.evaluate(X, y, sample_weight=w), rel=1e-14)
     assert_close_normwise(flat(net.gradients(X, y_other, sample_weight=w)),
                           flat(net.gradients(X, y, sample_weight=w)), rtol=1e-14)
 
@@ -291,7 +291,7 @@ def test_step_with_weights_moves_by_minus_lr_times_the_weighted_gradient(backend
     w = np.array([0.5, 2.0, 0.0, 1.0, 3.5, 0.25, 1.0])
     before = np.concatenate([p.ravel() for p in net.weights + net.biases])
     gradient = flat(net.gradients(X, y, sample_weight=w))
-    expected_loss = net.loss(X, y, sample_weight=w)
+    expected_loss = net.evaluate(X, y, sample_weight=w)
     assert net.step(X, y, lr=0.3, sample_weight=w) == pytest.approx(expected_loss, rel=1e-14)
     after = np.concatenate([p.ravel() for p in net.weights + net.biases])
     assert_close_normwise(after, before - 0.3 * gradient, rtol=1e-14)

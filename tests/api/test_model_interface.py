@@ -7,7 +7,6 @@ import importlib.util
 import multiprocessing
 import pickle
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +16,7 @@ from fastnet import Network, spec
 from fastnet.backends import Rows, load
 from fastnet.layout import ParamLayout
 
-from conftest import BACKENDS, assert_close_normwise, random_data, random_network
-
-REPOSITORY = Path(__file__).resolve().parent.parent
+from conftest import BACKENDS, REPO_ROOT, assert_close_normwise, random_data, random_network
 
 
 def trained(backend, dtype="float64", optimizer="adam"):
@@ -185,11 +182,11 @@ def test_layout_counts_absurd_widths_without_wrapping():
 # -- one specification --------------------------------------------------------------
 
 def _generated_header():
-    path = REPOSITORY / "kernels" / "generate_header.py"
+    path = REPO_ROOT / "kernels" / "generate_header.py"
     module_spec = importlib.util.spec_from_file_location("generate_header", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    return module.header(REPOSITORY / "fastnet")
+    return module.header(REPO_ROOT / "fastnet")
 
 
 def test_the_c_header_is_generated_from_the_specification():
@@ -202,8 +199,12 @@ def test_the_c_header_is_generated_from_the_specification():
     for i, field in enumerate(spec.HYPER_FIELDS):
         assert f"FN_HYPER_{field.upper()} = {i}" in header
     from fastnet import _config
-    assert f"FN_BLOCK_ROWS INT64_C({_config.BLOCK_ROWS})" in header
-    assert f"FN_TILE_ROWS INT64_C({_config.TILE_ROWS})" in header
+    assert f"#define FN_BLOCK_ROWS INT64_C({_config.BLOCK_ROWS})\n" in header
+    assert f"#define FN_TILE_ROWS INT64_C({_config.TILE_ROWS})\n" in header
+    assert f"#define FN_PARTIAL_GRADIENT_BYTES INT64_C({_config.PARTIAL_GRADIENT_BYTES})\n" in header
+    assert f"#define FN_SIGMOID_CLAMP {_config.SIGMOID_CLAMP!r}\n" in header
+    assert f"#define FN_SIGMOID_CLAMP_FLOAT32 {_config.SIGMOID_CLAMP_FLOAT32!r}f\n" in header
+    assert f"#define FN_BCE_LOG_FLOOR ({spec.BCE_LOG_FLOOR!r})\n" in header
 
 
 def test_the_compiled_module_knows_exactly_the_specification_codes():

@@ -32,7 +32,7 @@ def test_fit_on_disk_equals_fit_in_memory(backend, saved_data, as_paths, batch_s
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("method", ["forward", "loss", "gradients"])
+@pytest.mark.parametrize("method", ["forward", "evaluate", "gradients"])
 def test_evaluation_on_disk_equals_in_memory(backend, saved_data, method):
     X, y, x_path, y_path = saved_data
     net = random_network(LAYERS, backend)

@@ -72,7 +72,7 @@ def test_round_trip_gives_the_same_network(backend, settings, tmp_path):
     np.testing.assert_array_equal(loaded.forward(X), net.forward(X))
     for a, b in zip(loaded.activations(X), net.activations(X)):
         np.testing.assert_array_equal(a, b)
-    assert loaded.loss(X, y) == net.loss(X, y)
+    assert loaded.evaluate(X, y) == net.evaluate(X, y)
     dW_loaded, db_loaded = loaded.gradients(X, y)
     dW, db = net.gradients(X, y)
     for a, b in zip(dW_loaded + (db_loaded or []), dW + (db or [])):

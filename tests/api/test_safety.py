@@ -320,7 +320,7 @@ SECOND_CALLS = {
     "partial_fit": lambda net, X, y, path: net.partial_fit(X, y, lr=0.1),
     "step": lambda net, X, y, path: net.step(X, y, lr=0.1),
     "gradients": lambda net, X, y, path: net.gradients(X, y),
-    "loss": lambda net, X, y, path: net.loss(X, y),
+    "loss": lambda net, X, y, path: net.evaluate(X, y),
     "forward": lambda net, X, y, path: net.forward(X),
     "activations": lambda net, X, y, path: net.activations(X),
     "save": lambda net, X, y, path: net.save(path),
@@ -375,7 +375,7 @@ def test_fit_with_validation_data_is_not_mistaken_for_a_second_thread(backend):
     net = network(backend, loss="mse")
     history = net.fit(X, y, epochs=3, lr=0.5, validation_data=(X_val, y_val))
     assert len(history.val_loss) == 3
-    assert history.val_loss[-1] == net.loss(X_val, y_val)
+    assert history.val_loss[-1] == net.evaluate(X_val, y_val)
 
 
 def test_callback_may_evaluate_the_network(backend):
@@ -385,11 +385,11 @@ def test_callback_may_evaluate_the_network(backend):
     seen = []
 
     def monitor(epoch, history):
-        seen.append((net.loss(X, y), net.forward(X[:2]).copy()))
+        seen.append((net.evaluate(X, y), net.forward(X[:2]).copy()))
 
     net.fit(X, y, epochs=2, lr=0.5, callback=monitor)
     assert len(seen) == 2
-    assert seen[-1][0] == net.loss(X, y)
+    assert seen[-1][0] == net.evaluate(X, y)
 
 
 # -- determinism (seeded_training is in conftest.py, shared with tests/slow/test_numba_cache.py) --

@@ -187,7 +187,7 @@ def test_full_batch_fit_reproduces_the_article(backend, batch_size):
     np.testing.assert_allclose(net.weights[0], naive.NEW_W1, rtol=0, atol=1e-8)
     np.testing.assert_allclose(net.weights[1], naive.NEW_W2, rtol=0, atol=1e-8)
     assert history.loss[0] == pytest.approx(naive.SSE_BEFORE, abs=1e-7)
-    assert history.loss[0] == pytest.approx(Network.article(backend).loss(naive.X, naive.Y), rel=1e-14)
+    assert history.loss[0] == pytest.approx(Network.article(backend).evaluate(naive.X, naive.Y), rel=1e-14)
 
 
 def test_full_batch_history_loss_is_the_loss_before_each_step(backend):
@@ -197,7 +197,7 @@ def test_full_batch_history_loss_is_the_loss_before_each_step(backend):
     before = []
     probe = random_network(layers, backend, seed=18)
     for _ in range(3):
-        before.append(probe.loss(X, y))
+        before.append(probe.evaluate(X, y))
         probe.step(X, y, lr=0.8)
     history = net.fit(X, y, epochs=3, lr=0.8)
     np.testing.assert_allclose(history.loss, before, rtol=1e-14)
@@ -268,7 +268,7 @@ def test_gradients_are_bitwise_identical_for_one_and_two_threads(backend, loss, 
     for threads in [1, 2]:
         fastnet.set_num_threads(threads)
         net = random_network(BIG_LAYERS, backend, seed=23, loss=loss)
-        results.append((net.gradients(X, y), net.gradients(X, y, sample_weight=w), net.loss(X, y)))
+        results.append((net.gradients(X, y), net.gradients(X, y, sample_weight=w), net.evaluate(X, y)))
     (plain1, weighted1, loss1), (plain2, weighted2, loss2) = results
     for g1, g2 in zip(plain1[0] + plain1[1] + weighted1[0] + weighted1[1],
                       plain2[0] + plain2[1] + weighted2[0] + weighted2[1]):
@@ -422,7 +422,7 @@ def test_validation_history_has_one_entry_per_epoch_ending_at_the_final_loss(bac
     assert len(history.loss) == len(history.val_loss) == len(history.time) == 4
     assert all(isinstance(v, float) and math.isfinite(v) for v in history.val_loss)
     assert all(t > 0 for t in history.time)
-    assert history.val_loss[-1] == pytest.approx(net.loss(X_val, y_val), rel=1e-14)
+    assert history.val_loss[-1] == pytest.approx(net.evaluate(X_val, y_val), rel=1e-14)
 
 
 def test_val_loss_is_the_validation_loss_after_each_epoch(backend):
@@ -432,7 +432,7 @@ def test_val_loss_is_the_validation_loss_after_each_epoch(backend):
     for epochs in [1, 2, 3]:
         net = random_network(H_LAYERS, backend, seed=37)
         net.fit(X, y, epochs=epochs, lr=0.5, batch_size=6, seed=2)
-        assert history.val_loss[epochs - 1] == pytest.approx(net.loss(X_val, y_val), rel=1e-14)
+        assert history.val_loss[epochs - 1] == pytest.approx(net.evaluate(X_val, y_val), rel=1e-14)
 
 
 def test_validation_data_does_not_change_training(backend):
@@ -503,7 +503,7 @@ def test_callback_may_evaluate_the_network(backend):
     net = random_network(H_LAYERS, backend, seed=42)
     measured = []
     history = net.fit(X, y, epochs=3, lr=0.5, validation_data=(X_val, y_val),
-                      callback=lambda epoch, history: measured.append(net.loss(X_val, y_val)))
+                      callback=lambda epoch, history: measured.append(net.evaluate(X_val, y_val)))
     np.testing.assert_allclose(measured, history.val_loss, rtol=1e-14)
 
 
@@ -572,7 +572,7 @@ def test_xor_is_learned_with_bce_and_adam(backend):
     history = net.fit(XOR_X, XOR_Y, epochs=400, optimizer="adam", lr=0.05)
     losses = np.array(history.loss)
     assert losses[0] > 0.5                      # it starts near chance
-    assert net.loss(XOR_X, XOR_Y) < 0.05
+    assert net.evaluate(XOR_X, XOR_Y) < 0.05
     assert losses[-1] < 0.05
     assert np.all(np.abs(net.forward(XOR_X) - XOR_Y) < 0.25)
 
@@ -707,15 +707,15 @@ def test_validation_data_of_the_wrong_shape_is_rejected_naming_it(guarded, case)
 SAMPLE_WEIGHT_CASES = [case for case in BAD_TRAINING_ARGUMENTS if case.startswith("sample_weight")]
 
 
-@pytest.mark.parametrize("method", ["loss", "gradients", "step"])
+@pytest.mark.parametrize("method", ["evaluate", "gradients", "step"])
 @pytest.mark.parametrize("case", SAMPLE_WEIGHT_CASES)
-def test_bad_sample_weight_is_rejected_by_loss_gradients_and_step(guarded, case, method):
+def test_bad_sample_weight_is_rejected_by_evaluate_gradients_and_step(guarded, case, method):
     _, kwargs, error = BAD_TRAINING_ARGUMENTS[case]
     X, y = bad_data()
     before = parameters_copy(guarded)
     with pytest.raises(error, match=name_pattern("sample_weight")):
-        if method == "loss":
-            guarded.loss(X, y, **kwargs)
+        if method == "evaluate":
+            guarded.evaluate(X, y, **kwargs)
         elif method == "gradients":
             guarded.gradients(X, y, **kwargs)
         else:

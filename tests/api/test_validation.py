@@ -51,8 +51,8 @@ def call(net, method, X, y, lr=0.1, epochs=2):
         return net.forward(X)
     if method == "activations":
         return net.activations(X)
-    if method == "loss":
-        return net.loss(X, y)
+    if method == "evaluate":
+        return net.evaluate(X, y)
     if method == "gradients":
         return net.gradients(X, y)
     if method == "step":
@@ -62,8 +62,8 @@ def call(net, method, X, y, lr=0.1, epochs=2):
     raise AssertionError(method)
 
 
-X_METHODS = ["forward", "activations", "loss", "gradients", "step", "fit"]
-XY_METHODS = ["loss", "gradients", "step", "fit"]
+X_METHODS = ["forward", "activations", "evaluate", "gradients", "step", "fit"]
+XY_METHODS = ["evaluate", "gradients", "step", "fit"]
 
 
 def with_value(array, index, value):
@@ -352,7 +352,7 @@ def outcomes(backend, X, y):
     step_loss = stepped.step(X, y, lr=0.5)
     history = fitted.fit(X, y, epochs=2, lr=0.5)
     return {"forward": net.forward(X), **{f"activation{i}": a for i, a in enumerate(net.activations(X))},
-            "loss": net.loss(X, y), **{f"dW{i}": g for i, g in enumerate(dW)},
+            "loss": net.evaluate(X, y), **{f"dW{i}": g for i, g in enumerate(dW)},
             **{f"db{i}": g for i, g in enumerate(db)}, "step loss": step_loss,
             **{f"stepped W{i}": w for i, w in enumerate(stepped.weights)},
             "fit loss": history.loss, **{f"fitted W{i}": w for i, w in enumerate(fitted.weights)}}
@@ -378,7 +378,7 @@ def test_1d_y_for_one_output_gives_two_d_forward(backend):
     X, y = canonical_data()
     net = random_network(VALID_LAYERS, backend)
     assert net.forward(X).shape == (6, 1)
-    assert net.loss(X, y.ravel()) == pytest.approx(net.loss(X, y), rel=1e-15)
+    assert net.evaluate(X, y.ravel()) == pytest.approx(net.evaluate(X, y), rel=1e-15)
 
 
 WEIGHT_VARIANTS = {

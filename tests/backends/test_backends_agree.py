@@ -71,7 +71,7 @@ def test_loss_and_gradients_agree_with_reference(fast_backend, case):
     X, y = case_data(case)
     reference = build(case, REFERENCE)
     net = build(case, fast_backend)
-    assert net.loss(X, y) == pytest.approx(reference.loss(X, y), rel=1e-12)
+    assert net.evaluate(X, y) == pytest.approx(reference.evaluate(X, y), rel=1e-12)
     dW, db = net.gradients(X, y)
     expected_W, expected_b = reference.gradients(X, y)
     for a, e in zip(dW, expected_W):
@@ -180,7 +180,7 @@ def test_loss_gradients_and_step_stay_finite_at_extreme_z(backend, z, route, der
     catch, errstate = strict(underflow="ignore")
     with catch, errstate:
         warnings.simplefilter("error")
-        loss = net.loss(X, y)
+        loss = net.evaluate(X, y)
         dW, db = net.gradients(X, y)
         returned = net.step(X, y, lr=1.0)
     # output is 0 or 1, so the squared error is 0.25 (mse over one element, the default)

@@ -1,11 +1,11 @@
 """The compiled module fastnet._native, called directly.
 
-Its functions follow the backend contract of fastnet.backends:
-``forward(X, params, sizes, has_bias, out)``,
-``gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad) -> float`` and
-``train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
-derivative, loss, optimizer, hyper, state, step, grad) -> float``, for float64
-or float32 arrays (X's dtype, shared by every float array but hyper).
+Its functions compute what the backend contract of fastnet.backends says:
+``forward(X, params, sizes, activations, has_bias, out)``,
+``gradient(X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, grad) -> float``
+(the unnormalised sums) and ``train_epoch(X, Y, row_weight, order, batch_size, params, sizes,
+activations, has_bias, derivative, loss, optimizer, hyper, state, step, grad) -> float``, for
+float64 or float32 arrays (X's dtype, shared by every float array but hyper).
 Called with wrong buffers they must raise ValueError/TypeError, never crash:
 each such call runs in a fresh interpreter, so a segfault fails its test
 instead of killing pytest.  (The module may read X and Y as flat buffers, so
@@ -21,8 +21,9 @@ import warnings
 import numpy as np
 import pytest
 
-from fastnet import _config
-from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
+from fastnet import _config, spec
+from fastnet.backends import Model, Rows
+from fastnet.layout import ParamLayout
 
 import naive
 from conftest import REPO_ROOT, run_python
@@ -35,6 +36,7 @@ SIZES = np.array(naive.LAYERS, dtype=np.int64)
 NO_WEIGHTS = np.empty(0)
 IN_PLACE = np.empty(0, np.int64)
 HYPER = np.array([0.1, 0.9, 0.9, 0.999, 1e-8])  # lr, mu, b1, b2, eps
+ONE_UNIT = np.array([1, 1], np.int64)  # one input, one sigmoid output: out = sigmoid(X)
 
 # Printed in ARTICLE.md: neuron1output, then output.
 ARTICLE_ACTIVATIONS = np.concatenate([naive.NEURON1OUTPUT.ravel(), naive.OUTPUT.ravel()])
@@ -42,8 +44,21 @@ ARTICLE_ACTIVATIONS = np.concatenate([naive.NEURON1OUTPUT.ravel(), naive.OUTPUT.
 ARTICLE_GRADIENT = np.concatenate([naive.ARTICLE_GRADIENT_W1.ravel(), naive.ARTICLE_GRADIENT_W2.ravel()])
 SSE_BEFORE = naive.SSE_BEFORE
 
-EXACT, ARTICLE = DERIVATIVE_CODES["exact"], DERIVATIVE_CODES["article"]
-SSE, MSE, BCE = LOSS_CODES["sse"], LOSS_CODES["mse"], LOSS_CODES["bce"]
+EXACT, ARTICLE = spec.DERIVATIVES["exact"].code, spec.DERIVATIVES["article"].code
+SSE, MSE, BCE = spec.LOSSES["sse"].code, spec.LOSSES["mse"].code, spec.LOSSES["bce"].code
+OPTIMIZER_CODES = {name: entry.code for name, entry in spec.OPTIMIZERS.items()}
+
+
+def sigmoids(sizes):
+    """The activation codes of a network of sigmoid layers with these widths."""
+    return np.full(len(sizes) - 1, spec.ACTIVATIONS["sigmoid"].code, np.int64)
+
+
+class Optimizer:
+    """What a backend's train_epoch reads of an optimizer (see fastnet.backends)."""
+
+    def __init__(self, code, state, step):
+        self.code, self.hyper, self.state, self.step = code, HYPER, state, step
 
 
 def native():
@@ -69,13 +84,20 @@ def normwise(actual, expected):
 
 
 def train(X_, Y_, w, order, batch_size, params, sizes, has_bias, derivative, loss, optimizer,
-          module=None, step=0):
-    """One train_epoch on copies, from a fresh state and Adam's t = step: (errors, params, state, step)."""
-    module = module or native()
+          backend=None, step=0):
+    """One train_epoch on copies, from a fresh state and Adam's t = step: (errors, params, state, step).
+
+    ``backend``: a backend module (fastnet.backends) to run instead of the compiled module itself.
+    """
     params = params.copy()
     state, step = np.zeros((2, params.size), params.dtype), np.full(1, step, np.int64)
-    errors = module.train_epoch(X_, Y_, w, order, batch_size, params, sizes, has_bias, derivative, loss,
-                                optimizer, HYPER, state, step, np.empty_like(params))
+    if backend is None:
+        errors = native().train_epoch(X_, Y_, w, order, batch_size, params, sizes, sigmoids(sizes), has_bias,
+                                      derivative, loss, optimizer, HYPER, state, step, np.empty_like(params))
+    else:
+        model = Model(params, ParamLayout(sizes, has_bias), sigmoids(sizes), derivative, loss)
+        errors = backend.train_epoch(model, Rows(X_, Y_, w), order, batch_size, Optimizer(optimizer, state, step),
+                                     np.empty_like(params))
     return errors, params, state, step
 
 
@@ -90,7 +112,7 @@ def test_native_module_imports():
 def test_native_forward_gives_the_article_activations():
     out = np.full(6, np.nan)
     X_before, params_before = X.copy(), PARAMS.copy()
-    native().forward(X, PARAMS, SIZES, False, out)
+    native().forward(X, PARAMS, SIZES, sigmoids(SIZES), False, out)
     np.testing.assert_allclose(out, ARTICLE_ACTIVATIONS, rtol=0, atol=1e-8)
     np.testing.assert_array_equal(X, X_before)
     np.testing.assert_array_equal(PARAMS, params_before)
@@ -98,25 +120,26 @@ def test_native_forward_gives_the_article_activations():
 
 def test_native_gradient_gives_the_article_step():
     grad = np.full(5, np.nan)
-    value = native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, False, ARTICLE, SSE, grad)
+    value = native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, ARTICLE, SSE, grad)
     assert value == pytest.approx(SSE_BEFORE, abs=1e-7)
     np.testing.assert_allclose(grad, ARTICLE_GRADIENT, rtol=0, atol=1e-8)
 
 
-def test_native_gradient_mse_is_sse_over_the_element_count():
+def test_native_gradient_of_mse_is_unnormalised_like_sse():
+    """The module returns sums (the contract); mse's division by W n_L is the caller's."""
     sse_grad, mse_grad = np.empty(5), np.empty(5)
-    sse = native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, False, EXACT, SSE, sse_grad)
-    mse = native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, False, EXACT, MSE, mse_grad)
-    assert mse == pytest.approx(sse / 3, rel=1e-14)
-    np.testing.assert_allclose(mse_grad, sse_grad / 3, rtol=1e-14)
+    sse = native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, EXACT, SSE, sse_grad)
+    mse = native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, EXACT, MSE, mse_grad)
+    assert mse == sse
+    np.testing.assert_array_equal(mse_grad, sse_grad)
 
 
 @pytest.mark.parametrize("loss", [SSE, MSE, BCE])
 def test_native_integer_row_weights_repeat_rows(loss):
     """w = [2, 1, 0] is the batch with row 0 twice, row 1 once and no row 2."""
     weighted, repeated = np.empty(5), np.empty(5)
-    a = native().gradient(X, Y, np.array([2.0, 1.0, 0.0]), PARAMS, SIZES, False, EXACT, loss, weighted)
-    b = native().gradient(X[[0, 0, 1]].copy(), Y[[0, 0, 1]].copy(), NO_WEIGHTS, PARAMS, SIZES, False, EXACT,
+    a = native().gradient(X, Y, np.array([2.0, 1.0, 0.0]), PARAMS, SIZES, sigmoids(SIZES), False, EXACT, loss, weighted)
+    b = native().gradient(X[[0, 0, 1]].copy(), Y[[0, 0, 1]].copy(), NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, EXACT,
                           loss, repeated)
     assert a == pytest.approx(b, rel=1e-14)
     np.testing.assert_allclose(weighted, repeated, rtol=1e-13, atol=1e-16)
@@ -124,7 +147,7 @@ def test_native_integer_row_weights_repeat_rows(loss):
 
 def test_native_train_epoch_one_full_batch_is_one_sgd_step():
     grad = np.empty(5)
-    native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, False, ARTICLE, SSE, grad)
+    native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, ARTICLE, SSE, grad)
     errors, params, _, step = train(X, Y, NO_WEIGHTS, IN_PLACE, 3, PARAMS, SIZES, False, ARTICLE, SSE,
                                     OPTIMIZER_CODES["sgd"])
     assert errors == pytest.approx(SSE_BEFORE, abs=1e-7)
@@ -150,7 +173,7 @@ def test_native_train_epoch_follows_order():
 @pytest.mark.parametrize("loss", [SSE, MSE, BCE])
 def test_native_zero_weight_batch_has_zero_loss_and_gradient(dtype, loss):
     grad = np.full(5, np.nan, dtype)
-    value = native().gradient(X.astype(dtype), Y.astype(dtype), np.zeros(3, dtype), PARAMS.astype(dtype), SIZES,
+    value = native().gradient(X.astype(dtype), Y.astype(dtype), np.zeros(3, dtype), PARAMS.astype(dtype), SIZES, sigmoids(SIZES),
                               False, EXACT, loss, grad)
     assert value == 0.0
     np.testing.assert_array_equal(grad, np.zeros(5, dtype))
@@ -187,14 +210,14 @@ def test_native_all_zero_weights_epoch_moves_nothing():
 
 def test_native_float32_forward_stays_float32_and_matches_the_article():
     out = np.full(6, np.nan, np.float32)
-    native().forward(X.astype(np.float32), PARAMS.astype(np.float32), SIZES, False, out)
+    native().forward(X.astype(np.float32), PARAMS.astype(np.float32), SIZES, sigmoids(SIZES), False, out)
     np.testing.assert_allclose(out, ARTICLE_ACTIVATIONS, rtol=0, atol=1e-6)
 
 
 def test_native_float32_gradient_matches_the_article():
     grad = np.full(5, np.nan, np.float32)
     value = native().gradient(X.astype(np.float32), Y.astype(np.float32), np.empty(0, np.float32),
-                              PARAMS.astype(np.float32), SIZES, False, ARTICLE, SSE, grad)
+                              PARAMS.astype(np.float32), SIZES, sigmoids(SIZES), False, ARTICLE, SSE, grad)
     assert isinstance(value, float)
     assert value == pytest.approx(SSE_BEFORE, rel=1e-6)
     np.testing.assert_allclose(grad, ARTICLE_GRADIENT, rtol=0, atol=1e-6)
@@ -211,14 +234,14 @@ def test_native_float32_gradient_is_close_to_float64(sizes, n, bias, weighted, d
     sizes, params, X_, Y_, w = random_problem(rng, sizes, n, np.float64, bias, weighted)
     f = lambda a: a.astype(np.float32)
     grad64, grad32 = np.empty(params.size), np.full(params.size, np.nan, np.float32)
-    value64 = native().gradient(X_, Y_, w, params, sizes, bias, derivative, loss, grad64)
-    value32 = native().gradient(f(X_), f(Y_), f(w), f(params), sizes, bias, derivative, loss, grad32)
+    value64 = native().gradient(X_, Y_, w, params, sizes, sigmoids(sizes), bias, derivative, loss, grad64)
+    value32 = native().gradient(f(X_), f(Y_), f(w), f(params), sizes, sigmoids(sizes), bias, derivative, loss, grad32)
     assert normwise(grad32, grad64) < 1e-4
     assert value32 == pytest.approx(value64, rel=1e-4)
     out64 = np.empty(n * int(sizes[1:].sum()))
     out32 = np.full(out64.size, np.nan, np.float32)
-    native().forward(X_, params, sizes, bias, out64)
-    native().forward(f(X_), f(params), sizes, bias, out32)
+    native().forward(X_, params, sizes, sigmoids(sizes), bias, out64)
+    native().forward(f(X_), f(params), sizes, sigmoids(sizes), bias, out32)
     np.testing.assert_allclose(out32, out64, rtol=0, atol=1e-5)
 
 
@@ -228,8 +251,9 @@ def test_native_float32_agrees_with_numba_float32(sizes, n, bias, weighted, deri
     rng = np.random.default_rng(n + 1)
     sizes, params, X_, Y_, w = random_problem(rng, sizes, n, np.float32, bias, weighted)
     ours, theirs = np.empty(params.size, np.float32), np.empty(params.size, np.float32)
-    value = native().gradient(X_, Y_, w, params, sizes, bias, derivative, loss, ours)
-    expected = numba_kernels.gradient(X_, Y_, w, params, sizes, bias, derivative, loss, theirs)
+    value = native().gradient(X_, Y_, w, params, sizes, sigmoids(sizes), bias, derivative, loss, ours)
+    model = Model(params, ParamLayout(sizes, bias), sigmoids(sizes), derivative, loss)
+    expected = numba_kernels.gradient(model, Rows(X_, Y_, w), theirs)
     assert normwise(ours, theirs) < 1e-5
     assert value == pytest.approx(expected, rel=1e-5)
     order = rng.permutation(n).astype(np.int64)
@@ -237,7 +261,7 @@ def test_native_float32_agrees_with_numba_float32(sizes, n, bias, weighted, deri
         lr_safe_batch = 32 if loss != SSE else 4
         got = train(X_, Y_, w, order, lr_safe_batch, params, sizes, bias, derivative, loss, optimizer)
         want = train(X_, Y_, w, order, lr_safe_batch, params, sizes, bias, derivative, loss, optimizer,
-                     module=numba_kernels)
+                     backend=numba_kernels)
         assert got[1].dtype == got[2].dtype == np.float32
         assert normwise(got[1], want[1]) < 1e-5
         assert got[0] == pytest.approx(want[0], rel=1e-5)
@@ -248,7 +272,7 @@ def test_native_float32_sigmoid_saturates_quietly():
     out = np.full(z.size, np.nan, np.float32)
     with warnings.catch_warnings(), np.errstate(all="raise"):
         warnings.simplefilter("error")
-        native().forward(z, np.array([1.0, 0.0], np.float32), np.array([1, 1], np.int64), True, out)
+        native().forward(z, np.array([1.0, 0.0], np.float32), ONE_UNIT, sigmoids(ONE_UNIT), True, out)
     assert np.isfinite(out).all() and (out >= 0).all() and (out <= 1).all()
     assert out[4] == np.float32(0.5) and (out[5:] == 1).all()
     assert (out[:4] > 0).all() and (out[:4] < 1e-30).all()
@@ -257,7 +281,7 @@ def test_native_float32_sigmoid_saturates_quietly():
 def test_native_float32_sigmoid_is_accurate():
     z = np.linspace(-80.0, 80.0, 100001).astype(np.float32)
     out = np.empty(z.size, np.float32)
-    native().forward(z[:, None], np.array([1.0, 0.0], np.float32), np.array([1, 1], np.int64), True, out)
+    native().forward(z[:, None], np.array([1.0, 0.0], np.float32), ONE_UNIT, sigmoids(ONE_UNIT), True, out)
     exact = naive.sigmoid(z.astype(np.float64))
     assert (np.abs(out - exact) <= 3 * np.spacing(exact.astype(np.float32))).all()
 
@@ -274,9 +298,9 @@ def test_native_results_do_not_depend_on_the_thread_count(dtype):
         for threads in (1, 2, 3):
             module.set_num_threads(threads)
             grad = np.empty(params.size, dtype)
-            value = module.gradient(X_, Y_, w, params, sizes, True, EXACT, BCE, grad)
+            value = module.gradient(X_, Y_, w, params, sizes, sigmoids(sizes), True, EXACT, BCE, grad)
             out = np.empty(n * 12, dtype)
-            module.forward(X_, params, sizes, True, out)
+            module.forward(X_, params, sizes, sigmoids(sizes), True, out)
             epoch = train(X_, Y_, w, order, n - 100, params, sizes, True, ARTICLE, MSE, OPTIMIZER_CODES["adam"])
             results.append((grad, value, out) + epoch)
     finally:
@@ -318,20 +342,6 @@ def test_native_all_finite_answers_the_same_on_any_thread_count(threads):
         assert not module.all_finite(values) and module.all_finite(values[:-1])
     finally:
         module.set_num_threads(before)
-
-
-def test_native_constants_match_the_config():
-    header = (REPO_ROOT / "kernels" / "network.h").read_text()
-
-    def defined(name):
-        return eval(re.search(rf"#define {name} (.+)", header).group(1).rstrip("f").replace("FN_", ""),
-                    {"TILE_ROWS": _config.TILE_ROWS})
-
-    assert defined("FN_TILE_ROWS") == _config.TILE_ROWS
-    assert defined("FN_BLOCK_ROWS") == _config.BLOCK_ROWS
-    assert defined("FN_PARTIAL_GRADIENT_BYTES") == _config.PARTIAL_GRADIENT_BYTES
-    assert defined("FN_SIGMOID_CLAMP") == _config.SIGMOID_CLAMP
-    assert defined("FN_SIGMOID_CLAMP_FLOAT32") == _config.SIGMOID_CLAMP_FLOAT32
 
 
 # -- wrong arguments (the calls are in tests/native_calls.py) -------------------------------
