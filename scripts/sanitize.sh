@@ -74,9 +74,20 @@ sys.path.insert(0, SITE)
 import numpy as np
 
 import fastnet
-from fastnet import Network, _native
-from fastnet.backends import DERIVATIVE_CODES, LOSS_CODES, OPTIMIZER_CODES
-from fastnet.backends import reference
+from fastnet import Network, _native, spec
+from fastnet.backends import Model, Rows, reference
+from fastnet.layout import ParamLayout
+
+OPTIMIZER_CODES = {name: entry.code for name, entry in spec.OPTIMIZERS.items()}
+SSE = spec.LOSSES["sse"].code
+SIGMOID = spec.ACTIVATIONS["sigmoid"].code
+
+
+class Optimizer:
+    """What a backend's train_epoch reads of an optimizer."""
+
+    def __init__(self, code, hyper, state, step):
+        self.code, self.hyper, self.state, self.step = code, hyper, state, step
 
 for module in (fastnet, _native):
     assert os.path.realpath(module.__file__).startswith(os.path.realpath(SITE)), (
@@ -126,16 +137,17 @@ for threads in (1, 2):
         what = (f"threads={threads} n={n} {np.dtype(dtype).name} sizes={sizes.tolist()} bias={has_bias} "
                 f"derivative={derivative} loss={loss}")
 
+        activations = np.full(len(sizes) - 1, SIGMOID, np.int64)
+        model64 = Model(params64, ParamLayout(sizes, has_bias), activations, derivative, loss)
         out = np.full(n * int(sizes[1:].sum()), np.nan, dtype)
         expected_out = np.empty(out.size)
-        _native.forward(X, params, sizes, has_bias, out)
-        reference.forward(X64, params64, sizes, has_bias, expected_out)
+        _native.forward(X, params, sizes, activations, has_bias, out)
+        reference.forward(model64, X64, expected_out)
         close(out, expected_out, "forward " + what, call_rtol)
 
         grad, expected_grad = np.full(params.size, np.nan, dtype), np.empty(params.size)
-        value = _native.gradient(X, Y, weights, params, sizes, has_bias, derivative, loss, grad)
-        expected = reference.gradient(X64, Y64, weights64, params64, sizes, has_bias, derivative, loss,
-                                      expected_grad)
+        value = _native.gradient(X, Y, weights, params, sizes, activations, has_bias, derivative, loss, grad)
+        expected = reference.gradient(model64, Rows(X64, Y64, weights64), expected_grad)
         close(value, expected, "gradient loss " + what, call_rtol)
         close(grad, expected_grad, "gradient " + what, call_rtol)
 
@@ -145,15 +157,19 @@ for threads in (1, 2):
                 batch_size = 64           # keep the reference's per-batch loop short
             order = rng.permutation(n).astype(np.int64) if rng.integers(2) else np.empty(0, np.int64)
             # sse sums over the batch: scale its rate so training stays smooth (comparable to 1e-7)
-            lr = 0.05 / batch_size if loss == LOSS_CODES["sse"] else 0.05
+            lr = 0.05 / batch_size if loss == SSE else 0.05
             hyper = np.array([lr, 0.9, 0.9, 0.999, 1e-8])
             runs = {}
-            for backend, module, arrays in (("native", _native, (X, Y, weights, params)),
-                                            ("reference", reference, (X64, Y64, weights64, params64))):
+            for backend, arrays in (("native", (X, Y, weights, params)),
+                                    ("reference", (X64, Y64, weights64, params64))):
                 X_, Y_, w_, p = arrays[0], arrays[1], arrays[2], arrays[3].copy()
                 state, step, work = np.zeros((2, p.size), p.dtype), np.zeros(1, np.int64), np.empty(p.size, p.dtype)
-                errors = module.train_epoch(X_, Y_, w_, order, batch_size, p, sizes, has_bias,
-                                            derivative, loss, code, hyper, state, step, work)
+                if backend == "native":
+                    errors = _native.train_epoch(X_, Y_, w_, order, batch_size, p, sizes, activations, has_bias,
+                                                 derivative, loss, code, hyper, state, step, work)
+                else:
+                    errors = reference.train_epoch(model64._replace(params=p), Rows(X_, Y_, w_), order, batch_size,
+                                                   Optimizer(code, hyper, state, step), work)
                 runs[backend] = (errors, p, state, step)
             close(runs["native"][0], runs["reference"][0], f"train_epoch {name} errors " + what, epoch_rtol)
             close(runs["native"][1], runs["reference"][1], f"train_epoch {name} params " + what, epoch_rtol)
@@ -184,6 +200,7 @@ for optimizer in OPTIMIZER_CODES:
 
 # Wrong arguments must be refused (ValueError/TypeError) before any memory is touched.
 sizes = np.array([4, 3, 1], dtype=np.int64)
+acts = np.full(2, SIGMOID, np.int64)
 X, Y = rng.uniform(size=(10, 4)), rng.uniform(size=(10, 1))
 params, grad, out = np.zeros(19), np.empty(19), np.empty(40)
 state, step, hyper = np.zeros((2, 19)), np.zeros(1, np.int64), np.array([0.1, 0.9, 0.9, 0.999, 1e-8])
@@ -192,24 +209,25 @@ none = np.empty(0)
 
 def train(**changes):
     arguments = dict(X=X, Y=Y, row_weight=none, order=np.empty(0, np.int64), batch_size=3, params=params.copy(),
-                     sizes=sizes, has_bias=True, derivative=0, loss=1, optimizer=2, hyper=hyper,
+                     sizes=sizes, activations=acts, has_bias=True, derivative=0, loss=1, optimizer=2, hyper=hyper,
                      state=state.copy(), step=step.copy(), grad=grad)
     arguments.update(changes)
     return _native.train_epoch(*arguments.values())
 
 
 BAD_CALLS = [
-    lambda: _native.forward(X, params, sizes, True, np.empty(39)),
-    lambda: _native.forward(X, params[:18].copy(), sizes, True, out),
-    lambda: _native.forward(X[:, :3].copy(), params, sizes, True, out),
-    lambda: _native.forward(np.empty((0, 4)), params, sizes, True, np.empty(0)),
-    lambda: _native.forward(X, params, np.array([4, 2**62, 4, 1], dtype=np.int64), False, out),
-    lambda: _native.forward(X, params, np.array([4, -3, 1], dtype=np.int64), True, out),
-    lambda: _native.gradient(X, Y[:9].copy(), none, params, sizes, True, 0, 1, grad),
-    lambda: _native.gradient(X, Y, np.ones(9), params, sizes, True, 0, 1, grad),
-    lambda: _native.gradient(X, Y, none, params, sizes, True, 0, 1, np.empty(18)),
-    lambda: _native.gradient(X, Y, none, params, sizes, True, 5, 1, grad),
-    lambda: _native.gradient(X, Y, none, params, sizes, True, 0, -1, grad),
+    lambda: _native.forward(X, params, sizes, acts, True, np.empty(39)),
+    lambda: _native.forward(X, params[:18].copy(), sizes, acts, True, out),
+    lambda: _native.forward(X[:, :3].copy(), params, sizes, acts, True, out),
+    lambda: _native.forward(np.empty((0, 4)), params, sizes, acts, True, np.empty(0)),
+    lambda: _native.forward(X, params, np.array([4, 2**62, 4, 1], dtype=np.int64), np.full(3, SIGMOID, np.int64), False,
+                            out),
+    lambda: _native.forward(X, params, np.array([4, -3, 1], dtype=np.int64), acts, True, out),
+    lambda: _native.gradient(X, Y[:9].copy(), none, params, sizes, acts, True, 0, 1, grad),
+    lambda: _native.gradient(X, Y, np.ones(9), params, sizes, acts, True, 0, 1, grad),
+    lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 0, 1, np.empty(18)),
+    lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 5, 1, grad),
+    lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 0, -1, grad),
     lambda: train(order=np.arange(9, dtype=np.int64)),
     lambda: train(order=np.r_[np.arange(9), 10].astype(np.int64)),
     lambda: train(order=np.r_[np.arange(9), -1].astype(np.int64)),
@@ -222,7 +240,9 @@ BAD_CALLS = [
     lambda: train(step=np.zeros(1)),
     lambda: train(params=params[:18].copy()),
     lambda: train(row_weight=np.ones(11)),
-    lambda: _native.gradient(X.astype(np.float32), Y, none, params, sizes, True, 0, 1, grad),
+    lambda: _native.gradient(X.astype(np.float32), Y, none, params, sizes, acts, True, 0, 1, grad),
+    lambda: _native.forward(X, params, sizes, np.array([SIGMOID, 99], np.int64), True, out),
+    lambda: _native.forward(X, params, sizes, acts[:1].copy(), True, out),
     lambda: _native.all_finite(np.arange(4)),
     lambda: _native.all_finite(X[:, ::2]),
 ]
