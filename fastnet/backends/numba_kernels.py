@@ -51,16 +51,24 @@ _LN2_LO_FLOAT32 = -2.12194440e-4
 _ROUND_SHIFT_FLOAT32 = 12582912.0 + 127.0
 
 
-def _kernel(fastmath=FASTMATH, inline="never", parallel=False):
+def _kernel(fastmath=FASTMATH, parallel=False):
     """The one njit configuration every kernel here uses.
 
     ``_nrt=False``: no Numba runtime, so no reference counting.  With it,
     every call and every array view inside a kernel cost atomic increments
     and decrements, a quarter of a batch-32 epoch.  The price: kernels
     cannot allocate, so work memory comes from Python (``_work_memory``).
+
+    No Numba-level inlining (``inline="always"``): it types, lowers and
+    optimises the callee again at every call site, which multiplied the
+    compile time.  A plain call is still visible to LLVM, which links the
+    callee in and inlines the small ones (the sigmoid into its loops) itself.
+    For the same reason integer constants passed to a kernel are written
+    ``np.int64(0)``: a bare ``0`` is typed as the literal 0, and Numba would
+    compile the callee once more, specialised to it.
     """
     return njit(cache=NUMBA_CACHE, nogil=True, fastmath=set(fastmath), error_model="numpy",
-                inline=inline, parallel=parallel, _nrt=False)
+                parallel=parallel, _nrt=False)
 
 
 def typed(value, like):
@@ -129,7 +137,7 @@ def _muladd(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
-@_kernel(inline="always")
+@_kernel()
 def _exp_nonpositive64(x):
     """exp(x) for float64 x in [-SIGMOID_CLAMP, 0], as arithmetic that vectorises.
 
@@ -158,7 +166,7 @@ def _exp_nonpositive64(x):
     return _fma(p, r, 1.0) * two_to_k
 
 
-@_kernel(inline="always")
+@_kernel()
 def _exp_nonpositive32(x):
     """exp(x) for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0]: ``_exp_nonpositive64``'s
     method in float32 (shifter 1.5 * 2**23 + 127, 23-bit exponent shift, Taylor
@@ -177,14 +185,14 @@ def _exp_nonpositive32(x):
     return _fma(p, r, np.float32(1.0)) * two_to_k
 
 
-@_kernel(inline="always")
+@_kernel()
 def _sigmoid64(z):
     """Float64 sigmoid: e = exp(-min(|z|, clamp)); 1/(1+e) for z >= 0, e/(1+e) below."""
     e = _exp_nonpositive64(-min(abs(z), SIGMOID_CLAMP))
     return (1.0 if z >= 0.0 else e) / (1.0 + e)
 
 
-@_kernel(inline="always")
+@_kernel()
 def _sigmoid32(z):
     """Float32 sigmoid, as ``_sigmoid64`` with float32's clamp."""
     one = np.float32(1.0)
@@ -204,6 +212,37 @@ def _sigmoid_for_type(z):
     return lambda z: _sigmoid64(z)
 
 
+# With NUMBA_DISABLE_JIT=1 (to measure the coverage of the kernels' code)
+# every kernel runs as plain Python, where the intrinsics and overloads
+# above do not exist; these stand in for them.  They round as numpy does
+# (a * b + c rounded twice, not once), so results agree with the compiled
+# kernels to a few ulp, not bit for bit.
+if numba.config.DISABLE_JIT:
+    def typed(value, like):  # noqa: F811 - the plain-Python twin of the overload above
+        """``value`` converted to the float type of ``like`` (an array or a numpy scalar)."""
+        return np.dtype(getattr(like, "dtype", np.float64)).type(value)
+
+    def _fma(a, b, c):
+        """a * b + c (rounded twice in plain Python)."""
+        return a * b + c
+
+    _muladd = _fma
+
+    def _bits_as_float(bits):
+        """An int64's (int32's) bits as a float64 (float32)."""
+        bits = np.asarray(bits)
+        return bits.view(np.float64 if bits.dtype == np.int64 else np.float32)[()]
+
+    def _float_bits(value):
+        """A float64's (float32's) bits as an int64 (int32)."""
+        value = np.asarray(value)
+        return value.view(np.int64 if value.dtype == np.float64 else np.int32)[()]
+
+    def _sigmoid(z):
+        """The sigmoid in z's own precision."""
+        return _sigmoid32(z) if isinstance(z, np.float32) else _sigmoid64(z)
+
+
 # Work memory for one thread: ``acts`` (n_layers, widest, TILE_ROWS) holds
 # layer l's activations for a tile of rows feature-major in acts[l, :sizes[l], :m]
 # (layer 0 is the input), ``deltas`` (2, widest output, TILE_ROWS) the current
@@ -213,7 +252,7 @@ def _sigmoid_for_type(z):
 # workspace are taken once per block.
 
 
-@_kernel(inline="always")
+@_kernel()
 def _times_sigmoid_derivative(deltas, d, acts, layer, n_rows, m, derivative):
     """deltas[d, r, t] *= f'(acts[layer, r, t]) for r < n_rows, t < m, from the layer output.
 
@@ -231,7 +270,7 @@ def _times_sigmoid_derivative(deltas, d, acts, layer, n_rows, m, derivative):
                 deltas[d, r, t] *= a * (one - a)
 
 
-@_kernel(inline="always")
+@_kernel()
 def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m):
     """tiles[dst, r, t] += sum_c M[r, c] tiles[src, c, t] for r < n_rows, t < m.
 
@@ -272,43 +311,6 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
             w = params[base + c * col_stride]
             for t in range(m):
                 tiles[dst, r, t] = _fma(w, tiles[src, c, t], tiles[dst, r, t])
-
-
-@_kernel(inline="always")
-def _load_tile(rows, acts):
-    """acts[0, k, t] = rows[t, k]: a tile of rows (m, width) to feature-major.
-
-    Tiles of X, Y and w are slices (one view per tile) indexed from 0, so
-    LLVM can see that no index is negative and drops Numba's wraparound
-    arithmetic from the loop.
-    """
-    for k in range(rows.shape[1]):
-        for t in range(rows.shape[0]):
-            acts[0, k, t] = rows[t, k]
-
-
-@_kernel(inline="always")
-def _dense_sigmoid(params, w_first, b_first, fan_in, fan_out, has_bias, acts, layer, m):
-    """acts[layer + 1] = sigmoid(W.T @ acts[layer] + b) on one tile (first m rows)."""
-    for j in range(fan_out):
-        start = params[b_first + j] if has_bias else typed(0.0, params)
-        for t in range(m):
-            acts[layer + 1, j, t] = start
-    _add_products(params, w_first, 1, fan_out, fan_out, fan_in, acts, layer, layer + 1, m)
-    for j in range(fan_out):
-        for t in range(m):
-            acts[layer + 1, j, t] = _sigmoid(acts[layer + 1, j, t])
-
-
-@_kernel(inline="always")
-def _back_to_inputs(params, w_first, fan_in, fan_out, deltas, d, acts, layer, m, derivative):
-    """deltas[1 - d] = (W @ deltas[d]) * f'(acts[layer]) on one tile, W of shape (fan_in, fan_out)."""
-    below = 1 - d
-    for k in range(fan_in):
-        for t in range(m):
-            deltas[below, k, t] = 0.0
-    _add_products(params, w_first, fan_out, 1, fan_in, fan_out, deltas, d, below, m)
-    _times_sigmoid_derivative(deltas, below, acts, layer, fan_in, m, derivative)
 
 
 @_kernel(FASTMATH_REDUCE)
@@ -405,61 +407,55 @@ def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     return total
 
 
-@_kernel(inline="always")
+@_kernel()
 def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts):
-    """Run one tile of rows (m, sizes[0]) through every layer, filling ``acts``."""
-    m = X_rows.shape[0]
-    _load_tile(X_rows, acts)
-    for layer in range(sizes.shape[0] - 1):
-        _dense_sigmoid(params, w_start[layer], b_start[layer], sizes[layer], sizes[layer + 1], has_bias,
-                       acts, layer, m)
+    """Run one tile of rows X_rows (m, sizes[0]) through every layer, filling ``acts``.
 
-
-@_kernel()
-def _forward_block(X, first, last, params, sizes, has_bias, w_start, b_start, acts, out):
-    """``forward`` for rows first .. last - 1, on one thread's tiles ``acts`` (n_layers, widest, TILE_ROWS)."""
-    n, tile = X.shape[0], acts.shape[2]  # see _rows_gradient
-    for first_row in range(first, last, tile):
-        m = min(tile, last - first_row)
-        _forward_tile(X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts)
-        block = 0
-        for layer in range(1, sizes.shape[0]):
-            width = sizes[layer]
-            for t in range(m):
-                for j in range(width):
-                    out[block + (first_row + t) * width + j] = acts[layer, j, t]
-            block += n * width
-
-
-@_kernel(parallel=True)
-def _forward_blocks(X, params, sizes, has_bias, w_start, b_start, acts, out):
-    """``forward`` over blocks of BLOCK_ROWS rows in parallel (rows are independent,
-    so any order gives the same result); a lone block runs serially.
-    acts: (threads, n_layers, widest, TILE_ROWS), each thread's tiles."""
-    n = X.shape[0]
-    n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
-    if n_blocks == 1:
-        _forward_block(X, 0, n, params, sizes, has_bias, w_start, b_start, acts[0], out)
-    else:
-        for block in prange(n_blocks):
-            first = block * BLOCK_ROWS
-            _forward_block(X, first, min(first + BLOCK_ROWS, n), params, sizes, has_bias, w_start, b_start,
-                           acts[get_thread_id()], out)
-
-
-@_kernel()
-def _rows_gradient(X, Y, w, first, last, params, sizes, has_bias, derivative, loss, scale,
-                   w_start, b_start, acts, deltas, grad):
-    """grad += gradient over rows first .. last - 1, tile by tile; returns sum_i w_i e_i.
-
-    X: (n, sizes[0]); Y: (n, sizes[-1]); w: (n,) or empty; scale: the loss
-    normaliser c.  Per tile: forward pass, the output delta (see
-    fastnet.backends), then from the last layer down
-    dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
-    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  acts, deltas: one thread's
-    tiles (see above).
+    acts[0, k, t] = X_rows[t, k] (the tile made feature-major), then per
+    layer acts[l + 1] = sigmoid(W_l.T @ acts[l] + b_l).  The tile of X is a
+    slice indexed from 0, so LLVM can see that no index is negative and
+    drops Numba's wraparound arithmetic from the loop.
     """
-    out = sizes.shape[0] - 1
+    m = X_rows.shape[0]
+    for k in range(X_rows.shape[1]):
+        for t in range(m):
+            acts[0, k, t] = X_rows[t, k]
+    for layer in range(sizes.shape[0] - 1):
+        fan_in, fan_out, b_first = sizes[layer], sizes[layer + 1], b_start[layer]
+        for j in range(fan_out):
+            start = params[b_first + j] if has_bias else typed(0.0, params)
+            for t in range(m):
+                acts[layer + 1, j, t] = start
+        _add_products(params, w_start[layer], np.int64(1), fan_out, fan_out, fan_in, acts, layer, layer + 1, m)
+        for j in range(fan_out):
+            for t in range(m):
+                acts[layer + 1, j, t] = _sigmoid(acts[layer + 1, j, t])
+
+
+# What a call of ``_rows`` computes: forward's activations, or the gradient.
+# One kernel does both so that predict, gradient and training share its
+# compiled code.  Each kernel between the tile helpers and the entry point
+# called from Python costs a compile of all the code beneath it (Numba links
+# a callee's code into its caller and optimises it again there), so there
+# are as few as possible.
+_FORWARD, _GRADIENT = 0, 1
+
+
+@_kernel()
+def _rows(task, X, Y, w, first, last, params, sizes, has_bias, derivative, loss, scale,
+          w_start, b_start, acts, deltas, grad, out):
+    """Rows first .. last - 1 of X, tile by tile, on one thread's tiles acts, deltas (see above).
+
+    _FORWARD: every layer's activations into ``out`` (see ``forward``);
+    returns 0.  _GRADIENT: grad += their gradient; returns sum_i w_i e_i.
+    X: (n, sizes[0]); Y: (n, sizes[-1]); w: (n,) or empty; scale: the loss
+    normaliser c, in params' dtype.  Per tile: the forward pass, then for
+    the gradient the output delta (see fastnet.backends) and, from the last
+    layer down, dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
+    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  Unread arguments of a task
+    may be empty.
+    """
+    n, out_layer = X.shape[0], sizes.shape[0] - 1
     # The tile length is the workspace's, not TILE_ROWS: a kernel loaded from
     # Numba's cache keeps the constants it was compiled with (the cache does
     # not see edits to fastnet/_config.py) and must not run past the tiles
@@ -467,69 +463,89 @@ def _rows_gradient(X, Y, w, first, last, params, sizes, has_bias, derivative, lo
     tile = acts.shape[2]
     errors = 0.0
     for first_row in range(first, last, tile):
-        d = 0  # which half of ``deltas`` holds the current delta
         m = min(tile, last - first_row)
         _forward_tile(X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts)
+        if task == _FORWARD:
+            _write_activations(acts, sizes, first_row, m, n, out)
+            continue
         Y_rows = Y[first_row:first_row + m]
         w_rows = w[first_row:first_row + m] if w.shape[0] else w
         if loss == _BCE:
-            errors += _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas)
+            errors += _cross_entropy_delta(acts, out_layer, Y_rows, w_rows, scale, deltas)
         else:
-            errors += _squared_error_delta(acts, out, Y_rows, w_rows, scale, deltas)
-            _times_sigmoid_derivative(deltas, 0, acts, out, sizes[out], m, derivative)
-        for layer in range(out - 1, -1, -1):
+            errors += _squared_error_delta(acts, out_layer, Y_rows, w_rows, scale, deltas)
+            _times_sigmoid_derivative(deltas, np.int64(0), acts, out_layer, sizes[out_layer], m, derivative)
+        d = np.int64(0)  # which half of ``deltas`` holds the current delta
+        for layer in range(out_layer - 1, -1, -1):
             fan_in, fan_out = sizes[layer], sizes[layer + 1]
             _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias,
                                         w_start[layer], b_start[layer], grad)
-            if layer > 0:
-                _back_to_inputs(params, w_start[layer], fan_in, fan_out, deltas, d, acts, layer, m, derivative)
-                d = 1 - d
+            if layer > 0:  # deltas[1 - d] = (W_l @ deltas[d]) * f'(acts[layer])
+                below = 1 - d
+                for k in range(fan_in):
+                    for t in range(m):
+                        deltas[below, k, t] = 0.0
+                _add_products(params, w_start[layer], fan_out, np.int64(1), fan_in, fan_out, deltas, d, below, m)
+                _times_sigmoid_derivative(deltas, below, acts, layer, fan_in, m, derivative)
+                d = below
     return errors
 
 
 @_kernel()
-def _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, block, work, thread, slot, parts):
-    """parts[slot] = gradient over rows [block * BLOCK_ROWS, (block + 1) * BLOCK_ROWS).
-
-    Runs on the workspace tiles of ``thread``; its sum_i w_i e_i goes to
-    the workspace's errors[slot].
-    """
-    w_start, b_start, acts, deltas, errors = work
-    first, last = block * BLOCK_ROWS, min((block + 1) * BLOCK_ROWS, X.shape[0])
-    parts[slot, :] = 0.0
-    errors[slot] = _rows_gradient(X, Y, w, first, last, params, sizes, has_bias, derivative, loss, scale,
-                                  w_start, b_start, acts[thread], deltas[thread], parts[slot])
+def _write_activations(acts, sizes, first_row, m, n, out):
+    """A tile's activations (rows first_row .. first_row + m - 1) into ``out``, row-major
+    per layer: layer l's block (n, sizes[l]) starts at n * (sizes[1] + ... + sizes[l - 1])."""
+    block = 0
+    for layer in range(1, sizes.shape[0]):
+        width = sizes[layer]
+        for t in range(m):
+            for j in range(width):
+                out[block + (first_row + t) * width + j] = acts[layer, j, t]
+        block += n * width
 
 
 @_kernel(parallel=True)
-def _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad):
-    """grad = gradient over all rows of (X, Y, w); returns sum_i w_i e_i.
+def _blocks(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad, out):
+    """``_rows`` over all rows of X, in blocks of BLOCK_ROWS rows run in parallel;
+    for _GRADIENT, grad = the gradient and the return value sum_i w_i e_i.
 
-    Rows are cut into blocks of BLOCK_ROWS.  Waves of ``parts.shape[0]``
-    blocks run in parallel, each block into its own row of ``parts``; the
-    parts are then added to ``grad`` in block order.  Block sizes and the order of
-    that sum never depend on the number of threads, so neither does the
-    result, bit for bit.  A lone block runs serially, with no threads.
+    Arguments as in ``_rows`` (scale may be float64); work and parts as
+    ``_work_memory`` returns them.  For _GRADIENT, waves of
+    ``parts.shape[0]`` blocks run in parallel, each block into its own row
+    of ``parts``, and the parts are then added to ``grad`` in block order.
+    Block sizes and the order of that sum never depend on the number of
+    threads, so neither does the result, bit for bit.  Forward's blocks
+    are independent: one wave of all.
     """
     # Only the prange below may become parallel: whole-array statements in a
     # parallel function would each launch threads, so these are plain loops.
-    errors = work[4]
-    n_blocks = (X.shape[0] + BLOCK_ROWS - 1) // BLOCK_ROWS
-    for i in range(grad.shape[0]):
-        grad[i] = 0.0
+    w_start, b_start, acts, deltas, errors = work
+    c, n = typed(scale, params), X.shape[0]
+    n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
+    wave_size = n_blocks if task == _FORWARD else parts.shape[0]
+    if task == _GRADIENT:
+        for i in range(grad.shape[0]):
+            grad[i] = 0.0
     total = 0.0
-    for wave in range(0, n_blocks, parts.shape[0]):
-        count = min(parts.shape[0], n_blocks - wave)
-        if count == 1:
-            _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, wave, work, 0, 0, parts)
-        else:
-            for slot in prange(count):
-                _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale,
-                                wave + slot, work, get_thread_id(), slot, parts)
-        for slot in range(count):
-            for i in range(grad.shape[0]):
-                grad[i] += parts[slot, i]
-            total += errors[slot]
+    for wave in range(0, n_blocks, wave_size):
+        count = min(wave_size, n_blocks - wave)
+        for slot in prange(count):
+            first, thread = (wave + np.int64(slot)) * BLOCK_ROWS, get_thread_id()  # prange's index is unsigned
+            last = min(first + BLOCK_ROWS, n)
+            if task == _FORWARD:
+                _rows(task, X, Y, w, first, last, params, sizes, has_bias, derivative, loss, c,
+                      w_start, b_start, acts[thread], deltas[thread], grad, out)
+            else:
+                part = parts[slot]
+                for i in range(part.shape[0]):
+                    part[i] = 0.0
+                errors[slot] = _rows(task, X, Y, w, first, last, params, sizes, has_bias, derivative, loss, c,
+                                     w_start, b_start, acts[thread], deltas[thread], part, out)
+        if task == _GRADIENT:
+            for slot in range(count):
+                for i in range(grad.shape[0]):
+                    grad[i] += parts[slot, i]
+                total += errors[slot]
     return total
 
 
@@ -546,14 +562,6 @@ def _normaliser(w, first, last, n_outputs, loss):
         weight = float(last - first)
     total = weight * n_outputs
     return 1.0 / total if total > 0 else 0.0
-
-
-@_kernel()
-def _full_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, work, parts, grad):
-    """The loss c sum_i w_i e_i over all rows; its gradient into grad."""
-    scale = _normaliser(w, 0, X.shape[0], sizes[-1], loss)
-    return scale * _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss,
-                                    typed(scale, params), work, parts, grad)
 
 
 # _BALANCED: the parallel loops hand out blocks one at a time (chunk size 1),
@@ -630,6 +638,39 @@ def _allocate_work_memory(threads, slots, params, sizes, has_bias):
     return work, np.empty((slots, params.shape[0]), params.dtype)
 
 
+def _read_only(array):
+    """A read-only plain-ndarray view of ``array``, without a copy.
+
+    Numba compiles one signature for read-only arrays (a memory-mapped
+    .npy file is one) and another for writable ones.  Every kernel is
+    handed read-only views of its inputs, so one compiled signature serves
+    both, and a memmap subclass is never seen as a new type.
+    """
+    view = array.view(np.ndarray)
+    view.flags.writeable = False
+    return view
+
+
+def _run(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, memory, grad, out):
+    """``_rows`` over all rows of X (read-only, as Y and w); for _GRADIENT, grad = the
+    gradient and the return value sum_i w_i e_i, scale the loss normaliser c.
+
+    memory: ``_work_memory``'s.  A batch of at most one block runs serially
+    in the calling thread; the parallel ``_blocks``, the slowest kernel to
+    compile, is compiled only once a call has more rows.
+    """
+    work, parts = memory
+    codes = (bool(has_bias), int(derivative), int(loss))
+    if X.shape[0] > BLOCK_ROWS:
+        with parallel_chunksize(1):  # see _BALANCED
+            return _blocks(task, X, Y, w, params, sizes, *codes, scale, work, parts, grad, out)
+    if task == _GRADIENT:
+        grad.fill(0.0)
+    w_start, b_start, acts, deltas, _ = work
+    return _rows(task, X, Y, w, 0, X.shape[0], params, sizes, *codes, params.dtype.type(scale),
+                 w_start, b_start, acts[0], deltas[0], grad, out)
+
+
 def forward(X, params, sizes, has_bias, out):
     """Every layer's activations for X, written row-major into the flat ``out``.
 
@@ -637,11 +678,13 @@ def forward(X, params, sizes, has_bias, out):
     int64 (L+1,); out: X's dtype (n * sum(sizes[1:]),), layer l as an
     (n, sizes[l]) block.  A_{l+1} = sigmoid(A_l @ W_l + b_l).
     """
+    no_targets = _read_only(np.empty((0, int(sizes[-1])), params.dtype))
+    no_weights = _read_only(np.empty(0, params.dtype))
     # Only the tiles are used: asking for one block's rows keeps the unused
     # partial gradients to a single row (and shares the memory with one-block calls).
-    w_start, b_start, acts, _, _ = _work_memory(min(X.shape[0], BLOCK_ROWS), params, sizes, has_bias)[0]
-    with parallel_chunksize(1):  # see _BALANCED
-        _forward_blocks(X, params, sizes, has_bias, w_start, b_start, acts, out)
+    memory = _work_memory(min(X.shape[0], BLOCK_ROWS), params, sizes, has_bias)
+    _run(_FORWARD, _read_only(X), no_targets, no_weights, params, sizes, has_bias, 0, 0, 1.0, memory,
+         np.empty(0, params.dtype), out)
 
 
 def _slots(n_rows, params):
@@ -660,9 +703,10 @@ def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
     Returns the loss.  Uses up to ``numba.get_num_threads()`` threads on
     more than BLOCK_ROWS rows, with a result that does not depend on that.
     """
-    with parallel_chunksize(1):  # see _BALANCED
-        return _full_gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss,
-                              *_work_memory(X.shape[0], params, sizes, has_bias), grad)
+    X, Y, row_weight = _read_only(X), _read_only(Y), _read_only(row_weight)
+    scale = _normaliser(row_weight, 0, X.shape[0], int(sizes[-1]), int(loss))
+    return scale * _run(_GRADIENT, X, Y, row_weight, params, sizes, has_bias, derivative, loss, scale,
+                        _work_memory(X.shape[0], params, sizes, has_bias), grad, np.empty(0, params.dtype))
 
 
 @_kernel()
@@ -691,24 +735,6 @@ def _update(params, grad, optimizer, hyper, state, step):
 
 
 @_kernel()
-def _batch_step(X, Y, w, first, last, params, sizes, has_bias, derivative, loss, optimizer, hyper, state, step,
-                work, w_start, b_start, acts, deltas, parts, grad):
-    """Gradient of the batch of rows first .. last - 1 (its own normaliser) and one
-    update; returns its sum_i w_i e_i.  acts, deltas: thread 0's tiles of ``work``."""
-    scale = typed(_normaliser(w, first, last, sizes[-1], loss), params)
-    if last - first <= BLOCK_ROWS:  # one block: straight into grad, skipping the parallel machinery
-        for i in range(grad.shape[0]):
-            grad[i] = 0.0
-        errors = _rows_gradient(X, Y, w, first, last, params, sizes, has_bias, derivative, loss, scale,
-                                w_start, b_start, acts, deltas, grad)
-    else:
-        errors = _blocks_gradient(X[first:last], Y[first:last], w[first:last] if w.shape[0] else w,
-                                  params, sizes, has_bias, derivative, loss, scale, work, parts, grad)
-    _update(params, grad, optimizer, hyper, state, step)
-    return errors
-
-
-@_kernel()
 def _gather_rows(source, rows, target):
     """target[i, :] = source[rows[i], :] for each i: one mini-batch, in the visiting order."""
     for i in range(rows.shape[0]):
@@ -718,17 +744,20 @@ def _gather_rows(source, rows, target):
 
 
 @_kernel()
-def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative, loss,
-                 optimizer, hyper, state, step, grad, work, parts, batch_X, batch_Y, batch_w):
-    """One epoch of mini-batch training in one call; returns sum_i w_i e_i.
+def _train_small_batches(X, Y, w, order, batch_size, params, sizes, has_bias, derivative, loss,
+                         optimizer, hyper, state, step, grad, work, batch_X, batch_Y, batch_w,
+                         read_X, read_Y, read_w, no_output):
+    """One epoch of batches of at most BLOCK_ROWS rows, serially, in one call; returns sum_i w_i e_i.
 
-    Batches follow ``order``, gathered into batch_X, batch_Y (and batch_w
-    when weighted), or, when order is empty, are read in place as
-    consecutive rows.  batch_size <= len(X).
+    Each batch: its gradient (with its own normaliser) straight into grad,
+    then one update.  Batches follow ``order``, gathered into batch_X,
+    batch_Y (and batch_w when weighted), or, when order is empty, are read
+    in place as consecutive rows.  read_X, read_Y, read_w are read-only
+    views of the batch arrays: the gradient then reads gathered and
+    in-place batches through one type, so it is compiled once.
     """
     n = X.shape[0]
     w_start, b_start, acts, deltas, _ = work
-    serial_acts, serial_deltas = acts[0], deltas[0]
     shuffled, weighted = order.shape[0] > 0, w.shape[0] > 0
     total = 0.0
     for first in range(0, n, batch_size):
@@ -740,29 +769,68 @@ def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative
             if weighted:
                 for i in range(rows.shape[0]):
                     batch_w[i] = w[rows[i]]
-            total += _batch_step(batch_X, batch_Y, batch_w, 0, last - first, params, sizes, has_bias,
-                                 derivative, loss, optimizer, hyper, state, step,
-                                 work, w_start, b_start, serial_acts, serial_deltas, parts, grad)
+            rows_X, rows_Y, rows_w, start, stop = read_X, read_Y, read_w, np.int64(0), last - first
         else:
-            total += _batch_step(X, Y, w, first, last, params, sizes, has_bias, derivative, loss,
-                                 optimizer, hyper, state, step,
-                                 work, w_start, b_start, serial_acts, serial_deltas, parts, grad)
+            rows_X, rows_Y, rows_w, start, stop = X, Y, w, first, last
+        scale = typed(_normaliser(rows_w, start, stop, sizes[-1], loss), params)
+        for i in range(grad.shape[0]):
+            grad[i] = 0.0
+        total += _rows(np.int64(_GRADIENT), rows_X, rows_Y, rows_w, start, stop, params, sizes, has_bias,
+                       derivative, loss, scale, w_start, b_start, acts[0], deltas[0], grad, no_output)
+        _update(params, grad, optimizer, hyper, state, step)
+    return total
+
+
+def _train_large_batches(X, Y, w, order, batch_size, params, sizes, has_bias, derivative, loss,
+                         optimizer, hyper, state, step, grad):
+    """One epoch of batches of more than BLOCK_ROWS rows; returns sum_i w_i e_i.
+
+    A Python loop over the batches: each batch's gradient comes from
+    ``_run`` (in parallel, as ``gradient``), then one ``_update``.  A batch
+    this large takes far longer than the loop's few calls.  Arguments as
+    in ``train_epoch``, inputs already read-only.
+    """
+    gathered = batch_size if order.shape[0] else 0
+    batch_X = np.empty((gathered, X.shape[1]), params.dtype)
+    batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
+    batch_w = np.empty(gathered if w.shape[0] else 0, params.dtype)
+    memory = _work_memory(batch_size, params, sizes, has_bias)
+    no_output, n_outputs, total = np.empty(0, params.dtype), int(sizes[-1]), 0.0
+    for first in range(0, X.shape[0], batch_size):
+        last = min(first + batch_size, X.shape[0])
+        if order.shape[0]:
+            rows, m = order[first:last], last - first
+            rows_X, rows_Y = np.take(X, rows, 0, batch_X[:m]), np.take(Y, rows, 0, batch_Y[:m])
+            rows_w = np.take(w, rows, 0, batch_w[:m]) if w.shape[0] else w
+            rows_X, rows_Y, rows_w = _read_only(rows_X), _read_only(rows_Y), _read_only(rows_w)
+        else:
+            rows_X, rows_Y, rows_w = X[first:last], Y[first:last], w[first:last] if w.shape[0] else w
+        scale = _normaliser(rows_w, 0, rows_X.shape[0], n_outputs, loss)
+        total += _run(_GRADIENT, rows_X, rows_Y, rows_w, params, sizes, has_bias, derivative, loss, scale,
+                      memory, grad, no_output)
+        _update(params, grad, optimizer, hyper, state, step)
     return total
 
 
 def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
                 derivative, loss, optimizer, hyper, state, step, grad):
-    """One epoch of mini-batch gradient descent in a single compiled call.
+    """One epoch of mini-batch gradient descent: one compiled call for batches of
+    at most BLOCK_ROWS rows, one gradient call per batch above that.
 
     Shapes, losses and update formulas: see fastnet.backends.  Updates params,
     state and step in place; returns the epoch's sum_i w_i e_i.
     """
-    batch_size = min(batch_size, X.shape[0])
+    X, Y, row_weight, order = _read_only(X), _read_only(Y), _read_only(row_weight), _read_only(order)
+    batch_size = min(int(batch_size), X.shape[0])
+    codes = (bool(has_bias), int(derivative), int(loss), int(optimizer))
+    if batch_size > BLOCK_ROWS:
+        return _train_large_batches(X, Y, row_weight, order, batch_size, params, sizes, *codes,
+                                    hyper, state, step, grad)
     gathered = batch_size if order.shape[0] else 0
     batch_X = np.empty((gathered, X.shape[1]), params.dtype)
     batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
     batch_w = np.empty(gathered if row_weight.shape[0] else 0, params.dtype)
-    with parallel_chunksize(1):  # see _BALANCED
-        return _train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias, derivative,
-                            loss, optimizer, hyper, state, step, grad,
-                            *_work_memory(batch_size, params, sizes, has_bias), batch_X, batch_Y, batch_w)
+    return _train_small_batches(X, Y, row_weight, order, batch_size, params, sizes, *codes, hyper, state, step,
+                                grad, _work_memory(batch_size, params, sizes, has_bias)[0], batch_X, batch_Y,
+                                batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w),
+                                np.empty(0, params.dtype))
