@@ -51,7 +51,7 @@ _LN2_LO_FLOAT32 = -2.12194440e-4
 _ROUND_SHIFT_FLOAT32 = 12582912.0 + 127.0
 
 
-def _kernel(fastmath=FASTMATH, parallel=False):
+def _kernel(fastmath=FASTMATH, parallel=False, entry=False):
     """The one njit configuration every kernel here uses.
 
     ``_nrt=False``: no Numba runtime, so no reference counting.  With it,
@@ -66,26 +66,31 @@ def _kernel(fastmath=FASTMATH, parallel=False):
     For the same reason integer constants passed to a kernel are written
     ``np.int64(0)``: a bare ``0`` is typed as the literal 0, and Numba would
     compile the callee once more, specialised to it.
+
+    Only ``entry`` kernels, called from Python, get the wrapper that
+    converts Python arguments (a sizeable function of its own for a dozen
+    arrays); no kernel gets a C-callable wrapper.
     """
     return njit(cache=NUMBA_CACHE, nogil=True, fastmath=set(fastmath), error_model="numpy",
-                parallel=parallel, _nrt=False)
+                parallel=parallel, _nrt=False, no_cpython_wrapper=not entry, no_cfunc_wrapper=True)
 
 
-def typed(value, like):
+@intrinsic
+def typed(typingctx, value, like):
     """``value`` converted to the float type of ``like`` (an array or a scalar).
 
     Kernels run in float64 or float32; a bare literal such as ``2.0`` is
     float64 and would silently promote float32 arithmetic, so constants
-    go through here.
+    go through here.  An intrinsic (a cast emitted in place) rather than an
+    overload, which would compile a function for every pair of types.
     """
-    raise NotImplementedError("typed() is for use inside Numba kernels")
+    target = like.dtype if isinstance(like, types.Array) else like
+    if not (isinstance(target, types.Float) and isinstance(value, (types.Float, types.Integer))):
+        return None
 
-
-@overload(typed, jit_options={"fastmath": set(FASTMATH)})
-def _typed(value, like):
-    dtype = like.dtype if isinstance(like, types.Array) else like
-    cast = {types.float32: np.float32, types.float64: np.float64}[dtype]
-    return lambda value, like: cast(value)
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], signature.args[0], target)
+    return target(value, like), codegen
 
 
 def _bitcast(targets):
@@ -218,7 +223,7 @@ def _sigmoid_for_type(z):
 # (a * b + c rounded twice, not once), so results agree with the compiled
 # kernels to a few ulp, not bit for bit.
 if numba.config.DISABLE_JIT:
-    def typed(value, like):  # noqa: F811 - the plain-Python twin of the overload above
+    def typed(value, like):  # noqa: F811 - the plain-Python twin of the intrinsic above
         """``value`` converted to the float type of ``like`` (an array or a numpy scalar)."""
         return np.dtype(getattr(like, "dtype", np.float64)).type(value)
 
@@ -260,14 +265,15 @@ def _times_sigmoid_derivative(deltas, d, acts, layer, n_rows, m, derivative):
     """
     one = typed(1.0, acts)
     for r in range(n_rows):
+        delta, output = deltas[d, r], acts[layer, r]
         if derivative == _ARTICLE:
             for t in range(m):
-                s = _sigmoid(acts[layer, r, t])
-                deltas[d, r, t] *= s * (one - s)
+                s = _sigmoid(output[t])
+                delta[t] *= s * (one - s)
         else:
             for t in range(m):
-                a = acts[layer, r, t]
-                deltas[d, r, t] *= a * (one - a)
+                a = output[t]
+                delta[t] *= a * (one - a)
 
 
 @_kernel()
@@ -280,37 +286,40 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
     Each pass over the tile adds four columns into two rows (eight
     multiply-adds per six loads and two stores), or into the odd last row.
     Columns are added to the running sum in order c = 0, 1, ..., one fused
-    multiply-add each.
+    multiply-add each.  Inner loops index rows of the tile (1-D views):
+    less code for Numba to generate and LLVM to optimise than 3-D indexing.
     """
     paired, blocked = n_rows - n_rows % 2, n_cols - n_cols % 4
     for r in range(0, paired, 2):
         first, second = weight + r * row_stride, weight + (r + 1) * row_stride
+        out0, out1 = tiles[dst, r], tiles[dst, r + 1]
         for c in range(0, blocked, 4):
             u0, u1, u2, u3 = (params[first + c * col_stride], params[first + (c + 1) * col_stride],
                               params[first + (c + 2) * col_stride], params[first + (c + 3) * col_stride])
             v0, v1, v2, v3 = (params[second + c * col_stride], params[second + (c + 1) * col_stride],
                               params[second + (c + 2) * col_stride], params[second + (c + 3) * col_stride])
+            in0, in1, in2, in3 = tiles[src, c], tiles[src, c + 1], tiles[src, c + 2], tiles[src, c + 3]
             for t in range(m):
-                x0, x1, x2, x3 = tiles[src, c, t], tiles[src, c + 1, t], tiles[src, c + 2, t], tiles[src, c + 3, t]
-                tiles[dst, r, t] = _fma(u3, x3, _fma(u2, x2, _fma(u1, x1, _fma(u0, x0, tiles[dst, r, t]))))
-                tiles[dst, r + 1, t] = _fma(v3, x3, _fma(v2, x2, _fma(v1, x1, _fma(v0, x0, tiles[dst, r + 1, t]))))
+                x0, x1, x2, x3 = in0[t], in1[t], in2[t], in3[t]
+                out0[t] = _fma(u3, x3, _fma(u2, x2, _fma(u1, x1, _fma(u0, x0, out0[t]))))
+                out1[t] = _fma(v3, x3, _fma(v2, x2, _fma(v1, x1, _fma(v0, x0, out1[t]))))
         for c in range(blocked, n_cols):
-            u, v = params[first + c * col_stride], params[second + c * col_stride]
+            u, v, column = params[first + c * col_stride], params[second + c * col_stride], tiles[src, c]
             for t in range(m):
-                tiles[dst, r, t] = _fma(u, tiles[src, c, t], tiles[dst, r, t])
-                tiles[dst, r + 1, t] = _fma(v, tiles[src, c, t], tiles[dst, r + 1, t])
+                out0[t] = _fma(u, column[t], out0[t])
+                out1[t] = _fma(v, column[t], out1[t])
     for r in range(paired, n_rows):
-        base = weight + r * row_stride
+        base, out0 = weight + r * row_stride, tiles[dst, r]
         for c in range(0, blocked, 4):
             u0, u1, u2, u3 = (params[base + c * col_stride], params[base + (c + 1) * col_stride],
                               params[base + (c + 2) * col_stride], params[base + (c + 3) * col_stride])
+            in0, in1, in2, in3 = tiles[src, c], tiles[src, c + 1], tiles[src, c + 2], tiles[src, c + 3]
             for t in range(m):
-                tiles[dst, r, t] = _fma(u3, tiles[src, c + 3, t], _fma(u2, tiles[src, c + 2, t], _fma(
-                    u1, tiles[src, c + 1, t], _fma(u0, tiles[src, c, t], tiles[dst, r, t]))))
+                out0[t] = _fma(u3, in3[t], _fma(u2, in2[t], _fma(u1, in1[t], _fma(u0, in0[t], out0[t]))))
         for c in range(blocked, n_cols):
-            w = params[base + c * col_stride]
+            w, column = params[base + c * col_stride], tiles[src, c]
             for t in range(m):
-                tiles[dst, r, t] = _fma(w, tiles[src, c, t], tiles[dst, r, t])
+                out0[t] = _fma(w, column[t], out0[t])
 
 
 @_kernel(FASTMATH_REDUCE)
@@ -326,11 +335,13 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
     paired, blocked = fan_out - fan_out % 2, fan_in - fan_in % 4
     zero = typed(0.0, grad)
     for j in range(0, paired, 2):
+        delta0, delta1 = deltas[d, j], deltas[d, j + 1]
         for k in range(0, blocked, 4):
+            in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
             s00 = s10 = s20 = s30 = s01 = s11 = s21 = s31 = zero
             for t in range(m):
-                d0, d1 = deltas[d, j, t], deltas[d, j + 1, t]
-                a0, a1, a2, a3 = acts[layer, k, t], acts[layer, k + 1, t], acts[layer, k + 2, t], acts[layer, k + 3, t]
+                d0, d1 = delta0[t], delta1[t]
+                a0, a1, a2, a3 = in0[t], in1[t], in2[t], in3[t]
                 s00, s10, s20, s30 = _muladd(a0, d0, s00), _muladd(a1, d0, s10), _muladd(a2, d0, s20), _muladd(a3, d0, s30)
                 s01, s11, s21, s31 = _muladd(a0, d1, s01), _muladd(a1, d1, s11), _muladd(a2, d1, s21), _muladd(a3, d1, s31)
             row = w_first + k * fan_out + j
@@ -343,27 +354,30 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
             grad[row + 3 * fan_out] += s30
             grad[row + 3 * fan_out + 1] += s31
     for j in range(paired, fan_out):
+        delta_row = deltas[d, j]
         for k in range(0, blocked, 4):
+            in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
             s0 = s1 = s2 = s3 = zero
             for t in range(m):
-                delta = deltas[d, j, t]
-                s0, s1 = _muladd(acts[layer, k, t], delta, s0), _muladd(acts[layer, k + 1, t], delta, s1)
-                s2, s3 = _muladd(acts[layer, k + 2, t], delta, s2), _muladd(acts[layer, k + 3, t], delta, s3)
+                delta = delta_row[t]
+                s0, s1 = _muladd(in0[t], delta, s0), _muladd(in1[t], delta, s1)
+                s2, s3 = _muladd(in2[t], delta, s2), _muladd(in3[t], delta, s3)
             grad[w_first + k * fan_out + j] += s0
             grad[w_first + (k + 1) * fan_out + j] += s1
             grad[w_first + (k + 2) * fan_out + j] += s2
             grad[w_first + (k + 3) * fan_out + j] += s3
     for j in range(fan_out):
+        delta_row = deltas[d, j]
         for k in range(blocked, fan_in):
-            total = zero
+            inputs, total = acts[layer, k], zero
             for t in range(m):
-                total = _muladd(acts[layer, k, t], deltas[d, j, t], total)
+                total = _muladd(inputs[t], delta_row[t], total)
             grad[w_first + k * fan_out + j] += total
     if has_bias:
         for j in range(fan_out):
-            total = typed(0.0, grad)
+            delta_row, total = deltas[d, j], zero
             for t in range(m):
-                total += deltas[d, j, t]
+                total += delta_row[t]
             grad[b_first + j] += total
 
 
@@ -378,11 +392,12 @@ def _squared_error_delta(acts, out, Y_rows, w_rows, scale, deltas):
     one, twice_scale = typed(1.0, deltas), typed(2.0, deltas) * scale
     total = 0.0
     for j in range(Y_rows.shape[1]):
+        outputs, delta = acts[out, j], deltas[0, j]
         for t in range(m):
             weight = w_rows[t] if weighted else one
-            diff = acts[out, j, t] - Y_rows[t, j]
+            diff = outputs[t] - Y_rows[t, j]
             total += weight * diff * diff
-            deltas[0, j, t] = twice_scale * weight * diff
+            delta[t] = twice_scale * weight * diff
     return total
 
 
@@ -397,13 +412,14 @@ def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     one = typed(1.0, deltas)
     total = 0.0
     for j in range(Y_rows.shape[1]):
+        outputs, delta = acts[out, j], deltas[0, j]
         for t in range(m):
             weight = w_rows[t] if weighted else one
-            y, a = Y_rows[t, j], acts[out, j, t]
+            y, a = Y_rows[t, j], outputs[t]
             log_a = math.log(a) if a > 0.0 else -100.0
             log_not_a = math.log(1.0 - a) if a < 1.0 else -100.0
             total -= weight * (y * max(log_a, -100.0) + (1.0 - y) * max(log_not_a, -100.0))
-            deltas[0, j, t] = scale * weight * (a - y)
+            delta[t] = scale * weight * (a - y)
     return total
 
 
@@ -418,77 +434,105 @@ def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts):
     """
     m = X_rows.shape[0]
     for k in range(X_rows.shape[1]):
+        inputs = acts[0, k]
         for t in range(m):
-            acts[0, k, t] = X_rows[t, k]
+            inputs[t] = X_rows[t, k]
     for layer in range(sizes.shape[0] - 1):
         fan_in, fan_out, b_first = sizes[layer], sizes[layer + 1], b_start[layer]
         for j in range(fan_out):
-            start = params[b_first + j] if has_bias else typed(0.0, params)
+            outputs, start = acts[layer + 1, j], params[b_first + j] if has_bias else typed(0.0, params)
             for t in range(m):
-                acts[layer + 1, j, t] = start
+                outputs[t] = start
         _add_products(params, w_start[layer], np.int64(1), fan_out, fan_out, fan_in, acts, layer, layer + 1, m)
         for j in range(fan_out):
+            outputs = acts[layer + 1, j]
             for t in range(m):
-                acts[layer + 1, j, t] = _sigmoid(acts[layer + 1, j, t])
+                outputs[t] = _sigmoid(outputs[t])
 
 
-# What a call of ``_rows`` computes: forward's activations, or the gradient.
-# One kernel does both so that predict, gradient and training share its
-# compiled code.  Each kernel between the tile helpers and the entry point
-# called from Python costs a compile of all the code beneath it (Numba links
-# a callee's code into its caller and optimises it again there), so there
-# are as few as possible.
-_FORWARD, _GRADIENT = 0, 1
+# What a call of ``_rows`` computes: forward's activations, the gradient,
+# or an epoch of training.  One kernel does all three so that predict,
+# gradient and fit share its compiled code: each kernel between the tile
+# helpers and an entry point called from Python costs a compile of all the
+# code beneath it (Numba links a callee's code into its caller and
+# optimises it again there), so there are as few as possible.
+_FORWARD, _GRADIENT, _TRAIN = 0, 1, 2
 
 
-@_kernel()
+@_kernel(entry=True)
 def _rows(task, X, Y, w, first, last, params, sizes, has_bias, derivative, loss, scale,
-          w_start, b_start, acts, deltas, grad, out):
+          w_start, b_start, acts, deltas, grad, out, training):
     """Rows first .. last - 1 of X, tile by tile, on one thread's tiles acts, deltas (see above).
 
     _FORWARD: every layer's activations into ``out`` (see ``forward``);
     returns 0.  _GRADIENT: grad += their gradient; returns sum_i w_i e_i.
-    X: (n, sizes[0]); Y: (n, sizes[-1]); w: (n,) or empty; scale: the loss
-    normaliser c, in params' dtype.  Per tile: the forward pass, then for
-    the gradient the output delta (see fastnet.backends) and, from the last
-    layer down, dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
-    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  Unread arguments of a task
-    may be empty.
+    _TRAIN: one epoch of mini-batches (see ``train_epoch``): each batch's
+    gradient, with its own normaliser, into grad, then one ``_update``;
+    returns the epoch's sum_i w_i e_i.  X: (n, sizes[0]); Y: (n, sizes[-1]);
+    w: (n,) or empty; scale: the loss normaliser c in params' dtype (unread
+    by _TRAIN).  Per tile: the forward pass, then for the gradient the
+    output delta (see fastnet.backends) and, from the last layer down,
+    dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
+    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  ``training`` is (order,
+    batch_size, optimizer, hyper, state, step, batch_X, batch_Y, batch_w,
+    read_X, read_Y, read_w), see ``train_epoch``; read only by _TRAIN, as
+    ``out`` only by _FORWARD.
     """
+    order, batch_size, optimizer, hyper, state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w = training
     n, out_layer = X.shape[0], sizes.shape[0] - 1
+    if task != _TRAIN:
+        batch_size = last - first
     # The tile length is the workspace's, not TILE_ROWS: a kernel loaded from
     # Numba's cache keeps the constants it was compiled with (the cache does
     # not see edits to fastnet/_config.py) and must not run past the tiles
     # allocated in Python with today's.
     tile = acts.shape[2]
-    errors = 0.0
-    for first_row in range(first, last, tile):
-        m = min(tile, last - first_row)
-        _forward_tile(X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts)
-        if task == _FORWARD:
-            _write_activations(acts, sizes, first_row, m, n, out)
-            continue
-        Y_rows = Y[first_row:first_row + m]
-        w_rows = w[first_row:first_row + m] if w.shape[0] else w
-        if loss == _BCE:
-            errors += _cross_entropy_delta(acts, out_layer, Y_rows, w_rows, scale, deltas)
-        else:
-            errors += _squared_error_delta(acts, out_layer, Y_rows, w_rows, scale, deltas)
-            _times_sigmoid_derivative(deltas, np.int64(0), acts, out_layer, sizes[out_layer], m, derivative)
-        d = np.int64(0)  # which half of ``deltas`` holds the current delta
-        for layer in range(out_layer - 1, -1, -1):
-            fan_in, fan_out = sizes[layer], sizes[layer + 1]
-            _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias,
-                                        w_start[layer], b_start[layer], grad)
-            if layer > 0:  # deltas[1 - d] = (W_l @ deltas[d]) * f'(acts[layer])
-                below = 1 - d
-                for k in range(fan_in):
-                    for t in range(m):
-                        deltas[below, k, t] = 0.0
-                _add_products(params, w_start[layer], fan_out, np.int64(1), fan_in, fan_out, deltas, d, below, m)
-                _times_sigmoid_derivative(deltas, below, acts, layer, fan_in, m, derivative)
-                d = below
-    return errors
+    total = 0.0
+    for batch_first in range(first, last, batch_size):
+        batch_last, errors = min(batch_first + batch_size, last), 0.0
+        rows_X, rows_Y, rows_w, start, stop, c = X, Y, w, batch_first, batch_last, scale
+        if task == _TRAIN:
+            if order.shape[0]:
+                rows = order[batch_first:batch_last]
+                _gather_rows(X, rows, batch_X)
+                _gather_rows(Y, rows, batch_Y)
+                if w.shape[0]:
+                    for i in range(rows.shape[0]):
+                        batch_w[i] = w[rows[i]]
+                rows_X, rows_Y, rows_w, start, stop = read_X, read_Y, read_w, np.int64(0), batch_last - batch_first
+            c = typed(_normaliser(rows_w, start, stop, sizes[-1], loss), params)
+            for i in range(grad.shape[0]):
+                grad[i] = 0.0
+        for first_row in range(start, stop, tile):
+            m = min(tile, stop - first_row)
+            _forward_tile(rows_X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts)
+            if task == _FORWARD:
+                _write_activations(acts, sizes, first_row, m, n, out)
+                continue
+            Y_rows = rows_Y[first_row:first_row + m]
+            w_rows = rows_w[first_row:first_row + m] if rows_w.shape[0] else rows_w
+            if loss == _BCE:
+                errors += _cross_entropy_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
+            else:
+                errors += _squared_error_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
+                _times_sigmoid_derivative(deltas, np.int64(0), acts, out_layer, sizes[out_layer], m, derivative)
+            d = np.int64(0)  # which half of ``deltas`` holds the current delta
+            for layer in range(out_layer - 1, -1, -1):
+                fan_in, fan_out = sizes[layer], sizes[layer + 1]
+                _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias,
+                                            w_start[layer], b_start[layer], grad)
+                if layer > 0:  # deltas[1 - d] = (W_l @ deltas[d]) * f'(acts[layer])
+                    below = 1 - d
+                    for k in range(fan_in):
+                        for t in range(m):
+                            deltas[below, k, t] = 0.0
+                    _add_products(params, w_start[layer], fan_out, np.int64(1), fan_in, fan_out, deltas, d, below, m)
+                    _times_sigmoid_derivative(deltas, below, acts, layer, fan_in, m, derivative)
+                    d = below
+        total += errors
+        if task == _TRAIN:
+            _update(params, grad, optimizer, hyper, state, step)
+    return total
 
 
 @_kernel()
@@ -504,10 +548,11 @@ def _write_activations(acts, sizes, first_row, m, n, out):
         block += n * width
 
 
-@_kernel(parallel=True)
-def _blocks(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad, out):
-    """``_rows`` over all rows of X, in blocks of BLOCK_ROWS rows run in parallel;
-    for _GRADIENT, grad = the gradient and the return value sum_i w_i e_i.
+@_kernel(parallel=True, entry=True)
+def _blocks(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad, out, training):
+    """``_rows`` (_FORWARD or _GRADIENT) over all rows of X, in blocks of BLOCK_ROWS
+    rows run in parallel; for _GRADIENT, grad = the gradient and the return value
+    sum_i w_i e_i.
 
     Arguments as in ``_rows`` (scale may be float64); work and parts as
     ``_work_memory`` returns them.  For _GRADIENT, waves of
@@ -534,13 +579,13 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, wor
             last = min(first + BLOCK_ROWS, n)
             if task == _FORWARD:
                 _rows(task, X, Y, w, first, last, params, sizes, has_bias, derivative, loss, c,
-                      w_start, b_start, acts[thread], deltas[thread], grad, out)
+                      w_start, b_start, acts[thread], deltas[thread], grad, out, training)
             else:
                 part = parts[slot]
                 for i in range(part.shape[0]):
                     part[i] = 0.0
                 errors[slot] = _rows(task, X, Y, w, first, last, params, sizes, has_bias, derivative, loss, c,
-                                     w_start, b_start, acts[thread], deltas[thread], part, out)
+                                     w_start, b_start, acts[thread], deltas[thread], part, out, training)
         if task == _GRADIENT:
             for slot in range(count):
                 for i in range(grad.shape[0]):
@@ -549,7 +594,7 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, wor
     return total
 
 
-@_kernel()
+@_kernel(entry=True)
 def _normaliser(w, first, last, n_outputs, loss):
     """c for rows first .. last - 1: 1 for "sse", 1 / (sum(w) n_outputs) otherwise (0 for zero total weight)."""
     if loss == _SSE:
@@ -651,24 +696,40 @@ def _read_only(array):
     return view
 
 
+#: dtype char -> the ``training`` argument of ``_rows`` for the tasks that do not
+#: read it: empty arrays of the right types, made once (a call must stay cheap).
+_NO_TRAINING = {}
+
+
+def _no_training(dtype):
+    """``_rows``'s ``training`` placeholder for params of ``dtype`` (see _NO_TRAINING)."""
+    if dtype.char not in _NO_TRAINING:
+        empty, rows = np.empty(0, dtype), np.empty((0, 0), dtype)
+        _NO_TRAINING[dtype.char] = (_read_only(np.empty(0, np.int64)), 1, 0, np.zeros(5), np.empty((2, 0), dtype),
+                                    np.zeros(1, np.int64), rows, rows, empty,
+                                    _read_only(rows), _read_only(rows), _read_only(empty))
+    return _NO_TRAINING[dtype.char]
+
+
 def _run(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, memory, grad, out):
-    """``_rows`` over all rows of X (read-only, as Y and w); for _GRADIENT, grad = the
-    gradient and the return value sum_i w_i e_i, scale the loss normaliser c.
+    """``_rows`` over all rows of X (read-only, as Y and w) for _FORWARD or _GRADIENT;
+    for _GRADIENT, grad = the gradient and the return value sum_i w_i e_i, scale the
+    loss normaliser c.
 
     memory: ``_work_memory``'s.  A batch of at most one block runs serially
     in the calling thread; the parallel ``_blocks``, the slowest kernel to
     compile, is compiled only once a call has more rows.
     """
     work, parts = memory
-    codes = (bool(has_bias), int(derivative), int(loss))
+    codes, training = (bool(has_bias), int(derivative), int(loss)), _no_training(params.dtype)
     if X.shape[0] > BLOCK_ROWS:
         with parallel_chunksize(1):  # see _BALANCED
-            return _blocks(task, X, Y, w, params, sizes, *codes, scale, work, parts, grad, out)
+            return _blocks(task, X, Y, w, params, sizes, *codes, scale, work, parts, grad, out, training)
     if task == _GRADIENT:
         grad.fill(0.0)
     w_start, b_start, acts, deltas, _ = work
     return _rows(task, X, Y, w, 0, X.shape[0], params, sizes, *codes, params.dtype.type(scale),
-                 w_start, b_start, acts[0], deltas[0], grad, out)
+                 w_start, b_start, acts[0], deltas[0], grad, out, training)
 
 
 def forward(X, params, sizes, has_bias, out):
@@ -709,7 +770,7 @@ def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
                         _work_memory(X.shape[0], params, sizes, has_bias), grad, np.empty(0, params.dtype))
 
 
-@_kernel()
+@_kernel(entry=True)
 def _update(params, grad, optimizer, hyper, state, step):
     """One optimizer step on params in place: sgd, momentum or adam (see fastnet.backends)."""
     lr, momentum, beta1, beta2, eps = (typed(hyper[0], params), typed(hyper[1], params), typed(hyper[2], params),
@@ -731,7 +792,7 @@ def _update(params, grad, optimizer, hyper, state, step):
         for i in range(params.shape[0]):
             first_moment[i] = beta1 * first_moment[i] + (one - beta1) * grad[i]
             second_moment[i] = beta2 * second_moment[i] + (one - beta2) * grad[i] * grad[i]
-            params[i] -= lr * (first_moment[i] / correction1) / (np.sqrt(second_moment[i] / correction2) + eps)
+            params[i] -= lr * (first_moment[i] / correction1) / (math.sqrt(second_moment[i] / correction2) + eps)
 
 
 @_kernel()
@@ -741,44 +802,6 @@ def _gather_rows(source, rows, target):
         row = rows[i]
         for j in range(source.shape[1]):
             target[i, j] = source[row, j]
-
-
-@_kernel()
-def _train_small_batches(X, Y, w, order, batch_size, params, sizes, has_bias, derivative, loss,
-                         optimizer, hyper, state, step, grad, work, batch_X, batch_Y, batch_w,
-                         read_X, read_Y, read_w, no_output):
-    """One epoch of batches of at most BLOCK_ROWS rows, serially, in one call; returns sum_i w_i e_i.
-
-    Each batch: its gradient (with its own normaliser) straight into grad,
-    then one update.  Batches follow ``order``, gathered into batch_X,
-    batch_Y (and batch_w when weighted), or, when order is empty, are read
-    in place as consecutive rows.  read_X, read_Y, read_w are read-only
-    views of the batch arrays: the gradient then reads gathered and
-    in-place batches through one type, so it is compiled once.
-    """
-    n = X.shape[0]
-    w_start, b_start, acts, deltas, _ = work
-    shuffled, weighted = order.shape[0] > 0, w.shape[0] > 0
-    total = 0.0
-    for first in range(0, n, batch_size):
-        last = min(first + batch_size, n)
-        if shuffled:
-            rows = order[first:last]
-            _gather_rows(X, rows, batch_X)
-            _gather_rows(Y, rows, batch_Y)
-            if weighted:
-                for i in range(rows.shape[0]):
-                    batch_w[i] = w[rows[i]]
-            rows_X, rows_Y, rows_w, start, stop = read_X, read_Y, read_w, np.int64(0), last - first
-        else:
-            rows_X, rows_Y, rows_w, start, stop = X, Y, w, first, last
-        scale = typed(_normaliser(rows_w, start, stop, sizes[-1], loss), params)
-        for i in range(grad.shape[0]):
-            grad[i] = 0.0
-        total += _rows(np.int64(_GRADIENT), rows_X, rows_Y, rows_w, start, stop, params, sizes, has_bias,
-                       derivative, loss, scale, w_start, b_start, acts[0], deltas[0], grad, no_output)
-        _update(params, grad, optimizer, hyper, state, step)
-    return total
 
 
 def _train_large_batches(X, Y, w, order, batch_size, params, sizes, has_bias, derivative, loss,
@@ -814,23 +837,26 @@ def _train_large_batches(X, Y, w, order, batch_size, params, sizes, has_bias, de
 
 def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
                 derivative, loss, optimizer, hyper, state, step, grad):
-    """One epoch of mini-batch gradient descent: one compiled call for batches of
-    at most BLOCK_ROWS rows, one gradient call per batch above that.
+    """One epoch of mini-batch gradient descent: one compiled call (``_rows``, serial)
+    for batches of at most BLOCK_ROWS rows, one gradient call per batch above that.
 
     Shapes, losses and update formulas: see fastnet.backends.  Updates params,
-    state and step in place; returns the epoch's sum_i w_i e_i.
+    state and step in place; returns the epoch's sum_i w_i e_i.  Shuffled
+    batches are gathered into batch arrays and read through read-only views
+    of them, so that in-place and gathered batches are one type to Numba.
     """
     X, Y, row_weight, order = _read_only(X), _read_only(Y), _read_only(row_weight), _read_only(order)
     batch_size = min(int(batch_size), X.shape[0])
-    codes = (bool(has_bias), int(derivative), int(loss), int(optimizer))
+    codes = (bool(has_bias), int(derivative), int(loss))
     if batch_size > BLOCK_ROWS:
-        return _train_large_batches(X, Y, row_weight, order, batch_size, params, sizes, *codes,
+        return _train_large_batches(X, Y, row_weight, order, batch_size, params, sizes, *codes, int(optimizer),
                                     hyper, state, step, grad)
     gathered = batch_size if order.shape[0] else 0
     batch_X = np.empty((gathered, X.shape[1]), params.dtype)
     batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
     batch_w = np.empty(gathered if row_weight.shape[0] else 0, params.dtype)
-    return _train_small_batches(X, Y, row_weight, order, batch_size, params, sizes, *codes, hyper, state, step,
-                                grad, _work_memory(batch_size, params, sizes, has_bias)[0], batch_X, batch_Y,
-                                batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w),
-                                np.empty(0, params.dtype))
+    training = (order, batch_size, int(optimizer), hyper, state, step, batch_X, batch_Y, batch_w,
+                _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
+    w_start, b_start, acts, deltas, _ = _work_memory(batch_size, params, sizes, has_bias)[0]
+    return _rows(_TRAIN, X, Y, row_weight, 0, X.shape[0], params, sizes, *codes, params.dtype.type(1.0),
+                 w_start, b_start, acts[0], deltas[0], grad, np.empty(0, params.dtype), training)
