@@ -51,7 +51,7 @@ _LN2_LO_FLOAT32 = -2.12194440e-4
 _ROUND_SHIFT_FLOAT32 = 12582912.0 + 127.0
 
 
-def _kernel(fastmath=FASTMATH, parallel=False, entry=False):
+def _kernel(fastmath=FASTMATH, parallel=False, entry=False, inline="never"):
     """The one njit configuration every kernel here uses.
 
     ``_nrt=False``: no Numba runtime, so no reference counting.  With it,
@@ -59,10 +59,12 @@ def _kernel(fastmath=FASTMATH, parallel=False, entry=False):
     and decrements, a quarter of a batch-32 epoch.  The price: kernels
     cannot allocate, so work memory comes from Python (``_work_memory``).
 
-    No Numba-level inlining (``inline="always"``): it types, lowers and
-    optimises the callee again at every call site, which multiplied the
-    compile time.  A plain call is still visible to LLVM, which links the
-    callee in and inlines the small ones (the sigmoid into its loops) itself.
+    Numba-level inlining (``inline="always"``) types, lowers and optimises
+    the callee again at every call site, so only helpers called from one
+    place in the kernels are inlined: their code is then compiled once, in
+    the caller, rather than once on its own and again where it is linked in.
+    A plain call is still visible to LLVM, which links the callee in and
+    inlines the small ones (the sigmoid into its loops) itself.
     For the same reason integer constants passed to a kernel are written
     ``np.int64(0)``: a bare ``0`` is typed as the literal 0, and Numba would
     compile the callee once more, specialised to it.
@@ -72,7 +74,7 @@ def _kernel(fastmath=FASTMATH, parallel=False, entry=False):
     arrays); no kernel gets a C-callable wrapper.
     """
     return njit(cache=NUMBA_CACHE, nogil=True, fastmath=set(fastmath), error_model="numpy",
-                parallel=parallel, _nrt=False, no_cpython_wrapper=not entry, no_cfunc_wrapper=True)
+                parallel=parallel, _nrt=False, no_cpython_wrapper=not entry, no_cfunc_wrapper=True, inline=inline)
 
 
 @intrinsic
@@ -140,6 +142,19 @@ def _muladd(typingctx, a, b, c):
         muladd = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3), name)
         return builder.call(muladd, args, fastmath=tuple(FASTMATH_REDUCE))
     return a(a, b, c), codegen
+
+
+@intrinsic
+def _sum_add(typingctx, total, value):
+    """total + value for a running sum, with FASTMATH_REDUCE's ``reassoc`` on this add
+    alone: the loop vectoriser may then reorder the sum, whatever the flags
+    of the kernel the code ends up in."""
+    if not (isinstance(total, types.Float) and total == value):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(*args, flags=tuple(FASTMATH_REDUCE))
+    return total(total, value), codegen
 
 
 @_kernel()
@@ -233,6 +248,10 @@ if numba.config.DISABLE_JIT:
 
     _muladd = _fma
 
+    def _sum_add(total, value):
+        """total + value."""
+        return total + value
+
     def _bits_as_float(bits):
         """An int64's (int32's) bits as a float64 (float32)."""
         bits = np.asarray(bits)
@@ -322,7 +341,7 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
                 out0[t] = _fma(w, column[t], out0[t])
 
 
-@_kernel(FASTMATH_REDUCE)
+@_kernel(inline="always")
 def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_first, b_first, grad):
     """dW_l += A_l.T @ delta and db_l += column sums of delta, over one tile.
 
@@ -330,7 +349,9 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
     dW[k, j] = grad[w_first + k * fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
     and db[j] = grad[b_first + j] += sum_t deltas[d, j, t], for t < m.
     Dot products go four inputs by two outputs at a time (eight sums from
-    six loads), then four by one, then one by one.
+    six loads), then four by one, then one by one.  The sums carry their
+    own ``reassoc`` flag (``_muladd``, ``_sum_add``), so they vectorise in
+    the caller this helper is inlined into.
     """
     paired, blocked = fan_out - fan_out % 2, fan_in - fan_in % 4
     zero = typed(0.0, grad)
@@ -377,7 +398,7 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
         for j in range(fan_out):
             delta_row, total = deltas[d, j], zero
             for t in range(m):
-                total += delta_row[t]
+                total = _sum_add(total, delta_row[t])
             grad[b_first + j] += total
 
 
@@ -401,7 +422,7 @@ def _squared_error_delta(acts, out, Y_rows, w_rows, scale, deltas):
     return total
 
 
-@_kernel()
+@_kernel(inline="always")
 def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     """deltas[0, j, t] = scale w_i (a - y); returns sum_t w_i e_i, e the cross-entropy.
 
@@ -423,7 +444,7 @@ def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     return total
 
 
-@_kernel()
+@_kernel(inline="always")
 def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts):
     """Run one tile of rows X_rows (m, sizes[0]) through every layer, filling ``acts``.
 
@@ -535,7 +556,7 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, derivative, loss,
     return total
 
 
-@_kernel()
+@_kernel(inline="always")
 def _write_activations(acts, sizes, first_row, m, n, out):
     """A tile's activations (rows first_row .. first_row + m - 1) into ``out``, row-major
     per layer: layer l's block (n, sizes[l]) starts at n * (sizes[1] + ... + sizes[l - 1])."""
@@ -594,7 +615,7 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, wor
     return total
 
 
-@_kernel(entry=True)
+@_kernel(entry=True, inline="always")
 def _normaliser(w, first, last, n_outputs, loss):
     """c for rows first .. last - 1: 1 for "sse", 1 / (sum(w) n_outputs) otherwise (0 for zero total weight)."""
     if loss == _SSE:
@@ -770,7 +791,7 @@ def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
                         _work_memory(X.shape[0], params, sizes, has_bias), grad, np.empty(0, params.dtype))
 
 
-@_kernel(entry=True)
+@_kernel(entry=True, inline="always")
 def _update(params, grad, optimizer, hyper, state, step):
     """One optimizer step on params in place: sgd, momentum or adam (see fastnet.backends)."""
     lr, momentum, beta1, beta2, eps = (typed(hyper[0], params), typed(hyper[1], params), typed(hyper[2], params),
@@ -795,7 +816,7 @@ def _update(params, grad, optimizer, hyper, state, step):
             params[i] -= lr * (first_moment[i] / correction1) / (math.sqrt(second_moment[i] / correction2) + eps)
 
 
-@_kernel()
+@_kernel(inline="always")
 def _gather_rows(source, rows, target):
     """target[i, :] = source[rows[i], :] for each i: one mini-batch, in the visiting order."""
     for i in range(rows.shape[0]):
