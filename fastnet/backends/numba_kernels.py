@@ -486,7 +486,7 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, derivative, loss,
     """Rows first .. last - 1 of X, tile by tile, on one thread's tiles acts, deltas (see above).
 
     _FORWARD: every layer's activations into ``out`` (see ``forward``);
-    returns 0.  _GRADIENT: grad += their gradient; returns sum_i w_i e_i.
+    returns 0.  _GRADIENT: grad = their gradient; returns sum_i w_i e_i.
     _TRAIN: one epoch of mini-batches (see ``train_epoch``): each batch's
     gradient, with its own normaliser, into grad, then one ``_update``;
     returns the epoch's sum_i w_i e_i.  X: (n, sizes[0]); Y: (n, sizes[-1]);
@@ -522,6 +522,7 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, derivative, loss,
                         batch_w[i] = w[rows[i]]
                 rows_X, rows_Y, rows_w, start, stop = read_X, read_Y, read_w, np.int64(0), batch_last - batch_first
             c = typed(_normaliser(rows_w, start, stop, sizes[-1], loss), params)
+        if task != _FORWARD:
             for i in range(grad.shape[0]):
                 grad[i] = 0.0
         for first_row in range(start, stop, tile):
@@ -602,11 +603,8 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, wor
                 _rows(task, X, Y, w, first, last, params, sizes, has_bias, derivative, loss, c,
                       w_start, b_start, acts[thread], deltas[thread], grad, out, training)
             else:
-                part = parts[slot]
-                for i in range(part.shape[0]):
-                    part[i] = 0.0
                 errors[slot] = _rows(task, X, Y, w, first, last, params, sizes, has_bias, derivative, loss, c,
-                                     w_start, b_start, acts[thread], deltas[thread], part, out, training)
+                                     w_start, b_start, acts[thread], deltas[thread], parts[slot], out, training)
         if task == _GRADIENT:
             for slot in range(count):
                 for i in range(grad.shape[0]):
@@ -713,13 +711,21 @@ def _read_only(array):
     both, and a memmap subclass is never seen as a new type.
     """
     view = array.view(np.ndarray)
-    view.flags.writeable = False
+    view.setflags(write=False)
     return view
 
 
 #: dtype char -> the ``training`` argument of ``_rows`` for the tasks that do not
 #: read it: empty arrays of the right types, made once (a call must stay cheap).
 _NO_TRAINING = {}
+
+#: dtype char -> an empty array for an output a task does not write.
+_EMPTY = {char: np.empty(0, char) for char in "fd"}
+
+
+def _empty(dtype):
+    """A shared empty 1-D array of ``dtype``: a placeholder output (never written)."""
+    return _EMPTY[dtype.char]
 
 
 def _no_training(dtype):
@@ -746,8 +752,6 @@ def _run(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, memory
     if X.shape[0] > BLOCK_ROWS:
         with parallel_chunksize(1):  # see _BALANCED
             return _blocks(task, X, Y, w, params, sizes, *codes, scale, work, parts, grad, out, training)
-    if task == _GRADIENT:
-        grad.fill(0.0)
     w_start, b_start, acts, deltas, _ = work
     return _rows(task, X, Y, w, 0, X.shape[0], params, sizes, *codes, params.dtype.type(scale),
                  w_start, b_start, acts[0], deltas[0], grad, out, training)
@@ -761,12 +765,12 @@ def forward(X, params, sizes, has_bias, out):
     (n, sizes[l]) block.  A_{l+1} = sigmoid(A_l @ W_l + b_l).
     """
     no_targets = _read_only(np.empty((0, int(sizes[-1])), params.dtype))
-    no_weights = _read_only(np.empty(0, params.dtype))
+    no_weights = _read_only(_empty(params.dtype))
     # Only the tiles are used: asking for one block's rows keeps the unused
     # partial gradients to a single row (and shares the memory with one-block calls).
     memory = _work_memory(min(X.shape[0], BLOCK_ROWS), params, sizes, has_bias)
     _run(_FORWARD, _read_only(X), no_targets, no_weights, params, sizes, has_bias, 0, 0, 1.0, memory,
-         np.empty(0, params.dtype), out)
+         _empty(params.dtype), out)
 
 
 def _slots(n_rows, params):
@@ -788,7 +792,7 @@ def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
     X, Y, row_weight = _read_only(X), _read_only(Y), _read_only(row_weight)
     scale = _normaliser(row_weight, 0, X.shape[0], int(sizes[-1]), int(loss))
     return scale * _run(_GRADIENT, X, Y, row_weight, params, sizes, has_bias, derivative, loss, scale,
-                        _work_memory(X.shape[0], params, sizes, has_bias), grad, np.empty(0, params.dtype))
+                        _work_memory(X.shape[0], params, sizes, has_bias), grad, _empty(params.dtype))
 
 
 @_kernel(entry=True, inline="always")
@@ -839,7 +843,7 @@ def _train_large_batches(X, Y, w, order, batch_size, params, sizes, has_bias, de
     batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
     batch_w = np.empty(gathered if w.shape[0] else 0, params.dtype)
     memory = _work_memory(batch_size, params, sizes, has_bias)
-    no_output, n_outputs, total = np.empty(0, params.dtype), int(sizes[-1]), 0.0
+    no_output, n_outputs, total = _empty(params.dtype), int(sizes[-1]), 0.0
     for first in range(0, X.shape[0], batch_size):
         last = min(first + batch_size, X.shape[0])
         if order.shape[0]:
@@ -880,4 +884,4 @@ def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
                 _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
     w_start, b_start, acts, deltas, _ = _work_memory(batch_size, params, sizes, has_bias)[0]
     return _rows(_TRAIN, X, Y, row_weight, 0, X.shape[0], params, sizes, *codes, params.dtype.type(1.0),
-                 w_start, b_start, acts[0], deltas[0], grad, np.empty(0, params.dtype), training)
+                 w_start, b_start, acts[0], deltas[0], grad, _empty(params.dtype), training)
