@@ -15,6 +15,13 @@ sigmoid therefore uses its own exp (``_exp_nonpositive``), written as plain
 arithmetic (with an LLVM bitcast for 2**k) that vectorises.  Nothing
 compiles at import: kernels compile on first use, and are cached on disk
 when ``fastnet._config.NUMBA_CACHE``.
+
+Compile time is kept down by compiling each piece of code once per dtype:
+one kernel, ``_rows``, serves forward, gradient and training (see
+``_FORWARD``); inputs are passed as read-only views, so writable and
+read-only (memory-mapped) arrays share one signature; the parallel
+``_blocks`` compiles only once a call has more than BLOCK_ROWS rows.
+Measure it with ``benchmarks/compile_time.py``.
 """
 
 import math
@@ -65,9 +72,10 @@ def _kernel(fastmath=FASTMATH, parallel=False, entry=False, inline="never"):
     the caller, rather than once on its own and again where it is linked in.
     A plain call is still visible to LLVM, which links the callee in and
     inlines the small ones (the sigmoid into its loops) itself.
-    For the same reason integer constants passed to a kernel are written
-    ``np.int64(0)``: a bare ``0`` is typed as the literal 0, and Numba would
-    compile the callee once more, specialised to it.
+
+    Integer constants passed to a kernel are written ``np.int64(0)``: a
+    bare ``0`` is typed as the literal 0, and Numba would compile the
+    callee once more, specialised to it.
 
     Only ``entry`` kernels, called from Python, get the wrapper that
     converts Python arguments (a sizeable function of its own for a dozen
