@@ -58,7 +58,7 @@ _LN2_LO_FLOAT32 = -2.12194440e-4
 _ROUND_SHIFT_FLOAT32 = 12582912.0 + 127.0
 
 
-def _kernel(fastmath=FASTMATH, parallel=False, entry=False, inline="never"):
+def _kernel(fastmath=FASTMATH, parallel=False, entry=False):
     """The one njit configuration every kernel here uses.
 
     ``_nrt=False``: no Numba runtime, so no reference counting.  With it,
@@ -66,12 +66,11 @@ def _kernel(fastmath=FASTMATH, parallel=False, entry=False, inline="never"):
     and decrements, a quarter of a batch-32 epoch.  The price: kernels
     cannot allocate, so work memory comes from Python (``_work_memory``).
 
-    Numba-level inlining (``inline="always"``) types, lowers and optimises
-    the callee again at every call site, so only helpers called from one
-    place in the kernels are inlined: their code is then compiled once, in
-    the caller, rather than once on its own and again where it is linked in.
-    A plain call is still visible to LLVM, which links the callee in and
-    inlines the small ones (the sigmoid into its loops) itself.
+    No Numba-level inlining (``inline="always"``): it types, lowers and
+    optimises the callee again at every call site, which multiplied the
+    compile time, and the kernels it merged ran slower.  A plain call is
+    still visible to LLVM, which links the callee in and inlines the small
+    ones (the sigmoid into its loops) itself.
 
     Integer constants passed to a kernel are written ``np.int64(0)``: a
     bare ``0`` is typed as the literal 0, and Numba would compile the
@@ -82,7 +81,7 @@ def _kernel(fastmath=FASTMATH, parallel=False, entry=False, inline="never"):
     arrays); no kernel gets a C-callable wrapper.
     """
     return njit(cache=NUMBA_CACHE, nogil=True, fastmath=set(fastmath), error_model="numpy",
-                parallel=parallel, _nrt=False, no_cpython_wrapper=not entry, no_cfunc_wrapper=True, inline=inline)
+                parallel=parallel, _nrt=False, no_cpython_wrapper=not entry, no_cfunc_wrapper=True)
 
 
 @intrinsic
@@ -150,19 +149,6 @@ def _muladd(typingctx, a, b, c):
         muladd = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3), name)
         return builder.call(muladd, args, fastmath=tuple(FASTMATH_REDUCE))
     return a(a, b, c), codegen
-
-
-@intrinsic
-def _sum_add(typingctx, total, value):
-    """total + value for a running sum, with FASTMATH_REDUCE's ``reassoc`` on this add
-    alone: the loop vectoriser may then reorder the sum, whatever the flags
-    of the kernel the code ends up in."""
-    if not (isinstance(total, types.Float) and total == value):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fadd(*args, flags=tuple(FASTMATH_REDUCE))
-    return total(total, value), codegen
 
 
 @_kernel()
@@ -256,10 +242,6 @@ if numba.config.DISABLE_JIT:
 
     _muladd = _fma
 
-    def _sum_add(total, value):
-        """total + value."""
-        return total + value
-
     def _bits_as_float(bits):
         """An int64's (int32's) bits as a float64 (float32)."""
         bits = np.asarray(bits)
@@ -349,7 +331,7 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
                 out0[t] = _fma(w, column[t], out0[t])
 
 
-@_kernel(inline="always")
+@_kernel(FASTMATH_REDUCE)
 def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_first, b_first, grad):
     """dW_l += A_l.T @ delta and db_l += column sums of delta, over one tile.
 
@@ -357,9 +339,7 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
     dW[k, j] = grad[w_first + k * fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
     and db[j] = grad[b_first + j] += sum_t deltas[d, j, t], for t < m.
     Dot products go four inputs by two outputs at a time (eight sums from
-    six loads), then four by one, then one by one.  The sums carry their
-    own ``reassoc`` flag (``_muladd``, ``_sum_add``), so they vectorise in
-    the caller this helper is inlined into.
+    six loads), then four by one, then one by one.
     """
     paired, blocked = fan_out - fan_out % 2, fan_in - fan_in % 4
     zero = typed(0.0, grad)
@@ -406,7 +386,7 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
         for j in range(fan_out):
             delta_row, total = deltas[d, j], zero
             for t in range(m):
-                total = _sum_add(total, delta_row[t])
+                total += delta_row[t]
             grad[b_first + j] += total
 
 
@@ -430,7 +410,7 @@ def _squared_error_delta(acts, out, Y_rows, w_rows, scale, deltas):
     return total
 
 
-@_kernel(inline="always")
+@_kernel()
 def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     """deltas[0, j, t] = scale w_i (a - y); returns sum_t w_i e_i, e the cross-entropy.
 
@@ -452,7 +432,7 @@ def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     return total
 
 
-@_kernel(inline="always")
+@_kernel()
 def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts):
     """Run one tile of rows X_rows (m, sizes[0]) through every layer, filling ``acts``.
 
@@ -565,7 +545,7 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, derivative, loss,
     return total
 
 
-@_kernel(inline="always")
+@_kernel()
 def _write_activations(acts, sizes, first_row, m, n, out):
     """A tile's activations (rows first_row .. first_row + m - 1) into ``out``, row-major
     per layer: layer l's block (n, sizes[l]) starts at n * (sizes[1] + ... + sizes[l - 1])."""
@@ -621,7 +601,7 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, wor
     return total
 
 
-@_kernel(entry=True, inline="always")
+@_kernel(entry=True)
 def _normaliser(w, first, last, n_outputs, loss):
     """c for rows first .. last - 1: 1 for "sse", 1 / (sum(w) n_outputs) otherwise (0 for zero total weight)."""
     if loss == _SSE:
@@ -803,7 +783,7 @@ def gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad):
                         _work_memory(X.shape[0], params, sizes, has_bias), grad, _empty(params.dtype))
 
 
-@_kernel(entry=True, inline="always")
+@_kernel(entry=True)
 def _update(params, grad, optimizer, hyper, state, step):
     """One optimizer step on params in place: sgd, momentum or adam (see fastnet.backends)."""
     lr, momentum, beta1, beta2, eps = (typed(hyper[0], params), typed(hyper[1], params), typed(hyper[2], params),
@@ -828,7 +808,7 @@ def _update(params, grad, optimizer, hyper, state, step):
             params[i] -= lr * (first_moment[i] / correction1) / (math.sqrt(second_moment[i] / correction2) + eps)
 
 
-@_kernel(inline="always")
+@_kernel()
 def _gather_rows(source, rows, target):
     """target[i, :] = source[rows[i], :] for each i: one mini-batch, in the visiting order."""
     for i in range(rows.shape[0]):
