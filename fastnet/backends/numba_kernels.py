@@ -559,7 +559,7 @@ def _write_activations(acts, sizes, first_row, m, n, out):
 
 
 @_kernel(parallel=True, entry=True)
-def _blocks(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad, out, training):
+def _blocks(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad, out):
     """``_rows`` (_FORWARD or _GRADIENT) over all rows of X, in blocks of BLOCK_ROWS
     rows run in parallel; for _GRADIENT, grad = the gradient and the return value
     sum_i w_i e_i.
@@ -576,6 +576,10 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, wor
     # parallel function would each launch threads, so these are plain loops.
     w_start, b_start, acts, deltas, errors = work
     c, n = typed(scale, params), X.shape[0]
+    # _rows's training argument, unread here: empty slices of the right types
+    # (passing it from Python would make every call slower).
+    training = (sizes[:0], np.int64(1), np.int64(0), errors[:0], parts[:0], sizes[:0], parts[:0], parts[:0],
+                grad[:0], X[:0], Y[:0], w[:0])
     n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
     wave_size = n_blocks if task == _FORWARD else parts.shape[0]
     if task == _GRADIENT:
@@ -720,7 +724,7 @@ def _no_training(dtype):
     """``_rows``'s ``training`` placeholder for params of ``dtype`` (see _NO_TRAINING)."""
     if dtype.char not in _NO_TRAINING:
         empty, rows = np.empty(0, dtype), np.empty((0, 0), dtype)
-        _NO_TRAINING[dtype.char] = (_read_only(np.empty(0, np.int64)), 1, 0, np.zeros(5), np.empty((2, 0), dtype),
+        _NO_TRAINING[dtype.char] = (np.empty(0, np.int64), 1, 0, np.zeros(5), np.empty((2, 0), dtype),
                                     np.zeros(1, np.int64), rows, rows, empty,
                                     _read_only(rows), _read_only(rows), _read_only(empty))
     return _NO_TRAINING[dtype.char]
@@ -736,13 +740,13 @@ def _run(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, memory
     compile, is compiled only once a call has more rows.
     """
     work, parts = memory
-    codes, training = (bool(has_bias), int(derivative), int(loss)), _no_training(params.dtype)
+    codes = (bool(has_bias), int(derivative), int(loss))
     if X.shape[0] > BLOCK_ROWS:
         with parallel_chunksize(1):  # see _BALANCED
-            return _blocks(task, X, Y, w, params, sizes, *codes, scale, work, parts, grad, out, training)
+            return _blocks(task, X, Y, w, params, sizes, *codes, scale, work, parts, grad, out)
     w_start, b_start, acts, deltas, _ = work
     return _rows(task, X, Y, w, 0, X.shape[0], params, sizes, *codes, params.dtype.type(scale),
-                 w_start, b_start, acts[0], deltas[0], grad, out, training)
+                 w_start, b_start, acts[0], deltas[0], grad, out, _no_training(params.dtype))
 
 
 def forward(X, params, sizes, has_bias, out):
@@ -858,7 +862,8 @@ def train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,
     batches are gathered into batch arrays and read through read-only views
     of them, so that in-place and gathered batches are one type to Numba.
     """
-    X, Y, row_weight, order = _read_only(X), _read_only(Y), _read_only(row_weight), _read_only(order)
+    X, Y, row_weight = _read_only(X), _read_only(Y), _read_only(row_weight)
+    order = order if order.flags.writeable else order.copy()  # one type: see _blocks's training
     batch_size = min(int(batch_size), X.shape[0])
     codes = (bool(has_bias), int(derivative), int(loss))
     if batch_size > BLOCK_ROWS:
