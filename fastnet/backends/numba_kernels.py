@@ -30,7 +30,8 @@ import threading
 import numba
 import numpy as np
 from llvmlite import ir as llvm_ir
-from numba import get_num_threads, get_thread_id, njit, parallel_chunksize, prange, types
+from numba import (get_num_threads, get_parallel_chunksize, get_thread_id, njit, prange, set_parallel_chunksize,
+                   types)
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
@@ -742,8 +743,12 @@ def _run(task, X, Y, w, params, sizes, has_bias, derivative, loss, scale, memory
     work, parts = memory
     codes = (bool(has_bias), int(derivative), int(loss))
     if X.shape[0] > BLOCK_ROWS:
-        with parallel_chunksize(1):  # see _BALANCED
+        previous = get_parallel_chunksize()
+        set_parallel_chunksize(1)  # see _BALANCED; cheaper per call than numba.parallel_chunksize()
+        try:
             return _blocks(task, X, Y, w, params, sizes, *codes, scale, work, parts, grad, out)
+        finally:
+            set_parallel_chunksize(previous)
     w_start, b_start, acts, deltas, _ = work
     return _rows(task, X, Y, w, 0, X.shape[0], params, sizes, *codes, params.dtype.type(scale),
                  w_start, b_start, acts[0], deltas[0], grad, out, _no_training(params.dtype))
