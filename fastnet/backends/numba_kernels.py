@@ -15,6 +15,13 @@ sigmoid therefore uses its own exp (``_exp_nonpositive``), written as plain
 arithmetic (with an LLVM bitcast for 2**k) that vectorises.  Nothing
 compiles at import: kernels compile on first use, and are cached on disk
 when ``fastnet._config.NUMBA_CACHE``.
+
+Compile time is kept down by compiling each piece of code once per dtype:
+one kernel, ``_rows``, serves forward, gradient and training (see
+``_FORWARD``); inputs are passed as read-only views, so writable and
+read-only (memory-mapped) arrays share one signature; the parallel
+``_blocks`` compiles only once a call has more than BLOCK_ROWS rows.
+Measure it with ``benchmarks/compile_time.py``.
 """
 
 import math
@@ -23,7 +30,8 @@ import threading
 import numba
 import numpy as np
 from llvmlite import ir as llvm_ir
-from numba import get_num_threads, get_thread_id, njit, parallel_chunksize, prange, types
+from numba import (get_num_threads, get_parallel_chunksize, get_thread_id, njit, prange, set_parallel_chunksize,
+                   types)
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
@@ -33,6 +41,7 @@ from fastnet._config import (BLOCK_ROWS, FASTMATH, PARTIAL_GRADIENT_BYTES, FASTM
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
 
+_SIGMOID = spec.ACTIVATIONS["sigmoid"].code
 _ARTICLE = spec.DERIVATIVES["article"].code
 _SSE, _BCE = spec.LOSSES["sse"].code, spec.LOSSES["bce"].code
 _SGD, _MOMENTUM = spec.OPTIMIZERS["sgd"].code, spec.OPTIMIZERS["momentum"].code
@@ -52,33 +61,48 @@ _LN2_LO_FLOAT32 = -2.12194440e-4
 _ROUND_SHIFT_FLOAT32 = 12582912.0 + 127.0
 
 
-def _kernel(fastmath=FASTMATH, inline="never", parallel=False):
+def _kernel(fastmath=FASTMATH, parallel=False, entry=False):
     """The one njit configuration every kernel here uses.
 
     ``_nrt=False``: no Numba runtime, so no reference counting.  With it,
     every call and every array view inside a kernel cost atomic increments
     and decrements, a quarter of a batch-32 epoch.  The price: kernels
     cannot allocate, so work memory comes from Python (``_work_memory``).
+
+    No Numba-level inlining (``inline="always"``): it types, lowers and
+    optimises the callee again at every call site, which multiplied the
+    compile time, and the kernels it merged ran slower.  A plain call is
+    still visible to LLVM, which links the callee in and inlines the small
+    ones (the sigmoid into its loops) itself.
+
+    Integer constants passed to a kernel are written ``np.int64(0)``: a
+    bare ``0`` is typed as the literal 0, and Numba would compile the
+    callee once more, specialised to it.
+
+    Only ``entry`` kernels, called from Python, get the wrapper that
+    converts Python arguments (a sizeable function of its own for a dozen
+    arrays); no kernel gets a C-callable wrapper.
     """
     return njit(cache=NUMBA_CACHE, nogil=True, fastmath=set(fastmath), error_model="numpy",
-                inline=inline, parallel=parallel, _nrt=False)
+                parallel=parallel, _nrt=False, no_cpython_wrapper=not entry, no_cfunc_wrapper=True)
 
 
-def typed(value, like):
+@intrinsic
+def typed(typingctx, value, like):
     """``value`` converted to the float type of ``like`` (an array or a scalar).
 
     Kernels run in float64 or float32; a bare literal such as ``2.0`` is
     float64 and would silently promote float32 arithmetic, so constants
-    go through here.
+    go through here.  An intrinsic (a cast emitted in place) rather than an
+    overload, which would compile a function for every pair of types.
     """
-    raise NotImplementedError("typed() is for use inside Numba kernels")
+    target = like.dtype if isinstance(like, types.Array) else like
+    if not (isinstance(target, types.Float) and isinstance(value, (types.Float, types.Integer))):
+        return None
 
-
-@overload(typed, jit_options={"fastmath": set(FASTMATH)})
-def _typed(value, like):
-    dtype = like.dtype if isinstance(like, types.Array) else like
-    cast = {types.float32: np.float32, types.float64: np.float64}[dtype]
-    return lambda value, like: cast(value)
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], signature.args[0], target)
+    return target(value, like), codegen
 
 
 def _bitcast(targets):
@@ -130,7 +154,7 @@ def _muladd(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
-@_kernel(inline="always")
+@_kernel()
 def _exp_nonpositive64(x):
     """exp(x) for float64 x in [-SIGMOID_CLAMP, 0], as arithmetic that vectorises.
 
@@ -159,7 +183,7 @@ def _exp_nonpositive64(x):
     return _fma(p, r, 1.0) * two_to_k
 
 
-@_kernel(inline="always")
+@_kernel()
 def _exp_nonpositive32(x):
     """exp(x) for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0]: ``_exp_nonpositive64``'s
     method in float32 (shifter 1.5 * 2**23 + 127, 23-bit exponent shift, Taylor
@@ -178,14 +202,14 @@ def _exp_nonpositive32(x):
     return _fma(p, r, np.float32(1.0)) * two_to_k
 
 
-@_kernel(inline="always")
+@_kernel()
 def _sigmoid64(z):
     """Float64 sigmoid: e = exp(-min(|z|, clamp)); 1/(1+e) for z >= 0, e/(1+e) below."""
     e = _exp_nonpositive64(-min(abs(z), SIGMOID_CLAMP))
     return (1.0 if z >= 0.0 else e) / (1.0 + e)
 
 
-@_kernel(inline="always")
+@_kernel()
 def _sigmoid32(z):
     """Float32 sigmoid, as ``_sigmoid64`` with float32's clamp."""
     one = np.float32(1.0)
@@ -205,6 +229,37 @@ def _sigmoid_for_type(z):
     return lambda z: _sigmoid64(z)
 
 
+# With NUMBA_DISABLE_JIT=1 (to measure the coverage of the kernels' code)
+# every kernel runs as plain Python, where the intrinsics and overloads
+# above do not exist; these stand in for them.  They round as numpy does
+# (a * b + c rounded twice, not once), so results agree with the compiled
+# kernels to a few ulp, not bit for bit.
+if numba.config.DISABLE_JIT:
+    def typed(value, like):  # noqa: F811 - the plain-Python twin of the intrinsic above
+        """``value`` converted to the float type of ``like`` (an array or a numpy scalar)."""
+        return np.dtype(getattr(like, "dtype", np.float64)).type(value)
+
+    def _fma(a, b, c):
+        """a * b + c (rounded twice in plain Python)."""
+        return a * b + c
+
+    _muladd = _fma
+
+    def _bits_as_float(bits):
+        """An int64's (int32's) bits as a float64 (float32)."""
+        bits = np.asarray(bits)
+        return bits.view(np.float64 if bits.dtype == np.int64 else np.float32)[()]
+
+    def _float_bits(value):
+        """A float64's (float32's) bits as an int64 (int32)."""
+        value = np.asarray(value)
+        return value.view(np.int64 if value.dtype == np.float64 else np.int32)[()]
+
+    def _sigmoid(z):
+        """The sigmoid in z's own precision."""
+        return _sigmoid32(z) if isinstance(z, np.float32) else _sigmoid64(z)
+
+
 # Work memory for one thread: ``acts`` (n_layers, widest, TILE_ROWS) holds
 # layer l's activations for a tile of rows feature-major in acts[l, :sizes[l], :m]
 # (layer 0 is the input), ``deltas`` (2, widest output, TILE_ROWS) the current
@@ -214,25 +269,40 @@ def _sigmoid_for_type(z):
 # workspace are taken once per block.
 
 
-@_kernel(inline="always")
-def _times_sigmoid_derivative(deltas, d, acts, layer, n_rows, m, derivative):
-    """deltas[d, r, t] *= f'(acts[layer, r, t]) for r < n_rows, t < m, from the layer output.
+# The activations of fastnet.spec.ACTIVATIONS, one case each.  The code is
+# tested outside the loops, so every loop is plain arithmetic that vectorises.
 
-    Exact: f' = a (1 - a).  Article: f' = s(a) (1 - s(a)), s the sigmoid.
+@_kernel()
+def _activate(acts, layer, n_rows, m, code):
+    """acts[layer, r, t] = f(acts[layer, r, t]) for r < n_rows, t < m, f the activation ``code``."""
+    if code == _SIGMOID:
+        for r in range(n_rows):
+            outputs = acts[layer, r]
+            for t in range(m):
+                outputs[t] = _sigmoid(outputs[t])
+
+
+@_kernel()
+def _times_slope(deltas, d, acts, layer, n_rows, m, code, derivative):
+    """deltas[d, r, t] *= f'(acts[layer, r, t]) for r < n_rows, t < m, from the output of activation ``code``.
+
+    Sigmoid: exact f' = a (1 - a); article f' = s(a) (1 - s(a)), s the sigmoid.
     """
     one = typed(1.0, acts)
-    for r in range(n_rows):
-        if derivative == _ARTICLE:
-            for t in range(m):
-                s = _sigmoid(acts[layer, r, t])
-                deltas[d, r, t] *= s * (one - s)
-        else:
-            for t in range(m):
-                a = acts[layer, r, t]
-                deltas[d, r, t] *= a * (one - a)
+    if code == _SIGMOID:
+        for r in range(n_rows):
+            delta, output = deltas[d, r], acts[layer, r]
+            if derivative == _ARTICLE:
+                for t in range(m):
+                    s = _sigmoid(output[t])
+                    delta[t] *= s * (one - s)
+            else:
+                for t in range(m):
+                    a = output[t]
+                    delta[t] *= a * (one - a)
 
 
-@_kernel(inline="always")
+@_kernel()
 def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m):
     """tiles[dst, r, t] += sum_c M[r, c] tiles[src, c, t] for r < n_rows, t < m.
 
@@ -242,74 +312,40 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
     Each pass over the tile adds four columns into two rows (eight
     multiply-adds per six loads and two stores), or into the odd last row.
     Columns are added to the running sum in order c = 0, 1, ..., one fused
-    multiply-add each.
+    multiply-add each.  Inner loops index rows of the tile (1-D views):
+    less code for Numba to generate and LLVM to optimise than 3-D indexing.
     """
     paired, blocked = n_rows - n_rows % 2, n_cols - n_cols % 4
     for r in range(0, paired, 2):
         first, second = weight + r * row_stride, weight + (r + 1) * row_stride
+        out0, out1 = tiles[dst, r], tiles[dst, r + 1]
         for c in range(0, blocked, 4):
             u0, u1, u2, u3 = (params[first + c * col_stride], params[first + (c + 1) * col_stride],
                               params[first + (c + 2) * col_stride], params[first + (c + 3) * col_stride])
             v0, v1, v2, v3 = (params[second + c * col_stride], params[second + (c + 1) * col_stride],
                               params[second + (c + 2) * col_stride], params[second + (c + 3) * col_stride])
+            in0, in1, in2, in3 = tiles[src, c], tiles[src, c + 1], tiles[src, c + 2], tiles[src, c + 3]
             for t in range(m):
-                x0, x1, x2, x3 = tiles[src, c, t], tiles[src, c + 1, t], tiles[src, c + 2, t], tiles[src, c + 3, t]
-                tiles[dst, r, t] = _fma(u3, x3, _fma(u2, x2, _fma(u1, x1, _fma(u0, x0, tiles[dst, r, t]))))
-                tiles[dst, r + 1, t] = _fma(v3, x3, _fma(v2, x2, _fma(v1, x1, _fma(v0, x0, tiles[dst, r + 1, t]))))
+                x0, x1, x2, x3 = in0[t], in1[t], in2[t], in3[t]
+                out0[t] = _fma(u3, x3, _fma(u2, x2, _fma(u1, x1, _fma(u0, x0, out0[t]))))
+                out1[t] = _fma(v3, x3, _fma(v2, x2, _fma(v1, x1, _fma(v0, x0, out1[t]))))
         for c in range(blocked, n_cols):
-            u, v = params[first + c * col_stride], params[second + c * col_stride]
+            u, v, column = params[first + c * col_stride], params[second + c * col_stride], tiles[src, c]
             for t in range(m):
-                tiles[dst, r, t] = _fma(u, tiles[src, c, t], tiles[dst, r, t])
-                tiles[dst, r + 1, t] = _fma(v, tiles[src, c, t], tiles[dst, r + 1, t])
+                out0[t] = _fma(u, column[t], out0[t])
+                out1[t] = _fma(v, column[t], out1[t])
     for r in range(paired, n_rows):
-        base = weight + r * row_stride
+        base, out0 = weight + r * row_stride, tiles[dst, r]
         for c in range(0, blocked, 4):
             u0, u1, u2, u3 = (params[base + c * col_stride], params[base + (c + 1) * col_stride],
                               params[base + (c + 2) * col_stride], params[base + (c + 3) * col_stride])
+            in0, in1, in2, in3 = tiles[src, c], tiles[src, c + 1], tiles[src, c + 2], tiles[src, c + 3]
             for t in range(m):
-                tiles[dst, r, t] = _fma(u3, tiles[src, c + 3, t], _fma(u2, tiles[src, c + 2, t], _fma(
-                    u1, tiles[src, c + 1, t], _fma(u0, tiles[src, c, t], tiles[dst, r, t]))))
+                out0[t] = _fma(u3, in3[t], _fma(u2, in2[t], _fma(u1, in1[t], _fma(u0, in0[t], out0[t]))))
         for c in range(blocked, n_cols):
-            w = params[base + c * col_stride]
+            w, column = params[base + c * col_stride], tiles[src, c]
             for t in range(m):
-                tiles[dst, r, t] = _fma(w, tiles[src, c, t], tiles[dst, r, t])
-
-
-@_kernel(inline="always")
-def _load_tile(rows, acts):
-    """acts[0, k, t] = rows[t, k]: a tile of rows (m, width) to feature-major.
-
-    Tiles of X, Y and w are slices (one view per tile) indexed from 0, so
-    LLVM can see that no index is negative and drops Numba's wraparound
-    arithmetic from the loop.
-    """
-    for k in range(rows.shape[1]):
-        for t in range(rows.shape[0]):
-            acts[0, k, t] = rows[t, k]
-
-
-@_kernel(inline="always")
-def _dense_sigmoid(params, w_first, b_first, fan_in, fan_out, has_bias, acts, layer, m):
-    """acts[layer + 1] = sigmoid(W.T @ acts[layer] + b) on one tile (first m rows)."""
-    for j in range(fan_out):
-        start = params[b_first + j] if has_bias else typed(0.0, params)
-        for t in range(m):
-            acts[layer + 1, j, t] = start
-    _add_products(params, w_first, 1, fan_out, fan_out, fan_in, acts, layer, layer + 1, m)
-    for j in range(fan_out):
-        for t in range(m):
-            acts[layer + 1, j, t] = _sigmoid(acts[layer + 1, j, t])
-
-
-@_kernel(inline="always")
-def _back_to_inputs(params, w_first, fan_in, fan_out, deltas, d, acts, layer, m, derivative):
-    """deltas[1 - d] = (W @ deltas[d]) * f'(acts[layer]) on one tile, W of shape (fan_in, fan_out)."""
-    below = 1 - d
-    for k in range(fan_in):
-        for t in range(m):
-            deltas[below, k, t] = 0.0
-    _add_products(params, w_first, fan_out, 1, fan_in, fan_out, deltas, d, below, m)
-    _times_sigmoid_derivative(deltas, below, acts, layer, fan_in, m, derivative)
+                out0[t] = _fma(w, column[t], out0[t])
 
 
 @_kernel(FASTMATH_REDUCE)
@@ -325,11 +361,13 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
     paired, blocked = fan_out - fan_out % 2, fan_in - fan_in % 4
     zero = typed(0.0, grad)
     for j in range(0, paired, 2):
+        delta0, delta1 = deltas[d, j], deltas[d, j + 1]
         for k in range(0, blocked, 4):
+            in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
             s00 = s10 = s20 = s30 = s01 = s11 = s21 = s31 = zero
             for t in range(m):
-                d0, d1 = deltas[d, j, t], deltas[d, j + 1, t]
-                a0, a1, a2, a3 = acts[layer, k, t], acts[layer, k + 1, t], acts[layer, k + 2, t], acts[layer, k + 3, t]
+                d0, d1 = delta0[t], delta1[t]
+                a0, a1, a2, a3 = in0[t], in1[t], in2[t], in3[t]
                 s00, s10, s20, s30 = _muladd(a0, d0, s00), _muladd(a1, d0, s10), _muladd(a2, d0, s20), _muladd(a3, d0, s30)
                 s01, s11, s21, s31 = _muladd(a0, d1, s01), _muladd(a1, d1, s11), _muladd(a2, d1, s21), _muladd(a3, d1, s31)
             row = w_first + k * fan_out + j
@@ -342,27 +380,30 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
             grad[row + 3 * fan_out] += s30
             grad[row + 3 * fan_out + 1] += s31
     for j in range(paired, fan_out):
+        delta_row = deltas[d, j]
         for k in range(0, blocked, 4):
+            in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
             s0 = s1 = s2 = s3 = zero
             for t in range(m):
-                delta = deltas[d, j, t]
-                s0, s1 = _muladd(acts[layer, k, t], delta, s0), _muladd(acts[layer, k + 1, t], delta, s1)
-                s2, s3 = _muladd(acts[layer, k + 2, t], delta, s2), _muladd(acts[layer, k + 3, t], delta, s3)
+                delta = delta_row[t]
+                s0, s1 = _muladd(in0[t], delta, s0), _muladd(in1[t], delta, s1)
+                s2, s3 = _muladd(in2[t], delta, s2), _muladd(in3[t], delta, s3)
             grad[w_first + k * fan_out + j] += s0
             grad[w_first + (k + 1) * fan_out + j] += s1
             grad[w_first + (k + 2) * fan_out + j] += s2
             grad[w_first + (k + 3) * fan_out + j] += s3
     for j in range(fan_out):
+        delta_row = deltas[d, j]
         for k in range(blocked, fan_in):
-            total = zero
+            inputs, total = acts[layer, k], zero
             for t in range(m):
-                total = _muladd(acts[layer, k, t], deltas[d, j, t], total)
+                total = _muladd(inputs[t], delta_row[t], total)
             grad[w_first + k * fan_out + j] += total
     if has_bias:
         for j in range(fan_out):
-            total = typed(0.0, grad)
+            delta_row, total = deltas[d, j], zero
             for t in range(m):
-                total += deltas[d, j, t]
+                total += delta_row[t]
             grad[b_first + j] += total
 
 
@@ -377,11 +418,12 @@ def _squared_error_delta(acts, out, Y_rows, w_rows, scale, deltas):
     one, twice_scale = typed(1.0, deltas), typed(2.0, deltas) * scale
     total = 0.0
     for j in range(Y_rows.shape[1]):
+        outputs, delta = acts[out, j], deltas[0, j]
         for t in range(m):
             weight = w_rows[t] if weighted else one
-            diff = acts[out, j, t] - Y_rows[t, j]
+            diff = outputs[t] - Y_rows[t, j]
             total += weight * diff * diff
-            deltas[0, j, t] = twice_scale * weight * diff
+            delta[t] = twice_scale * weight * diff
     return total
 
 
@@ -396,145 +438,193 @@ def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     one = typed(1.0, deltas)
     total = 0.0
     for j in range(Y_rows.shape[1]):
+        outputs, delta = acts[out, j], deltas[0, j]
         for t in range(m):
             weight = w_rows[t] if weighted else one
-            y, a = Y_rows[t, j], acts[out, j, t]
+            y, a = Y_rows[t, j], outputs[t]
             log_a = math.log(a) if a > 0.0 else _BCE_LOG_FLOOR
             log_not_a = math.log(1.0 - a) if a < 1.0 else _BCE_LOG_FLOOR
             total -= weight * (y * max(log_a, _BCE_LOG_FLOOR) + (1.0 - y) * max(log_not_a, _BCE_LOG_FLOOR))
-            deltas[0, j, t] = scale * weight * (a - y)
+            delta[t] = scale * weight * (a - y)
     return total
 
 
-@_kernel(inline="always")
-def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts):
-    """Run one tile of rows (m, sizes[0]) through every layer, filling ``acts``."""
-    m = X_rows.shape[0]
-    _load_tile(X_rows, acts)
-    for layer in range(sizes.shape[0] - 1):
-        _dense_sigmoid(params, w_start[layer], b_start[layer], sizes[layer], sizes[layer + 1], has_bias,
-                       acts, layer, m)
-
-
 @_kernel()
-def _forward_block(X, first, last, params, sizes, has_bias, w_start, b_start, acts, out):
-    """``forward`` for rows first .. last - 1, on one thread's tiles ``acts`` (n_layers, widest, TILE_ROWS)."""
-    n, tile = X.shape[0], acts.shape[2]  # see _rows_gradient
-    for first_row in range(first, last, tile):
-        m = min(tile, last - first_row)
-        _forward_tile(X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts)
-        block = 0
-        for layer in range(1, sizes.shape[0]):
-            width = sizes[layer]
-            for t in range(m):
-                for j in range(width):
-                    out[block + (first_row + t) * width + j] = acts[layer, j, t]
-            block += n * width
+def _forward_tile(X_rows, params, sizes, activations, has_bias, w_start, b_start, acts):
+    """Run one tile of rows X_rows (m, sizes[0]) through every layer, filling ``acts``.
 
-
-@_kernel(parallel=True)
-def _forward_blocks(X, params, sizes, has_bias, w_start, b_start, acts, out):
-    """``forward`` over blocks of BLOCK_ROWS rows in parallel (rows are independent,
-    so any order gives the same result); a lone block runs serially.
-    acts: (threads, n_layers, widest, TILE_ROWS), each thread's tiles."""
-    n = X.shape[0]
-    n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
-    if n_blocks == 1:
-        _forward_block(X, 0, n, params, sizes, has_bias, w_start, b_start, acts[0], out)
-    else:
-        for block in prange(n_blocks):
-            first = block * BLOCK_ROWS
-            _forward_block(X, first, min(first + BLOCK_ROWS, n), params, sizes, has_bias, w_start, b_start,
-                           acts[get_thread_id()], out)
-
-
-@_kernel()
-def _rows_gradient(X, Y, w, first, last, params, sizes, has_bias, derivative, loss, scale,
-                   w_start, b_start, acts, deltas, grad):
-    """grad += gradient over rows first .. last - 1, tile by tile; returns sum_i w_i e_i.
-
-    X: (n, sizes[0]); Y: (n, sizes[-1]); w: (n,) or empty; scale: the loss
-    normaliser c.  Per tile: forward pass, the output delta (see
-    fastnet.backends), then from the last layer down
-    dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
-    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  acts, deltas: one thread's
-    tiles (see above).
+    acts[0, k, t] = X_rows[t, k] (the tile made feature-major), then per
+    layer acts[l + 1] = f_l(W_l.T @ acts[l] + b_l), f_l the activation activations[l].  The tile of X is a
+    slice indexed from 0, so LLVM can see that no index is negative and
+    drops Numba's wraparound arithmetic from the loop.
     """
-    out = sizes.shape[0] - 1
+    m = X_rows.shape[0]
+    for k in range(X_rows.shape[1]):
+        inputs = acts[0, k]
+        for t in range(m):
+            inputs[t] = X_rows[t, k]
+    for layer in range(sizes.shape[0] - 1):
+        fan_in, fan_out, b_first = sizes[layer], sizes[layer + 1], b_start[layer]
+        for j in range(fan_out):
+            outputs, start = acts[layer + 1, j], params[b_first + j] if has_bias else typed(0.0, params)
+            for t in range(m):
+                outputs[t] = start
+        _add_products(params, w_start[layer], np.int64(1), fan_out, fan_out, fan_in, acts, layer, layer + 1, m)
+        _activate(acts, layer + 1, fan_out, m, activations[layer])
+
+
+# What a call of ``_rows`` computes: forward's activations, the gradient,
+# or an epoch of training.  One kernel does all three so that predict,
+# gradient and fit share its compiled code: each kernel between the tile
+# helpers and an entry point called from Python costs a compile of all the
+# code beneath it (Numba links a callee's code into its caller and
+# optimises it again there), so there are as few as possible.
+_FORWARD, _GRADIENT, _TRAIN = 0, 1, 2
+
+
+@_kernel(entry=True)
+def _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, derivative, loss, scale,
+          w_start, b_start, acts, deltas, grad, out, training):
+    """Rows first .. last - 1 of X, tile by tile, on one thread's tiles acts, deltas (see above).
+
+    _FORWARD: every layer's activations into ``out`` (see ``forward``);
+    returns 0.  _GRADIENT: grad = their gradient; returns sum_i w_i e_i.
+    _TRAIN: one epoch of mini-batches (see ``train_epoch``): each batch's
+    gradient, with its own normaliser, into grad, then one ``_update``;
+    returns the epoch's sum_i w_i e_i.  X: (n, sizes[0]); Y: (n, sizes[-1]);
+    w: (n,) or empty; activations: int64 (L,), each weight layer's
+    activation code; scale: the factor c of the output delta in params'
+    dtype (1 for the unnormalised sums of ``gradient``; unread by _TRAIN,
+    whose batches each take their own normaliser).  Per tile: the forward pass, then for the gradient the
+    output delta (see fastnet.backends) and, from the last layer down,
+    dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
+    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  ``training`` is (order,
+    batch_size, optimizer, hyper, state, step, batch_X, batch_Y, batch_w,
+    read_X, read_Y, read_w), see ``train_epoch``; read only by _TRAIN, as
+    ``out`` only by _FORWARD.
+    """
+    order, batch_size, optimizer, hyper, state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w = training
+    n, out_layer = X.shape[0], sizes.shape[0] - 1
+    if task != _TRAIN:
+        batch_size = last - first
     # The tile length is the workspace's, not TILE_ROWS: a kernel loaded from
     # Numba's cache keeps the constants it was compiled with (the cache does
     # not see edits to fastnet/_config.py) and must not run past the tiles
     # allocated in Python with today's.
     tile = acts.shape[2]
-    errors = 0.0
-    for first_row in range(first, last, tile):
-        d = 0  # which half of ``deltas`` holds the current delta
-        m = min(tile, last - first_row)
-        _forward_tile(X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts)
-        Y_rows = Y[first_row:first_row + m]
-        w_rows = w[first_row:first_row + m] if w.shape[0] else w
-        if loss == _BCE:
-            errors += _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas)
-        else:
-            errors += _squared_error_delta(acts, out, Y_rows, w_rows, scale, deltas)
-            _times_sigmoid_derivative(deltas, 0, acts, out, sizes[out], m, derivative)
-        for layer in range(out - 1, -1, -1):
-            fan_in, fan_out = sizes[layer], sizes[layer + 1]
-            _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias,
-                                        w_start[layer], b_start[layer], grad)
-            if layer > 0:
-                _back_to_inputs(params, w_start[layer], fan_in, fan_out, deltas, d, acts, layer, m, derivative)
-                d = 1 - d
-    return errors
-
-
-@_kernel()
-def _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, block, work, thread, slot, parts):
-    """parts[slot] = gradient over rows [block * BLOCK_ROWS, (block + 1) * BLOCK_ROWS).
-
-    Runs on the workspace tiles of ``thread``; its sum_i w_i e_i goes to
-    the workspace's errors[slot].
-    """
-    w_start, b_start, acts, deltas, errors = work
-    first, last = block * BLOCK_ROWS, min((block + 1) * BLOCK_ROWS, X.shape[0])
-    parts[slot, :] = 0.0
-    errors[slot] = _rows_gradient(X, Y, w, first, last, params, sizes, has_bias, derivative, loss, scale,
-                                  w_start, b_start, acts[thread], deltas[thread], parts[slot])
-
-
-@_kernel(parallel=True)
-def _blocks_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, work, parts, grad):
-    """grad = gradient over all rows of (X, Y, w); returns sum_i w_i e_i.
-
-    Rows are cut into blocks of BLOCK_ROWS.  Waves of ``parts.shape[0]``
-    blocks run in parallel, each block into its own row of ``parts``; the
-    parts are then added to ``grad`` in block order.  Block sizes and the order of
-    that sum never depend on the number of threads, so neither does the
-    result, bit for bit.  A lone block runs serially, with no threads.
-    """
-    # Only the prange below may become parallel: whole-array statements in a
-    # parallel function would each launch threads, so these are plain loops.
-    errors = work[4]
-    n_blocks = (X.shape[0] + BLOCK_ROWS - 1) // BLOCK_ROWS
-    for i in range(grad.shape[0]):
-        grad[i] = 0.0
     total = 0.0
-    for wave in range(0, n_blocks, parts.shape[0]):
-        count = min(parts.shape[0], n_blocks - wave)
-        if count == 1:
-            _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale, wave, work, 0, 0, parts)
-        else:
-            for slot in prange(count):
-                _block_gradient(X, Y, w, params, sizes, has_bias, derivative, loss, scale,
-                                wave + slot, work, get_thread_id(), slot, parts)
-        for slot in range(count):
+    for batch_first in range(first, last, batch_size):
+        batch_last, errors = min(batch_first + batch_size, last), 0.0
+        rows_X, rows_Y, rows_w, start, stop, c = X, Y, w, batch_first, batch_last, scale
+        if task == _TRAIN:
+            if order.shape[0]:
+                rows = order[batch_first:batch_last]
+                _gather_rows(X, rows, batch_X)
+                _gather_rows(Y, rows, batch_Y)
+                if w.shape[0]:
+                    for i in range(rows.shape[0]):
+                        batch_w[i] = w[rows[i]]
+                rows_X, rows_Y, rows_w, start, stop = read_X, read_Y, read_w, np.int64(0), batch_last - batch_first
+            c = typed(_normaliser(rows_w, start, stop, sizes[-1], loss), params)
+        if task != _FORWARD:
             for i in range(grad.shape[0]):
-                grad[i] += parts[slot, i]
-            total += errors[slot]
+                grad[i] = 0.0
+        for first_row in range(start, stop, tile):
+            m = min(tile, stop - first_row)
+            _forward_tile(rows_X[first_row:first_row + m], params, sizes, activations, has_bias, w_start, b_start, acts)
+            if task == _FORWARD:
+                _write_activations(acts, sizes, first_row, m, n, out)
+                continue
+            Y_rows = rows_Y[first_row:first_row + m]
+            w_rows = rows_w[first_row:first_row + m] if rows_w.shape[0] else rows_w
+            if loss == _BCE:
+                errors += _cross_entropy_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
+            else:
+                errors += _squared_error_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
+                _times_slope(deltas, np.int64(0), acts, out_layer, sizes[out_layer], m, activations[out_layer - 1],
+                             derivative)
+            d = np.int64(0)  # which half of ``deltas`` holds the current delta
+            for layer in range(out_layer - 1, -1, -1):
+                fan_in, fan_out = sizes[layer], sizes[layer + 1]
+                _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias,
+                                            w_start[layer], b_start[layer], grad)
+                if layer > 0:  # deltas[1 - d] = (W_l @ deltas[d]) * f'(acts[layer])
+                    below = 1 - d
+                    for k in range(fan_in):
+                        for t in range(m):
+                            deltas[below, k, t] = 0.0
+                    _add_products(params, w_start[layer], fan_out, np.int64(1), fan_in, fan_out, deltas, d, below, m)
+                    # acts[layer] came out of weight layer layer - 1's activation.
+                    _times_slope(deltas, below, acts, layer, fan_in, m, activations[layer - 1], derivative)
+                    d = below
+        total += errors
+        if task == _TRAIN:
+            _update(params, grad, optimizer, hyper, state, step)
     return total
 
 
 @_kernel()
+def _write_activations(acts, sizes, first_row, m, n, out):
+    """A tile's activations (rows first_row .. first_row + m - 1) into ``out``, row-major
+    per layer: layer l's block (n, sizes[l]) starts at n * (sizes[1] + ... + sizes[l - 1])."""
+    block = 0
+    for layer in range(1, sizes.shape[0]):
+        width = sizes[layer]
+        for t in range(m):
+            for j in range(width):
+                out[block + (first_row + t) * width + j] = acts[layer, j, t]
+        block += n * width
+
+
+@_kernel(parallel=True, entry=True)
+def _blocks(task, X, Y, w, params, sizes, activations, has_bias, derivative, loss, scale, work, parts, grad, out):
+    """``_rows`` (_FORWARD or _GRADIENT) over all rows of X, in blocks of BLOCK_ROWS
+    rows run in parallel; for _GRADIENT, grad = the gradient and the return value
+    sum_i w_i e_i.
+
+    Arguments as in ``_rows`` (scale may be float64); work and parts as
+    ``_work_memory`` returns them.  For _GRADIENT, waves of
+    ``parts.shape[0]`` blocks run in parallel, each block into its own row
+    of ``parts``, and the parts are then added to ``grad`` in block order.
+    Block sizes and the order of that sum never depend on the number of
+    threads, so neither does the result, bit for bit.  Forward's blocks
+    are independent: one wave of all.
+    """
+    # Only the prange below may become parallel: whole-array statements in a
+    # parallel function would each launch threads, so these are plain loops.
+    w_start, b_start, acts, deltas, errors = work
+    c, n = typed(scale, params), X.shape[0]
+    # _rows's training argument, unread here: empty slices of the right types
+    # (passing it from Python would make every call slower).
+    training = (sizes[:0], np.int64(1), np.int64(0), errors[:0], parts[:0], sizes[:0], parts[:0], parts[:0],
+                grad[:0], X[:0], Y[:0], w[:0])
+    n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
+    wave_size = n_blocks if task == _FORWARD else parts.shape[0]
+    if task == _GRADIENT:
+        for i in range(grad.shape[0]):
+            grad[i] = 0.0
+    total = 0.0
+    for wave in range(0, n_blocks, wave_size):
+        count = min(wave_size, n_blocks - wave)
+        for slot in prange(count):
+            first, thread = (wave + np.int64(slot)) * BLOCK_ROWS, get_thread_id()  # prange's index is unsigned
+            last = min(first + BLOCK_ROWS, n)
+            if task == _FORWARD:
+                _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, derivative, loss, c,
+                      w_start, b_start, acts[thread], deltas[thread], grad, out, training)
+            else:
+                errors[slot] = _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, derivative,
+                                     loss, c, w_start, b_start, acts[thread], deltas[thread], parts[slot], out,
+                                     training)
+        if task == _GRADIENT:
+            for slot in range(count):
+                for i in range(grad.shape[0]):
+                    grad[i] += parts[slot, i]
+                total += errors[slot]
+    return total
+
+
+@_kernel(entry=True)
 def _normaliser(w, first, last, n_outputs, loss):
     """c for rows first .. last - 1: 1 for "sse", 1 / (sum(w) n_outputs) otherwise (0 for zero total weight)."""
     if loss == _SSE:
@@ -582,7 +672,7 @@ _recent_work = threading.local()
 KEPT_WORK_BYTES = 8 * 2**20
 
 
-def _work_memory(n_rows, model):
+def _work_memory(n_rows, params, layout):
     """Work memory for a batch of up to n_rows rows, in params' dtype:
     ((w_start, b_start, acts, deltas, errors), parts).
 
@@ -595,7 +685,6 @@ def _work_memory(n_rows, model):
     and, up to KEPT_WORK_BYTES, kept for the calling thread's next call of
     the same shape (kernels overwrite all of it before reading).
     """
-    params, layout = model.params, model.layout
     threads, slots = get_num_threads(), _slots(n_rows, params)
     key = (layout, threads, slots, params.dtype.char)
     if getattr(_recent_work, "key", None) == key:
@@ -611,11 +700,72 @@ def _work_memory(n_rows, model):
 def _allocate_work_memory(threads, slots, params, layout):
     """The arrays of ``_work_memory``, freshly allocated."""
     sizes = layout.sizes
-    widest = int(sizes.max())
-    acts = _aligned_empty((threads, sizes.shape[0], widest, TILE_ROWS), params.dtype)
+    acts = _aligned_empty((threads, sizes.shape[0], int(sizes.max()), TILE_ROWS), params.dtype)
     deltas = _aligned_empty((threads, 2, int(sizes[1:].max()), TILE_ROWS), params.dtype)
     work = (layout.weight_offsets, layout.bias_offsets, acts, deltas, np.zeros(slots))
     return work, np.empty((slots, params.shape[0]), params.dtype)
+
+
+def _read_only(array):
+    """A read-only plain-ndarray view of ``array``, without a copy.
+
+    Numba compiles one signature for read-only arrays (a memory-mapped
+    .npy file is one) and another for writable ones.  Every kernel is
+    handed read-only views of its inputs, so one compiled signature serves
+    both, and a memmap subclass is never seen as a new type.
+    """
+    view = array.view(np.ndarray)
+    view.setflags(write=False)
+    return view
+
+
+#: dtype char -> the ``training`` argument of ``_rows`` for the tasks that do not
+#: read it: empty arrays of the right types, made once (a call must stay cheap).
+_NO_TRAINING = {}
+
+#: dtype char -> an empty array for an output a task does not write.
+_EMPTY = {char: np.empty(0, char) for char in "fd"}
+
+
+def _empty(dtype):
+    """A shared empty 1-D array of ``dtype``: a placeholder output (never written)."""
+    return _EMPTY[dtype.char]
+
+
+def _no_training(dtype):
+    """``_rows``'s ``training`` placeholder for params of ``dtype`` (see _NO_TRAINING)."""
+    if dtype.char not in _NO_TRAINING:
+        empty, rows = np.empty(0, dtype), np.empty((0, 0), dtype)
+        _NO_TRAINING[dtype.char] = (np.empty(0, np.int64), 1, 0, np.zeros(5), np.empty((2, 0), dtype),
+                                    np.zeros(1, np.int64), rows, rows, empty,
+                                    _read_only(rows), _read_only(rows), _read_only(empty))
+    return _NO_TRAINING[dtype.char]
+
+
+def _run(task, model, X, Y, w, scale, memory, grad, out):
+    """``_rows`` over all rows of X (read-only, as Y and w) for _FORWARD or _GRADIENT;
+    for _GRADIENT, grad = the gradient and the return value sum_i w_i e_i, scale the
+    factor c of the output delta (1: unnormalised sums).
+
+    memory: ``_work_memory``'s.  A batch of at most one block runs serially
+    in the calling thread; the parallel ``_blocks``, the slowest kernel to
+    compile, is compiled only once a call has more rows.
+    """
+    work, parts = memory
+    params, layout = model.params, model.layout
+    codes = (bool(layout.has_bias), int(model.derivative), int(model.loss))
+    if X.shape[0] > BLOCK_ROWS:
+        previous = get_parallel_chunksize()
+        set_parallel_chunksize(1)  # see _BALANCED; cheaper per call than numba.parallel_chunksize()
+        try:
+            return _blocks(task, X, Y, w, params, layout.sizes, model.activations, *codes, scale, work, parts,
+                           grad, out)
+        finally:
+            set_parallel_chunksize(previous)
+    w_start, b_start, acts, deltas, _ = work
+    return _rows(task, X, Y, w, 0, X.shape[0], params, layout.sizes, model.activations, *codes,
+                 params.dtype.type(scale), w_start, b_start, acts[0], deltas[0], grad, out,
+                 _no_training(params.dtype))
 
 
 def forward(model, X, out):
@@ -623,13 +773,15 @@ def forward(model, X, out):
 
     X: (n, sizes[0]) float64 or float32; model.params packed in X's dtype;
     out: X's dtype (n * sum(sizes[1:]),), layer l as an (n, sizes[l]) block
-    (the contract in fastnet.backends).  A_{l+1} = sigmoid(A_l @ W_l + b_l).
+    (the contract in fastnet.backends).  A_{l+1} = f_l(A_l @ W_l + b_l).
     """
+    params, layout = model.params, model.layout
+    no_targets = _read_only(np.empty((0, int(layout.sizes[-1])), params.dtype))
+    no_weights = _read_only(_empty(params.dtype))
     # Only the tiles are used: asking for one block's rows keeps the unused
     # partial gradients to a single row (and shares the memory with one-block calls).
-    w_start, b_start, acts, _, _ = _work_memory(min(X.shape[0], BLOCK_ROWS), model)[0]
-    with parallel_chunksize(1):  # see _BALANCED
-        _forward_blocks(X, model.params, model.layout.sizes, model.layout.has_bias, w_start, b_start, acts, out)
+    memory = _work_memory(min(X.shape[0], BLOCK_ROWS), params, layout)
+    _run(_FORWARD, model, _read_only(X), no_targets, no_weights, 1.0, memory, _empty(params.dtype), out)
 
 
 def _slots(n_rows, params):
@@ -647,15 +799,12 @@ def gradient(model, rows, grad):
     ``numba.get_num_threads()`` threads on more than BLOCK_ROWS rows, with a
     result that does not depend on that.
     """
-    params, layout = model.params, model.layout
-    unnormalised = params.dtype.type(1.0)
-    with parallel_chunksize(1):  # see _BALANCED
-        return _blocks_gradient(rows.X, rows.Y, rows.sample_weight, params, layout.sizes, layout.has_bias,
-                                model.derivative, model.loss, unnormalised,
-                                *_work_memory(rows.X.shape[0], model), grad)
+    X, Y, sample_weight = _read_only(rows.X), _read_only(rows.Y), _read_only(rows.sample_weight)
+    memory = _work_memory(X.shape[0], model.params, model.layout)
+    return _run(_GRADIENT, model, X, Y, sample_weight, 1.0, memory, grad, _empty(model.params.dtype))
 
 
-@_kernel()
+@_kernel(entry=True)
 def _update(params, grad, optimizer, hyper, state, step):
     """One optimizer step on params in place: sgd, momentum or adam (see fastnet.backends)."""
     lr, momentum, beta1, beta2, eps = (typed(hyper[0], params), typed(hyper[1], params), typed(hyper[2], params),
@@ -677,25 +826,7 @@ def _update(params, grad, optimizer, hyper, state, step):
         for i in range(params.shape[0]):
             first_moment[i] = beta1 * first_moment[i] + (one - beta1) * grad[i]
             second_moment[i] = beta2 * second_moment[i] + (one - beta2) * grad[i] * grad[i]
-            params[i] -= lr * (first_moment[i] / correction1) / (np.sqrt(second_moment[i] / correction2) + eps)
-
-
-@_kernel()
-def _batch_step(X, Y, w, first, last, params, sizes, has_bias, derivative, loss, optimizer, hyper, state, step,
-                work, w_start, b_start, acts, deltas, parts, grad):
-    """Gradient of the batch of rows first .. last - 1 (its own normaliser) and one
-    update; returns its sum_i w_i e_i.  acts, deltas: thread 0's tiles of ``work``."""
-    scale = typed(_normaliser(w, first, last, sizes[-1], loss), params)
-    if last - first <= BLOCK_ROWS:  # one block: straight into grad, skipping the parallel machinery
-        for i in range(grad.shape[0]):
-            grad[i] = 0.0
-        errors = _rows_gradient(X, Y, w, first, last, params, sizes, has_bias, derivative, loss, scale,
-                                w_start, b_start, acts, deltas, grad)
-    else:
-        errors = _blocks_gradient(X[first:last], Y[first:last], w[first:last] if w.shape[0] else w,
-                                  params, sizes, has_bias, derivative, loss, scale, work, parts, grad)
-    _update(params, grad, optimizer, hyper, state, step)
-    return errors
+            params[i] -= lr * (first_moment[i] / correction1) / (math.sqrt(second_moment[i] / correction2) + eps)
 
 
 @_kernel()
@@ -707,54 +838,59 @@ def _gather_rows(source, rows, target):
             target[i, j] = source[row, j]
 
 
-@_kernel()
-def _train_epoch(X, Y, w, order, batch_size, params, sizes, has_bias, derivative, loss,
-                 optimizer, hyper, state, step, grad, work, parts, batch_X, batch_Y, batch_w):
-    """One epoch of mini-batch training in one call; returns sum_i w_i e_i.
+def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
+    """One epoch of batches of more than BLOCK_ROWS rows; returns sum_i w_i e_i.
 
-    Batches follow ``order``, gathered into batch_X, batch_Y (and batch_w
-    when weighted), or, when order is empty, are read in place as
-    consecutive rows.  batch_size <= len(X).
+    A Python loop over the batches: each batch's gradient comes from
+    ``_run`` (in parallel, as ``gradient``) with its own normaliser, then
+    one ``_update``.  A batch this large takes far longer than the loop's
+    few calls.  Arguments as in ``train_epoch``, inputs already read-only.
     """
-    n = X.shape[0]
-    w_start, b_start, acts, deltas, _ = work
-    serial_acts, serial_deltas = acts[0], deltas[0]
-    shuffled, weighted = order.shape[0] > 0, w.shape[0] > 0
-    total = 0.0
-    for first in range(0, n, batch_size):
-        last = min(first + batch_size, n)
-        if shuffled:
-            rows = order[first:last]
-            _gather_rows(X, rows, batch_X)
-            _gather_rows(Y, rows, batch_Y)
-            if weighted:
-                for i in range(rows.shape[0]):
-                    batch_w[i] = w[rows[i]]
-            total += _batch_step(batch_X, batch_Y, batch_w, 0, last - first, params, sizes, has_bias,
-                                 derivative, loss, optimizer, hyper, state, step,
-                                 work, w_start, b_start, serial_acts, serial_deltas, parts, grad)
+    params = model.params
+    gathered = batch_size if order.shape[0] else 0
+    batch_X = np.empty((gathered, X.shape[1]), params.dtype)
+    batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
+    batch_w = np.empty(gathered if w.shape[0] else 0, params.dtype)
+    memory = _work_memory(batch_size, params, model.layout)
+    no_output, n_outputs, total = _empty(params.dtype), int(model.layout.sizes[-1]), 0.0
+    for first in range(0, X.shape[0], batch_size):
+        last = min(first + batch_size, X.shape[0])
+        if order.shape[0]:
+            rows, m = order[first:last], last - first
+            rows_X, rows_Y = np.take(X, rows, 0, batch_X[:m]), np.take(Y, rows, 0, batch_Y[:m])
+            rows_w = np.take(w, rows, 0, batch_w[:m]) if w.shape[0] else w
+            rows_X, rows_Y, rows_w = _read_only(rows_X), _read_only(rows_Y), _read_only(rows_w)
         else:
-            total += _batch_step(X, Y, w, first, last, params, sizes, has_bias, derivative, loss,
-                                 optimizer, hyper, state, step,
-                                 work, w_start, b_start, serial_acts, serial_deltas, parts, grad)
+            rows_X, rows_Y, rows_w = X[first:last], Y[first:last], w[first:last] if w.shape[0] else w
+        scale = _normaliser(rows_w, 0, rows_X.shape[0], n_outputs, int(model.loss))
+        total += _run(_GRADIENT, model, rows_X, rows_Y, rows_w, scale, memory, grad, no_output)
+        _update(params, grad, int(optimizer.code), optimizer.hyper, optimizer.state, optimizer.step)
     return total
 
 
 def train_epoch(model, rows, order, batch_size, optimizer, grad):
-    """One epoch of mini-batch gradient descent in a single compiled call.
+    """One epoch of mini-batch gradient descent: one compiled call (``_rows``, serial)
+    for batches of at most BLOCK_ROWS rows, one gradient call per batch above that.
 
     Shapes, losses and update rules: the contract in fastnet.backends.
     Updates model.params and the optimizer's state and step in place;
-    returns the epoch's sum_i w_i e_i.
+    returns the epoch's sum_i w_i e_i.  Shuffled batches are gathered into
+    batch arrays and read through read-only views of them, so that in-place
+    and gathered batches are one type to Numba.
     """
-    X, Y, sample_weight, params = rows.X, rows.Y, rows.sample_weight, model.params
-    batch_size = min(batch_size, X.shape[0])
+    params, layout = model.params, model.layout
+    X, Y, sample_weight = _read_only(rows.X), _read_only(rows.Y), _read_only(rows.sample_weight)
+    order = order if order.flags.writeable else order.copy()  # one type: see _blocks's training
+    batch_size = min(int(batch_size), X.shape[0])
+    if batch_size > BLOCK_ROWS:
+        return _train_large_batches(model, X, Y, sample_weight, order, batch_size, optimizer, grad)
     gathered = batch_size if order.shape[0] else 0
     batch_X = np.empty((gathered, X.shape[1]), params.dtype)
     batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
     batch_w = np.empty(gathered if sample_weight.shape[0] else 0, params.dtype)
-    with parallel_chunksize(1):  # see _BALANCED
-        return _train_epoch(X, Y, sample_weight, order, batch_size, params, model.layout.sizes,
-                            model.layout.has_bias, model.derivative, model.loss, optimizer.code,
-                            optimizer.hyper, optimizer.state, optimizer.step, grad,
-                            *_work_memory(batch_size, model), batch_X, batch_Y, batch_w)
+    training = (order, batch_size, int(optimizer.code), optimizer.hyper, optimizer.state, optimizer.step,
+                batch_X, batch_Y, batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
+    w_start, b_start, acts, deltas, _ = _work_memory(batch_size, params, layout)[0]
+    return _rows(_TRAIN, X, Y, sample_weight, 0, X.shape[0], params, layout.sizes, model.activations,
+                 bool(layout.has_bias), int(model.derivative), int(model.loss), params.dtype.type(1.0),
+                 w_start, b_start, acts[0], deltas[0], grad, _empty(params.dtype), training)

@@ -225,12 +225,13 @@ def test_numba_work_memory_starts_on_a_cache_line(shape, dtype):
 
 def test_numba_work_memory_is_reused_only_when_small_and_of_the_same_shape():
     from fastnet.backends import numba_kernels
-    small, big = np.array([4, 8, 1], np.int64), np.array([1000, 1000, 1000], np.int64)
+    from fastnet.layout import ParamLayout
+    small, big = ParamLayout([4, 8, 1], True), ParamLayout([1000, 1000, 1000], True)
     params = np.zeros(4 * 8 + 8 + 8 + 1)
-    first = numba_kernels._work_memory(1000, params, small, True)
-    assert numba_kernels._work_memory(1000, params, small, True) is first
-    assert numba_kernels._work_memory(1000, params, small, False) is not first  # another layout
+    first = numba_kernels._work_memory(1000, params, small)
+    assert numba_kernels._work_memory(1000, params, ParamLayout([4, 8, 1], True)) is first
+    assert numba_kernels._work_memory(1000, params, ParamLayout([4, 8, 1], False)) is not first  # another layout
     big_params = np.zeros(2 * 1000 * 1000 + 2000)
-    (_, _, acts, deltas, _), parts = numba_kernels._work_memory(100_000, big_params, big, True)
+    (_, _, acts, deltas, _), parts = numba_kernels._work_memory(100_000, big_params, big)
     assert acts.nbytes + deltas.nbytes + parts.nbytes > numba_kernels.KEPT_WORK_BYTES
-    assert numba_kernels._work_memory(100_000, big_params, big, True)[1] is not parts
+    assert numba_kernels._work_memory(100_000, big_params, big)[1] is not parts

@@ -1,0 +1,125 @@
+"""Cold Numba compile time, as a new user meets it.
+
+    python benchmarks/compile_time.py
+
+Runs the first calls a new user makes, each in a fresh Python process, one
+after another, all sharing one new, initially empty NUMBA_CACHE_DIR:
+
+  1. first ``Network(...).gradients(X, y)`` (float64)
+  2. then the first mini-batch fit (batch 32, adam)
+  3. then the first ``predict(X)``
+  4. then the first float32 fit (batch 32, adam)
+  5. then the first fit from ``.npy`` paths (opened read-only, memory-mapped)
+
+and then a warm start (fresh process, warm cache: import plus first
+gradient, median of 3).  Each step's seconds are those of its calls only;
+the warm start includes the import.  Uses only the public API
+(``fastnet.Network``).  Prints a Markdown table and the machine.
+"""
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import numpy as np
+
+LAYERS = [4, 8, 1]
+ROWS = 1000
+
+#: Code run before each step, in its fresh process: the data, and the timer.
+PRELUDE = textwrap.dedent(f"""
+    import time
+    start = time.perf_counter()
+    import numpy as np
+    from fastnet import Network
+    imported = time.perf_counter()
+    rng = np.random.default_rng(0)
+    X, y = rng.random(({ROWS}, {LAYERS[0]})), rng.random(({ROWS}, {LAYERS[-1]}))
+    def network(dtype="float64"):
+        return Network({LAYERS}, backend="numba", seed=0, dtype=dtype)
+""")
+
+#: (label, code timed after PRELUDE); ``folder`` is the data folder, argv[1].
+STEPS = [
+    ("1. first gradients (float64)", "network().gradients(X, y)"),
+    ("2. first fit, batch 32, adam", 'network().fit(X, y, epochs=1, batch_size=32, optimizer="adam")'),
+    ("3. first predict", "network().predict(X)"),
+    ("4. first float32 fit, batch 32, adam",
+     'network("float32").fit(X, y, epochs=1, batch_size=32, optimizer="adam")'),
+    ("5. first fit from .npy paths, batch 32, adam",
+     'network().fit(folder + "/X.npy", folder + "/y.npy", epochs=1, batch_size=32, optimizer="adam")'),
+]
+
+WARM_START = "network().gradients(X, y)"
+
+
+def run_step(code, env, folder, include_import=False):
+    """Seconds of ``code`` in a fresh process (from before the import when ``include_import``)."""
+    script = PRELUDE + textwrap.dedent(f"""
+        import sys
+        folder = sys.argv[1]
+        timed = time.perf_counter()
+        {code}
+        end = time.perf_counter()
+        print(end - (start if {include_import} else timed))
+    """)
+    # Run in the data folder: from a source tree, ``-c`` would import its
+    # fastnet, which lacks the built fastnet._native, instead of the installed one.
+    done = subprocess.run([sys.executable, "-c", script, folder], capture_output=True, text=True, env=env,
+                          cwd=folder)
+    if done.returncode != 0:
+        raise RuntimeError(f"step failed: {code}\n{done.stderr[-2000:]}")
+    return float(done.stdout.split()[-1])
+
+
+def cpu_model():
+    """The CPU's model name (lscpu, else /proc/cpuinfo) and whether it has avx2 and avx512f."""
+    model, flags = None, set()
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        text = ""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            text += cpuinfo.read()
+    except OSError:
+        pass
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("Model name", "model name") and model is None:
+            model = value.strip()
+        if key.strip() in ("Flags", "flags"):
+            flags |= set(value.split())
+    return model or platform.processor() or "unknown CPU", "avx2" in flags, "avx512f" in flags
+
+
+def main():
+    """Run the steps, then the warm start, and print the table and the machine."""
+    import numba
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as folder:
+        rng = np.random.default_rng(0)  # the same data as PRELUDE's
+        np.save(os.path.join(folder, "X.npy"), rng.random((ROWS, LAYERS[0])))
+        np.save(os.path.join(folder, "y.npy"), rng.random((ROWS, LAYERS[-1])))
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env.pop("NUMBA_DISABLE_JIT", None)
+        rows = [(label, run_step(code, env, folder)) for label, code in STEPS]
+        warm = float(np.median([run_step(WARM_START, env, folder, include_import=True) for _ in range(3)]))
+    print(f"### Cold compile time, fresh process per step, one shared initially empty cache ({LAYERS}, {ROWS} rows)\n")
+    print("| step | seconds |")
+    print("|---|---|")
+    for label, seconds in rows:
+        print(f"| {label} | {seconds:.2f} |")
+    print(f"| total of steps 1-5 | {sum(seconds for _, seconds in rows):.2f} |")
+    print(f"| warm start: import + first gradients (median of 3) | {warm:.2f} |")
+    model, avx2, avx512f = cpu_model()
+    print(f"\n{model}; avx2 {'yes' if avx2 else 'no'}, avx512f {'yes' if avx512f else 'no'}; "
+          f"{os.cpu_count()} cores; Python {platform.python_version()}, numpy {np.__version__}, "
+          f"numba {numba.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
+if __name__ == "__main__":
+    main()
