@@ -10,6 +10,8 @@ after another, all sharing one new, initially empty NUMBA_CACHE_DIR:
   3. then the first ``predict(X)``
   4. then the first float32 fit (batch 32, adam)
   5. then the first fit from ``.npy`` paths (opened read-only, memory-mapped)
+  6. then the first gradients on more rows than one parallel block
+  7. the first gradients with backend="native" (compiled at install: nothing to compile)
 
 and then a warm start (fresh process, warm cache: import plus first
 gradient, median of 3).  Each step's seconds are those of its calls only;
@@ -29,6 +31,8 @@ import numpy as np
 
 LAYERS = [4, 8, 1]
 ROWS = 1000
+#: More rows than one block (fastnet._config.BLOCK_ROWS): blocks run on several threads.
+BIG_ROWS = 20_000
 
 #: Code run before each step, in its fresh process: the data, and the timer.
 PRELUDE = textwrap.dedent(f"""
@@ -39,8 +43,9 @@ PRELUDE = textwrap.dedent(f"""
     imported = time.perf_counter()
     rng = np.random.default_rng(0)
     X, y = rng.random(({ROWS}, {LAYERS[0]})), rng.random(({ROWS}, {LAYERS[-1]}))
-    def network(dtype="float64"):
-        return Network({LAYERS}, backend="numba", seed=0, dtype=dtype)
+    big_X, big_y = rng.random(({BIG_ROWS}, {LAYERS[0]})), rng.random(({BIG_ROWS}, {LAYERS[-1]}))
+    def network(dtype="float64", backend="numba"):
+        return Network({LAYERS}, backend=backend, seed=0, dtype=dtype)
 """)
 
 #: (label, code timed after PRELUDE); ``folder`` is the data folder, argv[1].
@@ -52,6 +57,8 @@ STEPS = [
      'network("float32").fit(X, y, epochs=1, batch_size=32, optimizer="adam")'),
     ("5. first fit from .npy paths, batch 32, adam",
      'network().fit(folder + "/X.npy", folder + "/y.npy", epochs=1, batch_size=32, optimizer="adam")'),
+    (f"6. first gradients on {BIG_ROWS:,} rows", "network().gradients(big_X, big_y)"),
+    ('7. first gradients, backend="native"', 'network(backend="native").gradients(X, y)'),
 ]
 
 WARM_START = "network().gradients(X, y)"
@@ -113,7 +120,7 @@ def main():
     print("|---|---|")
     for label, seconds in rows:
         print(f"| {label} | {seconds:.2f} |")
-    print(f"| total of steps 1-5 | {sum(seconds for _, seconds in rows):.2f} |")
+    print(f"| total of the Numba steps 1-6 | {sum(seconds for _, seconds in rows[:6]):.2f} |")
     print(f"| warm start: import + first gradients (median of 3) | {warm:.2f} |")
     model, avx2, avx512f = cpu_model()
     print(f"\n{model}; avx2 {'yes' if avx2 else 'no'}, avx512f {'yes' if avx512f else 'no'}; "
