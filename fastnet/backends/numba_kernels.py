@@ -19,23 +19,19 @@ when ``fastnet._config.NUMBA_CACHE``.
 Compile time is kept down by compiling each piece of code once per dtype:
 one kernel, ``_rows``, serves forward, gradient and training (see
 ``_FORWARD``); inputs are passed as read-only views, so writable and
-read-only (memory-mapped) arrays share one signature.  Blocks of rows run
-on several threads from Python (``_run_blocks``: the kernels release the
-GIL) rather than in a ``parallel=True`` kernel, which Numba would compile
-as one more copy of everything.  Measure it with
-``benchmarks/compile_time.py``.
+read-only (memory-mapped) arrays share one signature; the parallel
+``_blocks`` compiles only once a call has more than BLOCK_ROWS rows.
+Measure it with ``benchmarks/compile_time.py``.
 """
 
-import concurrent.futures
-import itertools
 import math
-import os
 import threading
 
 import numba
 import numpy as np
 from llvmlite import ir as llvm_ir
-from numba import get_num_threads, njit, types
+from numba import (get_num_threads, get_parallel_chunksize, get_thread_id, njit, prange, set_parallel_chunksize,
+                   types)
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
@@ -65,7 +61,7 @@ _LN2_LO_FLOAT32 = -2.12194440e-4
 _ROUND_SHIFT_FLOAT32 = 12582912.0 + 127.0
 
 
-def _kernel(fastmath=FASTMATH, entry=False):
+def _kernel(fastmath=FASTMATH, parallel=False, entry=False):
     """The one njit configuration every kernel here uses.
 
     ``_nrt=False``: no Numba runtime, so no reference counting.  With it,
@@ -88,7 +84,7 @@ def _kernel(fastmath=FASTMATH, entry=False):
     arrays); no kernel gets a C-callable wrapper.
     """
     return njit(cache=NUMBA_CACHE, nogil=True, fastmath=set(fastmath), error_model="numpy",
-                _nrt=False, no_cpython_wrapper=not entry, no_cfunc_wrapper=True)
+                parallel=parallel, _nrt=False, no_cpython_wrapper=not entry, no_cfunc_wrapper=True)
 
 
 @intrinsic
@@ -580,6 +576,54 @@ def _write_activations(acts, sizes, first_row, m, n, out):
         block += n * width
 
 
+@_kernel(parallel=True, entry=True)
+def _blocks(task, X, Y, w, params, sizes, activations, has_bias, derivative, loss, scale, work, parts, grad, out):
+    """``_rows`` (_FORWARD or _GRADIENT) over all rows of X, in blocks of BLOCK_ROWS
+    rows run in parallel; for _GRADIENT, grad = the gradient and the return value
+    sum_i w_i e_i.
+
+    Arguments as in ``_rows`` (scale may be float64); work and parts as
+    ``_work_memory`` returns them.  For _GRADIENT, waves of
+    ``parts.shape[0]`` blocks run in parallel, each block into its own row
+    of ``parts``, and the parts are then added to ``grad`` in block order.
+    Block sizes and the order of that sum never depend on the number of
+    threads, so neither does the result, bit for bit.  Forward's blocks
+    are independent: one wave of all.
+    """
+    # Only the prange below may become parallel: whole-array statements in a
+    # parallel function would each launch threads, so these are plain loops.
+    w_start, b_start, acts, deltas, errors = work
+    c, n = typed(scale, params), X.shape[0]
+    # _rows's training argument, unread here: empty slices of the right types
+    # (passing it from Python would make every call slower).
+    training = (sizes[:0], np.int64(1), np.int64(0), errors[:0], parts[:0], sizes[:0], parts[:0], parts[:0],
+                grad[:0], X[:0], Y[:0], w[:0])
+    n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
+    wave_size = n_blocks if task == _FORWARD else parts.shape[0]
+    if task == _GRADIENT:
+        for i in range(grad.shape[0]):
+            grad[i] = 0.0
+    total = 0.0
+    for wave in range(0, n_blocks, wave_size):
+        count = min(wave_size, n_blocks - wave)
+        for slot in prange(count):
+            first, thread = (wave + np.int64(slot)) * BLOCK_ROWS, get_thread_id()  # prange's index is unsigned
+            last = min(first + BLOCK_ROWS, n)
+            if task == _FORWARD:
+                _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, derivative, loss, c,
+                      w_start, b_start, acts[thread], deltas[thread], grad, out, training)
+            else:
+                errors[slot] = _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, derivative,
+                                     loss, c, w_start, b_start, acts[thread], deltas[thread], parts[slot], out,
+                                     training)
+        if task == _GRADIENT:
+            for slot in range(count):
+                for i in range(grad.shape[0]):
+                    grad[i] += parts[slot, i]
+                total += errors[slot]
+    return total
+
+
 @_kernel(entry=True)
 def _normaliser(w, first, last, n_outputs, loss):
     """c for rows first .. last - 1: 1 for "sse", 1 / (sum(w) n_outputs) otherwise (0 for zero total weight)."""
@@ -593,6 +637,13 @@ def _normaliser(w, first, last, n_outputs, loss):
         weight = float(last - first)
     total = weight * n_outputs
     return 1.0 / total if total > 0 else 0.0
+
+
+# _BALANCED: the parallel loops hand out blocks one at a time (chunk size 1),
+# so a thread slowed by other work on its core (say, BLAS threads another
+# library left spinning) does not hold up a fixed share of the wave.  The
+# chunk size is set from Python around each call: set inside a kernel, it
+# would stop Numba from caching the kernel.
 
 
 def _aligned_empty(shape, dtype, alignment=64):
@@ -696,96 +747,25 @@ def _run(task, model, X, Y, w, scale, memory, grad, out):
     for _GRADIENT, grad = the gradient and the return value sum_i w_i e_i, scale the
     factor c of the output delta (1: unnormalised sums).
 
-    memory: ``_work_memory``'s.  A batch of at most one block runs in the
-    calling thread; larger ones in blocks on several threads (``_run_blocks``).
+    memory: ``_work_memory``'s.  A batch of at most one block runs serially
+    in the calling thread; the parallel ``_blocks``, the slowest kernel to
+    compile, is compiled only once a call has more rows.
     """
-    rows = _BlockRun(task, model, X, Y, w, scale, memory, out)
-    if X.shape[0] <= BLOCK_ROWS:
-        return rows.block(0, 0, grad)
-    return _run_blocks(rows, grad)
-
-
-class _BlockRun:
-    """One call's arguments of ``_rows``, bound, so a block is just (first row, thread's tiles, target)."""
-
-    def __init__(self, task, model, X, Y, w, scale, memory, out):
-        (self.w_start, self.b_start, self.acts, self.deltas, self.errors), self.parts = memory
-        self.task, self.model, self.X, self.Y, self.w, self.out = task, model, X, Y, w, out
-        self.scale = model.params.dtype.type(scale)
-        layout = model.layout
-        self.codes = (bool(layout.has_bias), int(model.derivative), int(model.loss))
-        self.training = _no_training(model.params.dtype)
-
-    def block(self, first, tiles, target):
-        """``_rows`` on rows first .. first + BLOCK_ROWS - 1 (at most), on thread ``tiles``'s work memory,
-        into ``target`` (the gradient or a block's part); returns its sum_i w_i e_i."""
-        model, last = self.model, min(first + BLOCK_ROWS, self.X.shape[0])
-        return _rows(self.task, self.X, self.Y, self.w, first, last, model.params, model.layout.sizes,
-                     model.activations, *self.codes, self.scale, self.w_start, self.b_start,
-                     self.acts[tiles], self.deltas[tiles], target, self.out, self.training)
-
-
-def _run_blocks(rows, grad):
-    """``_rows`` over blocks of BLOCK_ROWS rows on up to get_num_threads() threads.
-
-    The kernels release the GIL, so Python threads run blocks in parallel,
-    each thread on its own tiles, taking the next block as it finishes one
-    (a thread slowed by other work on its core takes fewer).  For
-    _GRADIENT, waves of ``parts.shape[0]`` blocks each fill their own part,
-    then the parts are added to ``grad`` in block order: block sizes and
-    the order of that sum never depend on the number of threads, so
-    neither does the result, bit for bit.  Forward's blocks are independent.
-    """
-    n_blocks = -(-rows.X.shape[0] // BLOCK_ROWS)
-    threads = min(get_num_threads(), rows.acts.shape[0], n_blocks)
-    if rows.task == _FORWARD:
-        _in_parallel(threads, n_blocks, lambda block, tiles: rows.block(block * BLOCK_ROWS, tiles, grad))
-        return 0.0
-    grad[...] = 0
-    total, wave_size = 0.0, rows.parts.shape[0]
-    for wave in range(0, n_blocks, wave_size):
-        count = min(wave_size, n_blocks - wave)
-
-        def part(slot, tiles):
-            rows.errors[slot] = rows.block((wave + slot) * BLOCK_ROWS, tiles, rows.parts[slot])
-
-        _in_parallel(min(threads, count), count, part)
-        for slot in range(count):
-            grad += rows.parts[slot]
-            total += float(rows.errors[slot])
-    return total
-
-
-#: The threads that run blocks, with the process they belong to: threads do
-#: not survive fork, so a forked child makes its own.
-_pool = (None, None)
-
-
-def _in_parallel(threads, count, task):
-    """Run task(i, tiles) for i in 0 .. count - 1 on ``threads`` threads, the calling one
-    included; ``tiles`` (0 .. threads - 1) is the running thread's own work memory."""
-    global _pool
-    if threads <= 1:
-        for i in range(count):
-            task(i, 0)
-        return
-    if _pool[1] != os.getpid():
-        _pool = (concurrent.futures.ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS - 1,
-                                                       thread_name_prefix="fastnet"), os.getpid())
-    handed_out = itertools.count()  # next() on it is atomic under the GIL
-
-    def worker(tiles):
-        for i in iter(lambda: next(handed_out), None):
-            if i >= count:
-                return
-            task(i, tiles)
-
-    helpers = [_pool[0].submit(worker, tiles) for tiles in range(1, threads)]
-    try:
-        worker(0)
-    finally:
-        for helper in helpers:
-            helper.result()
+    work, parts = memory
+    params, layout = model.params, model.layout
+    codes = (bool(layout.has_bias), int(model.derivative), int(model.loss))
+    if X.shape[0] > BLOCK_ROWS:
+        previous = get_parallel_chunksize()
+        set_parallel_chunksize(1)  # see _BALANCED; cheaper per call than numba.parallel_chunksize()
+        try:
+            return _blocks(task, X, Y, w, params, layout.sizes, model.activations, *codes, scale, work, parts,
+                           grad, out)
+        finally:
+            set_parallel_chunksize(previous)
+    w_start, b_start, acts, deltas, _ = work
+    return _rows(task, X, Y, w, 0, X.shape[0], params, layout.sizes, model.activations, *codes,
+                 params.dtype.type(scale), w_start, b_start, acts[0], deltas[0], grad, out,
+                 _no_training(params.dtype))
 
 
 def forward(model, X, out):
@@ -900,7 +880,7 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     """
     params, layout = model.params, model.layout
     X, Y, sample_weight = _read_only(rows.X), _read_only(rows.Y), _read_only(rows.sample_weight)
-    order = order if order.flags.writeable else order.copy()  # one type for Numba, as _no_training's
+    order = order if order.flags.writeable else order.copy()  # one type: see _blocks's training
     batch_size = min(int(batch_size), X.shape[0])
     if batch_size > BLOCK_ROWS:
         return _train_large_batches(model, X, Y, sample_weight, order, batch_size, optimizer, grad)
