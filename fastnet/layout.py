@@ -43,17 +43,29 @@ class ParamLayout:
             weight_offsets = bias_offsets = np.empty(0, np.int64)
         object.__setattr__(self, "weight_offsets", weight_offsets)
         object.__setattr__(self, "bias_offsets", bias_offsets)
+        # Compared and read on every call (work memory is kept per layout): plain tuples are fast.
+        object.__setattr__(self, "_key", (tuple(widths), self.has_bias))
+        object.__setattr__(self, "_shapes", tuple(zip(widths[:-1], widths[1:])))
 
     @property
     def layers(self):
         """The widths as a list of Python ints."""
-        return [int(width) for width in self.sizes]
+        return list(self._key[0])
+
+    @property
+    def n_inputs(self):
+        """Width of the input layer, n_0."""
+        return self._key[0][0]
+
+    @property
+    def n_outputs(self):
+        """Width of the output layer, n_L."""
+        return self._key[0][-1]
 
     @property
     def weight_shapes(self):
         """``[(n_l, n_{l+1}), ...]``, one per weight layer."""
-        widths = self.layers
-        return list(zip(widths[:-1], widths[1:]))
+        return list(self._shapes)
 
     def unpack(self, packed):
         """Views ``(weights, biases)`` into a packed vector (``biases`` None without bias).
@@ -62,7 +74,7 @@ class ParamLayout:
         both share memory with ``packed``.
         """
         weights, biases = [], [] if self.has_bias else None
-        for layer, (fan_in, fan_out) in enumerate(self.weight_shapes):
+        for layer, (fan_in, fan_out) in enumerate(self._shapes):
             start = int(self.weight_offsets[layer])
             weights.append(packed[start:start + fan_in * fan_out].reshape(fan_in, fan_out))
             if self.has_bias:
@@ -71,8 +83,7 @@ class ParamLayout:
         return weights, biases
 
     def __eq__(self, other):
-        return (isinstance(other, ParamLayout) and self.has_bias == other.has_bias
-                and np.array_equal(self.sizes, other.sizes))
+        return self is other or (isinstance(other, ParamLayout) and self._key == other._key)
 
     def __hash__(self):
-        return hash((tuple(self.layers), self.has_bias))
+        return hash(self._key)

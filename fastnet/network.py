@@ -143,7 +143,7 @@ class Network:
 
     def _checked_inputs(self, X, name="X"):
         """X validated and converted once, C-contiguous in the network's dtype."""
-        return check.batch(X, name, self.layers[0], self.dtype)
+        return check.batch(X, name, self.layout.n_inputs, self.dtype)
 
     def _rows(self, X, y, sample_weight=None, names=("X", "y")):
         """(X, y, sample_weight) validated and converted once, as backend ``Rows``.
@@ -155,7 +155,7 @@ class Network:
         overflow their sum.
         """
         X = self._checked_inputs(X, names[0])
-        y = check.targets(y, X, self.layers[-1], self.dtype, names)
+        y = check.targets(y, X, self.layout.n_outputs, self.dtype, names)
         weights = check.row_weights(sample_weight, X.shape[0], self.dtype)
         if weights.size and spec.LOSSES[self.loss].mean:
             weights = weights / weights.max()
@@ -193,7 +193,7 @@ class Network:
         may be a memory-mapped file).
         """
         X = self._checked_inputs(X)
-        outputs = np.empty((X.shape[0], self.layers[-1]), self.dtype)
+        outputs = np.empty((X.shape[0], self.layout.n_outputs), self.dtype)
         for first in range(0, X.shape[0], FORWARD_CHUNK_ROWS):
             chunk = X[first:first + FORWARD_CHUNK_ROWS]
             outputs[first:first + chunk.shape[0]] = self._activations(chunk)[-1]

@@ -685,7 +685,8 @@ def _work_memory(n_rows, params, layout):
     and, up to KEPT_WORK_BYTES, kept for the calling thread's next call of
     the same shape (kernels overwrite all of it before reading).
     """
-    threads, slots = get_num_threads(), _slots(n_rows, params)
+    threads = get_num_threads()
+    slots = _slots(n_rows, params, threads)
     key = (layout, threads, slots, params.dtype.char)
     if getattr(_recent_work, "key", None) == key:
         return _recent_work.memory
@@ -784,12 +785,12 @@ def forward(model, X, out):
     _run(_FORWARD, model, _read_only(X), no_targets, no_weights, 1.0, memory, _empty(params.dtype), out)
 
 
-def _slots(n_rows, params):
+def _slots(n_rows, params, threads):
     """Blocks per parallel wave: as many as PARTIAL_GRADIENT_BYTES of partial
     gradients allow (fewer waves, fewer thread wake-ups), at least one per
     thread, and no more than there are blocks."""
     affordable = PARTIAL_GRADIENT_BYTES // params.nbytes
-    return int(min(-(-n_rows // BLOCK_ROWS), max(get_num_threads(), affordable)))
+    return int(min(-(-n_rows // BLOCK_ROWS), max(threads, affordable)))
 
 
 def gradient(model, rows, grad):
