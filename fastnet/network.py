@@ -10,6 +10,7 @@ import threading
 from os import PathLike
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from fastnet import _validation as check
 from fastnet import persistence, spec, training
@@ -69,8 +70,9 @@ class Network:
     generator and the optimizer's state); the backend is re-attached by name.
     """
 
-    def __init__(self, layers, *, backend: str = "numba", derivative: str = "exact", loss: str = "mse",
-                 bias: bool = True, weights=None, biases=None, seed=None, dtype="float64"):
+    def __init__(self, layers: "list[int] | tuple[int, ...]", *, backend: str = "numba", derivative: str = "exact",
+                 loss: str = "mse", bias: bool = True, weights: "list[ArrayLike] | None" = None,
+                 biases: "list[ArrayLike] | None" = None, seed=None, dtype: str = "float64"):
         sizes = check.layer_sizes(layers)
         self.dtype = check.float_dtype(dtype)
         self.backend = check.choice(backend, "backend", BACKENDS)
@@ -180,12 +182,12 @@ class Network:
         return blocks
 
     @exclusive
-    def activations(self, X) -> list:
+    def activations(self, X: ArrayLike) -> list:
         """Every layer's output for X, hidden layers first: a list of (n, width)."""
         return self._activations(self._checked_inputs(X))
 
     @exclusive
-    def forward(self, X) -> np.ndarray:
+    def forward(self, X: ArrayLike) -> np.ndarray:
         """The network's output for X: shape (n_samples, n_outputs).  Same as ``predict``.
 
         Rows go through the network FORWARD_CHUNK_ROWS at a time, so the
@@ -217,12 +219,12 @@ class Network:
         return self._gradient(rows, np.empty_like(self._params))
 
     @exclusive
-    def evaluate(self, X, y, sample_weight=None) -> float:
+    def evaluate(self, X: ArrayLike, y: ArrayLike, sample_weight: "ArrayLike | None" = None) -> float:
         """The network's loss on (X, y), optionally with per-row weights, as a float."""
         return self._loss(self._rows(X, y, sample_weight))
 
     @exclusive
-    def gradients(self, X, y, sample_weight=None):
+    def gradients(self, X: ArrayLike, y: ArrayLike, sample_weight: "ArrayLike | None" = None) -> tuple:
         """Gradient of the loss: ``(dW, db)``, lists shaped like weights and biases.
 
         With ``derivative="article"`` this is the blog's convention, not the
@@ -235,7 +237,7 @@ class Network:
     # -- training -----------------------------------------------------------
 
     @exclusive
-    def step(self, X, y, lr=1.0, sample_weight=None) -> float:
+    def step(self, X: ArrayLike, y: ArrayLike, lr: float = 1.0, sample_weight: "ArrayLike | None" = None) -> float:
         """One full-batch gradient-descent step, ``W -= lr * dW``; returns the loss before it."""
         lr = check.positive_number(lr, "lr")
         value = self._gradient(self._rows(X, y, sample_weight), self._grad)
@@ -243,9 +245,10 @@ class Network:
         return value
 
     @exclusive
-    def fit(self, X, y, epochs=1, lr=None, *, batch_size=None, shuffle=True, seed=None,
-            optimizer="sgd", momentum=0.9, sample_weight=None, validation_data=None,
-            progress=None, callback=None) -> training.History:
+    def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 1, lr: "float | None" = None, *,
+            batch_size: "int | None" = None, shuffle: bool = True, seed=None, optimizer: str = "sgd",
+            momentum: float = 0.9, sample_weight: "ArrayLike | None" = None, validation_data=None,
+            progress: "bool | None" = None, callback=None) -> training.History:
         """Train for ``epochs`` passes over (X, y); returns a History.
 
         lr : learning rate; default 1.0 for "sgd", 0.1 for "momentum", 0.001 for "adam".
@@ -267,8 +270,9 @@ class Network:
                             validation_data=validation_data, progress=progress, callback=callback)
 
     @exclusive
-    def partial_fit(self, X, y, lr=None, *, batch_size=None, shuffle=True, seed=None,
-                    optimizer="sgd", momentum=0.9, sample_weight=None) -> training.History:
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, lr: "float | None" = None, *,
+                    batch_size: "int | None" = None, shuffle: bool = True, seed=None, optimizer: str = "sgd",
+                    momentum: float = 0.9, sample_weight: "ArrayLike | None" = None) -> training.History:
         """One pass over (X, y), keeping the optimizer's state from earlier calls.
 
         Arguments as in ``fit``.  The state carries over while the optimizer
