@@ -7,12 +7,9 @@ when the network has biases.  Gradients and optimizer state use the same
 layout.  This module is the only place that knows the offsets.
 """
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 
-@dataclass(frozen=True)
 class ParamLayout:
     """The packed layout for layer widths ``sizes = [n_0, ..., n_L]`` and ``has_bias``.
 
@@ -20,47 +17,38 @@ class ParamLayout:
     ``weight_offsets[l]`` and ``bias_offsets[l]`` (int64, (L,)) are where
     ``W_l`` and ``b_l`` start; ``count`` is the vector's length, counted with
     Python integers so that absurd widths give an absurd count rather than
-    wrapping around in int64.
+    wrapping around in int64.  Layouts are equal when widths and bias are.
     """
 
-    sizes: np.ndarray
-    has_bias: bool
-    count: int = field(init=False)
-    weight_offsets: np.ndarray = field(init=False, repr=False)
-    bias_offsets: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self):
-        widths = [int(width) for width in self.sizes]
-        lengths = [i * o + (o if self.has_bias else 0) for i, o in zip(widths[:-1], widths[1:])]
-        starts = [sum(lengths[:l]) for l in range(len(lengths))]
-        object.__setattr__(self, "sizes", np.asarray(widths, dtype=np.int64))
-        object.__setattr__(self, "has_bias", bool(self.has_bias))
-        object.__setattr__(self, "count", sum(lengths))
+    def __init__(self, sizes, has_bias):
+        widths = tuple(int(width) for width in sizes)
+        lengths = [i * o + (o if has_bias else 0) for i, o in zip(widths[:-1], widths[1:])]
+        self.has_bias = bool(has_bias)
+        self.sizes = np.asarray(widths, dtype=np.int64)
+        self.count = sum(lengths)
+        # Read and compared on every call (work memory is kept per layout): plain tuples are fast.
+        self._widths = widths
+        self._shapes = tuple(zip(widths[:-1], widths[1:]))
         if self.count < 2**63:  # kernels only ever see layouts that fit int64
-            weight_offsets = np.asarray(starts, dtype=np.int64)
-            bias_offsets = weight_offsets + self.sizes[:-1] * self.sizes[1:]
+            self.weight_offsets = np.asarray([sum(lengths[:l]) for l in range(len(lengths))], dtype=np.int64)
+            self.bias_offsets = self.weight_offsets + self.sizes[:-1] * self.sizes[1:]
         else:
-            weight_offsets = bias_offsets = np.empty(0, np.int64)
-        object.__setattr__(self, "weight_offsets", weight_offsets)
-        object.__setattr__(self, "bias_offsets", bias_offsets)
-        # Compared and read on every call (work memory is kept per layout): plain tuples are fast.
-        object.__setattr__(self, "_key", (tuple(widths), self.has_bias))
-        object.__setattr__(self, "_shapes", tuple(zip(widths[:-1], widths[1:])))
+            self.weight_offsets = self.bias_offsets = np.empty(0, np.int64)
 
     @property
     def layers(self):
         """The widths as a list of Python ints."""
-        return list(self._key[0])
+        return list(self._widths)
 
     @property
     def n_inputs(self):
         """Width of the input layer, n_0."""
-        return self._key[0][0]
+        return self._widths[0]
 
     @property
     def n_outputs(self):
         """Width of the output layer, n_L."""
-        return self._key[0][-1]
+        return self._widths[-1]
 
     @property
     def weight_shapes(self):
@@ -83,7 +71,11 @@ class ParamLayout:
         return weights, biases
 
     def __eq__(self, other):
-        return self is other or (isinstance(other, ParamLayout) and self._key == other._key)
+        return self is other or (isinstance(other, ParamLayout) and self._widths == other._widths
+                                 and self.has_bias == other.has_bias)
 
     def __hash__(self):
-        return hash(self._key)
+        return hash((self._widths, self.has_bias))
+
+    def __repr__(self):
+        return f"ParamLayout({list(self._widths)}, has_bias={self.has_bias})"

@@ -3,7 +3,6 @@
 Training loops live in ``fastnet.training``; ``Network.fit`` hands over to it.
 """
 
-import copy
 import functools
 import json
 import threading
@@ -85,17 +84,13 @@ class Network:
         self.layout = ParamLayout(sizes, bool(bias))
         # Every layer is a sigmoid; the kernels take one activation code per layer.
         self._activation_codes = np.full(len(sizes) - 1, spec.ACTIVATIONS["sigmoid"].code, np.int64)
-        self._attach()
+        self._backend = load(self.backend)
+        self._lock = threading.RLock()
         self._params = np.zeros(self.layout.count, self.dtype)
         self._grad = np.empty_like(self._params)
         self._rng = check.random_generator(seed)
         self._optimizer = None
         self._initialise(weights, biases)
-
-    def _attach(self):
-        """Load the backend named ``self.backend`` and make the lock (not part of the state)."""
-        self._backend = load(self.backend)
-        self._lock = threading.RLock()
 
     def _initialise(self, weights, biases):
         """Fill the packed parameters from the given arrays or Glorot-uniform."""
@@ -176,7 +171,7 @@ class Network:
         out = np.empty(n * int(self.layout.sizes[1:].sum()), self.dtype)
         self._backend.forward(self._model(), X, out)
         blocks, offset = [], 0
-        for width in self.layers[1:]:
+        for width in self.layout.layers[1:]:
             blocks.append(out[offset:offset + n * width].reshape(n, width))
             offset += n * width
         return blocks
@@ -326,11 +321,9 @@ class Network:
         return self.state()
 
     def __setstate__(self, state):
+        # Backend module and lock are not state: a fresh network re-attaches them by name.
         fresh = Network.from_state(state)
         self.__dict__.update(fresh.__dict__)
-
-    def __deepcopy__(self, memo):
-        return Network.from_state(copy.deepcopy(self.state(), memo))
 
     @exclusive
     def save(self, path: "str | PathLike") -> None:

@@ -539,7 +539,7 @@ static PyObject *native_train_epoch(PyObject *self, PyObject *args)
         || acquire(hyper_arg, &hyper_view, FLOAT64, 0, "hyper", NULL, NULL) < 0
         || expect_items(&hyper_view, 1, FN_N_HYPER, "hyper", "[lr, mu, b1, b2, eps]") < 0
         || acquire(state_arg, &state, p.dtype, 1, "state", "X", NULL) < 0
-        || expect_items(&state, 2, p.layout.n_params, "state", "2 * len(params)") < 0
+        || expect_items(&state, FN_STATE_ROWS, p.layout.n_params, "state", "STATE_ROWS * len(params)") < 0
         || acquire(step_arg, &step, INT64, 1, "step", NULL, NULL) < 0
         || expect_items(&step, 1, 1, "step", "Adam's t") < 0)
         goto done;

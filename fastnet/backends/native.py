@@ -14,8 +14,8 @@ down by other processes does not hold the wave up.  The kernels
 release the GIL while they run; ``train_epoch`` runs a whole epoch in C.
 
 Arrays pass straight through the buffer protocol: ``Network`` has already
-made them C-contiguous, all float64 or all float32 (``sizes``, ``order``,
-``step`` int64; ``hyper`` always float64).  X's dtype picks the kernels:
+made them C-contiguous, all float64 or all float32 (``sizes``, the
+activation codes, ``order`` and ``step`` int64; ``hyper`` always float64).  X's dtype picks the kernels:
 the C code is written once (``kernels/network_impl.h``) and compiled for
 double and for float; float32 runs in float32 throughout, except for the
 loss sums, the total row weight and the loss normaliser, kept in double.

@@ -1,7 +1,7 @@
 """The plain NumPy reference backend: written to be read, and the oracle.
 
 Every other backend is tested against these functions.  They follow the
-contract in ``fastnet.backends`` (packed parameters, same signatures) but
+contract in ``fastnet.backends`` (the same three functions and structures) but
 make whole-batch temporaries freely: clarity first.
 """
 
