@@ -114,7 +114,7 @@ def assert_parameters_equal(net, expected):
 
 def same_network(net, weights, biases):
     """A new Network like ``net`` (layers, backend, derivative, loss, bias) with these parameters."""
-    return Network(net.layers, backend=net.backend, derivative=net.derivative, loss=str(net.loss),
+    return Network(net.layers, backend=net.backend, derivative=net.derivative, loss=net.loss,
                    bias=biases is not None, weights=weights, biases=biases)
 
 

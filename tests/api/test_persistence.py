@@ -166,6 +166,16 @@ def test_a_fresh_network_without_optimizer_round_trips(backend, tmp_path):
 
 # -- resuming training ------------------------------------------------------------------------
 
+def trained_saved_and_loaded(backend, optimizer, tmp_path):
+    """(net, loaded, X, y): a network after two epochs with ``optimizer``, and its copy through a file."""
+    net = make_network(backend, SETTINGS[0], seed=5)
+    X, y = data_for(net, n=50)
+    net.fit(X, y, epochs=2, batch_size=8, optimizer=optimizer, seed=11)
+    path = tmp_path / "net.npz"
+    net.save(path)
+    return net, Network.load(path), X, y
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "momentum", "sgd"])
 @pytest.mark.parametrize("shuffle_seed", [21, None], ids=["fit-seed", "network-generator"])
 def test_training_resumes_exactly_after_load(backend, optimizer, shuffle_seed, tmp_path):
@@ -174,12 +184,7 @@ def test_training_resumes_exactly_after_load(backend, optimizer, shuffle_seed, t
     With ``seed=None`` partial_fit shuffles with the network's own generator, so
     this also checks that the generator's state was saved.
     """
-    net = make_network(backend, SETTINGS[0], seed=5)
-    X, y = data_for(net, n=50)
-    net.fit(X, y, epochs=2, batch_size=8, optimizer=optimizer, seed=11)
-    path = tmp_path / "net.npz"
-    net.save(path)
-    loaded = Network.load(path)
+    net, loaded, X, y = trained_saved_and_loaded(backend, optimizer, tmp_path)
     for _ in range(2):
         history = net.partial_fit(X, y, batch_size=8, optimizer=optimizer, seed=shuffle_seed)
         loaded_history = loaded.partial_fit(X, y, batch_size=8, optimizer=optimizer, seed=shuffle_seed)
@@ -190,14 +195,9 @@ def test_training_resumes_exactly_after_load(backend, optimizer, shuffle_seed, t
 @pytest.mark.parametrize("optimizer", ["adam", "momentum"])
 def test_resuming_uses_the_saved_optimizer_state(backend, optimizer, tmp_path):
     """The resume test above can fail: the same weights with a fresh optimizer train differently."""
-    net = make_network(backend, SETTINGS[0], seed=5)
-    X, y = data_for(net, n=50)
-    net.fit(X, y, epochs=2, batch_size=8, optimizer=optimizer, seed=11)
-    path = tmp_path / "net.npz"
-    net.save(path)
-    loaded = Network.load(path)
+    net, loaded, X, y = trained_saved_and_loaded(backend, optimizer, tmp_path)
     weights, biases = parameters_copy(net)
-    fresh = Network(net.layers, backend=backend, weights=weights, biases=biases, loss=str(net.loss))
+    fresh = Network(net.layers, backend=backend, weights=weights, biases=biases, loss=net.loss)
     loaded.partial_fit(X, y, batch_size=8, optimizer=optimizer, seed=12)
     fresh.partial_fit(X, y, batch_size=8, optimizer=optimizer, seed=12)
     assert not np.array_equal(loaded.weights[0], fresh.weights[0])
