@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from fastnet import _native
+from fastnet import _native, spec
 
 #: numpy dtype kinds accepted as numbers: bool, signed, unsigned, float.
 _NUMERIC_KINDS = "biuf"
@@ -105,6 +105,37 @@ def targets(y, X, n_outputs, dtype=np.float64, names=("X", "y")):
     return y
 
 
+def layer_kinds(activation, output, loss, derivative, sizes):
+    """Refuse combinations the kernels do not define, naming both arguments:
+    a loss after an output it does not pair with (``fastnet.spec.Loss.outputs``),
+    the article's derivative on anything but sigmoid layers, a softmax of one unit."""
+    allowed = spec.LOSSES[loss].outputs
+    if output not in allowed:
+        fitting = [name for name, entry in spec.LOSSES.items() if output in entry.outputs]
+        raise ValueError(f"loss={loss!r} needs output in {list(allowed)}; got output={output!r} "
+                         f"(with output={output!r} use loss in {fitting})")
+    if derivative == "article" and (activation, output) != ("sigmoid", "sigmoid"):
+        raise ValueError(f"derivative='article' is defined for sigmoid layers only; got activation={activation!r}, "
+                         f"output={output!r} (use derivative='exact')")
+    if output == "softmax" and sizes[-1] < 2:
+        raise ValueError(f"output='softmax' needs at least 2 output units; got layers={list(sizes)} "
+                         "(for one unit use output='sigmoid' with loss='bce')")
+
+
+def targets_in_range(y, name, output, loss):
+    """Refuse targets outside the output activation's range (``fastnet.spec.Activation.range``):
+    a sigmoid or softmax can never reach them, and "bce" would report negative losses."""
+    bounds = spec.ACTIVATIONS[output].range
+    if bounds is None:
+        return
+    low, high = float(y.min()), float(y.max())
+    if low < bounds[0] or high > bounds[1]:
+        fix = "scale y into that range" + (", or use output='linear' with loss='mse'" if loss in ("mse", "sse")
+                                          else "")
+        raise ValueError(f"{name} must lie in [{bounds[0]:g}, {bounds[1]:g}] for output={output!r} with "
+                         f"loss={loss!r}; got values from {low:g} to {high:g}: {fix}")
+
+
 def parameter_list(values, name, shapes):
     """A list of finite float64 arrays with exactly the given shapes."""
     if isinstance(values, np.ndarray) or not isinstance(values, (list, tuple)):
@@ -127,6 +158,22 @@ def positive_number(value, name):
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be finite and > 0; got {value!r}")
     return float(value)
+
+
+def non_negative_number(value, name):
+    """A finite real number >= 0, as a float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and >= 0; got {value!r}")
+    return float(value)
+
+
+def pair(value, name):
+    """A sequence of exactly two items, as a tuple."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise TypeError(f"{name} must be a pair of numbers such as (0.9, 0.999); got {value!r}")
+    return tuple(value)
 
 
 def count(value, name, minimum=0):

@@ -39,7 +39,7 @@ def exclusive(method):
 
 
 class Network:
-    """A fully connected network of sigmoid layers.
+    """A fully connected network: hidden layers of one activation, then an output layer.
 
     Parameters
     ----------
@@ -47,12 +47,19 @@ class Network:
         ``[n_inputs, hidden..., n_outputs]``, at least one weight layer.
     backend : {"numba", "native", "numpy"}
         Fused Numba kernels, the C kernels, or the plain NumPy reference.
+    activation : {"sigmoid", "tanh", "relu"}
+        The hidden layers' activation (the article's sigmoid by default).
+    output : {"sigmoid", "linear", "softmax"} or None
+        The output layer's activation; None is "sigmoid".  Targets must lie
+        in [0, 1] after a sigmoid or softmax; a linear output takes any.
     derivative : {"exact", "article"}
         Sigmoid derivative from the output a: ``a(1-a)``, or the blog
-        series' ``s(a)(1-s(a))``.
-    loss : {"mse", "sse", "bce"}
-        Mean of squared errors over all elements, their sum, or the mean
-        binary cross-entropy of the sigmoid outputs (targets in [0, 1]).
+        series' ``s(a)(1-s(a))`` (sigmoid layers only).
+    loss : {"mse", "sse", "bce", "cross_entropy"} or None
+        Mean of squared errors over all elements, their sum, the mean
+        binary cross-entropy of sigmoid outputs, or the mean over rows of
+        the cross-entropy ``-sum_j y_j log p_j`` of a softmax output.  None
+        is "cross_entropy" after a softmax and "mse" otherwise.
     bias : bool
         Whether layers have biases.
     weights, biases : list of arrays, optional
@@ -69,21 +76,26 @@ class Network:
     generator and the optimizer's state); the backend is re-attached by name.
     """
 
-    def __init__(self, layers: "list[int] | tuple[int, ...]", *, backend: str = "numba", derivative: str = "exact",
-                 loss: str = "mse", bias: bool = True, weights: "list[ArrayLike] | None" = None,
-                 biases: "list[ArrayLike] | None" = None, seed=None, dtype: str = "float64"):
+    def __init__(self, layers: "list[int] | tuple[int, ...]", *, backend: str = "numba", activation: str = "sigmoid",
+                 output: "str | None" = None, derivative: str = "exact", loss: "str | None" = None, bias: bool = True,
+                 weights: "list[ArrayLike] | None" = None, biases: "list[ArrayLike] | None" = None, seed=None,
+                 dtype: str = "float64"):
         sizes = check.layer_sizes(layers)
         self.dtype = check.float_dtype(dtype)
         self.backend = check.choice(backend, "backend", BACKENDS)
+        self.activation = check.choice(activation, "activation", spec.HIDDEN_ACTIVATIONS)
+        self.output = "sigmoid" if output is None else check.choice(output, "output", spec.OUTPUT_ACTIVATIONS)
         self.derivative = check.choice(derivative, "derivative", spec.DERIVATIVES)
-        self.loss = check.choice(loss, "loss", spec.LOSSES)
+        self.loss = spec.default_loss(self.output) if loss is None else check.choice(loss, "loss", spec.LOSSES)
+        check.layer_kinds(self.activation, self.output, self.loss, self.derivative, sizes)
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"bias must be True or False; got {type(bias).__name__}")
         if biases is not None and not bias:
             raise ValueError("biases were given but bias=False; pass bias=True or drop biases")
         self.layout = ParamLayout(sizes, bool(bias))
-        # Every layer is a sigmoid; the kernels take one activation code per layer.
-        self._activation_codes = np.full(len(sizes) - 1, spec.ACTIVATIONS["sigmoid"].code, np.int64)
+        # The kernels take one activation code per weight layer: hidden ones, then the output.
+        self._activation_codes = np.full(len(sizes) - 1, spec.ACTIVATIONS[self.activation].code, np.int64)
+        self._activation_codes[-1] = spec.ACTIVATIONS[self.output].code
         self._backend = load(self.backend)
         self._lock = threading.RLock()
         self._params = np.zeros(self.layout.count, self.dtype)
@@ -153,6 +165,7 @@ class Network:
         """
         X = self._checked_inputs(X, names[0])
         y = check.targets(y, X, self.layout.n_outputs, self.dtype, names)
+        check.targets_in_range(y, names[1], self.output, self.loss)
         weights = check.row_weights(sample_weight, X.shape[0], self.dtype)
         if weights.size and spec.LOSSES[self.loss].mean:
             weights = weights / weights.max()
@@ -242,7 +255,8 @@ class Network:
     @exclusive
     def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 1, lr: "float | None" = None, *,
             batch_size: "int | None" = None, shuffle: bool = True, seed=None, optimizer: str = "sgd",
-            momentum: float = 0.9, sample_weight: "ArrayLike | None" = None, validation_data=None,
+            momentum: float = 0.9, alpha: float = 0.0, betas: tuple = spec.ADAM_BETAS, eps: float = spec.ADAM_EPS,
+            sample_weight: "ArrayLike | None" = None, validation_data=None,
             progress: "bool | None" = None, callback=None) -> training.History:
         """Train for ``epochs`` passes over (X, y); returns a History.
 
@@ -250,7 +264,12 @@ class Network:
         batch_size : rows per update; None is full batch (one step per epoch).
         shuffle, seed : visit rows in a fresh seeded permutation each epoch
             (``seed`` defaults to the network's own generator).
-        optimizer : "sgd", "momentum" (heavy ball, ``momentum``) or "adam".
+        optimizer : "sgd", "momentum" (heavy ball, ``momentum``) or "adam"
+            (``betas`` and ``eps`` as torch.optim.Adam's).
+        alpha : L2 penalty ``alpha/2 sum W^2`` on the weights (not the
+            biases), divided by each batch's total row weight for the mean
+            losses, as scikit-learn's MLP; its gradient is added in the
+            kernel before each update.  History's losses are the data term.
         sample_weight : optional non-negative weight per row.
         validation_data : optional (X_val, y_val), scored after each epoch.
         progress : tqdm bar; None shows it for long runs on a terminal.
@@ -261,21 +280,25 @@ class Network:
         fails leaves the parameters as they were after the previous one.
         """
         return training.fit(self, X, y, epochs, lr, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                            optimizer=optimizer, momentum=momentum, sample_weight=sample_weight,
+                            optimizer=optimizer, momentum=momentum, alpha=alpha, betas=betas, eps=eps,
+                            sample_weight=sample_weight,
                             validation_data=validation_data, progress=progress, callback=callback)
 
     @exclusive
     def partial_fit(self, X: ArrayLike, y: ArrayLike, lr: "float | None" = None, *,
                     batch_size: "int | None" = None, shuffle: bool = True, seed=None, optimizer: str = "sgd",
-                    momentum: float = 0.9, sample_weight: "ArrayLike | None" = None) -> training.History:
+                    momentum: float = 0.9, alpha: float = 0.0, betas: tuple = spec.ADAM_BETAS,
+                    eps: float = spec.ADAM_EPS, sample_weight: "ArrayLike | None" = None) -> training.History:
         """One pass over (X, y), keeping the optimizer's state from earlier calls.
 
-        Arguments as in ``fit``.  The state carries over while the optimizer
-        and its settings stay the same; otherwise it starts afresh.
-        Returns a History of the one epoch.
+        Arguments as in ``fit``.  The state (velocity, Adam's moments and
+        step count) carries over while the optimizer is the same one, even
+        if lr or other settings change (they apply from this pass); another
+        optimizer starts afresh.  Returns a History of the one epoch.
         """
         return training.partial_fit(self, X, y, lr, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                                    optimizer=optimizer, momentum=momentum, sample_weight=sample_weight)
+                                    optimizer=optimizer, momentum=momentum, alpha=alpha, betas=betas, eps=eps,
+                                    sample_weight=sample_weight)
 
     # -- state, pickling and files -------------------------------------------
 
@@ -284,8 +307,8 @@ class Network:
         layers, settings, parameters, the generator's state and the optimizer's
         (None before any training).  ``Network.from_state`` rebuilds it."""
         return {
-            "layers": self.layers, "backend": self.backend, "derivative": self.derivative,
-            "loss": self.loss, "bias": self.layout.has_bias, "dtype": self.dtype.name,
+            "layers": self.layers, "backend": self.backend, "activation": self.activation,
+            "output": self.output, "derivative": self.derivative, "loss": self.loss, "bias": self.layout.has_bias, "dtype": self.dtype.name,
             "params": self._params.copy(),
             "rng_state": json.dumps(self._rng.bit_generator.state),
             "optimizer": None if self._optimizer is None else self._optimizer.state_dict(),
@@ -298,6 +321,7 @@ class Network:
         Raises ValueError or TypeError naming the field that does not fit.
         """
         net = cls(state["layers"], backend=state["backend"] if backend is None else backend,
+                  activation=state.get("activation", "sigmoid"), output=state.get("output", "sigmoid"),
                   derivative=state["derivative"], loss=state["loss"], bias=state["bias"], dtype=state["dtype"])
         net._restore(state)
         return net
@@ -351,5 +375,6 @@ class Network:
             raise ValueError(f"{path}: not a valid fastnet network file: {error}") from None
 
     def __repr__(self):
-        return (f"Network({self.layers}, backend={self.backend!r}, derivative={self.derivative!r}, "
+        return (f"Network({self.layers}, backend={self.backend!r}, activation={self.activation!r}, "
+                f"output={self.output!r}, derivative={self.derivative!r}, "
                 f"loss={self.loss!r}, bias={self.layout.has_bias}, dtype={self.dtype.name!r})")

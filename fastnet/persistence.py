@@ -65,6 +65,8 @@ def state_arrays(state):
         "dtype": np.array(state["dtype"]),
         "derivative": np.array(state["derivative"]),
         "loss": np.array(state["loss"]),
+        "activation": np.array(state["activation"]),
+        "output": np.array(state["output"]),
         "backend": np.array(state["backend"]),
         "rng_state": np.array(state["rng_state"]),
     }
@@ -167,6 +169,9 @@ def network_settings(fields, backends):
         "params": fields.finite("params", (n_params,), dtype),
         "derivative": fields.text("derivative", spec.DERIVATIVES),
         "loss": fields.text("loss", spec.LOSSES),
+        # Files written before hidden and output activations could be chosen are sigmoid networks.
+        "activation": fields.text("activation", spec.HIDDEN_ACTIVATIONS) if fields.has("activation") else "sigmoid",
+        "output": fields.text("output", spec.OUTPUT_ACTIVATIONS) if fields.has("output") else "sigmoid",
         "backend": fields.text("backend", backends),
         "rng_state": fields.text("rng_state"),
     }
@@ -177,7 +182,12 @@ def optimizer_fields(fields, n_params, dtype):
     if not fields.has("optimizer"):
         return None
     name = fields.text("optimizer", spec.OPTIMIZERS)
-    hyper = fields.finite("optimizer_hyper", (len(spec.HYPER_FIELDS),))
+    hyper = fields.array("optimizer_hyper", kind="f", ndim=1)
+    # Files written before the L2 penalty hold every field but the last, alpha (then 0).
+    if hyper.shape == (len(spec.HYPER_FIELDS) - 1,) and spec.HYPER_FIELDS[-1] == "alpha":
+        hyper = np.append(hyper, 0.0)
+    hyper = FileFields(fields.path, {"optimizer_hyper": hyper}).finite("optimizer_hyper",
+                                                                       (len(spec.HYPER_FIELDS),))
     state = fields.finite("optimizer_state", (spec.STATE_ROWS, n_params), dtype)
     step = fields.array("optimizer_step", kind="i", ndim=1)
     if step.shape != (1,) or step[0] < 0:

@@ -54,12 +54,15 @@ class Optimizer:
     n_params), the parameters' dtype) and ``step`` (int64 (1,), Adam's t).
     """
 
-    def __init__(self, name, lr, momentum, n_params, dtype=np.float64):
+    def __init__(self, name, lr, momentum, n_params, dtype=np.float64, *, alpha=0.0, betas=spec.ADAM_BETAS,
+                 eps=spec.ADAM_EPS):
         self.name = check.choice(name, "optimizer", spec.OPTIMIZERS)
         self.code = spec.OPTIMIZERS[name].code
         lr = spec.OPTIMIZERS[name].default_lr if lr is None else check.positive_number(lr, "lr")
+        beta1, beta2 = check.pair(betas, "betas")
         settings = {"lr": lr, "momentum": check.fraction(momentum, "momentum"),
-                    "beta1": spec.ADAM_BETAS[0], "beta2": spec.ADAM_BETAS[1], "eps": spec.ADAM_EPS}
+                    "beta1": check.fraction(beta1, "betas[0]"), "beta2": check.fraction(beta2, "betas[1]"),
+                    "eps": check.positive_number(eps, "eps"), "alpha": check.non_negative_number(alpha, "alpha")}
         self.hyper = np.array([settings[field] for field in spec.HYPER_FIELDS])
         self.state = np.zeros((spec.STATE_ROWS, n_params), dtype)
         self.step = np.zeros(1, np.int64)
@@ -82,8 +85,10 @@ class Optimizer:
             raise ValueError(f"optimizer state must have shape {(spec.STATE_ROWS, n_params)}; got {state.shape}")
         if step.shape != (1,) or step.dtype.kind not in "iu" or step[0] < 0:
             raise ValueError("optimizer step must be one non-negative count")
-        lr, momentum = hyper[spec.hyper_index("lr")], hyper[spec.hyper_index("momentum")]
-        optimizer = cls(saved["name"], float(lr), float(momentum), n_params, dtype)
+        def field(name):
+            return float(hyper[spec.hyper_index(name)])
+        optimizer = cls(saved["name"], field("lr"), field("momentum"), n_params, dtype, alpha=field("alpha"),
+                        betas=(field("beta1"), field("beta2")), eps=field("eps"))
         optimizer.hyper[...], optimizer.state[...], optimizer.step[...] = hyper, state, step
         return optimizer
 
@@ -92,9 +97,13 @@ class Optimizer:
         """The learning rate."""
         return float(self.hyper[spec.hyper_index("lr")])
 
-    def same_settings(self, other):
-        """True when ``other`` has this optimizer's name and hyper-parameters."""
-        return self.name == other.name and np.array_equal(self.hyper, other.hyper)
+    def carry_state_from(self, previous):
+        """Take ``previous``'s state and step count (copies) when it is the same
+        optimizer, whatever its learning rate or other settings; True if it did."""
+        if previous is None or previous.name != self.name or previous.state.shape != self.state.shape:
+            return False
+        self.state[...], self.step[...] = previous.state, previous.step
+        return True
 
     def snapshot(self):
         """Copies of the mutable state, for rolling back a failed epoch."""
@@ -187,7 +196,7 @@ class Plan:
 
 
 def plan(net, X, y, lr, batch_size, shuffle, seed, optimizer, momentum, sample_weight,
-         validation_data=None, callback=None):
+         validation_data=None, callback=None, alpha=0.0, betas=spec.ADAM_BETAS, eps=spec.ADAM_EPS):
     """Check every training argument at once and return the Plan."""
     batch_size = check.optional_count(batch_size, "batch_size")
     if callback is not None and not callable(callback):
@@ -202,25 +211,28 @@ def plan(net, X, y, lr, batch_size, shuffle, seed, optimizer, momentum, sample_w
     return Plan(rows=rows, on_disk=on_disk,
                 batch_size=rows.X.shape[0] if batch_size is None else batch_size,
                 shuffle=bool(shuffle), rng=net._rng if seed is None else check.random_generator(seed),
-                optimizer=Optimizer(optimizer, lr, momentum, net._params.size, net.dtype),
+                optimizer=Optimizer(optimizer, lr, momentum, net._params.size, net.dtype, alpha=alpha, betas=betas,
+                                    eps=eps),
                 validation=validation_data, callback=callback)
 
 
 def fit(net, X, y, epochs=1, lr=None, *, batch_size=None, shuffle=True, seed=None, optimizer="sgd",
-        momentum=0.9, sample_weight=None, validation_data=None, progress=None, callback=None):
+        momentum=0.9, alpha=0.0, betas=spec.ADAM_BETAS, eps=spec.ADAM_EPS, sample_weight=None,
+        validation_data=None, progress=None, callback=None):
     """Train ``net`` in place for ``epochs`` passes; returns a History (arguments: ``Network.fit``)."""
     epochs = check.count(epochs, "epochs")
     settings = plan(net, X, y, lr, batch_size, shuffle, seed, optimizer, momentum, sample_weight,
-                    validation_data, callback)
+                    validation_data, callback, alpha, betas, eps)
     return train(net, settings, epochs, progress)
 
 
 def partial_fit(net, X, y, lr=None, *, batch_size=None, shuffle=True, seed=None, optimizer="sgd",
-                momentum=0.9, sample_weight=None):
-    """One pass over (X, y) keeping ``net``'s optimizer state while its settings stay the same."""
-    settings = plan(net, X, y, lr, batch_size, shuffle, seed, optimizer, momentum, sample_weight)
-    if net._optimizer is not None and net._optimizer.same_settings(settings.optimizer):
-        settings.optimizer = net._optimizer
+                momentum=0.9, alpha=0.0, betas=spec.ADAM_BETAS, eps=spec.ADAM_EPS, sample_weight=None):
+    """One pass over (X, y) continuing ``net``'s optimizer state (moments, velocity, step)
+    while the optimizer is the same one; new settings (lr, alpha...) apply from this pass."""
+    settings = plan(net, X, y, lr, batch_size, shuffle, seed, optimizer, momentum, sample_weight,
+                    alpha=alpha, betas=betas, eps=eps)
+    settings.optimizer.carry_state_from(net._optimizer)
     return train(net, settings, 1, progress=False)
 
 

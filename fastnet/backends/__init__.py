@@ -25,9 +25,9 @@ rows 0 and 1; persists across calls) and ``step`` (int64 (1,), Adam's t).
 
 What each computes
 ------------------
-With layer outputs ``A_0 = X``, ``A_{l+1} = f_l(A_l @ W_l + b_l)`` (f_l the
-activation ``activations[l]``), the
-row error e_i of the loss (``fastnet.spec.LOSSES``) and W = sum_i w_i:
+With layer outputs ``A_0 = X``, ``A_{l+1} = f_l(Z_l)``, ``Z_l = A_l @ W_l + b_l``
+(f_l the activation ``activations[l]``), the row error e_i of the loss
+(``fastnet.spec.LOSSES``) and W = sum_i w_i:
 
 ``forward`` writes every layer's activations into the flat ``out`` (params'
 dtype, length ``n * (n_1 + ... + n_L)``): layer l's (n, n_l) row-major
@@ -37,10 +37,15 @@ block starts at ``n * (n_1 + ... + n_{l-1})``.
 and in ``grad`` (packed like params) the gradient of that sum.  Dividing
 both by :func:`loss_normaliser` gives the loss and its gradient; a caller
 that adds several calls' sums (chunks on several machines) divides once,
-exactly as one call over all rows would.  The output delta is
-``w_i 2 (a - y) f'(a)`` for squared errors and ``w_i (a - y)`` for "bce"
-(fused: the sigmoid's derivative cancels the loss's), f' from the layer's
-output (``fastnet.spec.Activation.slope``) as ``model.derivative`` says; then ``dW_l = A_l.T @ delta_{l+1}``,
+exactly as one call over all rows would.  No L2 penalty here: it belongs
+to the whole objective, not to a chunk (see ``train_epoch``).  The output
+delta is ``w_i 2 (a - y) f'(a)`` for squared errors, ``w_i (a - y)`` for
+"bce" after a sigmoid, and ``w_i (p s_i - y)`` for "cross_entropy" after a
+softmax (p the softmax of the row, s_i = sum_j y_ij, so ``p - y`` for
+targets that sum to one); f' from the layer's output
+(``fastnet.spec.Activation.slope``) as ``model.derivative`` says.  For
+"cross_entropy" the loss comes from the log-softmax of Z_{L-1}, never
+from log(p), so it is finite for any logits.  Then ``dW_l = A_l.T @ delta_{l+1}``,
 ``db_l = delta_{l+1}.sum(axis=0)``, ``delta_l = (delta_{l+1} @ W_l.T) * f'(A_l)``.
 
 ``train_epoch`` runs one epoch of mini-batch descent in a single call,
@@ -48,9 +53,12 @@ updating ``model.params`` and the optimizer's state in place.  ``order``
 (int64, (n,)) is the order in which rows are visited, or empty for 0..n-1
 (batches are then read in place, no copy).  Batch b holds rows
 ``order[b*batch_size : (b+1)*batch_size]`` (the last may be shorter); its
-gradient is normalised by its own ``loss_normaliser`` and followed by one
-update with the rule of ``fastnet.spec.OPTIMIZERS``.  ``grad`` is work
-memory.  Returns the epoch's ``sum_i w_i e_i``, each row taken with the
+gradient is normalised by its own ``loss_normaliser`` c, then the L2
+penalty's gradient ``alpha r W_l`` (alpha the optimizer's hyper field,
+r = :func:`penalty_normaliser`) is added to every weight matrix's (not the
+biases'), followed by one update with the rule of
+``fastnet.spec.OPTIMIZERS``.  ``grad`` is work memory.  Returns the
+epoch's ``sum_i w_i e_i`` (the data term only), each row taken with the
 parameters its batch saw; the caller normalises.
 
 Parallelism and checking
@@ -109,12 +117,23 @@ def weight_total(sample_weight, n_rows):
 
 def loss_normaliser(loss, total_weight, n_outputs):
     """c, the factor that turns unnormalised sums into the loss: 1 for losses that are
-    sums, ``1 / (W n_L)`` for the mean losses, and 0 when ``W n_L`` is 0 (a batch of
-    zero total weight then has zero loss and gradient).  ``loss`` is a code."""
-    if not _MEAN_LOSS[loss]:
+    sums, ``1 / W`` for the mean losses and ``1 / (W n_L)`` for the ``per_output``
+    ones, and 0 when that denominator is 0 (a batch of zero total weight then has
+    zero loss and gradient).  ``loss`` is a code."""
+    entry = _LOSS_BY_CODE[loss]
+    if not entry.mean:
         return 1.0
-    total = total_weight * n_outputs
+    total = total_weight * (n_outputs if entry.per_output else 1)
     return 1.0 / total if total > 0 else 0.0
 
 
-_MEAN_LOSS = {entry.code: entry.mean for entry in spec.LOSSES.values()}
+def penalty_normaliser(loss, total_weight):
+    """r, the factor of the L2 penalty ``alpha/2 sum W^2``: ``1 / W`` for the mean
+    losses (as scikit-learn's MLP divides by the batch's rows), 1 for "sse", 0 for
+    a batch of zero total weight.  ``loss`` is a code."""
+    if not _LOSS_BY_CODE[loss].mean:
+        return 1.0
+    return 1.0 / total_weight if total_weight > 0 else 0.0
+
+
+_LOSS_BY_CODE = {entry.code: entry for entry in spec.LOSSES.values()}

@@ -9,11 +9,16 @@ import numpy as np
 
 from fastnet import spec
 from fastnet._config import SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32
-from fastnet.backends import loss_normaliser, weight_total
+from fastnet.backends import loss_normaliser, penalty_normaliser, weight_total
 
 _ARTICLE = spec.DERIVATIVES["article"].code
-_BCE = spec.LOSSES["bce"].code
+_BCE, _CROSS_ENTROPY = spec.LOSSES["bce"].code, spec.LOSSES["cross_entropy"].code
 _SGD, _MOMENTUM = spec.OPTIMIZERS["sgd"].code, spec.OPTIMIZERS["momentum"].code
+
+
+def _clamp(z):
+    """SIGMOID_CLAMP, or SIGMOID_CLAMP_FLOAT32 for float32 z: the largest |x| any exp(-|x|) here takes."""
+    return SIGMOID_CLAMP_FLOAT32 if z.dtype == np.float32 else SIGMOID_CLAMP
 
 
 def sigmoid(z):
@@ -23,12 +28,46 @@ def sigmoid(z):
     SIGMOID_CLAMP, or SIGMOID_CLAMP_FLOAT32 for float32), then ``1/(1+e)``
     for z >= 0 and ``e/(1+e)`` for z < 0.  Keeps z's dtype.
     """
-    clamp = SIGMOID_CLAMP_FLOAT32 if z.dtype == np.float32 else SIGMOID_CLAMP
-    e = np.exp(-np.minimum(np.abs(z), clamp))
+    e = np.exp(-np.minimum(np.abs(z), _clamp(z)))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def sigmoid_derivative(a, derivative):
+def tanh(z):
+    """tanh(z) as ``sign(z) (-m) / (2 + m)``, ``m = expm1(-min(2 |z|, clamp))``.
+
+    The form every backend computes (the compiled ones with their own
+    expm1): no cancellation near 0, exactly +-1 far out.  Keeps z's dtype.
+    """
+    m = np.expm1(-np.minimum(2.0 * np.abs(z), _clamp(z)))
+    return np.copysign(-m / (2.0 + m), z)
+
+
+def relu(z):
+    """max(z, 0)."""
+    return np.maximum(z, 0.0)
+
+
+def linear(z):
+    """z itself (a copy)."""
+    return z.copy()
+
+
+def softmax(z):
+    """Row-wise ``exp(z_j - max_k z_k) / sum_k exp(z_k - max_k z_k)``, each exp of at
+    least -clamp (as the sigmoid's), for z (n, width).  Keeps z's dtype."""
+    e = np.exp(-np.minimum(z.max(axis=1, keepdims=True) - z, _clamp(z)))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def log_softmax(z):
+    """Row-wise ``z_j - lse``, ``lse = max_k z_k + log sum_k exp(z_k - max_k z_k)``:
+    finite for any finite z (never log of an underflowed p)."""
+    top = z.max(axis=1, keepdims=True)
+    e = np.exp(-np.minimum(top - z, _clamp(z)))
+    return z - (top + np.log(e.sum(axis=1, keepdims=True)))
+
+
+def sigmoid_slope(a, derivative):
     """Derivative of the sigmoid, from the layer's output ``a``.
 
     ``derivative`` "exact" (a code of fastnet.spec.DERIVATIVES): ``a * (1 - a)``, the true
@@ -41,9 +80,33 @@ def sigmoid_derivative(a, derivative):
     return a * (1.0 - a)
 
 
-#: Activation code (fastnet.spec.ACTIVATIONS) -> (f(z), f' from the output a and the derivative code).
+def tanh_slope(a, derivative):
+    """1 - a^2, tanh's derivative from its output."""
+    return 1.0 - a * a
+
+
+def relu_slope(a, derivative):
+    """1 where the output is positive, else 0 (0 at z = 0, as torch)."""
+    return (a > 0).astype(a.dtype)
+
+
+def linear_slope(a, derivative):
+    """1 everywhere."""
+    return np.ones_like(a)
+
+
+def no_slope(a, derivative):
+    """Softmax has no elementwise slope: its loss fuses the output delta."""
+    raise ValueError("softmax is only differentiated together with cross_entropy")
+
+
+#: Activation code (fastnet.spec.ACTIVATIONS) -> (f(Z), f' from the output a and the derivative code).
 ACTIVATION_FUNCTIONS = {
-    spec.ACTIVATIONS["sigmoid"].code: (sigmoid, sigmoid_derivative),
+    spec.ACTIVATIONS["sigmoid"].code: (sigmoid, sigmoid_slope),
+    spec.ACTIVATIONS["tanh"].code: (tanh, tanh_slope),
+    spec.ACTIVATIONS["relu"].code: (relu, relu_slope),
+    spec.ACTIVATIONS["linear"].code: (linear, linear_slope),
+    spec.ACTIVATIONS["softmax"].code: (softmax, no_slope),
 }
 
 
@@ -57,25 +120,35 @@ def slope(a, code, derivative):
     return ACTIVATION_FUNCTIONS[code][1](a, derivative)
 
 
-def activations(X, weights, biases, codes):
-    """Every layer's output for the batch X: a list, hidden layers to the last.
+def pre_activations_and_outputs(X, weights, biases, codes):
+    """(Z, A): every weight layer's pre-activations Z_l = A_l @ W_l + b_l and outputs
+    A_{l+1} = f_l(Z_l), as lists from the first layer to the last.
     ``codes[l]`` is weight layer l's activation code."""
-    outputs, a = [], X
+    pre, outputs, a = [], [], X
     for layer, W in enumerate(weights):
         z = a @ W
         if biases is not None:
             z = z + biases[layer]
         a = activate(z, codes[layer])
+        pre.append(z)
         outputs.append(a)
-    return outputs
+    return pre, outputs
 
 
-def row_errors(output, Y, loss):
-    """e_i per row: squared error summed over outputs, or binary cross-entropy.
+def activations(X, weights, biases, codes):
+    """Every layer's output for the batch X: a list, hidden layers to the last."""
+    return pre_activations_and_outputs(X, weights, biases, codes)[1]
 
-    Cross-entropy takes each log as at least spec.BCE_LOG_FLOOR (as
+
+def row_errors(output, Y, loss, logits=None):
+    """e_i per row: squared error summed over outputs, binary cross-entropy, or
+    cross-entropy from the output layer's pre-activations ``logits``.
+
+    Binary cross-entropy takes each log as at least spec.BCE_LOG_FLOOR (as
     torch.nn.BCELoss), so an output of exactly 0 or 1 still gives a finite loss.
     """
+    if loss == _CROSS_ENTROPY:
+        return -(Y * log_softmax(logits)).sum(axis=1)
     if loss == _BCE:
         with np.errstate(divide="ignore"):
             log_a = np.maximum(np.log(output), spec.BCE_LOG_FLOOR)
@@ -92,10 +165,14 @@ def weights_or_ones(sample_weight, n):
 def output_delta(output, Y, sample_weight, loss, code, derivative):
     """d (sum_i w_i e_i) / d z at the output layer, whose activation is ``code``.
 
-    Squared errors: ``w_i 2 (a - y) f'(a)``.  Cross-entropy: ``w_i (a - y)``,
-    the sigmoid's derivative having cancelled against the loss's.
+    Squared errors: ``w_i 2 (a - y) f'(a)``.  Binary cross-entropy after a
+    sigmoid: ``w_i (a - y)``.  Cross-entropy after a softmax:
+    ``w_i (p s_i - y)``, s_i = sum_j y_ij.  The output activation's
+    derivative has cancelled against the loss's in both cross-entropies.
     """
     w = weights_or_ones(sample_weight, Y.shape[0])[:, None]
+    if loss == _CROSS_ENTROPY:
+        return w * (output * Y.sum(axis=1, keepdims=True) - Y)
     if loss == _BCE:
         return w * (output - Y)
     return w * 2.0 * (output - Y) * slope(output, code, derivative)
@@ -107,7 +184,7 @@ def backpropagate(X, Y, sample_weight, weights, biases, codes, derivative, loss)
     delta_L from ``output_delta``; dW_l = A_l.T @ delta_{l+1};
     db_l = sum over rows of delta_{l+1}; delta_l = (delta_{l+1} @ W_l.T) * f'(a_l).
     """
-    outputs = activations(X, weights, biases, codes)
+    pre, outputs = pre_activations_and_outputs(X, weights, biases, codes)
     inputs = [X] + outputs[:-1]
     delta = output_delta(outputs[-1], Y, sample_weight, loss, codes[-1], derivative)
     dW, db = [None] * len(weights), [None] * len(weights)
@@ -117,7 +194,7 @@ def backpropagate(X, Y, sample_weight, weights, biases, codes, derivative, loss)
         if layer > 0:
             delta = (delta @ weights[layer].T) * slope(inputs[layer], codes[layer - 1], derivative)
     w = weights_or_ones(sample_weight, Y.shape[0])
-    errors = float(np.sum(w * row_errors(outputs[-1], Y, loss)))
+    errors = float(np.sum(w * row_errors(outputs[-1], Y, loss, pre[-1])))
     return errors, dW, (db if biases is not None else None)
 
 
@@ -143,10 +220,20 @@ def gradient(model, rows, grad):
     return errors
 
 
+def add_penalty(grad, params, layout, coefficient):
+    """grad += coefficient * W_l for every weight matrix (biases untouched), in place:
+    the L2 penalty's gradient, coefficient = alpha r."""
+    if coefficient == 0.0:
+        return
+    grad_weights, _ = layout.unpack(grad)
+    for target, weights in zip(grad_weights, layout.unpack(params)[0]):
+        target += grad.dtype.type(coefficient) * weights
+
+
 def update(params, grad, optimizer):
     """One optimizer step on ``params`` in place (rules in fastnet.spec.OPTIMIZERS)."""
     # Python floats are weak scalars: the arithmetic keeps params' dtype.
-    lr, momentum, beta1, beta2, eps = (float(value) for value in optimizer.hyper)
+    lr, momentum, beta1, beta2, eps, _ = (float(value) for value in optimizer.hyper)
     state, step = optimizer.state, optimizer.step
     if optimizer.code == _SGD:
         params -= lr * grad
@@ -166,12 +253,15 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     """One epoch of mini-batch descent, batch by batch; returns sum_i w_i e_i."""
     n, n_outputs = rows.X.shape[0], rows.Y.shape[1]
     visit = order if order.size else np.arange(n)
+    alpha = float(optimizer.hyper[spec.hyper_index("alpha")])
     total = 0.0
     for first in range(0, n, batch_size):
         batch = visit[first:first + batch_size]
         w = rows.sample_weight[batch] if rows.sample_weight.size else rows.sample_weight
         batch_rows = type(rows)(rows.X[batch], rows.Y[batch], w)
         total += gradient(model, batch_rows, grad)
-        grad *= loss_normaliser(model.loss, weight_total(w, batch.size), n_outputs)
+        batch_weight = weight_total(w, batch.size)
+        grad *= loss_normaliser(model.loss, batch_weight, n_outputs)
+        add_penalty(grad, model.params, model.layout, alpha * penalty_normaliser(model.loss, batch_weight))
         update(model.params, grad, optimizer)
     return total
