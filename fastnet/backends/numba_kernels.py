@@ -41,11 +41,15 @@ from fastnet._config import (BLOCK_ROWS, FASTMATH, PARTIAL_GRADIENT_BYTES, FASTM
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
 
-_SIGMOID = spec.ACTIVATIONS["sigmoid"].code
+_SIGMOID, _TANH, _RELU, _SOFTMAX = (spec.ACTIVATIONS[name].code for name in ("sigmoid", "tanh", "relu", "softmax"))
 _ARTICLE = spec.DERIVATIVES["article"].code
-_SSE, _BCE = spec.LOSSES["sse"].code, spec.LOSSES["bce"].code
+_BCE, _CROSS_ENTROPY = spec.LOSSES["bce"].code, spec.LOSSES["cross_entropy"].code
 _SGD, _MOMENTUM = spec.OPTIMIZERS["sgd"].code, spec.OPTIMIZERS["momentum"].code
+_ALPHA = spec.hyper_index("alpha")
 _BCE_LOG_FLOOR = spec.BCE_LOG_FLOOR
+#: Each loss's ``mean`` and ``per_output`` (fastnet.spec.Loss), indexed by its code.
+_LOSS_MEAN = tuple(entry.mean for entry in sorted(spec.LOSSES.values(), key=lambda entry: entry.code))
+_LOSS_PER_OUTPUT = tuple(entry.per_output for entry in sorted(spec.LOSSES.values(), key=lambda entry: entry.code))
 
 # exp(x) = 2**k * exp(r), k = round(x / ln 2), r = x - k ln 2 (Cody-Waite).
 _LOG2E = 1.4426950408889634
@@ -203,6 +207,81 @@ def _exp_nonpositive32(x):
 
 
 @_kernel()
+def _expm1_nonpositive64(x):
+    """exp(x) - 1 for float64 x in [-SIGMOID_CLAMP, 0], accurate near 0.
+
+    ``_exp_nonpositive64``'s reduction and series, but with exp(r) - 1 kept
+    as r q(r) (the series without its leading 1), then
+    exp(x) - 1 = 2**k (exp(r) - 1) + (2**k - 1): for k = 0 no 1 is added and
+    taken away, so small |x| keeps full relative precision.
+    """
+    shifted = _fma(x, _LOG2E, _ROUND_SHIFT)
+    k = shifted - _ROUND_SHIFT
+    two_to_k = _bits_as_float(_float_bits(shifted) << 52)
+    r = _fma(k, -_LN2_LO, _fma(k, -_LN2_HI, x))
+    p = 1.0 / 6227020800.0
+    p = _fma(p, r, 1.0 / 479001600.0)
+    p = _fma(p, r, 1.0 / 39916800.0)
+    p = _fma(p, r, 1.0 / 3628800.0)
+    p = _fma(p, r, 1.0 / 362880.0)
+    p = _fma(p, r, 1.0 / 40320.0)
+    p = _fma(p, r, 1.0 / 5040.0)
+    p = _fma(p, r, 1.0 / 720.0)
+    p = _fma(p, r, 1.0 / 120.0)
+    p = _fma(p, r, 1.0 / 24.0)
+    p = _fma(p, r, 1.0 / 6.0)
+    p = _fma(p, r, 0.5)
+    p = _fma(p, r, 1.0)
+    return _fma(two_to_k, r * p, two_to_k - 1.0)
+
+
+@_kernel()
+def _expm1_nonpositive32(x):
+    """exp(x) - 1 for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0]: ``_expm1_nonpositive64``'s
+    method with ``_exp_nonpositive32``'s float32 constants and degree."""
+    shifted = _fma(x, np.float32(_LOG2E), np.float32(_ROUND_SHIFT_FLOAT32))
+    k = shifted - np.float32(_ROUND_SHIFT_FLOAT32)
+    two_to_k = _bits_as_float(np.int32(_float_bits(shifted) << 23))
+    r = _fma(k, np.float32(-_LN2_LO_FLOAT32), _fma(k, np.float32(-_LN2_HI_FLOAT32), x))
+    p = np.float32(1.0 / 5040.0)
+    p = _fma(p, r, np.float32(1.0 / 720.0))
+    p = _fma(p, r, np.float32(1.0 / 120.0))
+    p = _fma(p, r, np.float32(1.0 / 24.0))
+    p = _fma(p, r, np.float32(1.0 / 6.0))
+    p = _fma(p, r, np.float32(0.5))
+    p = _fma(p, r, np.float32(1.0))
+    return _fma(two_to_k, r * p, two_to_k - np.float32(1.0))
+
+
+@_kernel()
+def _tanh64(z):
+    """Float64 tanh: sign(z) (-m) / (2 + m), m = expm1(-min(2 |z|, SIGMOID_CLAMP))."""
+    m = _expm1_nonpositive64(-min(2.0 * abs(z), SIGMOID_CLAMP))
+    t = -m / (2.0 + m)
+    return t if z >= 0.0 else -t
+
+
+@_kernel()
+def _tanh32(z):
+    """Float32 tanh, as ``_tanh64`` with float32's clamp."""
+    m = _expm1_nonpositive32(-min(np.float32(2.0) * abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
+    t = -m / (np.float32(2.0) + m)
+    return t if z >= 0 else -t
+
+
+@_kernel()
+def _exp_of_negative64(d):
+    """exp(-min(d, SIGMOID_CLAMP)) for float64 d >= 0: softmax's exp(z_j - max_k z_k)."""
+    return _exp_nonpositive64(-min(d, SIGMOID_CLAMP))
+
+
+@_kernel()
+def _exp_of_negative32(d):
+    """exp(-min(d, SIGMOID_CLAMP_FLOAT32)) for float32 d >= 0."""
+    return _exp_nonpositive32(-min(d, np.float32(SIGMOID_CLAMP_FLOAT32)))
+
+
+@_kernel()
 def _sigmoid64(z):
     """Float64 sigmoid: e = exp(-min(|z|, clamp)); 1/(1+e) for z >= 0, e/(1+e) below."""
     e = _exp_nonpositive64(-min(abs(z), SIGMOID_CLAMP))
@@ -222,11 +301,29 @@ def _sigmoid(z):
     raise NotImplementedError("_sigmoid() is for use inside Numba kernels")
 
 
-@overload(_sigmoid, jit_options={"fastmath": set(FASTMATH)})
-def _sigmoid_for_type(z):
-    if z == types.float32:
-        return lambda z: _sigmoid32(z)
-    return lambda z: _sigmoid64(z)
+def _tanh(z):
+    """tanh(z) in z's own precision (see ``_tanh64``)."""
+    raise NotImplementedError("_tanh() is for use inside Numba kernels")
+
+
+def _exp_of_negative(d):
+    """exp(-min(d, clamp)) for d >= 0 in d's own precision."""
+    raise NotImplementedError("_exp_of_negative() is for use inside Numba kernels")
+
+
+def _by_precision(generic, for_float64, for_float32):
+    """Make the Numba-only function ``generic`` call ``for_float32`` on float32, else ``for_float64``."""
+    @overload(generic, jit_options={"fastmath": set(FASTMATH)})
+    def for_type(x):
+        if x == types.float32:
+            return lambda x: for_float32(x)
+        return lambda x: for_float64(x)
+    return for_type
+
+
+_by_precision(_sigmoid, _sigmoid64, _sigmoid32)
+_by_precision(_tanh, _tanh64, _tanh32)
+_by_precision(_exp_of_negative, _exp_of_negative64, _exp_of_negative32)
 
 
 # With NUMBA_DISABLE_JIT=1 (to measure the coverage of the kernels' code)
@@ -259,6 +356,14 @@ if numba.config.DISABLE_JIT:
         """The sigmoid in z's own precision."""
         return _sigmoid32(z) if isinstance(z, np.float32) else _sigmoid64(z)
 
+    def _tanh(z):
+        """tanh in z's own precision."""
+        return _tanh32(z) if isinstance(z, np.float32) else _tanh64(z)
+
+    def _exp_of_negative(d):
+        """exp(-min(d, clamp)) in d's own precision."""
+        return _exp_of_negative32(d) if isinstance(d, np.float32) else _exp_of_negative64(d)
+
 
 # Work memory for one thread: ``acts`` (n_layers, widest, TILE_ROWS) holds
 # layer l's activations for a tile of rows feature-major in acts[l, :sizes[l], :m]
@@ -273,20 +378,70 @@ if numba.config.DISABLE_JIT:
 # tested outside the loops, so every loop is plain arithmetic that vectorises.
 
 @_kernel()
-def _activate(acts, layer, n_rows, m, code):
-    """acts[layer, r, t] = f(acts[layer, r, t]) for r < n_rows, t < m, f the activation ``code``."""
+def _activate(acts, layer, n_rows, m, code, scratch):
+    """acts[layer, r, t] = f(acts[layer, r, t]) for r < n_rows, t < m, f the activation ``code``.
+
+    Softmax works on each tile row t across the layer's units r, with
+    scratch[0] and scratch[1] (TILE_ROWS each) holding the rows' max and sum.
+    """
     if code == _SIGMOID:
         for r in range(n_rows):
             outputs = acts[layer, r]
             for t in range(m):
                 outputs[t] = _sigmoid(outputs[t])
+    elif code == _TANH:
+        for r in range(n_rows):
+            outputs = acts[layer, r]
+            for t in range(m):
+                outputs[t] = _tanh(outputs[t])
+    elif code == _RELU:
+        zero = typed(0.0, acts)
+        for r in range(n_rows):
+            outputs = acts[layer, r]
+            for t in range(m):
+                outputs[t] = max(outputs[t], zero)
+    elif code == _SOFTMAX:
+        top, total = scratch[0], scratch[1]
+        _row_max(acts, layer, n_rows, m, top)
+        _exponentials(acts, layer, n_rows, m, top, total)
+        for r in range(n_rows):
+            outputs = acts[layer, r]
+            for t in range(m):
+                outputs[t] = outputs[t] / total[t]
+    # linear: the identity
+
+
+@_kernel()
+def _row_max(acts, layer, n_rows, m, top):
+    """top[t] = max over r < n_rows of acts[layer, r, t], for each tile row t < m."""
+    for t in range(m):
+        top[t] = acts[layer, 0, t]
+    for r in range(1, n_rows):
+        z = acts[layer, r]
+        for t in range(m):
+            top[t] = max(top[t], z[t])
+
+
+@_kernel()
+def _exponentials(acts, layer, n_rows, m, top, total):
+    """acts[layer, r, t] = exp(z - top[t]) (each exp of at least -clamp), z its value on
+    entry, and total[t] = their sum over r < n_rows, for each tile row t < m."""
+    for t in range(m):
+        total[t] = 0.0
+    for r in range(n_rows):
+        z = acts[layer, r]
+        for t in range(m):
+            z[t] = _exp_of_negative(top[t] - z[t])
+            total[t] += z[t]
 
 
 @_kernel()
 def _times_slope(deltas, d, acts, layer, n_rows, m, code, derivative):
     """deltas[d, r, t] *= f'(acts[layer, r, t]) for r < n_rows, t < m, from the output of activation ``code``.
 
-    Sigmoid: exact f' = a (1 - a); article f' = s(a) (1 - s(a)), s the sigmoid.
+    Sigmoid: exact f' = a (1 - a); article f' = s(a) (1 - s(a)), s the
+    sigmoid.  tanh: 1 - a^2.  relu: 1 where a > 0, else 0.  linear: 1.
+    (Softmax never: its loss fuses the output delta.)
     """
     one = typed(1.0, acts)
     if code == _SIGMOID:
@@ -300,6 +455,18 @@ def _times_slope(deltas, d, acts, layer, n_rows, m, code, derivative):
                 for t in range(m):
                     a = output[t]
                     delta[t] *= a * (one - a)
+    elif code == _TANH:
+        for r in range(n_rows):
+            delta, output = deltas[d, r], acts[layer, r]
+            for t in range(m):
+                a = output[t]
+                delta[t] *= one - a * a
+    elif code == _RELU:
+        zero = typed(0.0, acts)
+        for r in range(n_rows):
+            delta, output = deltas[d, r], acts[layer, r]
+            for t in range(m):
+                delta[t] = delta[t] if output[t] > zero else zero
 
 
 @_kernel()
@@ -428,8 +595,42 @@ def _squared_error_delta(acts, out, Y_rows, w_rows, scale, deltas):
 
 
 @_kernel()
-def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
-    """deltas[0, j, t] = scale w_i (a - y); returns sum_t w_i e_i, e the cross-entropy.
+def _softmax_cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
+    """deltas[0, j, t] = scale w_t (p_j s_t - y_j); returns sum_t w_t e_t, e the cross-entropy.
+
+    acts[out] holds the output layer's pre-activations z (not soft-maxed):
+    with top_t = max_j z_j and S_t = sum_j exp(z_j - top_t),
+    e_t = -sum_j y_j (z_j - lse_t) = -sum_j y_j (z_j - top_t) + s_t log S_t,
+    lse_t = top_t + log S_t, so e is finite for any z; p = softmax(z) and
+    s_t = sum_j y_j (1 for one-hot or probability targets).  deltas[1]
+    holds top and S, deltas[0, 0] s until the delta overwrites it.
+    Arguments as in ``_squared_error_delta``; acts[out] is left holding exp(z - top).
+    """
+    m, n_out, weighted = Y_rows.shape[0], Y_rows.shape[1], w_rows.shape[0] > 0
+    one = typed(1.0, deltas)
+    top, sums, shares = deltas[1, 0], deltas[1, 1], deltas[0, 0]
+    _row_max(acts, out, n_out, m, top)
+    total = 0.0
+    for t in range(m):
+        share, shifted = typed(0.0, deltas), 0.0
+        for j in range(n_out):
+            y = Y_rows[t, j]
+            share += y
+            shifted += y * (acts[out, j, t] - top[t])
+        shares[t] = share
+        total -= (w_rows[t] if weighted else one) * shifted
+    _exponentials(acts, out, n_out, m, top, sums)
+    for t in range(m):
+        weight, share = w_rows[t] if weighted else one, shares[t]
+        total += weight * share * math.log(sums[t])
+        for j in range(n_out):
+            deltas[0, j, t] = scale * weight * (acts[out, j, t] / sums[t] * share - Y_rows[t, j])
+    return total
+
+
+@_kernel()
+def _binary_cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
+    """deltas[0, j, t] = scale w_i (a - y); returns sum_t w_i e_i, e the binary cross-entropy.
 
     e = -sum_j [y log a + (1 - y) log(1 - a)], each log at least
     spec.BCE_LOG_FLOOR (as torch.nn.BCELoss).  Arguments as in ``_squared_error_delta``.
@@ -450,27 +651,31 @@ def _cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
 
 
 @_kernel()
-def _forward_tile(X_rows, params, sizes, activations, has_bias, w_start, b_start, acts):
+def _forward_tile(X_rows, params, sizes, activations, has_bias, w_start, b_start, acts, scratch, activate_output):
     """Run one tile of rows X_rows (m, sizes[0]) through every layer, filling ``acts``.
 
     acts[0, k, t] = X_rows[t, k] (the tile made feature-major), then per
-    layer acts[l + 1] = f_l(W_l.T @ acts[l] + b_l), f_l the activation activations[l].  The tile of X is a
-    slice indexed from 0, so LLVM can see that no index is negative and
-    drops Numba's wraparound arithmetic from the loop.
+    layer acts[l + 1] = f_l(W_l.T @ acts[l] + b_l), f_l the activation
+    activations[l]; the output layer's f only when ``activate_output``
+    (cross-entropy reads its pre-activations).  scratch: (>= 2, TILE_ROWS)
+    for softmax.  The tile of X is a slice indexed from 0, so LLVM can see
+    that no index is negative and drops Numba's wraparound arithmetic from
+    the loop.
     """
-    m = X_rows.shape[0]
+    m, n_weight_layers = X_rows.shape[0], sizes.shape[0] - 1
     for k in range(X_rows.shape[1]):
         inputs = acts[0, k]
         for t in range(m):
             inputs[t] = X_rows[t, k]
-    for layer in range(sizes.shape[0] - 1):
+    for layer in range(n_weight_layers):
         fan_in, fan_out, b_first = sizes[layer], sizes[layer + 1], b_start[layer]
         for j in range(fan_out):
             outputs, start = acts[layer + 1, j], params[b_first + j] if has_bias else typed(0.0, params)
             for t in range(m):
                 outputs[t] = start
         _add_products(params, w_start[layer], np.int64(1), fan_out, fan_out, fan_in, acts, layer, layer + 1, m)
-        _activate(acts, layer + 1, fan_out, m, activations[layer])
+        if activate_output or layer + 1 < n_weight_layers:
+            _activate(acts, layer + 1, fan_out, m, activations[layer], scratch)
 
 
 # What a call of ``_rows`` computes: forward's activations, the gradient,
@@ -504,7 +709,7 @@ def _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, deri
     ``out`` only by _FORWARD.
     """
     order, batch_size, optimizer, hyper, state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w = training
-    n, out_layer = X.shape[0], sizes.shape[0] - 1
+    n, out_layer, penalty = X.shape[0], sizes.shape[0] - 1, 0.0
     if task != _TRAIN:
         batch_size = last - first
     # The tile length is the workspace's, not TILE_ROWS: a kernel loaded from
@@ -525,20 +730,25 @@ def _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, deri
                     for i in range(rows.shape[0]):
                         batch_w[i] = w[rows[i]]
                 rows_X, rows_Y, rows_w, start, stop = read_X, read_Y, read_w, np.int64(0), batch_last - batch_first
-            c = typed(_normaliser(rows_w, start, stop, sizes[-1], loss), params)
+            weight = _batch_weight(rows_w, start, stop)
+            c = typed(_normaliser(weight, sizes[-1], loss), params)
+            penalty = hyper[_ALPHA] * _penalty_normaliser(weight, loss)
         if task != _FORWARD:
             for i in range(grad.shape[0]):
                 grad[i] = 0.0
         for first_row in range(start, stop, tile):
             m = min(tile, stop - first_row)
-            _forward_tile(rows_X[first_row:first_row + m], params, sizes, activations, has_bias, w_start, b_start, acts)
+            _forward_tile(rows_X[first_row:first_row + m], params, sizes, activations, has_bias, w_start, b_start,
+                          acts, deltas[1], task == _FORWARD or loss != _CROSS_ENTROPY)
             if task == _FORWARD:
                 _write_activations(acts, sizes, first_row, m, n, out)
                 continue
             Y_rows = rows_Y[first_row:first_row + m]
             w_rows = rows_w[first_row:first_row + m] if rows_w.shape[0] else rows_w
             if loss == _BCE:
-                errors += _cross_entropy_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
+                errors += _binary_cross_entropy_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
+            elif loss == _CROSS_ENTROPY:
+                errors += _softmax_cross_entropy_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
             else:
                 errors += _squared_error_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
                 _times_slope(deltas, np.int64(0), acts, out_layer, sizes[out_layer], m, activations[out_layer - 1],
@@ -559,6 +769,7 @@ def _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, deri
                     d = below
         total += errors
         if task == _TRAIN:
+            _add_penalty(params, sizes, w_start, penalty, grad)
             _update(params, grad, optimizer, hyper, state, step)
     return total
 
@@ -625,18 +836,46 @@ def _blocks(task, X, Y, w, params, sizes, activations, has_bias, derivative, los
 
 
 @_kernel(entry=True)
-def _normaliser(w, first, last, n_outputs, loss):
-    """c for rows first .. last - 1: 1 for "sse", 1 / (sum(w) n_outputs) otherwise (0 for zero total weight)."""
-    if loss == _SSE:
+def _batch_weight(w, first, last):
+    """W = sum of w[first:last] in float64, or last - first when w is empty (every weight 1)."""
+    if not w.shape[0]:
+        return float(last - first)
+    weight = 0.0
+    for i in range(first, last):
+        weight += w[i]
+    return weight
+
+
+@_kernel(entry=True)
+def _normaliser(weight, n_outputs, loss):
+    """c for a batch of total row weight ``weight``: 1 for sums, 1 / W for mean losses,
+    1 / (W n_outputs) for per-output ones, 0 when that is 1 / 0 (fastnet.backends.loss_normaliser)."""
+    if not _LOSS_MEAN[loss]:
         return 1.0
-    if w.shape[0]:
-        weight = 0.0
-        for i in range(first, last):
-            weight += w[i]
-    else:
-        weight = float(last - first)
-    total = weight * n_outputs
+    total = weight * n_outputs if _LOSS_PER_OUTPUT[loss] else weight
     return 1.0 / total if total > 0 else 0.0
+
+
+@_kernel(entry=True)
+def _penalty_normaliser(weight, loss):
+    """r of the L2 penalty: 1 / W for mean losses (0 for W = 0), 1 for sums
+    (fastnet.backends.penalty_normaliser)."""
+    if not _LOSS_MEAN[loss]:
+        return 1.0
+    return 1.0 / weight if weight > 0 else 0.0
+
+
+@_kernel(entry=True)
+def _add_penalty(params, sizes, w_start, coefficient, grad):
+    """grad[i] += coefficient * params[i] over every weight matrix W_l (not the biases):
+    the L2 penalty's gradient alpha r W, coefficient = alpha r (float64, rounded once)."""
+    if coefficient == 0.0:
+        return
+    factor = typed(coefficient, params)
+    for layer in range(sizes.shape[0] - 1):
+        first = w_start[layer]
+        for i in range(first, first + sizes[layer] * sizes[layer + 1]):
+            grad[i] += factor * params[i]
 
 
 # _BALANCED: the parallel loops hand out blocks one at a time (chunk size 1),
@@ -863,8 +1102,11 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
             rows_X, rows_Y, rows_w = _read_only(rows_X), _read_only(rows_Y), _read_only(rows_w)
         else:
             rows_X, rows_Y, rows_w = X[first:last], Y[first:last], w[first:last] if w.shape[0] else w
-        scale = _normaliser(rows_w, 0, rows_X.shape[0], n_outputs, int(model.loss))
+        weight = _batch_weight(rows_w, 0, rows_X.shape[0])
+        scale = _normaliser(weight, n_outputs, int(model.loss))
         total += _run(_GRADIENT, model, rows_X, rows_Y, rows_w, scale, memory, grad, no_output)
+        _add_penalty(params, model.layout.sizes, model.layout.weight_offsets,
+                     float(optimizer.hyper[_ALPHA]) * _penalty_normaliser(weight, int(model.loss)), grad)
         _update(params, grad, int(optimizer.code), optimizer.hyper, optimizer.state, optimizer.step)
     return total
 
