@@ -7,9 +7,11 @@ Prints Markdown tables (the README's figures come from here):
      read X and y once (X.sum() + y.sum());
   2. one epoch of mini-batch SGD (batch 32), with a plain PyTorch loop and
      scikit-learn's MLPRegressor;
-  3. resident memory added by a full-batch epoch over 10M x 4 rows, in
+  3. one epoch of a softmax classifier with Adam (batch 256), float32 and
+     float64, with a plain PyTorch loop;
+  4. resident memory added by a full-batch epoch over 10M x 4 rows, in
      memory and from a memory-mapped .npy;
-  4. start-up: import plus first gradient in a fresh process, cache warm
+  5. start-up: import plus first gradient in a fresh process, cache warm
      and cold.
 Contenders are timed in alternating passes (A B C, C B A, A B C), a few
 rounds each after one untimed call, so a noisy shared machine slows them
@@ -189,6 +191,58 @@ def epoch_table(rounds, rows=100_000, batch_size=32, layers=(4, 8, 1)):
         print(f"| {name} | {seconds * 1e3:.1f} | {seconds / t['numba']:.1f}x |")
 
 
+def torch_softmax_epoch(X, labels, layers, activation, batch_size, lr):
+    """A plain PyTorch epoch of a softmax classifier: nn.Sequential (hidden ``activation``),
+    cross-entropy on logits, optim.Adam, shuffled batches; None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    dtype = torch.float32 if X.dtype == np.float32 else torch.float64
+    hidden = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh}[activation]
+    modules = []
+    for fan_in, fan_out in zip(layers[:-2], layers[1:-1]):
+        modules += [torch.nn.Linear(fan_in, fan_out, dtype=dtype), hidden()]
+    model = torch.nn.Sequential(*modules, torch.nn.Linear(layers[-2], layers[-1], dtype=dtype))
+    tX, ty = torch.from_numpy(X), torch.from_numpy(labels)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def run():
+        for rows in torch.randperm(len(tX)).split(batch_size):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(tX[rows]), ty[rows]).backward()
+            optimizer.step()
+    return run
+
+
+def softmax_table(rounds, rows=1_000_000, layers=(32, 64, 10), batch_size=256):
+    """Table 3: one epoch of a softmax classifier with Adam, float32 and float64."""
+    layers = list(layers)
+    print(f"\n### One epoch of a softmax classifier, {layers}, {rows:,} rows, 10 classes, batch {batch_size}, "
+          "adam (median s)\n")
+    print("| hidden, dtype | numba | native | torch | numba vs torch | native vs torch |")
+    print("|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(rows, layers[0]))
+    labels = rng.integers(0, layers[-1], rows)
+    for activation in ("relu", "sigmoid"):
+        for dtype in ("float32", "float64"):
+            X = features.astype(dtype)
+            Y = np.eye(layers[-1], dtype=dtype)[labels]
+            nets = {backend: Network(layers, backend=backend, activation=activation, output="softmax",
+                                     dtype=dtype, seed=0) for backend in ("numba", "native")}
+            contenders = {name: (lambda net=net: net.fit(X, Y, batch_size=batch_size, optimizer="adam", seed=0))
+                          for name, net in nets.items()}
+            peer = torch_softmax_epoch(X, labels, layers, activation, batch_size, 1e-3)
+            if peer is not None:
+                contenders["torch"] = peer
+            t = time_interleaved(contenders, max(3, rounds // 3))
+            versus = (f"{t['torch'] / t['numba']:.1f}x | {t['torch'] / t['native']:.1f}x" if "torch" in t
+                      else "- | -")
+            torch_cell = f"{t['torch']:.3f}" if "torch" in t else "-"
+            print(f"| {activation}, {dtype} | {t['numba']:.3f} | {t['native']:.3f} | {torch_cell} | {versus} |")
+
+
 MEMORY_SCRIPT = textwrap.dedent("""
     import resource, sys, numpy as np
     from fastnet import Network
@@ -280,6 +334,7 @@ def main():
           f"{', '.join(versions)}; {time.strftime('%Y-%m-%d')}")
     gradient_table(args.rounds)
     epoch_table(args.rounds)
+    softmax_table(args.rounds)
     if not args.quick:
         memory_table()
         startup_table()
