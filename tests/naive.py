@@ -128,6 +128,14 @@ def log_softmax(z):
     return z - np.logaddexp.reduce(z, axis=1, keepdims=True)
 
 
+#: Every (hidden activation, output, loss) issue 9 allows: bce after a sigmoid, cross_entropy after
+#: a softmax, sse/mse after a sigmoid or a linear output; hidden layers sigmoid, tanh or relu.
+LAYER_COMBINATIONS = [(activation, output, loss)
+                      for activation in ["sigmoid", "tanh", "relu"]
+                      for output, losses in [("sigmoid", ["sse", "mse", "bce"]), ("linear", ["sse", "mse"]),
+                                             ("softmax", ["cross_entropy"])]
+                      for loss in losses]
+
 #: Activation name -> f(z).
 ACTIVATIONS = {"sigmoid": sigmoid, "tanh": tanh, "relu": relu, "linear": identity, "softmax": softmax}
 
@@ -178,13 +186,22 @@ def forward(weights, biases, X, activation="sigmoid", output="sigmoid"):
     return activations(weights, biases, X, activation, output)[-1]
 
 
+#: The issue's binary cross-entropy takes each log as at least -100, as torch.nn.BCELoss does,
+#: so a saturated output of exactly 0 or 1 gives a finite loss.
+BCE_LOG_FLOOR = -100.0
+
+
 def row_errors(output, y, loss, logits=None):
-    """Each row's error summed over the outputs: squared error (sse, mse), binary cross-entropy (bce),
+    """Each row's error summed over the outputs: squared error (sse, mse), binary cross-entropy (bce,
+    each log at least BCE_LOG_FLOOR),
     or -sum_j y_j log softmax(z)_j from the output layer's pre-activations ``logits`` (cross_entropy)."""
     if loss == "cross_entropy":
         return -(y * log_softmax(logits)).sum(axis=1)
     if loss == "bce":
-        return -(y * np.log(output) + (1 - y) * np.log(1 - output)).sum(axis=1)
+        with np.errstate(divide="ignore"):
+            log_a = np.maximum(np.log(output), BCE_LOG_FLOOR)
+            log_not_a = np.maximum(np.log(1 - output), BCE_LOG_FLOOR)
+        return -(y * log_a + (1 - y) * log_not_a).sum(axis=1)
     return ((output - y) ** 2).sum(axis=1)
 
 

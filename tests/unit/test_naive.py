@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import naive
-from conftest import random_data, random_parameters
+from conftest import random_data, random_parameters, targets_for
 
 X, Y, W1, W2 = naive.X, naive.Y, naive.W1, naive.W2
 NEURON1OUTPUT, SSE_BEFORE, ATOL = naive.NEURON1OUTPUT, naive.SSE_BEFORE, naive.ATOL
@@ -72,12 +72,7 @@ def test_one_full_batch_step_of_the_training_loop_is_minus_the_gradient():
 
 # -- the other layers, cross-entropy and the L2 penalty -------------------------------------
 
-#: Every (hidden activation, output, loss) the specification allows, typed in from issue 9.
-LAYER_COMBINATIONS = [(activation, output, loss)
-                      for activation in ["sigmoid", "tanh", "relu"]
-                      for output, losses in [("sigmoid", ["sse", "mse", "bce"]), ("linear", ["sse", "mse"]),
-                                             ("softmax", ["cross_entropy"])]
-                      for loss in losses]
+LAYER_COMBINATIONS = naive.LAYER_COMBINATIONS
 
 
 def test_tanh_relu_and_identity_by_their_definitions():
@@ -124,22 +119,12 @@ def test_cross_entropy_of_one_hot_targets_is_minus_the_log_of_the_true_class():
     assert naive.loss_from_output(None, y, "cross_entropy", logits=z) == pytest.approx(expected.mean(), rel=1e-13)
 
 
-def combination_targets(output, loss, n, width, seed):
-    """Targets the output can reach: probabilities after softmax, anything after a linear output."""
-    rng = np.random.default_rng(seed)
-    if output == "softmax":
-        return rng.dirichlet(np.ones(width), n)
-    if output == "linear":
-        return rng.normal(0.0, 3.0, (n, width))
-    return rng.uniform(0.0, 1.0, (n, width))
-
-
 @pytest.mark.parametrize("activation, output, loss", LAYER_COMBINATIONS)
 def test_hand_model_of_every_layer_combination_matches_finite_differences(activation, output, loss):
     layers = [3, 4, 3]
     weights, biases = random_parameters(layers, seed=5)
     X, _ = random_data(layers, 6, seed=6)
-    y = combination_targets(output, loss, 6, 3, seed=7)
+    y = targets_for(output, loss, 6, 3, seed=7)
     w = np.array([1.0, 0.5, 2.0, 0.0, 3.0, 1.5])
     value, _, dW, db = naive.loss_and_gradient(weights, biases, X, y, loss, w, activation=activation, output=output)
     assert value == pytest.approx(naive.loss(weights, biases, X, y, loss, w, activation, output), rel=1e-14)
@@ -170,7 +155,7 @@ def test_one_training_step_with_alpha_descends_the_penalised_objective(loss):
     layers = [3, 4, 2]
     weights, biases = random_parameters(layers, seed=11)
     X, _ = random_data(layers, 7, seed=12)
-    y = combination_targets(output, loss, 7, 2, seed=13)
+    y = targets_for(output, loss, 7, 2, seed=13)
     w = np.random.default_rng(14).uniform(0.5, 2.0, 7)
     lr, alpha = 0.1, 0.7
     new_w, new_b, _, _ = naive.train(weights, biases, X, y, loss=loss, epochs=1, lr=lr, sample_weight=w,
