@@ -146,7 +146,7 @@ def test_evaluate_and_gradients_agree_with_reference(fast_backend, case):
             assert_close_normwise(a, e)
 
 
-@pytest.mark.parametrize("case", [c for c in agreement_cases() if not c.marks])
+@pytest.mark.parametrize("case", agreement_cases())
 def test_forward_loss_and_gradients_equal_the_hand_model(backend, case):
     X, y, w = case_data(case)
     net = build(case, backend)
