@@ -8,7 +8,9 @@ The combinations are those the specification allows
 (``fastnet.spec.LOSSES[...].outputs``), checked against the issue's list.
 """
 
+import importlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ import fastnet
 from fastnet import Network, spec
 
 import naive
-from conftest import (BACKENDS, FAST_BACKENDS, REFERENCE, assert_close_normwise, finite_difference_gradient,
+from conftest import (FAST_BACKENDS, REFERENCE, assert_close_normwise, finite_difference_gradient,
                       parameters_copy, random_parameters, same_network, targets_for)
 
 HIDDEN = ["sigmoid", "tanh", "relu"]
@@ -44,6 +46,8 @@ def test_the_specification_allows_exactly_the_issues_combinations():
 
 
 def make_case(activation, output, loss, bias, n, rng):
+    """A case: 1-3 hidden layers of 1-24 units, 1-12 inputs, 1-6 outputs (2-6 for softmax), a weight
+    scale and a seed, all drawn from ``rng``."""
     depth = int(rng.integers(1, 4))
     hidden = [int(w) for w in rng.integers(1, 25, depth)]
     n_out = int(rng.integers(2, 7)) if output == "softmax" else int(rng.integers(1, 7))
@@ -53,6 +57,7 @@ def make_case(activation, output, loss, bias, n, rng):
 
 
 def case_id(case):
+    """A readable test id: combination, bias, rows, widths."""
     return (f"{case['activation']}-{case['output']}-{case['loss']}-{'bias' if case['bias'] else 'nobias'}-"
             f"n{case['n']}-{'-'.join(map(str, case['layers']))}")
 
@@ -74,6 +79,7 @@ def agreement_cases():
 
 
 def build(case, backend, dtype="float64"):
+    """The case's Network on ``backend`` with its seeded random parameters."""
     weights, biases = random_parameters(case["layers"], seed=case["seed"], bias=case["bias"], scale=case["scale"])
     return Network(case["layers"], backend=backend, activation=case["activation"], output=case["output"],
                    loss=case["loss"], bias=case["bias"], weights=weights, biases=biases, dtype=dtype)
@@ -91,6 +97,7 @@ def case_data(case, n=None):
 
 
 def flat(gradients):
+    """(arrays, arrays or None) as one vector, for normwise comparisons."""
     dW, db = gradients
     return np.concatenate([g.ravel() for g in dW + (db or [])])
 
@@ -110,6 +117,7 @@ def fast_backend(request):
 
 @pytest.fixture
 def restore_threads():
+    """Put the thread count back as it was, whatever the test did."""
     original = fastnet.get_num_threads()
     yield original
     fastnet.set_num_threads(original)
@@ -472,7 +480,7 @@ def named(*names):
 
 
 def assert_names(error, *names):
-    import re
+    """The raised error's message names every one of ``names``."""
     message = str(error.value)
     for pattern in named(*names):
         assert re.search(pattern, message), f"{pattern!r} not in {message!r}"
@@ -528,9 +536,9 @@ def test_every_allowed_combination_is_accepted(backend, activation, output, loss
 
 @pytest.fixture
 def guarded(backend, monkeypatch):
-    """A function making networks on ``backend`` whose kernels fail the test if they run."""
+    """``make(activation, output, loss)``: a network on ``backend`` with some Adam state;
+    after ``make.arm()`` the backend's kernels fail the test if they run."""
     from fastnet.backends import BACKENDS as MODULES
-    import importlib
     module = importlib.import_module(f"fastnet.backends.{MODULES[backend]}")
     original = {name: getattr(module, name) for name in ["forward", "gradient", "train_epoch"]}
 
@@ -573,6 +581,7 @@ def assert_same_state(net, before):
 
 
 def out_of_range_y(output):
+    """Six rows of targets with one value (1.5) outside [0, 1]; rows still sum to one for softmax."""
     y = np.full((6, 2), 0.5)
     if output == "softmax":
         y[2] = [1.5, -0.5]          # sums to one, but not probabilities
@@ -585,6 +594,7 @@ METHODS = ["evaluate", "gradients", "step", "fit", "partial_fit", "fit-validatio
 
 
 def call(net, method, X, y):
+    """Call ``method`` (one of METHODS) with targets y; "fit-validation" passes them as y_val."""
     if method == "evaluate":
         return net.evaluate(X, y)
     if method == "gradients":
