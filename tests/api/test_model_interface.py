@@ -86,8 +86,8 @@ def test_a_network_trains_in_another_process_exactly_as_here():
 def test_state_round_trips_through_from_state_and_other_backends():
     net, X, _ = trained("numba")
     state = net.state()
-    assert set(state) == {"layers", "backend", "activation", "output", "derivative", "loss", "bias", "dtype", "params",
-                          "rng_state", "optimizer"}
+    assert set(state) == {"layers", "backend", "activation", "output", "derivative", "loss", "bias", "dtype",
+                          "params", "rng_state", "optimizer"}
     again = Network.from_state(state, backend="numpy")
     assert again.backend == "numpy"
     assert_close_normwise(again.predict(X), net.predict(X))
