@@ -10,6 +10,7 @@ row visiting order and the optional progress bar.
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -97,6 +98,18 @@ class Optimizer:
         """The learning rate."""
         return float(self.hyper[spec.hyper_index("lr")])
 
+    def for_rows(self, rows):
+        """What a backend's ``train_epoch`` reads for ``rows``: this optimizer, or, when
+        their weights were divided by ``rows.weight_scale``, a view sharing its state
+        and step with alpha divided by the same factor, so the penalty is still
+        divided by the caller's total row weight (as scikit-learn's MLP divides it)."""
+        alpha = self.hyper[spec.hyper_index("alpha")]
+        if rows.weight_scale == 1.0 or alpha == 0.0:
+            return self
+        hyper = self.hyper.copy()
+        hyper[spec.hyper_index("alpha")] = alpha / rows.weight_scale
+        return EpochOptimizer(self.code, hyper, self.state, self.step)
+
     def carry_state_from(self, previous):
         """Take ``previous``'s state and step count (copies) when it is the same
         optimizer, whatever its learning rate or other settings; True if it did."""
@@ -112,6 +125,15 @@ class Optimizer:
     def restore(self, snapshot):
         """Put back a ``snapshot``."""
         self.state[...], self.step[...] = snapshot
+
+
+class EpochOptimizer(NamedTuple):
+    """An optimizer as a backend reads it, with its own hyper vector and a shared state and step."""
+
+    code: int
+    hyper: np.ndarray
+    state: np.ndarray
+    step: np.ndarray
 
 
 #: Rows shuffled together when the data is on disk: the blocks are visited in
@@ -277,7 +299,7 @@ def run_epoch(net, settings, epoch):
     params, saved_state = net._params.copy(), optimizer.snapshot()
     try:
         errors = net._backend.train_epoch(net._model(params), rows, order, settings.batch_size,
-                                          optimizer, net._grad)
+                                          optimizer.for_rows(rows), net._grad)
     except BaseException:
         optimizer.restore(saved_state)
         raise
