@@ -5,15 +5,17 @@
  *   R(name)  name with the type's suffix (name##_f64, name##_f32), so each
  *            inclusion defines its own functions and types;
  *   SQRT     sqrt or sqrtf;
- * and R(sigmoid)(real z), the only per-type arithmetic.  Shared, type-free
- * helpers (TILE and the register blocks, Arena, rows_from, clamped_log,
- * thread_number) come from network.c.
+ * and network.c defines the per-type arithmetic R(exp_nonpositive),
+ * R(sigmoid), R(tanh) and the clamp R(CLAMP).  Shared, type-free helpers
+ * (TILE and the register blocks, Arena, rows_from, clamped_log, the loss
+ * normalisers, thread_number) come from network.c too.
  *
  * Arithmetic stays in `real`: every literal goes through a cast such as
  * (real)1, so float code never silently widens to double (the build warns
  * with -Wdouble-promotion / -Wfloat-conversion).  Deliberately double: the
- * loss sums sum_i w_i e_i (and bce's logs), the total weight W and the
- * normaliser c, each converted explicitly; c reaches the deltas as (real)c.
+ * loss sums sum_i w_i e_i (and bce's logs, cross-entropy's lse), the total
+ * weight W, the normalisers c and r, each converted explicitly; c reaches the
+ * deltas as (real)c, alpha r the penalty as (real)(alpha r).
  */
 
 /* ---- loops over the first m rows of a tile ------------------------------- */
