@@ -75,7 +75,8 @@ def with_loss(model, loss, derivative=EXACT):
 def cast(model, rows, dtype):
     """The same model and rows in dtype."""
     return (model._replace(params=model.params.astype(dtype)),
-            Rows(*(a.astype(dtype) for a in rows)))
+            rows._replace(X=rows.X.astype(dtype), Y=rows.Y.astype(dtype),
+                          sample_weight=rows.sample_weight.astype(dtype)))
 
 
 def rounded(model, rows, dtype):
