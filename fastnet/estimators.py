@@ -30,7 +30,8 @@ the loss).  ``loss_`` and ``loss_curve_`` are on fastnet's scale: the
 epoch's training loss as ``Network.fit`` reports it (each batch measured
 before its update) plus the L2 term ``alpha k / 2 * sum W^2`` taken once
 per batch with that batch's normaliser (MLP's convention), using the
-weights at the end of the epoch.  ``tol`` applies to that ``loss_``.
+weights the epoch started from.  For full-batch training that is exactly
+the objective at those weights.  ``tol`` applies to that ``loss_``.
 """
 
 import math
@@ -261,8 +262,10 @@ class _BaseNetwork(BaseEstimator):
             raise ValueError(f"sample_weight.shape == {weights.shape}, expected ({n_rows},)!")
         if not np.isfinite(weights).all():
             raise ValueError("sample_weight must be finite; it holds NaN or infinity")
-        if (weights < 0).any() or not weights.sum() > 0:
-            raise ValueError("sample_weight must be >= 0 with a positive sum")
+        if (weights < 0).any():
+            raise ValueError(f"sample_weight must be >= 0; got negative values (the least is {weights.min():g})")
+        if not weights.sum() > 0:
+            raise ValueError("sample_weight must not be all zero: the sum of the weights is zero")
         return weights
 
     def _split(self, X, Y, y, sample_weight, s, rng):
@@ -460,10 +463,17 @@ class _Monitor:
         self.best_parameters = estimator._best_parameters if keep and s.early_stopping else None
         self.epochs = 0
         self.stopped = False
+        self.squares = self._squares()
+
+    def _squares(self):
+        """sum W^2 over the network's weight matrices, now."""
+        return sum(float(np.vdot(weight, weight)) for weight in self.net.weights)
 
     def __call__(self, epoch, history):
-        squares = sum(float(np.vdot(weight, weight)) for weight in self.net.weights)
-        loss = float(history.loss[-1]) + self.penalty * squares
+        # The penalty with the weights the epoch started from, as its data loss is measured before
+        # each update: for full-batch training this is exactly the objective at those weights.
+        loss = float(history.loss[-1]) + self.penalty * self.squares
+        self.squares = self._squares()
         self.losses.append(loss)
         self.epochs += 1
         s = self.s
