@@ -401,6 +401,10 @@ class _BaseNetwork(BaseEstimator):
         optimizer).  Runs up to ``max_iter`` epochs, stopping as MLP does
         (module docstring; ``tol``, ``n_iter_no_change``, ``early_stopping``).
         ``sample_weight``: optional non-negative weight per row.
+
+        Bad parameters or data raise ValueError or TypeError before any
+        training, and a loss that becomes NaN or infinite raises
+        ``fastnet.DivergenceError``; either way the estimator stays as it was.
         """
         with _KeepStateOnError(self):
             unconverged = self._fit(X, y, sample_weight, incremental=False)

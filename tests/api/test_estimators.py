@@ -624,3 +624,13 @@ def test_warm_start_refuses_a_different_network():
     with pytest.raises(ValueError, match="same classes"):
         model.set_params(hidden_layer_sizes=(8,)).fit(X[y < 2], y[y < 2])
     assert model.network_.layers == [4, 8, 3]
+
+
+def test_divergence_is_an_error_and_leaves_the_estimator_as_it_was():
+    X, y = regression()
+    model = quietly(regressor(max_iter=2), X, y)
+    before, curve = model.predict(X), list(model.loss_curve_)
+    with pytest.raises(fastnet.DivergenceError):
+        quietly(model.set_params(solver="sgd", momentum=0.0, learning_rate_init=1.0, warm_start=True), X, y * 1e200)
+    np.testing.assert_array_equal(model.predict(X), before)
+    assert model.loss_curve_ == curve
