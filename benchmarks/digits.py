@@ -23,6 +23,7 @@ import platform
 import time
 import warnings
 
+import numba
 import numpy as np
 import sklearn
 from sklearn.datasets import load_digits
@@ -108,7 +109,7 @@ def main():
           "(with Numba's compilation or cache load for the numba backend).")
     print(f"\n{model}; avx2 {'yes' if avx2 else 'no'}, avx512f {'yes' if avx512f else 'no'}; {os.cpu_count()} cores, "
           f"{fastnet.get_num_threads()} fastnet threads; Python {platform.python_version()}, numpy {np.__version__}, "
-          f"scikit-learn {sklearn.__version__}, fastnet {fastnet.__version__}; "
+          f"numba {numba.__version__}, scikit-learn {sklearn.__version__}, fastnet {fastnet.__version__}; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 

@@ -37,9 +37,9 @@ the objective at those weights.  ``tol`` applies to that ``loss_``.
 import math
 import numbers
 import warnings
+from types import SimpleNamespace
 
 try:
-    import sklearn
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
@@ -97,11 +97,8 @@ class _KeepStateOnError:
 
 
 def _is_bool(value):
+    """True for Python's and numpy's bools (which are Integral, yet never a count or a size)."""
     return isinstance(value, (bool, np.bool_))
-
-
-class _Settings:
-    """The constructor parameters, validated (see ``_BaseNetwork._settings``)."""
 
 
 class _BaseNetwork(BaseEstimator):
@@ -171,7 +168,7 @@ class _BaseNetwork(BaseEstimator):
 
     def _settings(self):
         """Every constructor parameter checked, as fit uses it; InvalidParameterError names the first bad one."""
-        s = _Settings()
+        s = SimpleNamespace()
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral) and not _is_bool(sizes):
             sizes = (sizes,)
@@ -235,11 +232,12 @@ class _BaseNetwork(BaseEstimator):
         raise NotImplementedError
 
     def _output_and_loss(self):
-        """(output activation, loss, out_activation_) for the network, from the fitted targets."""
+        """(output activation, loss, out_activation_) for the network, from ``_pending_targets``."""
         raise NotImplementedError
 
-    def _validation_score(self, X_val, y_val, sample_weight_val):
-        """The early-stopping score (higher is better) of the network being trained."""
+    def _validation_score(self, net, X_val, y_val, sample_weight_val):
+        """The early-stopping score (higher is better) of ``net``, the network being trained:
+        accuracy for the classifier, R^2 for the regressor, as MLP's."""
         raise NotImplementedError
 
     def _stratify(self, y):
@@ -259,7 +257,8 @@ class _BaseNetwork(BaseEstimator):
         if weights.ndim == 0:
             weights = np.full(n_rows, float(weights))
         if weights.shape != (n_rows,):
-            raise ValueError(f"sample_weight.shape == {weights.shape}, expected ({n_rows},)!")
+            raise ValueError(f"sample_weight must have shape ({n_rows},), one weight per row of X; "
+                             f"got {weights.shape}")
         if not np.isfinite(weights).all():
             raise ValueError("sample_weight must be finite; it holds NaN or infinity")
         if (weights < 0).any():
