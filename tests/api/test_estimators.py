@@ -458,21 +458,36 @@ def test_grid_search_in_two_processes():
 
 # -- reproducibility ------------------------------------------------------------------
 
-def test_same_random_state_same_model_on_every_backend_and_thread_count():
-    """Sigmoid layers (every backend implements them): numba and native agree exactly on the
-    predictions, with any thread count, and within 1e-9 of the NumPy reference."""
-    X, y = blobs(classes=2)
-    settings = dict(activation="logistic", alpha=0.0, max_iter=10, batch_size=16, random_state=3)
-    reference = quietly(NetworkClassifier(backend="numpy", **settings), X, y).predict_proba(X)
+BACKEND_CASES = {
+    "binary-logistic": (NetworkClassifier, lambda: blobs(classes=2), dict(activation="logistic", alpha=0.0)),
+    "softmax-relu-alpha": (NetworkClassifier, lambda: blobs(classes=3), dict(activation="relu", alpha=1e-2)),
+    "softmax-tanh-sgd": (NetworkClassifier, lambda: blobs(classes=4), dict(activation="tanh", solver="sgd",
+                                                                          learning_rate_init=0.1)),
+    "linear-relu-alpha": (NetworkRegressor, lambda: regression(targets=2), dict(activation="relu", alpha=1e-2)),
+}
+
+
+@pytest.mark.parametrize("case", list(BACKEND_CASES))
+def test_same_random_state_same_model_on_every_backend_and_thread_count(case):
+    """numba and native agree exactly on the predicted labels (and to 1e-9 on the outputs),
+    with any thread count, and within 1e-9 of the NumPy reference."""
+    estimator, data, settings = BACKEND_CASES[case]
+    X, y = data()
+    settings = dict(max_iter=10, batch_size=16, random_state=3, hidden_layer_sizes=(8,), **settings)
+
+    def outputs(model):
+        return model.predict_proba(X) if estimator is NetworkClassifier else model.predict(X)
+    reference_model = quietly(estimator(backend="numpy", **settings), X, y)
+    reference = outputs(reference_model)
     threads = fastnet.get_num_threads()
     try:
         for n_threads in sorted({1, threads}):
             fastnet.set_num_threads(n_threads)
-            numba = quietly(NetworkClassifier(backend="numba", **settings), X, y).predict_proba(X)
-            native = quietly(NetworkClassifier(backend="native", **settings), X, y).predict_proba(X)
-            np.testing.assert_array_equal(numba.argmax(axis=1), native.argmax(axis=1))
-            np.testing.assert_allclose(numba, reference, rtol=0, atol=1e-9)
-            np.testing.assert_allclose(native, reference, rtol=0, atol=1e-9)
+            for backend in ("numba", "native"):
+                model = quietly(estimator(backend=backend, **settings), X, y)
+                np.testing.assert_allclose(outputs(model), reference, rtol=0, atol=1e-9)
+                if estimator is NetworkClassifier:
+                    np.testing.assert_array_equal(model.predict(X), reference_model.predict(X))
     finally:
         fastnet.set_num_threads(threads)
 
