@@ -15,6 +15,7 @@ import numpy as np
 
 from fastnet import _validation as check
 from fastnet import spec
+from fastnet._config import EPOCH_SLICE_BYTES, EPOCH_SLICE_WORK
 
 #: Show a progress bar on its own when a fit is expected to take longer than this.
 LONG_RUN_ROWS = 5_000_000
@@ -138,7 +139,8 @@ def visiting_order(rng, n_rows, shuffle, batch_size, on_disk=False):
 
 
 class Progress:
-    """A tqdm bar over epochs when wanted, else nothing.
+    """A tqdm bar over epochs when wanted, else nothing; it moves within an epoch
+    as the epoch's slices complete (see ``epoch_slices``).
 
     ``wanted``: True/False force it; None shows it when stdout is a terminal
     and the run is long (epochs * rows >= LONG_RUN_ROWS) and tqdm is installed.
@@ -158,11 +160,18 @@ class Progress:
                 return
             self._bar = tqdm(total=epochs, unit="epoch")
 
-    def update(self, history):
-        """Advance by one epoch, showing the latest loss."""
+    def within(self, epoch, fraction):
+        """Show ``fraction`` (0..1) of epoch ``epoch`` (counted from 0) done."""
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{history.loss[-1]:.6g}")
-            self._bar.update(1)
+            self._bar.update(round(epoch + fraction, 2) - self._bar.n)
+
+    def update(self, history):
+        """Show one more epoch completed, with its loss."""
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{history.loss[-1]:.6g}", refresh=False)
+            self._bar.update(len(history.loss) - self._bar.n)
+            self._bar.n = len(history.loss)  # an int again, so the counter reads 3/3, not 3.0/3
+            self._bar.refresh()
 
     def close(self):
         """Remove the bar."""
@@ -249,7 +258,7 @@ def train(net, settings, epochs, progress):
     try:
         for epoch in range(epochs):
             watch = Stopwatch()
-            history.loss.append(run_epoch(net, settings, epoch))
+            history.loss.append(run_epoch(net, settings, epoch, lambda done, epoch=epoch: bar.within(epoch, done)))
             if settings.validation is not None:
                 history.val_loss.append(net._loss(settings.validation))
             history.time.append(watch.seconds())
@@ -266,18 +275,66 @@ def train(net, settings, epochs, progress):
     return history
 
 
-def run_epoch(net, settings, epoch):
+def epoch_slices(n_rows, batch_size, n_params, row_bytes):
+    """(first, last) ranges of the visiting order that cut an epoch into backend
+    calls of about EPOCH_SLICE_WORK multiply-adds and at most EPOCH_SLICE_BYTES
+    of rows (``row_bytes`` each) each, every one a whole number of batches.
+
+    A batch never straddles two calls and the optimizer's state carries from
+    one call to the next, so the parameters come out bitwise as from one
+    call; only the epoch's loss, a sum of the calls' sums, may differ from
+    one call's running sum in the last bits.
+    """
+    batches = min(EPOCH_SLICE_WORK // (n_params * (3 * batch_size + 8)),
+                  EPOCH_SLICE_BYTES // (row_bytes * batch_size))
+    rows = batch_size * max(1, batches)
+    return [(first, min(first + rows, n_rows)) for first in range(0, n_rows, rows)]
+
+
+def slice_rows(rows, order, first, last, gathered):
+    """The rows visited at positions first..last-1 of the epoch, as backend Rows to
+    read in place: a view when ``order`` is empty (rows in place), else gathered
+    in the visiting order into the ``gathered`` Rows (work memory of at least
+    last - first rows, reused from slice to slice: fresh pages would cost more
+    than the copy), since the backends take an order of all n rows only."""
+    if not order.size:
+        weights = rows.sample_weight[first:last] if rows.sample_weight.size else rows.sample_weight
+        return type(rows)(rows.X[first:last], rows.Y[first:last], weights)
+    visit, m = order[first:last], last - first
+    parts = [np.take(whole, visit, axis=0, out=work[:m]) if whole.size else whole
+             for whole, work in zip(rows, gathered)]
+    return type(rows)(*parts)
+
+
+def run_epoch(net, settings, epoch, done=None):
     """One epoch, applied to ``net`` only once it has completed and stayed finite; its loss.
 
-    On any failure (an exception, Ctrl-C, or divergence) the parameters
-    and the optimizer's state stay as they were after the previous epoch.
+    The epoch runs as backend calls on consecutive slices of the visiting
+    order (``epoch_slices``), each slice's batches exactly those of one
+    call over the whole order; ``done(fraction)``, when given, is called
+    after each.  On any failure (an exception, Ctrl-C, or divergence) the
+    parameters and the optimizer's state stay as they were after the
+    previous epoch.
     """
     rows, optimizer = settings.rows, settings.optimizer
-    order = visiting_order(settings.rng, rows.X.shape[0], settings.shuffle, settings.batch_size, settings.on_disk)
+    n_rows = rows.X.shape[0]
+    order = visiting_order(settings.rng, n_rows, settings.shuffle, settings.batch_size, settings.on_disk)
     params, saved_state = net._params.copy(), optimizer.snapshot()
+    model, in_place = net._model(params), np.empty(0, np.int64)
+    row_bytes = rows.X.itemsize * (rows.X.shape[1] + rows.Y.shape[1] + 1)
     try:
-        errors = net._backend.train_epoch(net._model(params), rows, order, settings.batch_size,
-                                          optimizer, net._grad)
+        slices = epoch_slices(n_rows, settings.batch_size, params.size, row_bytes)
+        if len(slices) == 1:
+            errors = net._backend.train_epoch(model, rows, order, settings.batch_size, optimizer, net._grad)
+        else:
+            errors, longest = 0.0, slices[0][1]
+            gathered = type(rows)(*(np.empty((longest if order.size else 0,) + whole.shape[1:], whole.dtype)
+                                    for whole in rows))
+            for first, last in slices:
+                part = slice_rows(rows, order, first, last, gathered)
+                errors += net._backend.train_epoch(model, part, in_place, settings.batch_size, optimizer, net._grad)
+                if done is not None:
+                    done(last / n_rows)
     except BaseException:
         optimizer.restore(saved_state)
         raise
