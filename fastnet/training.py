@@ -35,6 +35,28 @@ class History:
     val_loss: list = field(default_factory=list)
     time: list = field(default_factory=list)
 
+    def plot(self, ax=None):
+        """Draw training (and validation) loss against the epoch (1, 2, ...); returns the Axes.
+
+        ``ax``: a matplotlib Axes to draw on; None makes a new figure with
+        ``matplotlib.pyplot``.  Needs matplotlib (``pip install
+        "fastnet-kernels[plot]"``).
+        """
+        if ax is None:
+            try:
+                import matplotlib.pyplot as plt
+            except ImportError:
+                raise ImportError('History.plot needs matplotlib: pip install "fastnet-kernels[plot]"') from None
+            ax = plt.subplots()[1]
+        epochs = range(1, len(self.loss) + 1)
+        ax.plot(epochs, self.loss, marker=".", label="training loss")
+        if self.val_loss:
+            ax.plot(range(1, len(self.val_loss) + 1), self.val_loss, marker=".", label="validation loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend()
+        return ax
+
 
 class DivergenceError(FloatingPointError):
     """Training produced NaN or infinity; the network was put back to the last finite epoch."""
