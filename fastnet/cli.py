@@ -10,6 +10,7 @@ training history) that ``Network.load`` ignores.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -87,7 +88,6 @@ def read_training_data(path, target, features, y_path, dtype):
         io.finite_or_fail(path, X)
         if X.dtype != np.dtype(dtype) or X.dtype.kind != "f":
             X = np.asarray(X, dtype)
-        names = [f"x{j}" for j in range(X.shape[1])]
         return X, y, None, ["y"] if y.ndim == 1 else [f"y{j}" for j in range(y.shape[1])]
     if y_path is not None:
         raise io.DataError(f"--y is for .npy features; {path} holds the targets: name them with --target")
@@ -246,10 +246,8 @@ def check_train_options(args):
         io.file_format(args.history, "--history", (".csv",))
     if args.plot is not None:
         io.writable_destination(args.plot, "--plot")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise io.DataError('--plot needs matplotlib: pip install "fastnet-kernels[plot]"') from None
+        if importlib.util.find_spec("matplotlib") is None:
+            raise io.DataError('--plot needs matplotlib: pip install "fastnet-kernels[plot]"')
     for option, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 0),
                                ("--patience", args.patience, 1)):
         if value < low:
@@ -285,7 +283,7 @@ class EarlyStopping:
 
 def train(args):
     """``fastnet train``: read, encode, fit, save; a summary on stdout."""
-    from fastnet import Network, io
+    from fastnet import Network
     check_train_options(args)
     X, y, features, targets = read_training_data(args.data, args.target, args.features, args.y_path, args.dtype)
     Y, classes, output, loss = encode_targets(args.data, y, targets, args.output, args.loss)
