@@ -211,7 +211,7 @@ def markdown_table(times, reference="numba"):
             return "- | -"
         base = times.get(reference, {}).get(kind)
         return f"{seconds * 1e3:.2f} | {seconds / base:.2f}x" if base else f"{seconds * 1e3:.2f} | -"
-    lines = [f"| contender | full-batch gradient, ms | vs {reference} | one epoch, ms | vs {reference} |",
+    lines = [f"| contender | full-batch gradient, ms | time / {reference}'s | one epoch, ms | time / {reference}'s |",
              "|---|---|---|---|---|"]
     lines += [f"| {name} | {cell(name, 'gradient')} | {cell(name, 'epoch')} |" for name in times]
     return "\n".join(lines)
