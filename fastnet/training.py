@@ -1,10 +1,11 @@
 """The trainer: the training loop, rollback, callbacks and History.
 
 ``fit`` and ``partial_fit`` train a ``Network`` in place (``Network.fit``
-calls them): every argument is checked first, each epoch runs in
-backend calls on consecutive whole batches (``epoch_slices``) on a copy of
-the parameters, and only a finished, finite epoch is applied to the network.  Also here: optimizer settings and state, the
-row visiting order and the optional progress bar.
+calls them): every argument is checked first, each epoch runs as backend
+calls on consecutive whole batches (``epoch_slices``) on a copy of the
+parameters, and only a finished, finite epoch is applied to the network.
+Also here: optimizer settings and state, the row visiting order and the
+optional progress bar.
 """
 
 import sys
