@@ -2,7 +2,9 @@
 
 ``Network(layers, backend="numba")`` is the whole public surface; the
 backends ("numpy", "numba", "native") load on first use, so importing
-fastnet compiles nothing.
+fastnet compiles nothing.  ``NetworkClassifier`` and ``NetworkRegressor``
+(scikit-learn estimators, ``fastnet.estimators``) load on first use too,
+so importing fastnet never imports scikit-learn.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -21,6 +23,23 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = ["Network", "History", "DivergenceError", "BACKENDS", "set_num_threads", "get_num_threads",
            "__version__"]
+
+
+#: Names served by ``__getattr__`` from ``fastnet.estimators`` on first use.
+_ESTIMATORS = ("NetworkClassifier", "NetworkRegressor")
+
+
+def __getattr__(name):
+    """``fastnet.NetworkClassifier`` / ``NetworkRegressor``: imports scikit-learn only when asked
+    (an ImportError naming the ``sklearn`` extra without it)."""
+    if name in _ESTIMATORS:
+        from fastnet import estimators
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'fastnet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_ESTIMATORS))
 
 
 def set_num_threads(n: int) -> None:

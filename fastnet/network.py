@@ -161,15 +161,17 @@ class Network:
         For the mean losses, a common factor of the weights cancels, so they
         are divided by their largest: the result is the same, and weights
         as small as 5e-324 or as large as 1e308 neither underflow nor
-        overflow their sum.
+        overflow their sum.  The divisor is kept as ``weight_scale`` for the
+        L2 penalty, which is divided by the original total weight.
         """
         X = self._checked_inputs(X, names[0])
         y = check.targets(y, X, self.layout.n_outputs, self.dtype, names)
         check.targets_in_range(y, names[1], self.output, self.loss)
-        weights = check.row_weights(sample_weight, X.shape[0], self.dtype)
+        weights, scale = check.row_weights(sample_weight, X.shape[0], self.dtype), 1.0
         if weights.size and spec.LOSSES[self.loss].mean:
-            weights = weights / weights.max()
-        return Rows(X, y, weights)
+            scale = float(weights.max())
+            weights = weights / weights.dtype.type(scale)
+        return Rows(X, y, weights, scale)
 
     def _normaliser(self, rows):
         """c of ``fastnet.backends.loss_normaliser`` for these rows."""

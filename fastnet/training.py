@@ -11,6 +11,7 @@ optional progress bar.
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -121,6 +122,18 @@ class Optimizer:
         """The learning rate."""
         return float(self.hyper[spec.hyper_index("lr")])
 
+    def for_rows(self, rows):
+        """What a backend's ``train_epoch`` reads for ``rows``: this optimizer, or, when
+        their weights were divided by ``rows.weight_scale``, a view sharing its state
+        and step with alpha divided by the same factor, so the penalty is still
+        divided by the caller's total row weight (as scikit-learn's MLP divides it)."""
+        alpha = self.hyper[spec.hyper_index("alpha")]
+        if rows.weight_scale == 1.0 or alpha == 0.0:
+            return self
+        hyper = self.hyper.copy()
+        hyper[spec.hyper_index("alpha")] = alpha / rows.weight_scale
+        return EpochOptimizer(self.code, hyper, self.state, self.step)
+
     def carry_state_from(self, previous):
         """Take ``previous``'s state and step count (copies) when it is the same
         optimizer, whatever its learning rate or other settings; True if it did."""
@@ -136,6 +149,15 @@ class Optimizer:
     def restore(self, snapshot):
         """Put back a ``snapshot``."""
         self.state[...], self.step[...] = snapshot
+
+
+class EpochOptimizer(NamedTuple):
+    """An optimizer as a backend reads it, with its own hyper vector and a shared state and step."""
+
+    code: int
+    hyper: np.ndarray
+    state: np.ndarray
+    step: np.ndarray
 
 
 #: Rows shuffled together when the data is on disk: the blocks are visited in
@@ -317,16 +339,18 @@ def epoch_slices(n_rows, batch_size, n_params, row_bytes):
 def slice_rows(rows, order, first, last, gathered):
     """The rows visited at positions first..last-1 of the epoch, as backend Rows to
     read in place: a view when ``order`` is empty (rows in place), else gathered
-    in the visiting order into the ``gathered`` Rows (work memory of at least
-    last - first rows, reused from slice to slice: fresh pages would cost more
-    than the copy), since the backends take an order of all n rows only."""
+    in the visiting order into ``gathered`` (work arrays for X, Y and the
+    weights of at least last - first rows, reused from slice to slice: fresh
+    pages would cost more than the copy), since the backends take an order
+    of all n rows only."""
+    weights = rows.sample_weight
     if not order.size:
-        weights = rows.sample_weight[first:last] if rows.sample_weight.size else rows.sample_weight
-        return type(rows)(rows.X[first:last], rows.Y[first:last], weights)
+        return rows._replace(X=rows.X[first:last], Y=rows.Y[first:last],
+                             sample_weight=weights[first:last] if weights.size else weights)
     visit, m = order[first:last], last - first
-    parts = [np.take(whole, visit, axis=0, out=work[:m]) if whole.size else whole
-             for whole, work in zip(rows, gathered)]
-    return type(rows)(*parts)
+    X, Y, w = (np.take(whole, visit, axis=0, out=work[:m]) if whole.size else whole
+               for whole, work in zip((rows.X, rows.Y, weights), gathered))
+    return rows._replace(X=X, Y=Y, sample_weight=w)
 
 
 def run_epoch(net, settings, epoch, done=None):
@@ -346,16 +370,18 @@ def run_epoch(net, settings, epoch, done=None):
     model, in_place = net._model(params), np.empty(0, np.int64)
     row_bytes = rows.X.itemsize * (rows.X.shape[1] + rows.Y.shape[1] + 1)
     try:
+        epoch_optimizer = optimizer.for_rows(rows)  # shares the state and step, so they carry across calls
         slices = epoch_slices(n_rows, settings.batch_size, params.size, row_bytes)
         if len(slices) == 1:
-            errors = net._backend.train_epoch(model, rows, order, settings.batch_size, optimizer, net._grad)
+            errors = net._backend.train_epoch(model, rows, order, settings.batch_size, epoch_optimizer, net._grad)
         else:
             errors, longest = 0.0, slices[0][1]
-            gathered = type(rows)(*(np.empty((longest if order.size else 0,) + whole.shape[1:], whole.dtype)
-                                    for whole in rows))
+            gathered = [np.empty((longest if order.size and whole.size else 0,) + whole.shape[1:], whole.dtype)
+                        for whole in (rows.X, rows.Y, rows.sample_weight)]
             for first, last in slices:
                 part = slice_rows(rows, order, first, last, gathered)
-                errors += net._backend.train_epoch(model, part, in_place, settings.batch_size, optimizer, net._grad)
+                errors += net._backend.train_epoch(model, part, in_place, settings.batch_size, epoch_optimizer,
+                                                   net._grad)
                 if done is not None:
                     done(last / n_rows)
     except BaseException:

@@ -127,7 +127,9 @@ static int add_product(Py_ssize_t *total, int64_t a, int64_t b)
 }
 
 /* Copy and check activations (int64, one code of fastnet.spec.ACTIVATIONS
- * per weight layer).  Returns 0, or -1 with an exception. */
+ * per weight layer; softmax, row-wise over a layer's units, in the last layer
+ * only: the kernels never differentiate it alone).  Returns 0, or -1 with an
+ * exception. */
 static int read_activations(PyObject *obj, Layout *layout)
 {
     Py_buffer view;
@@ -147,6 +149,11 @@ static int read_activations(PyObject *obj, Layout *layout)
         if (layout->activations[l] < 0 || layout->activations[l] >= FN_N_ACTIVATION) {
             PyErr_Format(PyExc_ValueError, "activations[%lld] must be one of %s; got %lld", (long long)l,
                          FN_ACTIVATION_NAMES, (long long)layout->activations[l]);
+            status = -1;
+        } else if (layout->activations[l] == FN_ACTIVATION_SOFTMAX && l + 1 < L) {
+            PyErr_Format(PyExc_ValueError, "activations[%lld] = %d (softmax) is allowed in the last layer only "
+                         "(activations[%lld]); hidden layers take the other codes of %s", (long long)l,
+                         FN_ACTIVATION_SOFTMAX, (long long)(L - 1), FN_ACTIVATION_NAMES);
             status = -1;
         }
     }
@@ -249,6 +256,30 @@ static int check_codes(int derivative, int loss)
            || check_code(loss, FN_N_LOSS, "loss", FN_LOSS_NAMES) < 0 ? -1 : 0;
 }
 
+/* Check that the loss is defined after the last layer's activation `last`
+ * (fastnet.spec.Loss.outputs, as far as the kernels depend on it):
+ * cross_entropy exactly after a softmax, bce after a sigmoid (their fused
+ * output deltas assume these).  ValueError naming both otherwise. */
+static int check_loss_pairing(int loss, int64_t last)
+{
+    if (loss == FN_LOSS_CROSS_ENTROPY && last != FN_ACTIVATION_SOFTMAX) {
+        PyErr_Format(PyExc_ValueError, "loss = %d (cross_entropy) needs a softmax last layer, activations[-1] = %d; "
+                     "got activations[-1] = %lld", FN_LOSS_CROSS_ENTROPY, FN_ACTIVATION_SOFTMAX, (long long)last);
+        return -1;
+    }
+    if (last == FN_ACTIVATION_SOFTMAX && loss != FN_LOSS_CROSS_ENTROPY) {
+        PyErr_Format(PyExc_ValueError, "a softmax last layer (activations[-1] = %d) needs loss = %d (cross_entropy); "
+                     "got loss = %d", FN_ACTIVATION_SOFTMAX, FN_LOSS_CROSS_ENTROPY, loss);
+        return -1;
+    }
+    if (loss == FN_LOSS_BCE && last != FN_ACTIVATION_SIGMOID) {
+        PyErr_Format(PyExc_ValueError, "loss = %d (bce) needs a sigmoid last layer, activations[-1] = %d; "
+                     "got activations[-1] = %lld", FN_LOSS_BCE, FN_ACTIVATION_SIGMOID, (long long)last);
+        return -1;
+    }
+    return 0;
+}
+
 /* An integer argument >= 1 (anything with __index__), read into *value;
  * values beyond LLONG_MAX read as LLONG_MAX.  TypeError if not an integer,
  * ValueError if < 1. */
@@ -287,13 +318,16 @@ typedef struct {
 
 /* Acquire and check X (n, n_0), Y (n, n_L), row_weight (n or 0), params
  * (writable if asked) and grad (writable), all float64 or all float32 (X's
- * dtype, into p->dtype), for the layout of sizes.  Returns 0, or -1 with an
+ * dtype, into p->dtype), for the layout of sizes, and that `loss` (a valid
+ * code) is defined after its last activation.  Returns 0, or -1 with an
  * exception; release_problem either way. */
 static int read_problem(Problem *p, PyObject *X, PyObject *Y, PyObject *row_weight, PyObject *params,
-                        int params_writable, PyObject *sizes, PyObject *activations, int has_bias, PyObject *grad)
+                        int params_writable, PyObject *sizes, PyObject *activations, int has_bias, int loss,
+                        PyObject *grad)
 {
     memset(p, 0, sizeof *p);
-    if (read_layout(sizes, activations, has_bias, &p->layout) < 0)
+    if (read_layout(sizes, activations, has_bias, &p->layout) < 0
+        || check_loss_pairing(loss, p->layout.activations[p->layout.n_layers - 2]) < 0)
         return -1;
     int64_t n_in = p->layout.sizes[0], n_out = p->layout.sizes[p->layout.n_layers - 1];
     if (acquire(X, &p->X, ANY_FLOAT, 0, "X", NULL, &p->dtype) < 0
@@ -367,15 +401,17 @@ PyDoc_STRVAR(forward_doc,
 "params: 1-D, packed W_0 (sizes[0], sizes[1]) row-major, then b_0\n"
 "    (sizes[1]) if has_bias, then W_1, b_1, ... (see fastnet.backends).\n"
 "sizes: 1-D int64 [n_0, ..., n_L], L >= 1, every width >= 1.\n"
-"activations: 1-D int64 (L,), the code of fastnet.spec.ACTIVATIONS of each layer.\n"
+"activations: 1-D int64 (L,), the code of fastnet.spec.ACTIVATIONS of each layer;\n"
+"    softmax (row-wise over the layer's units) in the last layer only.\n"
 "has_bias: bool.\n"
 "out: writable 1-D of length n * (n_1 + ... + n_L); layer l's (n, n_l)\n"
 "    activations, row-major, start at n * (n_1 + ... + n_{l-1}).\n\n"
-"A_0 = X; A_{l+1} = f_l(A_l @ W_l + b_l), f_l = activations[l]; the sigmoid\n"
-"is computed with e = exp(-min(|z|, clamp)),\n"
-"clamp = SIGMOID_CLAMP (float64) or SIGMOID_CLAMP_FLOAT32 (float32) of fastnet._config,\n"
-"sigmoid(z) = 1/(1+e) if z >= 0 else e/(1+e).  Blocks of BLOCK_ROWS rows (fastnet._config) run on\n"
-"up to get_num_threads() threads.\n"
+"A_0 = X; A_{l+1} = f_l(A_l @ W_l + b_l), f_l = activations[l], with\n"
+"clamp = SIGMOID_CLAMP (float64) or SIGMOID_CLAMP_FLOAT32 (float32) of fastnet._config:\n"
+"sigmoid: e = exp(-min(|z|, clamp)), 1/(1+e) if z >= 0 else e/(1+e);\n"
+"tanh: m = expm1(-min(2|z|, clamp)), copysign(-m / (2 + m), z); relu: max(z, 0);\n"
+"linear: z; softmax: p_j = e_j / sum_k e_k, e_j = exp(-min(max_k z_k - z_j, clamp)).\n"
+"Blocks of BLOCK_ROWS rows (fastnet._config) run on up to get_num_threads() threads.\n"
 "Raises ValueError/TypeError on a wrong dtype, layout or length, MemoryError\n"
 "if the work memory (a few tiles of TILE_ROWS rows per thread) cannot be allocated.");
 
@@ -423,17 +459,23 @@ PyDoc_STRVAR(gradient_doc,
 "gradient($module, X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, grad, /)\n--\n\n"
 "The unnormalised sums of the batch: sum_i w_i e_i returned as a float, and\n"
 "its gradient with respect to params written into grad (c = 1 below for every\n"
-"loss: the caller divides both by W n_L for the mean losses).\n\n"
+"loss: the caller divides both by fastnet.backends.loss_normaliser).  No L2 penalty.\n\n"
 "X: (n, sizes[0]) and Y: (n, sizes[-1]) C-contiguous, n >= 1, float64 or\n"
 "    float32: X's dtype, which every float array of the call must share.\n"
 "row_weight: (n,) row weights w_i, or empty for every w_i = 1.\n"
 "params, grad: 1-D of the packed length (see forward); grad writable.\n"
 "sizes, activations, has_bias: as for forward.\n"
-"derivative, loss: codes of fastnet.spec.DERIVATIVES and LOSSES; f'(a) from a\n"
-"    layer's output a is a(1-a) (exact) or s(a)(1-s(a)) (article).\n"
-"e_i = sum_j (a_ij - y_ij)**2 (sse, mse) or -sum_j [y log a + (1-y) log(1-a)]\n"
-"    with each log at least fastnet.spec.BCE_LOG_FLOOR (bce).\n\n"
-"delta_L = c w_i 2 (A_L - Y) f'(A_L) (sse, mse) or c w_i (A_L - Y) (bce);\n"
+"derivative, loss: codes of fastnet.spec.DERIVATIVES and LOSSES; loss 3\n"
+"    (cross_entropy) if and only if the last layer is a softmax, bce only\n"
+"    after a sigmoid (ValueError otherwise).  f'(a) from a layer's output a:\n"
+"    sigmoid a(1-a) (exact) or s(a)(1-s(a)) (article); tanh 1 - a**2;\n"
+"    relu 1 if a > 0 else 0; linear 1.\n"
+"e_i = sum_j (a_ij - y_ij)**2 (sse, mse), -sum_j [y log a + (1-y) log(1-a)]\n"
+"    with each log at least fastnet.spec.BCE_LOG_FLOOR (bce), or\n"
+"    -sum_j y_ij (z_ij - lse_i), lse_i = max_k z_ik + log sum_k e_ik\n"
+"    (cross_entropy, from the last layer's pre-activations z: finite for any z).\n\n"
+"delta_L = c w_i 2 (A_L - Y) f'(A_L) (sse, mse), c w_i (A_L - Y) (bce) or\n"
+"c w_i (P s_i - Y), s_i = sum_j y_ij (cross_entropy, P the softmax);\n"
 "dW_l = A_l.T @ delta_{l+1};\n"
 "db_l = delta_{l+1}.sum(axis=0); delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).\n"
 "Blocks of BLOCK_ROWS rows (fastnet._config) run on up to get_num_threads() threads; their partial\n"
@@ -476,7 +518,7 @@ static PyObject *native_gradient(PyObject *self, PyObject *args)
         return NULL;
     Problem p;
     PyObject *result = NULL;
-    if (read_problem(&p, X, Y, row_weight, params, 0, sizes, activations, has_bias, grad) == 0) {
+    if (read_problem(&p, X, Y, row_weight, params, 0, sizes, activations, has_bias, loss, grad) == 0) {
         int threads = fn_threads(atomic_load(&requested_threads)), status;
         double value = 0.0;
         Py_BEGIN_ALLOW_THREADS
@@ -506,11 +548,15 @@ PyDoc_STRVAR(train_epoch_doc,
 "optimizer: 0 sgd p -= lr g; 1 momentum v = mu v + g, p -= lr v;\n"
 "    2 adam t += 1, m = b1 m + (1-b1) g, v = b2 v + (1-b2) g**2,\n"
 "    p -= lr (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps).\n"
-"hyper: float64 [lr, mu, b1, b2, eps] (always float64; rounded to X's dtype).\n"
+"hyper: float64 [lr, mu, b1, b2, eps, alpha], fastnet.spec.HYPER_FIELDS\n"
+"    (always float64; rounded to X's dtype).\n"
 "state: writable (2, len(params)): v (row 0), or m and v (rows 0, 1).\n"
 "X, Y, row_weight, params, state, grad: all float64 or all float32.\n"
 "step: writable int64 (1,), Adam's t.\n\n"
-"g is each batch's gradient as computed by gradient (its own W).  Runs\n"
+"g is each batch's gradient as computed by gradient, times its own c\n"
+"(fastnet.backends.loss_normaliser), plus alpha r W_l on every weight matrix\n"
+"(not the biases), r = fastnet.backends.penalty_normaliser: 1/W (mean losses,\n"
+"0 when W = 0) or 1 (sse).  Runs\n"
 "wholly in C without the GIL.  Raises TypeError on a wrong or mixed dtype,\n"
 "ValueError on a wrong length, code or order entry (before touching\n"
 "anything), MemoryError if the work memory cannot be allocated.");
@@ -534,10 +580,10 @@ static PyObject *native_train_epoch(PyObject *self, PyObject *args)
     int64_t *order = NULL;
     double hyper[FN_N_HYPER];
     PyObject *result = NULL;
-    if (read_problem(&p, X, Y, row_weight, params, 1, sizes, activations, has_bias, grad) < 0
+    if (read_problem(&p, X, Y, row_weight, params, 1, sizes, activations, has_bias, loss, grad) < 0
         || read_order(order_arg, p.n, &order) < 0
         || acquire(hyper_arg, &hyper_view, FLOAT64, 0, "hyper", NULL, NULL) < 0
-        || expect_items(&hyper_view, 1, FN_N_HYPER, "hyper", "[lr, mu, b1, b2, eps]") < 0
+        || expect_items(&hyper_view, 1, FN_N_HYPER, "hyper", "the fields of fastnet.spec.HYPER_FIELDS") < 0
         || acquire(state_arg, &state, p.dtype, 1, "state", "X", NULL) < 0
         || expect_items(&state, FN_STATE_ROWS, p.layout.n_params, "state", "STATE_ROWS * len(params)") < 0
         || acquire(step_arg, &step, INT64, 1, "step", NULL, NULL) < 0
@@ -611,11 +657,12 @@ static PyMethodDef methods[] = {
 };
 
 PyDoc_STRVAR(module_doc,
-"C kernels of fastnet's native backend: fused, tiled sigmoid network passes.\n\n"
+"C kernels of fastnet's native backend: fused, tiled passes of fully connected networks.\n\n"
 "all_finite(x) -> bool checks input for NaN and infinities;\n"
-"forward(X, params, sizes, has_bias, out),\n"
-"gradient(X, Y, row_weight, params, sizes, has_bias, derivative, loss, grad) -> loss and\n"
-"train_epoch(X, Y, row_weight, order, batch_size, params, sizes, has_bias,\n"
+"forward(X, params, sizes, activations, has_bias, out),\n"
+"gradient(X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, grad)\n"
+"    -> sum_i w_i e_i and\n"
+"train_epoch(X, Y, row_weight, order, batch_size, params, sizes, activations, has_bias,\n"
 "            derivative, loss, optimizer, hyper, state, step, grad) -> sum_i w_i e_i\n"
 "follow the backend contract of fastnet.backends.  Arrays are passed through\n"
 "the buffer protocol (C-contiguous, all float64 or all float32 in one call\n"

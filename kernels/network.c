@@ -14,8 +14,9 @@
  *
  * The kernels themselves are dtype-generic, in network_impl.h, included
  * below twice: once with real = double (the _f64 entry points) and once with
- * real = float (_f32).  This file holds what differs per type (exp and the
- * sigmoid) and what does not depend on it (work memory, threads).
+ * real = float (_f32).  This file holds what differs per type (exp, expm1,
+ * the sigmoid, tanh, the clamp) and what does not depend on it (loss
+ * normalisers, work memory, threads).
  */
 #include "network.h"
 
@@ -46,10 +47,11 @@ enum {
     IN_BLOCK = 4,   /* gradient_block: inputs ... */
     GRAD_BLOCK = 4, /* ... x outputs ... */
     GRAD_LANES = 4, /* ... x partial sums over rows */
-    FINITE_CHUNK = 1 << 16 /* items per parallel chunk of fn_all_finite */
+    FINITE_CHUNK = 1 << 16, /* items per parallel chunk of fn_all_finite */
+    SCRATCH_ROWS = 3        /* per-row scratch tiles: softmax's max and sum, cross-entropy's target sum */
 };
 
-/* ---- exp and the sigmoid, written to vectorise, per type ---------------- */
+/* ---- exp, expm1, the sigmoid and tanh, written to vectorise, per type ---- */
 
 /* exp(x) = 2^k exp(r), k = round(x / ln 2), r = x - k ln 2 (Cody-Waite).
  * LN2_HI has its low 32 mantissa bits zero, so k * LN2_HI is exact for
@@ -61,9 +63,11 @@ static const double LN2_LO = 1.90821492927058770002e-10;
  * extra 1023 is the exponent bias, so those bits shifted left by 52 are 2^k. */
 static const double ROUND_SHIFT = 6755399441055744.0 + 1023.0;
 
-/* exp(r) for |r| <= ln(2)/2: Taylor series to degree 13 in Horner form
- * (truncation error < 1e-17, so the result is within ~1 ulp). */
-static inline double exp_reduced_f64(double r)
+/* q(r) = (exp(r) - 1) / r for |r| <= ln(2)/2: the Taylor series of exp to
+ * degree 13, less its constant term, divided by r, in Horner form (truncation
+ * error < 1e-17 relative).  exp(r) = q(r) r + 1 and exp(r) - 1 = q(r) r, so
+ * the latter never adds and subtracts 1 (no cancellation near r = 0). */
+static inline double exp_quotient_f64(double r)
 {
     double p = 1.0 / 6227020800.0; /* 1/13! */
     p = p * r + 1.0 / 479001600.0;
@@ -77,22 +81,46 @@ static inline double exp_reduced_f64(double r)
     p = p * r + 1.0 / 24.0;
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
-    p = p * r + 1.0;
     return p * r + 1.0;
 }
 
-/* exp(x) for x in [-FN_SIGMOID_CLAMP, 0]: 2^k is then a normal double
- * (k >= -1021), built directly from its bits.  NaN gives NaN. */
-static inline double exp_nonpositive_f64(double x)
+/* exp(r) for |r| <= ln(2)/2, within ~1 ulp. */
+static inline double exp_reduced_f64(double r)
+{
+    return exp_quotient_f64(r) * r + 1.0;
+}
+
+/* k and 2^k of the reduction x = k ln 2 + r, for x in [-FN_SIGMOID_CLAMP, 0]:
+ * 2^k is then a normal double (k >= -1021), built directly from its bits;
+ * returns r.  NaN gives NaN. */
+static inline double reduce_f64(double x, double *two_to_k)
 {
     double shifted = x * LOG2E + ROUND_SHIFT;
     double k = shifted - ROUND_SHIFT;
     uint64_t bits;
     memcpy(&bits, &shifted, sizeof bits);
     bits <<= 52;
+    memcpy(two_to_k, &bits, sizeof *two_to_k);
+    return x - k * LN2_HI - k * LN2_LO;
+}
+
+/* exp(x) for x in [-FN_SIGMOID_CLAMP, 0]: 2^k is then a normal double
+ * (k >= -1021), built directly from its bits.  NaN gives NaN. */
+static inline double exp_nonpositive_f64(double x)
+{
     double two_to_k;
-    memcpy(&two_to_k, &bits, sizeof two_to_k);
-    return exp_reduced_f64(x - k * LN2_HI - k * LN2_LO) * two_to_k;
+    double r = reduce_f64(x, &two_to_k);
+    return exp_reduced_f64(r) * two_to_k;
+}
+
+/* exp(x) - 1 for x in [-FN_SIGMOID_CLAMP, 0], within a few ulp relative for
+ * every x (also near 0): 2^k (exp(r) - 1) + (2^k - 1), where 2^k - 1 is exact
+ * while k >= -53 and the first term carries all of the result when k = 0. */
+static inline double expm1_nonpositive_f64(double x)
+{
+    double two_to_k;
+    double r = reduce_f64(x, &two_to_k);
+    return two_to_k * (exp_quotient_f64(r) * r) + (two_to_k - 1.0);
 }
 
 /* 1 / (1 + exp(-z)) for any finite z, never overflowing:
@@ -102,6 +130,15 @@ static inline double sigmoid_f64(double z)
     double magnitude = fabs(z);
     double e = exp_nonpositive_f64(-(magnitude > FN_SIGMOID_CLAMP ? FN_SIGMOID_CLAMP : magnitude));
     return (z >= 0.0 ? 1.0 : e) / (1.0 + e);
+}
+
+/* tanh(z) for any finite z: m = expm1(-min(2|z|, clamp)), tanh = sign(z) (-m) / (2 + m);
+ * exactly +-1 far out, no cancellation near 0, -0 for -0. */
+static inline double tanh_f64(double z)
+{
+    double twice = 2.0 * fabs(z);
+    double m = expm1_nonpositive_f64(-(twice > FN_SIGMOID_CLAMP ? FN_SIGMOID_CLAMP : twice));
+    return copysign(-m / (2.0 + m), z);
 }
 
 /* The same in float, as the Numba backend's float32 kernels: ln 2 split with
@@ -114,9 +151,9 @@ static const float LN2_HI_F32 = 0.693359375f;
 static const float LN2_LO_F32 = (float)-2.12194440e-4;
 static const float ROUND_SHIFT_F32 = 12582912.0f + 127.0f;
 
-/* exp(r) for |r| <= ln(2)/2 in float: Taylor series to degree 7 (truncation
- * error < 2e-9, below half a float ulp). */
-static inline float exp_reduced_f32(float r)
+/* q(r) = (exp(r) - 1) / r for |r| <= ln(2)/2 in float: the Taylor series to
+ * degree 7 (truncation error < 2e-9, below half a float ulp), as exp_quotient_f64. */
+static inline float exp_quotient_f32(float r)
 {
     float p = (float)(1.0 / 5040.0);
     p = p * r + (float)(1.0 / 720.0);
@@ -124,22 +161,43 @@ static inline float exp_reduced_f32(float r)
     p = p * r + (float)(1.0 / 24.0);
     p = p * r + (float)(1.0 / 6.0);
     p = p * r + 0.5f;
-    p = p * r + 1.0f;
     return p * r + 1.0f;
 }
 
-/* exp(x) for float x in [-FN_SIGMOID_CLAMP_FLOAT32, 0]: 2^k is then a normal
- * float (k >= -126).  NaN gives NaN. */
-static inline float exp_nonpositive_f32(float x)
+/* exp(r) for |r| <= ln(2)/2 in float. */
+static inline float exp_reduced_f32(float r)
+{
+    return exp_quotient_f32(r) * r + 1.0f;
+}
+
+/* reduce_f64 in float, for x in [-FN_SIGMOID_CLAMP_FLOAT32, 0]: 2^k is then a
+ * normal float (k >= -126). */
+static inline float reduce_f32(float x, float *two_to_k)
 {
     float shifted = x * LOG2E_F32 + ROUND_SHIFT_F32;
     float k = shifted - ROUND_SHIFT_F32;
     uint32_t bits;
     memcpy(&bits, &shifted, sizeof bits);
     bits <<= 23;
+    memcpy(two_to_k, &bits, sizeof *two_to_k);
+    return x - k * LN2_HI_F32 - k * LN2_LO_F32;
+}
+
+/* exp(x) for float x in [-FN_SIGMOID_CLAMP_FLOAT32, 0].  NaN gives NaN. */
+static inline float exp_nonpositive_f32(float x)
+{
     float two_to_k;
-    memcpy(&two_to_k, &bits, sizeof two_to_k);
-    return exp_reduced_f32(x - k * LN2_HI_F32 - k * LN2_LO_F32) * two_to_k;
+    float r = reduce_f32(x, &two_to_k);
+    return exp_reduced_f32(r) * two_to_k;
+}
+
+/* exp(x) - 1 for float x in [-FN_SIGMOID_CLAMP_FLOAT32, 0], as expm1_nonpositive_f64
+ * (2^k - 1 exact while k >= -24). */
+static inline float expm1_nonpositive_f32(float x)
+{
+    float two_to_k;
+    float r = reduce_f32(x, &two_to_k);
+    return two_to_k * (exp_quotient_f32(r) * r) + (two_to_k - 1.0f);
 }
 
 /* The float sigmoid: e = exp(-min(|z|, 87)), then a plain float division. */
@@ -150,12 +208,59 @@ static inline float sigmoid_f32(float z)
     return (z >= 0.0f ? 1.0f : e) / (1.0f + e);
 }
 
+/* The float tanh: m = expm1(-min(2|z|, 87)), as tanh_f64. */
+static inline float tanh_f32(float z)
+{
+    float twice = 2.0f * fabsf(z);
+    float m = expm1_nonpositive_f32(-(twice > FN_SIGMOID_CLAMP_FLOAT32 ? FN_SIGMOID_CLAMP_FLOAT32 : twice));
+    return copysignf(-m / (2.0f + m), z);
+}
+
+/* The clamp of each type: the largest |x| any exp(-|x|) here takes. */
+static const double CLAMP_f64 = FN_SIGMOID_CLAMP;
+static const float CLAMP_f32 = FN_SIGMOID_CLAMP_FLOAT32;
+
 /* log(x) clamped below at FN_BCE_LOG_FLOOR, as torch.nn.BCELoss (log 0 = -inf gives the floor;
  * NaN stays NaN).  In double for both types: it only feeds the loss sums. */
 static double clamped_log(double x)
 {
     double value = log(x);
     return value < FN_BCE_LOG_FLOOR ? FN_BCE_LOG_FLOOR : value;
+}
+
+/* ---- loss normalisers (fastnet.backends.loss_normaliser, penalty_normaliser) -- */
+
+/* Each loss's `mean` and `per_output` flags of fastnet.spec.LOSSES, indexed by code. */
+static const int LOSS_MEAN[FN_N_LOSS] = FN_LOSS_MEAN_FLAGS;
+static const int LOSS_PER_OUTPUT[FN_N_LOSS] = FN_LOSS_PER_OUTPUT_FLAGS;
+
+/* c, which turns a batch's sums into its loss: 1 for a sum loss, 1 / W for
+ * a mean one, 1 / (W n_L) for a per_output one, 0 when that denominator is
+ * 0 (a batch of zero total weight then has zero loss and gradient, never NaN).
+ * total_weight = W = sum_i w_i. */
+static double loss_normaliser(int loss, double total_weight, int64_t n_out)
+{
+    if (!LOSS_MEAN[loss])
+        return 1.0;
+    double total = total_weight * (LOSS_PER_OUTPUT[loss] ? (double)n_out : 1.0);
+    return total > 0.0 ? 1.0 / total : 0.0;
+}
+
+/* r, the L2 penalty's factor: 1 / W for a mean loss (0 when W is 0), 1 for a sum loss. */
+static double penalty_normaliser(int loss, double total_weight)
+{
+    if (!LOSS_MEAN[loss])
+        return 1.0;
+    return total_weight > 0.0 ? 1.0 / total_weight : 0.0;
+}
+
+/* The output delta's factor for a normaliser c: c where the output activation's
+ * derivative cancels against the loss's (bce after a sigmoid, cross_entropy
+ * after a softmax: delta = c w (a - y) or c w (p s - y)), else 2c (the
+ * squared errors' 2 (a - y)). */
+static double delta_scale(int loss, double c)
+{
+    return loss == FN_LOSS_BCE || loss == FN_LOSS_CROSS_ENTROPY ? c : 2.0 * c;
 }
 
 /* Rows in the tile or block of `size` rows that starts at row `first` of n. */

@@ -1,5 +1,5 @@
 /* fastnet native kernels: fused, tiled forward pass, gradient and training
- * epoch of a fully connected sigmoid network.  Pure C11 (OpenMP optional),
+ * epoch of a fully connected network.  Pure C11 (OpenMP optional),
  * no Python headers.
  *
  * Every kernel comes in two types, with the suffix _f64 (real = double) and
@@ -9,7 +9,8 @@
  *
  * Shapes and layout follow the backend contract (fastnet/backends/__init__.py):
  *   sizes   int64 [n_layers] = [n_0, n_1, ..., n_L], every entry >= 1, n_layers >= 2
- *   activations  int64 [L]: the FN_ACTIVATION_* code of each weight layer
+ *   activations  int64 [L]: the FN_ACTIVATION_* code of each weight layer,
+ *           FN_ACTIVATION_SOFTMAX in the last layer only
  *   X       real (n, n_0) row-major, n >= 1;  Y  real (n, n_L) row-major
  *   w       real (n) row weights w_i, or NULL for every w_i = 1
  *   params  packed: for l = 0 .. L-1, W_l (n_l, n_{l+1}) row-major, then
@@ -17,10 +18,15 @@
  *   out     real n * (n_1 + ... + n_L): layer l's (n, n_l) activations,
  *           row-major, starting at n * (n_1 + ... + n_{l-1})
  *
- * A_0 = X;  A_{l+1} = f_l(A_l @ W_l + b_l), f_l the activation activations[l];
- * the sigmoid is computed as
- *   e = exp(-min(|z|, clamp)),  sigmoid(z) = z >= 0 ? 1/(1+e) : e/(1+e),
- * clamp = FN_SIGMOID_CLAMP (double) or FN_SIGMOID_CLAMP_FLOAT32 (float).
+ * A_0 = X;  Z_l = A_l @ W_l + b_l;  A_{l+1} = f_l(Z_l), f_l the activation
+ * activations[l], computed with clamp = FN_SIGMOID_CLAMP (double) or
+ * FN_SIGMOID_CLAMP_FLOAT32 (float) as
+ *   sigmoid  e = exp(-min(|z|, clamp)),  z >= 0 ? 1/(1+e) : e/(1+e)
+ *   tanh     m = expm1(-min(2|z|, clamp)),  copysign(-m / (2 + m), z)
+ *   relu     max(z, 0);   linear  z
+ *   softmax  row-wise over the layer's units: p_j = e_j / sum_k e_k,
+ *            e_j = exp(-min(max_k z_k - z_j, clamp))
+ * (exp and expm1 the kernels' own, vectorisable, for arguments in [-clamp, 0]).
  *
  * Parallelism: the rows of a batch are cut into blocks of FN_BLOCK_ROWS rows;
  * waves of blocks (as many as FN_PARTIAL_GRADIENT_BYTES of partial gradients
@@ -31,7 +37,8 @@
  *
  * The kernels do not validate their arguments: the caller (module.c) checks
  * that every array has exactly the length these shapes imply, that codes are
- * in range and that every entry of order is in [0, n).
+ * in range and paired as fn_gradient says, and that every entry of order is
+ * in [0, n).
  */
 #ifndef FASTNET_NETWORK_H
 #define FASTNET_NETWORK_H
@@ -63,33 +70,50 @@ int fn_threads(int requested);
  *
  * fn_gradient: the unnormalised sums of a batch: *errors = sum_i w_i e_i and
  * grad = its gradient with respect to params (c = 1 below, whatever the
- * loss); the caller divides both by (W n_L) for the mean losses.  With
- * e_i = sum_j (a_ij - y_ij)^2 (sse, mse) or -sum_j [y log a + (1-y) log(1-a)],
- * each log clamped at FN_BCE_LOG_FLOOR (bce), and W = sum_i w_i:
- * sse = sum_i w_i e_i;  mse, bce = sum_i w_i e_i / (W n_L).
- * derivative FN_DERIVATIVE_EXACT: f'(a) = a(1-a) from a layer output a;
- *            FN_DERIVATIVE_ARTICLE: f'(a) = s(a)(1-s(a)), s the sigmoid.
- * delta_L = c w_i 2 (A_L - Y) f'(A_L) (sse, mse) or c w_i (A_L - Y) (bce),
- * c = 1 (sse) or 1/(W n_L), and c = 0 when W n_L = 0 (a batch of zero total
- * weight has zero loss and gradient);  dW_l = A_l^T delta_{l+1};
- * db_l = column sums of delta_{l+1};  delta_l = (delta_{l+1} W_l^T) * f'(A_l).
+ * loss; no L2 penalty): the caller divides both by c of the loss
+ * (fastnet.backends.loss_normaliser).  With W = sum_i w_i, the row errors
+ *   sse, mse       e_i = sum_j (a_ij - y_ij)^2
+ *   bce            e_i = -sum_j [y log a + (1-y) log(1-a)], each log
+ *                  clamped at FN_BCE_LOG_FLOOR (after a sigmoid only)
+ *   cross_entropy  e_i = -sum_j y_ij (z_ij - lse_i), lse_i = max_k z_ik +
+ *                  log sum_k e_ik (softmax's e), z = Z_{L-1} (after a
+ *                  softmax only): from the logits, so finite for any z
+ * and the normaliser c = 1 for a sum loss (sse), 1/W for a mean one
+ * (cross_entropy), 1/(W n_L) for a per_output one (mse, bce): the flags
+ * FN_LOSS_MEAN_FLAGS and FN_LOSS_PER_OUTPUT_FLAGS; c = 0 when that
+ * denominator is 0 (a batch of zero total weight has zero loss and gradient).
+ * f'(a) from a layer output a: sigmoid a(1-a) (FN_DERIVATIVE_EXACT) or
+ * s(a)(1-s(a)), s the sigmoid (FN_DERIVATIVE_ARTICLE); tanh 1 - a^2;
+ * relu 1 if a > 0 else 0; linear 1 (the derivative code changes the sigmoid only).
+ * delta_L = c w_i 2 (A_L - Y) f'(A_L) (sse, mse), c w_i (A_L - Y) (bce),
+ * c w_i (P s_i - Y) with P the softmax and s_i = sum_j y_ij (cross_entropy);
+ * dW_l = A_l^T delta_{l+1};  db_l = column sums of delta_{l+1};
+ * delta_l = (delta_{l+1} W_l^T) * f'(A_l).
  * Returns 0, or -1 with errno = ENOMEM when its work memory cannot be
  * allocated.
  *
  * fn_train_epoch: one epoch of mini-batch training, params updated in place.
  * Batch b holds rows order[b*batch_size .. (b+1)*batch_size) (order NULL:
  * rows in place, 0 .. n-1), the last batch possibly shorter.  For each
- * batch: g = the gradient of fn_gradient on its rows (its own W and c), then
- * with hyper = [lr, mu, b1, b2, eps] (double, each rounded to real) and
- * state (2, n_params):
+ * batch: g = c times the gradient of fn_gradient on its rows (its own W and
+ * c), plus the L2 penalty's gradient alpha r W_l on every entry of every
+ * weight matrix (not the biases), r = 1/W for a mean loss (0 when W = 0)
+ * and 1 for a sum loss; then with hyper = [lr, mu, b1, b2, eps, alpha]
+ * (FN_N_HYPER doubles in FN_HYPER_* order, each rounded to real, alpha r
+ * rounded once) and state (2, n_params):
  *   sgd       p -= lr g
  *   momentum  v = mu v + g;  p -= lr v                       (v = state row 0)
  *   adam      t += 1;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
  *             p -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
  *                                         (m, v = state rows 0, 1; t = *step)
- * grad (n_params) is work memory.  *errors = sum over all rows of w_i e_i,
- * each row with the params its batch saw.  Returns 0, or -1 with
- * errno = ENOMEM (nothing updated) when its work memory cannot be allocated. */
+ * grad (n_params) is work memory.  *errors = sum over all rows of w_i e_i
+ * (the data term only), each row with the params its batch saw.  Returns 0,
+ * or -1 with errno = ENOMEM (nothing updated) when its work memory cannot be
+ * allocated.
+ *
+ * The caller (module.c) guarantees that codes are in range, softmax is in
+ * the last layer only, cross_entropy comes exactly with a softmax last
+ * layer and bce with a sigmoid one. */
 #define FN_DECLARE_KERNELS(real, suffix)                                                                   \
     int fn_all_finite##suffix(const real *x, int64_t n, int threads);                                        \
     int fn_forward##suffix(const real *X, int64_t n, const real *params, const int64_t *sizes,             \

@@ -5,15 +5,17 @@
  *   R(name)  name with the type's suffix (name##_f64, name##_f32), so each
  *            inclusion defines its own functions and types;
  *   SQRT     sqrt or sqrtf;
- * and R(sigmoid)(real z), the only per-type arithmetic.  Shared, type-free
- * helpers (TILE and the register blocks, Arena, rows_from, clamped_log,
- * thread_number) come from network.c.
+ * and network.c defines the per-type arithmetic R(exp_nonpositive),
+ * R(sigmoid), R(tanh) and the clamp R(CLAMP).  Shared, type-free helpers
+ * (TILE and the register blocks, Arena, rows_from, clamped_log, the loss
+ * normalisers, thread_number) come from network.c too.
  *
  * Arithmetic stays in `real`: every literal goes through a cast such as
  * (real)1, so float code never silently widens to double (the build warns
  * with -Wdouble-promotion / -Wfloat-conversion).  Deliberately double: the
- * loss sums sum_i w_i e_i (and bce's logs), the total weight W and the
- * normaliser c, each converted explicitly; c reaches the deltas as (real)c.
+ * loss sums sum_i w_i e_i (and bce's logs, cross-entropy's lse), the total
+ * weight W, the normalisers c and r, each converted explicitly; c reaches the
+ * deltas as (real)c, alpha r the penalty as (real)(alpha r).
  */
 
 /* ---- loops over the first m rows of a tile ------------------------------- */
@@ -45,23 +47,85 @@ static real R(sum)(const real *x, int64_t m)
 
 /* ---- the activations of fastnet.spec.ACTIVATIONS: one case each ------------ */
 
-/* z[t] = f(z[t]) for t < m, f the activation `code`.  The switch is outside
- * the loops, so each loop is plain arithmetic that vectorises. */
-static void R(activate)(real *z, int64_t m, int64_t code)
+/* Row-wise softmax parts of the (width, TILE) tile z on its first m rows:
+ * top[t] = max_k z[k, t], e[j, t] = exp(-min(top[t] - z[j, t], clamp)) and
+ * total[t] = sum_k e[k, t] (summed in k order).  e may be z itself. */
+static void R(softmax_parts)(const real *z, int64_t width, int64_t m, real *restrict top, real *restrict total,
+                             real *e)
+{
+    const real clamp = R(CLAMP);
+    for (int64_t t = 0; t < m; t++)
+        top[t] = z[t];
+    for (int64_t j = 1; j < width; j++)
+        for (int64_t t = 0; t < m; t++)
+            top[t] = z[j * TILE + t] > top[t] ? z[j * TILE + t] : top[t];
+    for (int64_t t = 0; t < m; t++)
+        total[t] = (real)0;
+    for (int64_t j = 0; j < width; j++)
+        for (int64_t t = 0; t < m; t++) {
+            real gap = top[t] - z[j * TILE + t];
+            real e_jt = R(exp_nonpositive)(-(gap > clamp ? clamp : gap));
+            e[j * TILE + t] = e_jt;
+            total[t] += e_jt;
+        }
+}
+
+/* The layer's pre-activations z (width, TILE) become its outputs f(z) on the
+ * first m rows, f the activation `code`.  Elementwise activations run unit by
+ * unit; softmax, row-wise over the layer's units, p[j, t] = e[j, t] / total[t]
+ * (softmax_parts), needs scratch of 2 TILE.  The switch is outside the loops,
+ * so each loop is plain arithmetic that vectorises. */
+static void R(activate)(real *z, int64_t width, int64_t m, int64_t code, real *scratch)
 {
     switch (code) {
+    case FN_ACTIVATION_TANH:
+        for (int64_t t = 0; t < width * TILE; t += TILE)
+            for (int64_t i = t; i < t + m; i++)
+                z[i] = R(tanh)(z[i]);
+        break;
+    case FN_ACTIVATION_RELU:
+        for (int64_t t = 0; t < width * TILE; t += TILE)
+            for (int64_t i = t; i < t + m; i++)
+                z[i] = z[i] > (real)0 ? z[i] : (real)0;
+        break;
+    case FN_ACTIVATION_LINEAR:
+        break;
+    case FN_ACTIVATION_SOFTMAX: {
+        real *top = scratch, *total = scratch + TILE;
+        R(softmax_parts)(z, width, m, top, total, z);
+        for (int64_t j = 0; j < width; j++)
+            for (int64_t t = 0; t < m; t++)
+                z[j * TILE + t] /= total[t];
+        break;
+    }
     case FN_ACTIVATION_SIGMOID:
     default:
-        for (int64_t t = 0; t < m; t++)
-            z[t] = R(sigmoid)(z[t]);
+        for (int64_t t = 0; t < width * TILE; t += TILE)
+            for (int64_t i = t; i < t + m; i++)
+                z[i] = R(sigmoid)(z[i]);
     }
 }
 
-/* d[t] *= f'(a[t]) for t < m, from the layer output a of activation `code`.
- * sigmoid: exact f' = a (1 - a); article f' = s(a) (1 - s(a)), s the sigmoid. */
+/* d[t] *= f'(a[t]) for t < m, from the layer output a of activation `code`
+ * (fastnet.spec.Activation.slope).  sigmoid: exact f' = a (1 - a), article
+ * f' = s(a) (1 - s(a)), s the sigmoid; tanh 1 - a^2; relu 1 where a > 0,
+ * else 0; linear 1.  The derivative code changes the sigmoid only; softmax
+ * is never differentiated alone (its loss fuses the output delta), and the
+ * caller (module.c) lets it be the last layer only. */
 static void R(times_slope)(real *restrict d, const real *restrict a, int64_t m, int64_t code, int derivative)
 {
     switch (code) {
+    case FN_ACTIVATION_TANH:
+        for (int64_t t = 0; t < m; t++)
+            d[t] *= (real)1 - a[t] * a[t];
+        break;
+    case FN_ACTIVATION_RELU:
+        for (int64_t t = 0; t < m; t++)
+            d[t] = a[t] > (real)0 ? d[t] : (real)0;
+        break;
+    case FN_ACTIVATION_LINEAR:
+    case FN_ACTIVATION_SOFTMAX:
+        break;
     case FN_ACTIVATION_SIGMOID:
     default:
         if (derivative == FN_DERIVATIVE_ARTICLE) {
@@ -145,15 +209,16 @@ static void R(affine)(const R(Affine) *f, int64_t m, real *z)
         R(affine_outputs)(f, o, 1, m, z);
 }
 
-/* a_out = f(W^T a_in + b), f the activation `code`: a_in (fan_in, TILE);
- * W (fan_in, fan_out) row-major; b (fan_out) or NULL; a_out (fan_out, TILE). */
+/* a_out = f(W^T a_in + b), f the activation `code` (code < 0: none, a_out = z):
+ * a_in (fan_in, TILE); W (fan_in, fan_out) row-major; b (fan_out) or NULL;
+ * a_out (fan_out, TILE); scratch (2 TILE) for softmax. */
 static void R(dense)(const real *a_in, int64_t fan_in, const real *W, const real *b,
-                     int64_t fan_out, int64_t m, int64_t code, real *a_out)
+                     int64_t fan_out, int64_t m, int64_t code, real *scratch, real *a_out)
 {
     R(Affine) f = {a_in, fan_in, fan_out, W, fan_out, 1, b};
     R(affine)(&f, m, a_out);
-    for (int64_t j = 0; j < fan_out; j++)
-        R(activate)(a_out + j * TILE, m, code);
+    if (code >= 0)
+        R(activate)(a_out, fan_out, m, code, scratch);
 }
 
 /* delta_in = (W delta) * f'(a_in), a_in the output of activation `code`:
@@ -235,15 +300,51 @@ static double R(weighted_squares)(const real *restrict x, const real *restrict w
     return total;
 }
 
+/* Cross-entropy after a softmax on one tile, from the output layer's
+ * pre-activations z (width, TILE), never from log(p), so finite for any z:
+ * with top, e, total of softmax_parts, lse_t = top_t + log(total_t) (in
+ * double) and s_t = sum_j Y[t, j],
+ *   delta[j, t] = scale w[t] (p[j, t] s_t - Y[t, j]),  p = e / total;
+ * returns sum_t w[t] e_t, e_t = -sum_j Y[t, j] (z[j, t] - lse_t), in double.
+ * Y (m, width) row-major; scratch (3 TILE). */
+static double R(cross_entropy_delta)(const real *z, const real *Y, const real *w, int64_t width, int64_t m,
+                                     real scale, real *scratch, real *delta)
+{
+    real *top = scratch, *total = scratch + TILE, *target = scratch + 2 * TILE;
+    R(softmax_parts)(z, width, m, top, total, delta);
+    for (int64_t t = 0; t < m; t++)
+        target[t] = (real)0;
+    for (int64_t j = 0; j < width; j++)
+        for (int64_t t = 0; t < m; t++)
+            target[t] += Y[t * width + j];
+    for (int64_t j = 0; j < width; j++) {
+        real *d = delta + j * TILE;
+        for (int64_t t = 0; t < m; t++)
+            d[t] = scale * w[t] * (d[t] / total[t] * target[t] - Y[t * width + j]);
+    }
+    double errors = 0.0;
+    for (int64_t t = 0; t < m; t++) {
+        double lse = (double)top[t] + log((double)total[t]), row = 0.0;
+        for (int64_t j = 0; j < width; j++)
+            row += (double)Y[t * width + j] * ((double)z[j * TILE + t] - lse);
+        errors -= (double)w[t] * row;
+    }
+    return errors;
+}
+
 /* The output layer on one tile: delta = scale w (a - Y) f'(a) for squared
  * errors, scale w (a - Y) for bce (the sigmoid's f' cancels the loss's
- * 1/(a(1-a)); fastnet.spec.LOSSES pairs bce with a sigmoid output);
- * returns sum_t w[t] e_t with e_t the row's error (network.h), summed in
- * double (bce's logs too).  a, delta (width, TILE), a the output of
- * activation `code`; Y (m, width) row-major, this tile's rows; w (m). */
+ * 1/(a(1-a)); module.c pairs bce with a sigmoid output), and for
+ * cross_entropy (after a softmax) cross_entropy_delta, where a holds the
+ * pre-activations z; returns sum_t w[t] e_t with e_t the row's error
+ * (network.h), summed in double (the logs too).  a, delta (width, TILE),
+ * a the output of activation `code`; Y (m, width) row-major, this tile's
+ * rows; w (m); scratch (3 TILE). */
 static double R(output_delta)(const real *a, const real *Y, const real *w, int64_t width, int64_t m,
-                              int loss, real scale, int64_t code, int derivative, real *delta)
+                              int loss, real scale, int64_t code, int derivative, real *scratch, real *delta)
 {
+    if (loss == FN_LOSS_CROSS_ENTROPY)
+        return R(cross_entropy_delta)(a, Y, w, width, m, scale, scratch, delta);
     double errors = 0.0;
     for (int64_t j = 0; j < width; j++) {
         const real *aj = a + j * TILE;
@@ -270,7 +371,8 @@ static double R(output_delta)(const real *a, const real *Y, const real *w, int64
 
 /* The layout of one call and its work memory.  Each thread has a workspace:
  * tiles of every layer's activations, A_l at act_start[l] (sizes[l], TILE),
- * and two delta tiles at delta_start.  A parallel wave computes up to `wave`
+ * SCRATCH_ROWS per-row values at scratch_start (softmax's and cross-entropy's
+ * row maxima and sums), and two delta tiles at delta_start.  A parallel wave computes up to `wave`
  * blocks, each into its own partial gradient, summed afterwards in block order. */
 typedef struct {
     const int64_t *sizes;
@@ -280,6 +382,7 @@ typedef struct {
     int64_t n_params;            /* packed length of params and grad */
     int64_t *w_start, *b_start;  /* [L]: where W_l and b_l start in params and grad */
     int64_t *act_start;          /* [L + 1]: where A_l's tile starts in a workspace */
+    int64_t scratch_start;       /* (SCRATCH_ROWS, TILE) per-row scratch */
     int64_t delta_start, widest; /* delta tiles: (widest, TILE) at delta_start and after it */
     real *ones;                  /* (TILE) ones: the row weights when there are none */
     int threads;                 /* workspaces: min(threads, blocks in the largest batch) */
@@ -337,6 +440,7 @@ static int R(net_open)(R(Net) *net, const int64_t *sizes, const int64_t *activat
         if (l + 1 < n_layers)
             net->n_params += sizes[l] * sizes[l + 1] + (has_bias ? sizes[l + 1] : 0);
     }
+    tiles = add_saturating(tiles, SCRATCH_ROWS);
     if (with_deltas)
         tiles = add_saturating(tiles, multiply_saturating(2, (uint64_t)net->widest));
     net->tile_items = multiply_saturating(tiles, TILE);
@@ -368,7 +472,8 @@ static int R(net_open)(R(Net) *net, const int64_t *sizes, const int64_t *activat
             offset += has_bias ? sizes[l + 1] : 0;
         }
     }
-    net->delta_start = tile;
+    net->scratch_start = tile;
+    net->delta_start = tile + SCRATCH_ROWS * TILE;
     for (int t = 0; t < TILE; t++)
         net->ones[t] = (real)1;
     return 0;
@@ -380,19 +485,25 @@ static void R(net_close)(R(Net) *net)
     free(net->memory);
 }
 
-/* Run m rows of X (the tile's first row at X) through every layer: A_l at tiles + act_start[l]. */
-static void R(forward_tile)(const R(Net) *net, real *tiles, const real *X, int64_t m, const real *params)
+/* Run m rows of X (the tile's first row at X) through every layer: A_l at
+ * tiles + act_start[l].  With logits, the last layer keeps its pre-activations
+ * Z_{L-1} (its activation is left to the loss: cross_entropy's log-softmax). */
+static void R(forward_tile)(const R(Net) *net, real *tiles, const real *X, int64_t m, const real *params,
+                            int logits)
 {
     const int64_t *sizes = net->sizes;
+    int64_t L = net->n_layers - 1;
     R(rows_to_tile)(X, sizes[0], m, tiles + net->act_start[0]);
-    for (int64_t l = 0; l + 1 < net->n_layers; l++)
+    for (int64_t l = 0; l < L; l++)
         R(dense)(tiles + net->act_start[l], sizes[l], params + net->w_start[l],
-                 net->has_bias ? params + net->b_start[l] : NULL, sizes[l + 1], m, net->activations[l],
+                 net->has_bias ? params + net->b_start[l] : NULL, sizes[l + 1], m,
+                 logits && l == L - 1 ? -1 : net->activations[l], tiles + net->scratch_start,
                  tiles + net->act_start[l + 1]);
 }
 
-/* Back-propagate one tile after forward_tile: grad += this tile's dLoss/dparams;
- * returns its sum_t w[t] e_t.  Y, w: the tile's first row; scale = c (bce) or 2c. */
+/* Back-propagate one tile after forward_tile (with logits for cross_entropy):
+ * grad += this tile's dLoss/dparams; returns its sum_t w[t] e_t.  Y, w: the
+ * tile's first row; scale = delta_scale(loss, c). */
 static double R(backward_tile)(const R(Net) *net, real *tiles, const real *Y, const real *w, int64_t m,
                                const real *params, int derivative, int loss, real scale, real *grad)
 {
@@ -400,7 +511,7 @@ static double R(backward_tile)(const R(Net) *net, real *tiles, const real *Y, co
     int64_t L = net->n_layers - 1;
     real *delta = tiles + net->delta_start, *delta_in = delta + net->widest * TILE;
     double errors = R(output_delta)(tiles + net->act_start[L], Y, w, sizes[L], m, loss, scale,
-                                    net->activations[L - 1], derivative, delta);
+                                    net->activations[L - 1], derivative, tiles + net->scratch_start, delta);
     for (int64_t l = L - 1; l >= 0; l--) {
         const real *a_in = tiles + net->act_start[l];
         R(weight_gradient)(a_in, sizes[l], delta, sizes[l + 1], m, grad + net->w_start[l],
@@ -427,29 +538,37 @@ static double R(rows_gradient)(const R(Net) *net, real *tiles, const real *X, co
     double errors = 0.0;
     for (int64_t first = 0; first < n; first += TILE) {
         int64_t m = rows_from(first, TILE, n);
-        R(forward_tile)(net, tiles, X + first * n_in, m, params);
+        R(forward_tile)(net, tiles, X + first * n_in, m, params, loss == FN_LOSS_CROSS_ENTROPY);
         errors += R(backward_tile)(net, tiles, Y + first * n_out, w ? w + first : net->ones, m, params,
                                    derivative, loss, scale, grad);
     }
     return errors;
 }
 
-/* c of the contract for a batch of n rows with weights w (NULL: ones):
- * 1 for sse; 1 / (W n_L) with W = sum_i w_i (summed in double) for mse and
- * bce, or 0 when W n_L is 0, so a batch of zero total weight contributes
- * nothing (zero gradient and loss, never NaN). */
-static double R(normaliser)(const real *w, int64_t n, int64_t n_out, int loss)
+/* W = sum_i w_i (in double) for n rows with weights w, n when w is NULL. */
+static double R(weight_total)(const real *w, int64_t n)
 {
-    if (loss == FN_LOSS_SSE)
-        return 1.0;
+    if (!w)
+        return (double)n;
     double total = 0.0;
-    if (w)
-        for (int64_t i = 0; i < n; i++)
-            total += (double)w[i];
-    else
-        total = (double)n;
-    total *= (double)n_out;
-    return total > 0.0 ? 1.0 / total : 0.0;
+    for (int64_t i = 0; i < n; i++)
+        total += (double)w[i];
+    return total;
+}
+
+/* grad[i] += coefficient params[i] over every weight matrix W_l (not the
+ * biases): the gradient of the L2 penalty, coefficient = alpha r rounded to
+ * real; nothing at all when it is 0 (as the reference, so zeros keep their sign). */
+static void R(add_penalty)(const R(Net) *net, real *grad, const real *params, double coefficient)
+{
+    if (coefficient == 0.0)
+        return;
+    real k = (real)coefficient;
+    for (int64_t l = 0; l + 1 < net->n_layers; l++) {
+        int64_t start = net->w_start[l], end = start + net->sizes[l] * net->sizes[l + 1];
+        for (int64_t i = start; i < end; i++)
+            grad[i] += k * params[i];
+    }
 }
 
 /* grad = dLoss/dparams over a batch of n rows (X, Y, w as in rows_gradient)
@@ -465,7 +584,7 @@ static double R(batch_gradient)(R(Net) *net, const real *X, const real *Y, const
 {
     int64_t n_in = net->sizes[0], n_out = net->sizes[net->n_layers - 1];
     int64_t n_blocks = (n + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS;
-    real scale = (real)(loss == FN_LOSS_BCE ? c : 2.0 * c);
+    real scale = (real)delta_scale(loss, c);
     memset(grad, 0, (size_t)net->n_params * sizeof *grad);
     if (n_blocks == 1)
         return R(rows_gradient)(net, net->tiles, X, Y, w, n, params, derivative, loss, scale, grad);
@@ -566,7 +685,7 @@ int R(fn_forward)(const real *X, int64_t n, const real *params, const int64_t *s
         int64_t end = block * FN_BLOCK_ROWS + rows_from(block * FN_BLOCK_ROWS, FN_BLOCK_ROWS, n);
         for (int64_t first = block * FN_BLOCK_ROWS; first < end; first += TILE) {
             int64_t m = rows_from(first, TILE, end);
-            R(forward_tile)(&net, tiles, X + first * sizes[0], m, params);
+            R(forward_tile)(&net, tiles, X + first * sizes[0], m, params, 0);
             real *layer_out = out; /* layer l's (n, sizes[l]) block of out */
             for (int64_t l = 1; l < n_layers; l++) {
                 R(tile_to_rows)(tiles + net.act_start[l], sizes[l], m, layer_out + first * sizes[l]);
@@ -616,8 +735,10 @@ int R(fn_train_epoch)(const real *X, const real *Y, const real *w, const int64_t
                 R(gather)(w, 1, order + first, m, net.batch_w);
             X_batch = net.batch_X, Y_batch = net.batch_Y, w_batch = w ? net.batch_w : NULL;
         }
-        double c = R(normaliser)(w_batch, m, n_out, loss);
+        double batch_weight = R(weight_total)(w_batch, m);
+        double c = loss_normaliser(loss, batch_weight, n_out);
         total += R(batch_gradient)(&net, X_batch, Y_batch, w_batch, m, params, derivative, loss, c, grad);
+        R(add_penalty)(&net, grad, params, hyper[FN_HYPER_ALPHA] * penalty_normaliser(loss, batch_weight));
         R(update)(params, grad, net.n_params, optimizer, hyper, state, step);
     }
     R(net_close)(&net);

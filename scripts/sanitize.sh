@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build fastnet's C kernels with AddressSanitizer + UndefinedBehaviorSanitizer in a
 # throwaway folder and exercise them: forward, gradient and train_epoch on random
-# networks in float64 and float32 (compared with the NumPy reference), the input
+# networks of every activation, output and loss the spec pairs (with the L2
+# penalty) in float64 and float32 (compared with the NumPy reference), the input
 # check all_finite, Network.fit end to end, and calls with wrong arguments that
 # must be refused without touching memory.
 #
@@ -81,6 +82,12 @@ from fastnet.layout import ParamLayout
 OPTIMIZER_CODES = {name: entry.code for name, entry in spec.OPTIMIZERS.items()}
 SSE = spec.LOSSES["sse"].code
 SIGMOID = spec.ACTIVATIONS["sigmoid"].code
+SOFTMAX = spec.ACTIVATIONS["softmax"].code
+CROSS_ENTROPY = spec.LOSSES["cross_entropy"].code
+#: (hidden, output, loss) codes of every combination the spec allows.
+PAIRS = [(spec.ACTIVATIONS[hidden].code, spec.ACTIVATIONS[output].code, entry.code)
+         for hidden in spec.HIDDEN_ACTIVATIONS for output in spec.OUTPUT_ACTIVATIONS
+         for entry in spec.LOSSES.values() if output in entry.outputs]
 
 
 class Optimizer:
@@ -104,9 +111,11 @@ def close(actual, expected, what, rtol=1e-9):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
-def random_problem(n, scales=(0.5, 1.0, 5.0)):
+def random_problem(n, output, scales=(0.5, 1.0, 5.0)):
     depth = int(rng.integers(1, 4))
     sizes = np.array(rng.integers(1, 24, depth + 1), dtype=np.int64)
+    if output == SOFTMAX:
+        sizes[-1] = max(int(sizes[-1]), 2)
     has_bias = bool(rng.integers(2))
     n_params = int(sum(a * b + (b if has_bias else 0) for a, b in zip(sizes[:-1], sizes[1:])))
     params = rng.normal(0.0, 1.0, n_params) * float(rng.choice(scales))
@@ -119,7 +128,7 @@ def random_problem(n, scales=(0.5, 1.0, 5.0)):
 # Row counts around the 256-row tiles and the 8192-row parallel blocks; each
 # count runs once in float64 and once in float32 (one per thread setting).
 # The reference works in float64 on the same (rounded) values.  float32 cases
-# keep weights small and the loss squared: a float32 sigmoid rounds to 1 from
+# keep weights small and take sse for bce: a float32 sigmoid rounds to 1 from
 # z ~ 17 on, where bce's log(1 - a) is clamped and no longer comparable.
 ROWS = [1, 2, 255, 256, 257, 1000, BLOCK - 1, BLOCK + 1, 2 * BLOCK + 300]
 RTOL = {np.float64: (1e-9, 1e-7), np.float32: (1e-4, 2e-3)}  # one call, one epoch
@@ -128,16 +137,19 @@ for threads in (1, 2):
     for index, n in enumerate(ROWS):
         dtype = (np.float64, np.float32)[(index + threads) % 2]
         single = dtype == np.float32
-        sizes, has_bias, params, X, Y, weights = random_problem(n, (0.5,) if single else (0.5, 1.0, 5.0))
+        hidden, output, loss = PAIRS[int(rng.integers(len(PAIRS)))]
+        if single and loss == spec.LOSSES["bce"].code:
+            loss = SSE
+        sizes, has_bias, params, X, Y, weights = random_problem(n, output, (0.5,) if single else (0.5, 1.0, 5.0))
         params, X, Y, weights = (a.astype(dtype) for a in (params, X, Y, weights))
         params64, X64, Y64, weights64 = (a.astype(np.float64) for a in (params, X, Y, weights))
         call_rtol, epoch_rtol = RTOL[dtype]
-        derivative = int(rng.integers(2))
-        loss = int(rng.integers(2 if single else 3))
+        derivative = int(rng.integers(2)) if hidden == output == SIGMOID else 0
         what = (f"threads={threads} n={n} {np.dtype(dtype).name} sizes={sizes.tolist()} bias={has_bias} "
+                f"hidden={hidden} output={output} "
                 f"derivative={derivative} loss={loss}")
 
-        activations = np.full(len(sizes) - 1, SIGMOID, np.int64)
+        activations = np.array([hidden] * (len(sizes) - 2) + [output], np.int64)
         model64 = Model(params64, ParamLayout(sizes, has_bias), activations, derivative, loss)
         out = np.full(n * int(sizes[1:].sum()), np.nan, dtype)
         expected_out = np.empty(out.size)
@@ -158,7 +170,7 @@ for threads in (1, 2):
             order = rng.permutation(n).astype(np.int64) if rng.integers(2) else np.empty(0, np.int64)
             # sse sums over the batch: scale its rate so training stays smooth (comparable to 1e-7)
             lr = 0.05 / batch_size if loss == SSE else 0.05
-            hyper = np.array([lr, 0.9, 0.9, 0.999, 1e-8])
+            hyper = np.array([lr, 0.9, 0.9, 0.999, 1e-8, float(rng.choice([0.0, 0.1]))])
             runs = {}
             for backend, arrays in (("native", (X, Y, weights, params)),
                                     ("reference", (X64, Y64, weights64, params64))):
@@ -192,6 +204,12 @@ for optimizer in OPTIMIZER_CODES:
     X = rng.uniform(-1.0, 1.0, (3000, 5))
     y = rng.uniform(0.0, 1.0, (3000, 2))
     net = Network([5, 9, 2], backend="native", loss="bce", seed=1)
+    softmax = Network([5, 9, 3], backend="native", activation="tanh", output="softmax", seed=1)
+    relu = Network([5, 9, 2], backend="native", activation="relu", output="linear", seed=1)
+    labels = np.eye(3)[rng.integers(0, 3, 3000)]
+    softmax.fit(X, labels, epochs=2, batch_size=100, optimizer=optimizer, seed=2, alpha=0.01)
+    relu.fit(X, y, epochs=2, batch_size=100, optimizer=optimizer, seed=2, alpha=0.01)
+    assert np.isfinite(softmax.forward(X)).all() and np.isfinite(relu.forward(X)).all()
     net.fit(X, y, epochs=2, batch_size=100, optimizer=optimizer, seed=2, sample_weight=rng.uniform(0.5, 1.5, 3000))
     net.partial_fit(X, y, batch_size=1000, optimizer=optimizer)
     net.gradients(X, y)
@@ -203,7 +221,7 @@ sizes = np.array([4, 3, 1], dtype=np.int64)
 acts = np.full(2, SIGMOID, np.int64)
 X, Y = rng.uniform(size=(10, 4)), rng.uniform(size=(10, 1))
 params, grad, out = np.zeros(19), np.empty(19), np.empty(40)
-state, step, hyper = np.zeros((2, 19)), np.zeros(1, np.int64), np.array([0.1, 0.9, 0.9, 0.999, 1e-8])
+state, step, hyper = np.zeros((2, 19)), np.zeros(1, np.int64), np.array([0.1, 0.9, 0.9, 0.999, 1e-8, 0.0])
 none = np.empty(0)
 
 
@@ -235,6 +253,11 @@ BAD_CALLS = [
     lambda: train(batch_size=-5),
     lambda: train(optimizer=3),
     lambda: train(hyper=hyper[:4].copy()),
+    lambda: train(hyper=hyper[:5].copy()),
+    lambda: train(activations=np.array([SIGMOID, SOFTMAX], np.int64)),
+    lambda: train(activations=np.array([SOFTMAX, SOFTMAX], np.int64), loss=CROSS_ENTROPY),
+    lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 0, CROSS_ENTROPY, grad),
+    lambda: _native.forward(X, params, sizes, np.array([SOFTMAX, SIGMOID], np.int64), True, out),
     lambda: train(state=np.zeros((2, 18))),
     lambda: train(step=np.zeros(2, np.int64)),
     lambda: train(step=np.zeros(1)),

@@ -79,17 +79,29 @@ def random_parameters(layers, *, seed=0, bias=True, scale=1.0):
     return weights, biases
 
 
-def random_network(layers, backend, *, seed=0, bias=True, derivative="exact", loss="mse", scale=1.0):
+def random_network(layers, backend, *, seed=0, bias=True, derivative="exact", loss="mse", scale=1.0,
+                   activation="sigmoid", output=None):
     """A Network with seeded random weights (and biases)."""
     weights, biases = random_parameters(layers, seed=seed, bias=bias, scale=scale)
-    return Network(layers, backend=backend, derivative=derivative, loss=loss, bias=bias,
-                   weights=weights, biases=biases)
+    return Network(layers, backend=backend, activation=activation, output=output, derivative=derivative,
+                   loss=loss, bias=bias, weights=weights, biases=biases)
 
 
 def random_data(layers, n, *, seed=1):
     """X uniform in [-1, 1] with layers[0] columns; y uniform in [0, 1] with layers[-1] columns."""
     rng = np.random.default_rng(seed)
     return rng.uniform(-1.0, 1.0, (n, layers[0])), rng.uniform(0.0, 1.0, (n, layers[-1]))
+
+
+def targets_for(output, loss, n, width, seed):
+    """Seeded targets an output layer can be trained on: probability rows (Dirichlet) after a
+    softmax, N(0, 3^2) after a linear output (mostly outside [0, 1]), uniform in [0, 1] after a sigmoid."""
+    rng = np.random.default_rng(seed)
+    if output == "softmax":
+        return rng.dirichlet(np.ones(width), n)
+    if output == "linear":
+        return rng.normal(0.0, 3.0, (n, width))
+    return rng.uniform(0.0, 1.0, (n, width))
 
 
 def parameters_copy(net):
@@ -113,9 +125,10 @@ def assert_parameters_equal(net, expected):
 
 
 def same_network(net, weights, biases):
-    """A new Network like ``net`` (layers, backend, derivative, loss, bias) with these parameters."""
-    return Network(net.layers, backend=net.backend, derivative=net.derivative, loss=net.loss,
-                   bias=biases is not None, weights=weights, biases=biases)
+    """A new Network like ``net`` (layers, backend, activation, output, derivative, loss, bias) with these parameters."""
+    return Network(net.layers, backend=net.backend, activation=net.activation, output=net.output,
+                   derivative=net.derivative, loss=net.loss, bias=biases is not None, weights=weights,
+                   biases=biases)
 
 
 def finite_difference_gradient(net, X, y, h=1e-6, sample_weight=None):

@@ -13,7 +13,9 @@ the layer's OUTPUT ``a``.
 Contents
     the article       X, Y, W1, W2 and every number part 8 prints
     sigmoid           the textbook logistic function and both derivative conventions
-    forward, loss     activations of a network, the sse / mse / bce losses (with row weights)
+    other layers      tanh, relu, identity, softmax and log-softmax, each slope from the output
+    forward, loss     activations of a network, the sse / mse / bce / cross_entropy losses (with row
+                      weights), the L2 penalty
     gradient          backpropagation written out, and the article's own d_W formulas
     finite differences central differences of any loss over a list of parameter arrays
     training          the optimizers' update formulas and a hand-written mini-batch loop
@@ -95,45 +97,153 @@ DERIVATIVES = {"exact": sigmoid_derivative_exact, "article": sigmoid_derivative_
 
 
 # =========================================================================================
+# The other layers: tanh, relu, identity, softmax
+# =========================================================================================
+
+
+def tanh(z):
+    """The hyperbolic tangent (NumPy's)."""
+    return np.tanh(z)
+
+
+def relu(z):
+    """max(z, 0)."""
+    return np.where(z > 0, z, 0.0)
+
+
+def identity(z):
+    """z (a copy): the linear output layer."""
+    return np.array(z, dtype=np.float64, copy=True)
+
+
+def softmax(z):
+    """Row-wise exp(z_j - m) / sum_k exp(z_k - m), m the row's largest z (so no exp overflows)."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def log_softmax(z):
+    """Row-wise z_j - log sum_k exp(z_k), the log-sum-exp by np.logaddexp.reduce: finite for any finite z."""
+    return z - np.logaddexp.reduce(z, axis=1, keepdims=True)
+
+
+#: Every (hidden activation, output, loss) issue 9 allows: bce after a sigmoid, cross_entropy after
+#: a softmax, sse/mse after a sigmoid or a linear output; hidden layers sigmoid, tanh or relu.
+LAYER_COMBINATIONS = [(activation, output, loss)
+                      for activation in ["sigmoid", "tanh", "relu"]
+                      for output, losses in [("sigmoid", ["sse", "mse", "bce"]), ("linear", ["sse", "mse"]),
+                                             ("softmax", ["cross_entropy"])]
+                      for loss in losses]
+
+#: Activation name -> f(z).
+ACTIVATIONS = {"sigmoid": sigmoid, "tanh": tanh, "relu": relu, "linear": identity, "softmax": softmax}
+
+#: Activation name -> its derivative written with its output a (exact convention); softmax has
+#: none of its own (cross-entropy fuses the output delta).
+SLOPES = {"sigmoid": sigmoid_derivative_exact,
+          "tanh": lambda a: 1.0 - a * a,
+          "relu": lambda a: (a > 0).astype(np.float64),
+          "linear": lambda a: np.ones_like(a)}
+
+
+def slope_function(name, derivative="exact"):
+    """f' from the output for activation ``name``; "article" exists for the sigmoid only."""
+    if derivative == "article":
+        if name != "sigmoid":
+            raise ValueError("the article's derivative is defined for sigmoid layers only")
+        return sigmoid_derivative_article
+    return SLOPES[name]
+
+
+# =========================================================================================
 # Forward pass and losses
 # =========================================================================================
 
 
-def activations(weights, biases, X):
-    """``[X, a_1, ..., a_L]``: the input, then every layer's output ``sigmoid(a @ W + b)``."""
-    acts = [X]
-    for layer, W in enumerate(weights):
-        acts.append(sigmoid(acts[-1] @ W + (biases[layer] if biases is not None else 0.0)))
-    return acts
+def layer_functions(n_layers, activation="sigmoid", output="sigmoid"):
+    """The activation name of each weight layer: ``activation`` for the hidden ones, ``output`` last."""
+    return [activation] * (n_layers - 1) + [output]
 
 
-def forward(weights, biases, X):
+def pre_activations_and_activations(weights, biases, X, activation="sigmoid", output="sigmoid"):
+    """``(zs, acts)``: every layer's pre-activation z = a @ W + b, and ``[X, a_1, ..., a_L]``."""
+    zs, acts = [], [X]
+    for layer, (W, name) in enumerate(zip(weights, layer_functions(len(weights), activation, output))):
+        z = acts[-1] @ W + (biases[layer] if biases is not None else 0.0)
+        zs.append(z)
+        acts.append(ACTIVATIONS[name](z))
+    return zs, acts
+
+
+def activations(weights, biases, X, activation="sigmoid", output="sigmoid"):
+    """``[X, a_1, ..., a_L]``: the input, then every layer's output ``f(a @ W + b)`` (sigmoid by default)."""
+    return pre_activations_and_activations(weights, biases, X, activation, output)[1]
+
+
+def forward(weights, biases, X, activation="sigmoid", output="sigmoid"):
     """The network's output."""
-    return activations(weights, biases, X)[-1]
+    return activations(weights, biases, X, activation, output)[-1]
 
 
-def row_errors(output, y, loss):
-    """Each row's error summed over the outputs: squared error (sse, mse) or cross-entropy (bce)."""
+#: The issue's binary cross-entropy takes each log as at least -100, as torch.nn.BCELoss does,
+#: so a saturated output of exactly 0 or 1 gives a finite loss.
+BCE_LOG_FLOOR = -100.0
+
+
+def row_errors(output, y, loss, logits=None):
+    """Each row's error summed over the outputs: squared error (sse, mse), binary cross-entropy (bce,
+    each log at least BCE_LOG_FLOOR),
+    or -sum_j y_j log softmax(z)_j from the output layer's pre-activations ``logits`` (cross_entropy)."""
+    if loss == "cross_entropy":
+        return -(y * log_softmax(logits)).sum(axis=1)
     if loss == "bce":
-        return -(y * np.log(output) + (1 - y) * np.log(1 - output)).sum(axis=1)
+        with np.errstate(divide="ignore"):
+            log_a = np.maximum(np.log(output), BCE_LOG_FLOOR)
+            log_not_a = np.maximum(np.log(1 - output), BCE_LOG_FLOOR)
+        return -(y * log_a + (1 - y) * log_not_a).sum(axis=1)
     return ((output - y) ** 2).sum(axis=1)
 
 
 def loss_normaliser(loss, y, w):
-    """The factor c of the loss c * sum_i w_i e_i: 1 for sse, 1 / (sum(w) * n_outputs) for mse and bce."""
-    return 1.0 if loss == "sse" else 1.0 / (w.sum() * y.shape[1])
+    """The factor c of the loss c * sum_i w_i e_i: 1 for sse, 1 / (sum(w) * n_outputs) for mse and bce
+    (a mean over elements), 1 / sum(w) for cross_entropy (a mean over rows)."""
+    if loss == "sse":
+        return 1.0
+    if loss == "cross_entropy":
+        return 1.0 / w.sum()
+    return 1.0 / (w.sum() * y.shape[1])
 
 
-def loss_from_output(output, y, loss, w=None):
-    """The loss from the network's outputs: sse = sum w e; mse, bce = sum w e / (sum w * n_out)."""
+def loss_from_output(output, y, loss, w=None, logits=None):
+    """The loss from the network's outputs (and, for cross_entropy, its output pre-activations):
+    c * sum_i w_i e_i with c of ``loss_normaliser``."""
     w = np.ones(len(y)) if w is None else np.asarray(w, dtype=np.float64)
-    total = float(np.sum(w * row_errors(output, y, loss)))
-    return total if loss == "sse" else total / (w.sum() * y.shape[1])
+    total = float(np.sum(w * row_errors(output, y, loss, logits)))
+    return total * loss_normaliser(loss, y, w)
 
 
-def loss(weights, biases, X, y, loss_name, w=None):
+def loss(weights, biases, X, y, loss_name, w=None, activation="sigmoid", output="sigmoid"):
     """The loss of a network with these parameters on (X, y), row weights ``w``."""
-    return loss_from_output(forward(weights, biases, X), y, loss_name, w)
+    zs, acts = pre_activations_and_activations(weights, biases, X, activation, output)
+    return loss_from_output(acts[-1], y, loss_name, w, zs[-1])
+
+
+def penalty_normaliser(loss, w):
+    """r of the L2 penalty alpha/2 * r * sum W^2: 1 for sse, 1 / sum(w) for the mean losses."""
+    return 1.0 if loss == "sse" else 1.0 / float(np.sum(w))
+
+
+def l2_penalty(weights, alpha, r):
+    """alpha/2 * r * sum of every weight squared (biases are not penalised)."""
+    return 0.5 * alpha * r * sum(float(np.sum(W * W)) for W in weights)
+
+
+def penalised_loss(weights, biases, X, y, loss_name, alpha, w=None, activation="sigmoid", output="sigmoid"):
+    """The objective an alpha > 0 step descends: loss + alpha/2 * r * sum W^2."""
+    w_all = np.ones(X.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
+    return (loss(weights, biases, X, y, loss_name, w_all, activation, output)
+            + l2_penalty(weights, alpha, penalty_normaliser(loss_name, w_all)))
 
 
 def article_sse(w1, w2):
@@ -147,33 +257,40 @@ def article_sse(w1, w2):
 # =========================================================================================
 
 
-def loss_and_gradient(weights, biases, X, y, loss, w=None, derivative="exact"):
-    """``(loss, sum_i w_i e_i, dW, db)`` of a sigmoid network, backpropagation written out.
+def loss_and_gradient(weights, biases, X, y, loss, w=None, derivative="exact", activation="sigmoid",
+                      output="sigmoid"):
+    """``(loss, sum_i w_i e_i, dW, db)`` of a network, backpropagation written out.
 
-    e_i is the row's squared error (sse, mse) or cross-entropy (bce), summed
-    over outputs; "sse" is sum w_i e_i, "mse"/"bce" divide by sum(w) * n_outputs.
-    The output delta of bce is fused to c w (a - y) (the exact derivative);
-    the others use ``derivative`` ("exact" or "article") at every layer.
-    ``db`` is None without biases.
+    e_i is the row's squared error (sse, mse), binary cross-entropy (bce)
+    or softmax cross-entropy (cross_entropy), summed over outputs; "sse" is
+    sum w_i e_i, "mse"/"bce" divide by sum(w) * n_outputs, "cross_entropy"
+    by sum(w).  Output deltas, by hand from d e_i / d z:
+    bce after a sigmoid c w (a - y); cross_entropy after a softmax
+    c w (p sum_j y_j - y) (d/dz_j of -sum_k y_k (z_k - lse) is p_j sum_k y_k - y_j);
+    squared errors c w 2 (a - y) f'(a).  Hidden layers multiply by their f'
+    from the output; ``derivative`` "article" (sigmoid layers only) uses
+    s(a) (1 - s(a)).  ``db`` is None without biases.
     """
     if loss == "bce" and derivative != "exact":
         raise ValueError("this oracle has bce with the exact derivative only")
-    slope = DERIVATIVES[derivative]
+    names = layer_functions(len(weights), activation, output)
     w = np.ones(X.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
-    acts = activations(weights, biases, X)
+    zs, acts = pre_activations_and_activations(weights, biases, X, activation, output)
     a = acts[-1]
-    weighted_errors = float(np.sum(w * row_errors(a, y, loss)))
+    weighted_errors = float(np.sum(w * row_errors(a, y, loss, zs[-1])))
     c = loss_normaliser(loss, y, w)
-    if loss == "bce":
+    if loss == "cross_entropy":
+        delta = c * w[:, None] * (a * y.sum(axis=1, keepdims=True) - y)
+    elif loss == "bce":
         delta = c * w[:, None] * (a - y)
     else:
-        delta = c * w[:, None] * 2.0 * (a - y) * slope(a)
+        delta = c * w[:, None] * 2.0 * (a - y) * slope_function(output, derivative)(a)
     dW, db = [None] * len(weights), [None] * len(weights)
     for layer in reversed(range(len(weights))):
         dW[layer] = acts[layer].T @ delta
         db[layer] = delta.sum(axis=0)
         if layer > 0:
-            delta = (delta @ weights[layer].T) * slope(acts[layer])
+            delta = (delta @ weights[layer].T) * slope_function(names[layer - 1], derivative)(acts[layer])
     return c * weighted_errors, weighted_errors, dW, (db if biases is not None else None)
 
 
@@ -240,8 +357,9 @@ class Optimizer:
           p -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
     """
 
-    def __init__(self, name, lr, momentum, params):
+    def __init__(self, name, lr, momentum, params, betas=(BETA1, BETA2), eps=EPS):
         self.name, self.lr, self.mu = name, lr, momentum
+        self.beta1, self.beta2, self.eps = betas[0], betas[1], eps
         self.v = [np.zeros_like(p) for p in params]
         self.m = [np.zeros_like(p) for p in params]
         self.t = 0
@@ -256,23 +374,29 @@ class Optimizer:
                 self.v[i] = self.mu * self.v[i] + g
                 p -= self.lr * self.v[i]
             else:
-                self.m[i] = BETA1 * self.m[i] + (1 - BETA1) * g
-                self.v[i] = BETA2 * self.v[i] + (1 - BETA2) * g * g
-                m_hat = self.m[i] / (1 - BETA1 ** self.t)
-                v_hat = self.v[i] / (1 - BETA2 ** self.t)
-                p -= self.lr * m_hat / (np.sqrt(v_hat) + EPS)
+                b1, b2 = self.beta1, self.beta2
+                self.m[i] = b1 * self.m[i] + (1 - b1) * g
+                self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
+                m_hat = self.m[i] / (1 - b1 ** self.t)
+                v_hat = self.v[i] / (1 - b2 ** self.t)
+                p -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
 def train(weights, biases, X, y, *, loss, epochs, lr=None, batch_size=None, shuffle=True, seed=None,
-          optimizer="sgd", momentum=0.9, sample_weight=None, hand_optimizer=None):
+          optimizer="sgd", momentum=0.9, sample_weight=None, hand_optimizer=None, activation="sigmoid",
+          output="sigmoid", alpha=0.0, betas=(BETA1, BETA2), eps=EPS):
     """Mini-batch training written out step by step; returns ``(weights, biases, losses, optimizer)``.
 
     The visiting order of each epoch is ``rng.permutation(n)`` from one
     ``np.random.default_rng(seed)`` (one draw per epoch), except that
     full-batch epochs (batch_size None or >= n) and shuffle=False visit
     rows in order without drawing.  Each batch's gradient uses its own
-    weights' normaliser; the epoch's loss is sum_i w_i e_i (each row with
-    the parameters its batch saw), normalised over the whole epoch.
+    weights' normaliser, plus the L2 penalty's gradient alpha * r * W on
+    every weight matrix (r = 1 for sse, 1 / the batch's sum of row
+    weights otherwise; biases unpenalised); the epoch's loss is
+    sum_i w_i e_i (each row with the parameters its batch saw), normalised
+    over the whole epoch, without the penalty.  ``hand_optimizer``
+    continues an earlier run's optimizer (its state and settings).
     """
     weights = [np.array(p, dtype=np.float64, copy=True) for p in weights]
     biases = None if biases is None else [np.array(p, dtype=np.float64, copy=True) for p in biases]
@@ -281,7 +405,7 @@ def train(weights, biases, X, y, *, loss, epochs, lr=None, batch_size=None, shuf
     size = n if batch_size is None else batch_size
     rng = np.random.default_rng(seed)
     lr = DEFAULT_LR[optimizer] if lr is None else lr
-    opt = hand_optimizer or Optimizer(optimizer, lr, momentum, params)
+    opt = hand_optimizer or Optimizer(optimizer, lr, momentum, params, betas, eps)
     w_all = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     losses = []
     for _ in range(epochs):
@@ -289,10 +413,13 @@ def train(weights, biases, X, y, *, loss, epochs, lr=None, batch_size=None, shuf
         total = 0.0
         for first in range(0, n, size):
             rows = order[first:first + size]
-            _, errors, dW, db = loss_and_gradient(weights, biases, X[rows], y[rows], loss, w_all[rows])
+            _, errors, dW, db = loss_and_gradient(weights, biases, X[rows], y[rows], loss, w_all[rows],
+                                                  activation=activation, output=output)
+            r = penalty_normaliser(loss, w_all[rows])
+            dW = [g + alpha * r * W for g, W in zip(dW, weights)]
             total += errors
             opt.update(params, dW + (db or []))
-        losses.append(total if loss == "sse" else total / (w_all.sum() * y.shape[1]))
+        losses.append(total * loss_normaliser(loss, y, w_all))
     return weights, biases, losses, opt
 
 

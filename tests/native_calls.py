@@ -23,10 +23,13 @@ PRELUDE = textwrap.dedent(f"""
     params = np.concatenate([naive.W1.ravel(), naive.W2.ravel()])
     sizes = np.array([4, 1, 1], dtype=np.int64)
     sigmoids = np.full(2, spec.ACTIVATIONS["sigmoid"].code, np.int64)
+    SIGMOID, TANH, RELU, LINEAR, SOFTMAX = (spec.ACTIVATIONS[name].code
+                                            for name in ("sigmoid", "tanh", "relu", "linear", "softmax"))
+    SSE, MSE, BCE, CROSS_ENTROPY = (spec.LOSSES[name].code for name in ("sse", "mse", "bce", "cross_entropy"))
     none = np.empty(0)
     out = np.empty(6)
     grad = np.empty(5)
-    hyper = np.array([0.1, 0.9, 0.9, 0.999, 1e-8])
+    hyper = np.array([0.1, 0.9, 0.9, 0.999, 1e-8, 0.0])  # fastnet.spec.HYPER_FIELDS
     X32, Y32, params32, none32 = X.astype(f32), Y.astype(f32), params.astype(f32), none.astype(f32)
 
     def forward(X=X, params=params, sizes=sizes, activations=sigmoids, has_bias=False, out=out):
@@ -131,6 +134,28 @@ BAD_CALLS = [
     ("gradient-derivative-unknown", "gradient(derivative=7)", r"\bderivative\b"),
     ("gradient-loss-unknown", "gradient(loss=9)", r"\bloss\b"),
     ("gradient-loss-negative", "gradient(loss=-1)", r"\bloss\b"),
+    # layer and loss codes the kernels do not define together
+    ("forward-softmax-hidden", "forward(activations=np.array([SOFTMAX, SIGMOID], np.int64))",
+     r"^activations\[0\] = \d+ \(softmax\).*last layer"),
+    ("forward-softmax-everywhere", "forward(activations=np.array([SOFTMAX, SOFTMAX], np.int64))",
+     r"^activations\[0\].*softmax"),
+    ("gradient-softmax-hidden", "gradient(activations=np.array([SOFTMAX, SOFTMAX], np.int64), loss=CROSS_ENTROPY)",
+     r"^activations\[0\].*softmax"),
+    ("gradient-cross-entropy-after-sigmoid", "gradient(loss=CROSS_ENTROPY)",
+     r"^loss = \d+ \(cross_entropy\) needs a softmax"),
+    ("gradient-cross-entropy-after-linear", "gradient(activations=np.array([SIGMOID, LINEAR], np.int64), "
+     "loss=CROSS_ENTROPY)", r"^loss = \d+ \(cross_entropy\).*activations\[-1\]"),
+    ("gradient-mse-after-softmax", "gradient(activations=np.array([SIGMOID, SOFTMAX], np.int64), loss=MSE)",
+     r"softmax.*needs loss = \d+ \(cross_entropy\)"),
+    ("gradient-bce-after-linear", "gradient(activations=np.array([TANH, LINEAR], np.int64), loss=BCE)",
+     r"^loss = \d+ \(bce\) needs a sigmoid"),
+    ("gradient32-bce-after-softmax", "gradient32(activations=np.array([RELU, SOFTMAX], np.int64), loss=BCE)",
+     r"\bloss\b.*cross_entropy|\bbce\b"),
+    ("train-cross-entropy-after-sigmoid", "train(loss=CROSS_ENTROPY)", r"^loss = \d+ \(cross_entropy\)"),
+    ("train-sse-after-softmax", "train(activations=np.array([TANH, SOFTMAX], np.int64), loss=SSE)",
+     r"softmax.*\bloss\b"),
+    ("train32-softmax-hidden", "train32(activations=np.array([SOFTMAX, SOFTMAX], np.int64), loss=CROSS_ENTROPY)",
+     r"^activations\[0\].*softmax"),
     # float32 buffers of the wrong length
     ("forward32-out-too-short", "forward32(out=np.empty(5, f32))", r"\bout\b"),
     ("forward32-out-too-long", "forward32(out=np.empty(7, f32))", r"\bout\b"),
@@ -167,8 +192,9 @@ BAD_CALLS = [
     ("train-optimizer-unknown", "train(optimizer=3)", r"\boptimizer\b"),
     ("train-optimizer-negative", "train(optimizer=-1)", r"\boptimizer\b"),
     ("train-derivative-unknown", "train(derivative=2)", r"\bderivative\b"),
-    ("train-loss-unknown", "train(loss=3)", r"\bloss\b"),
+    ("train-loss-unknown", "train(loss=len(spec.LOSSES))", r"\bloss\b"),
     ("train-hyper-too-short", "train(hyper=hyper[:4].copy())", r"\bhyper\b"),
+    ("train-hyper-without-alpha", "train(hyper=hyper[:5].copy())", r"\bhyper\b.*HYPER_FIELDS"),
     ("train-hyper-too-long", "train(hyper=np.append(hyper, 0.0))", r"\bhyper\b"),
     ("train-state-too-short", "train(state=np.zeros((2, 4)))", r"\bstate\b"),
     ("train-state-one-row", "train(state=np.zeros(5))", r"\bstate\b"),

@@ -98,11 +98,19 @@ class Model(NamedTuple):
 
 
 class Rows(NamedTuple):
-    """A batch: inputs X (n, n_0), targets Y (n, n_L), per-row weights (n,) or empty for ones."""
+    """A batch: inputs X (n, n_0), targets Y (n, n_L), per-row weights (n,) or empty for ones.
+
+    ``weight_scale``: what the caller's weights were divided by to give
+    ``sample_weight`` (``Network`` divides them by their largest for the
+    mean losses, which leaves those losses unchanged).  Backends do not read
+    it; whoever sets the L2 penalty does (see ``Optimizer.for_rows`` in
+    ``fastnet.training``), since the penalty is divided by the caller's W.
+    """
 
     X: np.ndarray
     Y: np.ndarray
     sample_weight: np.ndarray
+    weight_scale: float = 1.0
 
 
 def load(name):

@@ -2,8 +2,18 @@
 
 The kernels (``kernels/network.c``) stream the batch in tiles of
 ``TILE_ROWS`` rows, keep each tile feature-major so every inner loop
-vectorises, use their own vectorisable ``exp`` for the sigmoid, and
-allocate their work memory once per call.  Batches of more than
+vectorises, use their own vectorisable ``exp`` and ``expm1`` (for the
+sigmoid, tanh and softmax, each argument in ``[-clamp, 0]``), and allocate
+their work memory once per call.  Every activation of ``fastnet.spec``
+is a case outside the loops: tanh as ``copysign(-m / (2 + m), z)``,
+``m = expm1(-min(2|z|, clamp))``; relu; linear; softmax row-wise over the
+output layer's units, ``e_j / sum_k e_k`` with
+``e_j = exp(-min(max_k z_k - z_j, clamp))``.  For "cross_entropy" the
+gradient and the epoch never soft-max the output in place: the loss is
+``-sum_j y_j (z_j - lse)`` from the logits z (finite for any z) and the
+output delta ``w (p s - y)``, ``s = sum_j y_j``.  ``train_epoch`` adds the
+L2 penalty's gradient ``alpha r W_l`` (``fastnet.backends.penalty_normaliser``)
+to each batch's normalised gradient before the update.  Batches of more than
 ``BLOCK_ROWS`` rows are cut into blocks that run on OpenMP threads, each
 into its own partial gradient, added in block order: results are bitwise
 identical for any thread count (see ``set_num_threads``).  As in the Numba
@@ -15,16 +25,19 @@ release the GIL while they run; ``train_epoch`` runs a whole epoch in C.
 
 Arrays pass straight through the buffer protocol: ``Network`` has already
 made them C-contiguous, all float64 or all float32 (``sizes``, the
-activation codes, ``order`` and ``step`` int64; ``hyper`` always float64).  X's dtype picks the kernels:
-the C code is written once (``kernels/network_impl.h``) and compiled for
-double and for float; float32 runs in float32 throughout, except for the
-loss sums, the total row weight and the loss normaliser, kept in double.
-The float32 sigmoid clamps |z| at ``SIGMOID_CLAMP_FLOAT32`` and uses a
-degree-7 exp, as the Numba backend's.  The extension still checks dtypes
-(TypeError for a float array whose dtype differs from X's), exact lengths,
-codes and the range of every ``order`` entry, raising ValueError/TypeError
-rather than ever touching memory outside an array, and MemoryError if its
-work memory cannot be allocated.
+activation codes, ``order`` and ``step`` int64; ``hyper`` always float64).
+X's dtype picks the kernels: the C code is written once
+(``kernels/network_impl.h``) and compiled for double and for float; float32
+runs in float32 throughout, except for the loss sums, the total row weight
+and the loss and penalty normalisers, kept in double.
+The float32 kernels clamp exp's and expm1's arguments at
+``SIGMOID_CLAMP_FLOAT32`` and use degree-7 polynomials, as the Numba
+backend's.  The extension still checks dtypes (TypeError for a float array
+whose dtype differs from X's), exact lengths, codes (softmax only in the
+last layer; "cross_entropy" exactly with a softmax output, "bce" only with
+a sigmoid one) and the range of every ``order`` entry, raising
+ValueError/TypeError rather than ever touching memory outside an array, and
+MemoryError if its work memory cannot be allocated.
 """
 
 from fastnet import _native

@@ -159,98 +159,81 @@ def _muladd(typingctx, a, b, c):
 
 
 @_kernel()
-def _exp_nonpositive64(x):
-    """exp(x) for float64 x in [-SIGMOID_CLAMP, 0], as arithmetic that vectorises.
+def _exp_parts64(x):
+    """(2**k, r, q) with exp(x) = 2**k (1 + r q), for float64 x in [-SIGMOID_CLAMP, 0].
 
     k = round(x log2 e) comes from the shifter trick, r = x - k ln 2 in two
-    parts, exp(r) (|r| <= ln(2)/2) from its Taylor series to degree 13
-    (error ~1e-16), and 2**k straight from its bits (a normal double, as
-    k >= -1021).
+    parts (|r| <= ln(2)/2), q = (exp(r) - 1) / r from exp's Taylor series to
+    degree 13 (error ~1e-16), and 2**k straight from its bits (a normal
+    double, as k >= -1021).  As arithmetic, so loops over it vectorise.
     """
     shifted = _fma(x, _LOG2E, _ROUND_SHIFT)
     k = shifted - _ROUND_SHIFT
     two_to_k = _bits_as_float(_float_bits(shifted) << 52)
     r = _fma(k, -_LN2_LO, _fma(k, -_LN2_HI, x))
-    p = 1.0 / 6227020800.0
-    p = _fma(p, r, 1.0 / 479001600.0)
-    p = _fma(p, r, 1.0 / 39916800.0)
-    p = _fma(p, r, 1.0 / 3628800.0)
-    p = _fma(p, r, 1.0 / 362880.0)
-    p = _fma(p, r, 1.0 / 40320.0)
-    p = _fma(p, r, 1.0 / 5040.0)
-    p = _fma(p, r, 1.0 / 720.0)
-    p = _fma(p, r, 1.0 / 120.0)
-    p = _fma(p, r, 1.0 / 24.0)
-    p = _fma(p, r, 1.0 / 6.0)
-    p = _fma(p, r, 0.5)
-    p = _fma(p, r, 1.0)
-    return _fma(p, r, 1.0) * two_to_k
+    q = 1.0 / 6227020800.0
+    q = _fma(q, r, 1.0 / 479001600.0)
+    q = _fma(q, r, 1.0 / 39916800.0)
+    q = _fma(q, r, 1.0 / 3628800.0)
+    q = _fma(q, r, 1.0 / 362880.0)
+    q = _fma(q, r, 1.0 / 40320.0)
+    q = _fma(q, r, 1.0 / 5040.0)
+    q = _fma(q, r, 1.0 / 720.0)
+    q = _fma(q, r, 1.0 / 120.0)
+    q = _fma(q, r, 1.0 / 24.0)
+    q = _fma(q, r, 1.0 / 6.0)
+    q = _fma(q, r, 0.5)
+    q = _fma(q, r, 1.0)
+    return two_to_k, r, q
+
+
+@_kernel()
+def _exp_parts32(x):
+    """``_exp_parts64`` for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0]: shifter
+    1.5 * 2**23 + 127, 23-bit exponent shift, Taylor degree 7 (error below half a
+    float32 ulp)."""
+    shifted = _fma(x, np.float32(_LOG2E), np.float32(_ROUND_SHIFT_FLOAT32))
+    k = shifted - np.float32(_ROUND_SHIFT_FLOAT32)
+    two_to_k = _bits_as_float(np.int32(_float_bits(shifted) << 23))
+    r = _fma(k, np.float32(-_LN2_LO_FLOAT32), _fma(k, np.float32(-_LN2_HI_FLOAT32), x))
+    q = np.float32(1.0 / 5040.0)
+    q = _fma(q, r, np.float32(1.0 / 720.0))
+    q = _fma(q, r, np.float32(1.0 / 120.0))
+    q = _fma(q, r, np.float32(1.0 / 24.0))
+    q = _fma(q, r, np.float32(1.0 / 6.0))
+    q = _fma(q, r, np.float32(0.5))
+    q = _fma(q, r, np.float32(1.0))
+    return two_to_k, r, q
+
+
+@_kernel()
+def _exp_nonpositive64(x):
+    """exp(x) = 2**k (1 + r q) for float64 x in [-SIGMOID_CLAMP, 0] (``_exp_parts64``)."""
+    two_to_k, r, q = _exp_parts64(x)
+    return _fma(q, r, 1.0) * two_to_k
 
 
 @_kernel()
 def _exp_nonpositive32(x):
-    """exp(x) for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0]: ``_exp_nonpositive64``'s
-    method in float32 (shifter 1.5 * 2**23 + 127, 23-bit exponent shift, Taylor
-    degree 7, error below half a float32 ulp)."""
-    shifted = _fma(x, np.float32(_LOG2E), np.float32(_ROUND_SHIFT_FLOAT32))
-    k = shifted - np.float32(_ROUND_SHIFT_FLOAT32)
-    two_to_k = _bits_as_float(np.int32(_float_bits(shifted) << 23))
-    r = _fma(k, np.float32(-_LN2_LO_FLOAT32), _fma(k, np.float32(-_LN2_HI_FLOAT32), x))
-    p = np.float32(1.0 / 5040.0)
-    p = _fma(p, r, np.float32(1.0 / 720.0))
-    p = _fma(p, r, np.float32(1.0 / 120.0))
-    p = _fma(p, r, np.float32(1.0 / 24.0))
-    p = _fma(p, r, np.float32(1.0 / 6.0))
-    p = _fma(p, r, np.float32(0.5))
-    p = _fma(p, r, np.float32(1.0))
-    return _fma(p, r, np.float32(1.0)) * two_to_k
+    """exp(x) for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0] (``_exp_parts32``)."""
+    two_to_k, r, q = _exp_parts32(x)
+    return _fma(q, r, np.float32(1.0)) * two_to_k
 
 
 @_kernel()
 def _expm1_nonpositive64(x):
-    """exp(x) - 1 for float64 x in [-SIGMOID_CLAMP, 0], accurate near 0.
-
-    ``_exp_nonpositive64``'s reduction and series, but with exp(r) - 1 kept
-    as r q(r) (the series without its leading 1), then
-    exp(x) - 1 = 2**k (exp(r) - 1) + (2**k - 1): for k = 0 no 1 is added and
-    taken away, so small |x| keeps full relative precision.
-    """
-    shifted = _fma(x, _LOG2E, _ROUND_SHIFT)
-    k = shifted - _ROUND_SHIFT
-    two_to_k = _bits_as_float(_float_bits(shifted) << 52)
-    r = _fma(k, -_LN2_LO, _fma(k, -_LN2_HI, x))
-    p = 1.0 / 6227020800.0
-    p = _fma(p, r, 1.0 / 479001600.0)
-    p = _fma(p, r, 1.0 / 39916800.0)
-    p = _fma(p, r, 1.0 / 3628800.0)
-    p = _fma(p, r, 1.0 / 362880.0)
-    p = _fma(p, r, 1.0 / 40320.0)
-    p = _fma(p, r, 1.0 / 5040.0)
-    p = _fma(p, r, 1.0 / 720.0)
-    p = _fma(p, r, 1.0 / 120.0)
-    p = _fma(p, r, 1.0 / 24.0)
-    p = _fma(p, r, 1.0 / 6.0)
-    p = _fma(p, r, 0.5)
-    p = _fma(p, r, 1.0)
-    return _fma(two_to_k, r * p, two_to_k - 1.0)
+    """exp(x) - 1 for float64 x in [-SIGMOID_CLAMP, 0], accurate near 0:
+    2**k (r q) + (2**k - 1) (``_exp_parts64``).  For k = 0 no 1 is added and
+    taken away, so small |x| keeps full relative precision."""
+    two_to_k, r, q = _exp_parts64(x)
+    return _fma(two_to_k, r * q, two_to_k - 1.0)
 
 
 @_kernel()
 def _expm1_nonpositive32(x):
-    """exp(x) - 1 for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0]: ``_expm1_nonpositive64``'s
-    method with ``_exp_nonpositive32``'s float32 constants and degree."""
-    shifted = _fma(x, np.float32(_LOG2E), np.float32(_ROUND_SHIFT_FLOAT32))
-    k = shifted - np.float32(_ROUND_SHIFT_FLOAT32)
-    two_to_k = _bits_as_float(np.int32(_float_bits(shifted) << 23))
-    r = _fma(k, np.float32(-_LN2_LO_FLOAT32), _fma(k, np.float32(-_LN2_HI_FLOAT32), x))
-    p = np.float32(1.0 / 5040.0)
-    p = _fma(p, r, np.float32(1.0 / 720.0))
-    p = _fma(p, r, np.float32(1.0 / 120.0))
-    p = _fma(p, r, np.float32(1.0 / 24.0))
-    p = _fma(p, r, np.float32(1.0 / 6.0))
-    p = _fma(p, r, np.float32(0.5))
-    p = _fma(p, r, np.float32(1.0))
-    return _fma(two_to_k, r * p, two_to_k - np.float32(1.0))
+    """exp(x) - 1 for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0], as ``_expm1_nonpositive64``."""
+    two_to_k, r, q = _exp_parts32(x)
+    return _fma(two_to_k, r * q, two_to_k - np.float32(1.0))
 
 
 @_kernel()

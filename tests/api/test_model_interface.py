@@ -86,8 +86,8 @@ def test_a_network_trains_in_another_process_exactly_as_here():
 def test_state_round_trips_through_from_state_and_other_backends():
     net, X, _ = trained("numba")
     state = net.state()
-    assert set(state) == {"layers", "backend", "activation", "output", "derivative", "loss", "bias", "dtype", "params",
-                          "rng_state", "optimizer"}
+    assert set(state) == {"layers", "backend", "activation", "output", "derivative", "loss", "bias", "dtype",
+                          "params", "rng_state", "optimizer"}
     again = Network.from_state(state, backend="numpy")
     assert again.backend == "numpy"
     assert_close_normwise(again.predict(X), net.predict(X))
@@ -214,8 +214,10 @@ def test_the_compiled_module_knows_exactly_the_specification_codes():
     params, sizes, grad = np.zeros(3), np.array([2, 1], np.int64), np.zeros(3)
     empty = np.empty(0)
     sigmoid = np.array([spec.ACTIVATIONS["sigmoid"].code], np.int64)
-    for entry in spec.LOSSES.values():
-        _native.gradient(X, y, empty, params, sizes, sigmoid, True, 0, entry.code, grad)
+    for entry in spec.LOSSES.values():       # each loss after an output it pairs with, two output units
+        output = np.array([spec.ACTIVATIONS[entry.outputs[0]].code], np.int64)
+        _native.gradient(X, np.zeros((1, 2)), empty, np.zeros(6), np.array([2, 2], np.int64), output, True, 0,
+                         entry.code, np.zeros(6))
     for argument, table, call in [
         ("loss", spec.LOSSES,
          lambda code: _native.gradient(X, y, empty, params, sizes, sigmoid, True, 0, code, grad)),

@@ -252,7 +252,7 @@ BAD_NAMES = [
     ("derivative", "approx", ValueError), ("derivative", "Exact", ValueError),
     ("derivative", 1, TypeError), ("derivative", None, TypeError),
     ("loss", "mae", ValueError), ("loss", "MSE", ValueError), ("loss", "", ValueError),
-    ("loss", 0, TypeError), ("loss", b"mse", TypeError),
+    ("loss", 0, TypeError),
 ]
 
 

@@ -35,7 +35,7 @@ PARAMS = np.concatenate([naive.W1.ravel(), naive.W2.ravel()])
 SIZES = np.array(naive.LAYERS, dtype=np.int64)
 NO_WEIGHTS = np.empty(0)
 IN_PLACE = np.empty(0, np.int64)
-HYPER = np.array([0.1, 0.9, 0.9, 0.999, 1e-8])  # lr, mu, b1, b2, eps
+HYPER = np.array([0.1, 0.9, 0.9, 0.999, 1e-8, 0.0])  # fastnet.spec.HYPER_FIELDS: lr, mu, b1, b2, eps, alpha
 ONE_UNIT = np.array([1, 1], np.int64)  # one input, one sigmoid output: out = sigmoid(X)
 
 # Printed in ARTICLE.md: neuron1output, then output.

@@ -2,9 +2,9 @@
 
 Expected values come from the Python API (the same seed gives the same
 network), from NumPy on the files' data, or from pyarrow/pandas/matplotlib
-reading the outputs back.  Every subprocess of this module shares one Numba
-cache folder, so each kernel compiles once for the module; the networks are
-tiny and most runs use the NumPy reference backend, which compiles nothing.
+reading the outputs back.  The subprocesses share the test process's Numba
+cache, so each kernel compiles once; the networks are tiny and most runs use
+the NumPy reference backend, which compiles nothing.
 """
 
 import os
@@ -25,18 +25,19 @@ SPECIES = np.array(["setosa", "versicolor", "virginica"])
 
 
 @pytest.fixture(scope="module")
-def numba_cache(tmp_path_factory):
-    """One Numba cache folder for every subprocess of this module (a warm one when set)."""
-    return os.environ.get("NUMBA_CACHE_DIR") or str(tmp_path_factory.mktemp("numba-cache"))
+def child_env():
+    """The environment of every subprocess here.  They share the Numba cache of this
+    test process (NUMBA_CACHE_DIR when set, else Numba's default folder beside the
+    installed package): each kernel compiles once, and not again in later runs."""
+    return dict(os.environ)
 
 
 @pytest.fixture
-def run(numba_cache, tmp_path):
+def run(child_env, tmp_path):
     """``run(*arguments)``: ``python -m fastnet arguments...`` in tmp_path, the CompletedProcess."""
     def fastnet_command(*arguments, timeout=300):
-        env = dict(os.environ, NUMBA_CACHE_DIR=numba_cache, PYTHONWARNINGS="error::DeprecationWarning:fastnet")
         return subprocess.run([sys.executable, "-m", "fastnet", *map(str, arguments)], capture_output=True,
-                              text=True, timeout=timeout, cwd=tmp_path, env=env)
+                              text=True, timeout=timeout, cwd=tmp_path, env=child_env)
     return fastnet_command
 
 
@@ -255,14 +256,14 @@ def test_bench_quick_prints_a_row_per_backend(run):
     assert rows["numba"].count("1.00x") == 2
 
 
-def test_ctrl_c_saves_the_last_completed_epoch_and_exits_130(numba_cache, tmp_path):
+def test_ctrl_c_saves_the_last_completed_epoch_and_exits_130(child_env, tmp_path):
     data = frame(seed=8)
     data.to_csv(tmp_path / "d.csv", index=False)
     log = open(tmp_path / "stderr.txt", "w")
     child = subprocess.Popen([sys.executable, "-m", "fastnet", "train", "d.csv", "--target", "value", "--features",
                               "a,b,c", "--layers", "3", "--backend", "numpy", "--batch-size", "0", "--epochs",
                               str(10**7), "--out", "m.npz"], cwd=tmp_path, stderr=log, stdout=subprocess.PIPE, text=True,
-                             env=dict(os.environ, NUMBA_CACHE_DIR=numba_cache))
+                             env=child_env)
     deadline = time.monotonic() + 60
     while "loss=" not in (tmp_path / "stderr.txt").read_text() and time.monotonic() < deadline:
         time.sleep(0.1)                                # until the bar shows a completed epoch
