@@ -32,8 +32,9 @@ import numpy as np
 
 import fastnet
 from fastnet import Network
-
-BACKENDS = ("numpy", "numba", "native")
+# The timing harness and the peers, shared with ``fastnet bench``.
+from fastnet.bench import (networks, sklearn_epoch, time_interleaved, torch_epoch, torch_gradient,
+                           torch_softmax_epoch)
 
 #: (label, layers, rows, bias, derivative, loss)
 GRADIENT_CASES = [
@@ -42,77 +43,6 @@ GRADIENT_CASES = [
     ("[4, 1, 1] exact, 1M rows", [4, 1, 1], 1_000_000, False, "exact", "sse"),
     ("[64, 128, 1], 100k rows", [64, 128, 1], 100_000, True, "exact", "mse"),
 ]
-
-
-#: Untimed calls before each contender's timed ones last at least this long.
-#: PyTorch's and OpenBLAS's worker threads keep spinning for a while after
-#: their last call; on two cores they took the CPUs from the next contender
-#: and doubled its time.  Calls (rather than a sleep) also keep the clock up.
-WARM_UP_SECONDS = 0.5
-
-
-def warm_up(call):
-    """Call ``call`` untimed, repeatedly, for at least WARM_UP_SECONDS."""
-    start = time.perf_counter()
-    call()
-    while time.perf_counter() - start < WARM_UP_SECONDS:
-        call()
-
-
-def time_interleaved(contenders, rounds, passes=3):
-    """Median seconds of each callable, timed in alternating passes.
-
-    Each pass visits every contender in turn (in reversed order on odd
-    passes): untimed calls for WARM_UP_SECONDS (at least one), then
-    ``rounds // passes`` timed calls.  Noise on a shared machine thus hits
-    all contenders alike.
-    """
-    samples = {name: [] for name in contenders}
-    per_pass = max(1, rounds // passes)
-    for index in range(passes):
-        names = list(contenders) if index % 2 == 0 else list(reversed(contenders))
-        for name in names:
-            warm_up(contenders[name])
-            for _ in range(per_pass):
-                start = time.perf_counter()
-                contenders[name]()
-                samples[name].append(time.perf_counter() - start)
-    return {name: float(np.median(times)) for name, times in samples.items()}
-
-
-def networks(layers, bias, derivative, loss, seed=0):
-    """One Network per backend, all with the same initial parameters."""
-    base = Network(layers, backend="numpy", bias=bias, derivative=derivative, loss=loss, seed=seed)
-    return {backend: Network(layers, backend=backend, bias=bias, derivative=derivative, loss=loss,
-                             weights=base.weights, biases=base.biases)
-            for backend in BACKENDS}
-
-
-def torch_model(layers, bias):
-    """nn.Sequential of Linear + Sigmoid layers in float64, or None without torch."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    modules = []
-    for fan_in, fan_out in zip(layers[:-1], layers[1:]):
-        modules += [torch.nn.Linear(fan_in, fan_out, bias=bias, dtype=torch.float64), torch.nn.Sigmoid()]
-    return torch.nn.Sequential(*modules)
-
-
-def torch_gradient(layers, X, y, bias, loss):
-    """PyTorch autograd: one full-batch loss.backward(), or None without torch."""
-    model = torch_model(layers, bias)
-    if model is None:
-        return None
-    import torch
-    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
-    reduction = "sum" if loss == "sse" else "mean"
-
-    def run():
-        model.zero_grad()
-        torch.nn.functional.mse_loss(model(tX), ty, reduction=reduction).backward()
-    return run
 
 
 def gradient_table(rounds):
@@ -136,41 +66,6 @@ def gradient_table(rounds):
               f"| {t['read'] * 1e3:.2f} (numba {t['numba'] / t['read']:.1f}x of it) |")
 
 
-def torch_epoch(X, y, layers, batch_size, lr):
-    """A plain PyTorch epoch: nn.Sequential, optim.SGD, MSELoss, shuffled batches."""
-    model = torch_model(layers, True)
-    if model is None:
-        return None
-    import torch
-    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-
-    def run():
-        for rows in torch.randperm(len(tX)).split(batch_size):
-            optimizer.zero_grad()
-            torch.nn.functional.mse_loss(model(tX[rows]), ty[rows]).backward()
-            optimizer.step()
-    return run
-
-
-def sklearn_epoch(X, y, hidden, batch_size, lr):
-    """scikit-learn's MLPRegressor(solver="sgd"), one epoch per call, or None without it."""
-    try:
-        from sklearn.neural_network import MLPRegressor
-    except ImportError:
-        return None
-    import warnings
-    from sklearn.exceptions import ConvergenceWarning
-    model = MLPRegressor(hidden_layer_sizes=hidden, activation="logistic", solver="sgd", batch_size=batch_size,
-                         learning_rate_init=lr, momentum=0.0, max_iter=1, shuffle=True, random_state=0)
-
-    def run():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.partial_fit(X, y.ravel())
-    return run
-
-
 def epoch_table(rounds, rows=100_000, batch_size=32, layers=(4, 8, 1)):
     """Table 2: one epoch of mini-batch SGD."""
     layers = list(layers)
@@ -189,30 +84,6 @@ def epoch_table(rounds, rows=100_000, batch_size=32, layers=(4, 8, 1)):
     print("|---|---|---|")
     for name, seconds in t.items():
         print(f"| {name} | {seconds * 1e3:.1f} | {seconds / t['numba']:.1f}x |")
-
-
-def torch_softmax_epoch(X, labels, layers, activation, batch_size, lr):
-    """A plain PyTorch epoch of a softmax classifier: nn.Sequential (hidden ``activation``),
-    cross-entropy on logits, optim.Adam, shuffled batches; None without torch."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    dtype = torch.float32 if X.dtype == np.float32 else torch.float64
-    hidden = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh}[activation]
-    modules = []
-    for fan_in, fan_out in zip(layers[:-2], layers[1:-1]):
-        modules += [torch.nn.Linear(fan_in, fan_out, dtype=dtype), hidden()]
-    model = torch.nn.Sequential(*modules, torch.nn.Linear(layers[-2], layers[-1], dtype=dtype))
-    tX, ty = torch.from_numpy(X), torch.from_numpy(labels)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-
-    def run():
-        for rows in torch.randperm(len(tX)).split(batch_size):
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(tX[rows]), ty[rows]).backward()
-            optimizer.step()
-    return run
 
 
 def softmax_table(rounds, rows=1_000_000, layers=(32, 64, 10), batch_size=256):

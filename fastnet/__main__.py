@@ -1,17 +1,14 @@
-"""Command line: ``python -m fastnet article`` prints the worked example."""
+"""Command line: ``python -m fastnet`` (or ``fastnet``) COMMAND; ``article``, the
+default, prints the worked example.  The commands live in ``fastnet.cli``."""
 
-import argparse
+import sys
 
 
 def main(argv=None):
-    """Entry point of ``python -m fastnet`` and the ``fastnet`` script."""
-    parser = argparse.ArgumentParser(prog="fastnet", description=__doc__)
-    parser.add_argument("command", nargs="?", default="article", choices=["article"],
-                        help="article: walk through the blog's example on every backend")
-    parser.parse_args(argv)
-    from fastnet.article import walkthrough
-    print(walkthrough())
+    """Entry point of ``python -m fastnet`` and the ``fastnet`` script; returns the exit status."""
+    from fastnet.cli import main as run
+    return run(argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,6 +17,17 @@ BLOCK_ROWS = 32 * TILE_ROWS
 #: rows predicted.  A whole number of blocks, so threads share it evenly.
 FORWARD_CHUNK_ROWS = 16 * BLOCK_ROWS
 
+#: Work (multiply-adds, about 3 per weight per row plus a few per parameter per
+#: update) in one backend call of a training epoch: longer epochs run as
+#: several calls on consecutive whole batches, so a progress bar moves (and
+#: Ctrl-C is seen) within the epoch.  About 0.05-0.2 s on one core; fixed, so
+#: where an epoch is cut depends on its shape only, never on timing.
+EPOCH_SLICE_WORK = 2**26
+
+#: At most this much of X, Y and the row weights per slice of a shuffled
+#: epoch, which is gathered into a copy in its visiting order.
+EPOCH_SLICE_BYTES = 16 * 2**20
+
 #: Memory for the blocks' partial gradients in one parallel wave.  More
 #: blocks per wave means fewer waves, so threads are woken less often.
 PARTIAL_GRADIENT_BYTES = 16 * 2**20

@@ -278,8 +278,10 @@ class Network:
         callback : ``callback(epoch, history)`` after each epoch; returning
             False stops training.
 
-        Each epoch runs in one compiled call (numba, native).  An epoch that
-        fails leaves the parameters as they were after the previous one.
+        Each epoch runs in compiled calls (numba, native) of whole batches,
+        a fraction of a second each, so the bar moves within an epoch; the
+        parameters come out as from one call.  An epoch that fails leaves
+        the parameters as they were after the previous one.
         """
         return training.fit(self, X, y, epochs, lr, batch_size=batch_size, shuffle=shuffle, seed=seed,
                             optimizer=optimizer, momentum=momentum, alpha=alpha, betas=betas, eps=eps,

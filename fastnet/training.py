@@ -1,10 +1,11 @@
 """The trainer: the training loop, rollback, callbacks and History.
 
 ``fit`` and ``partial_fit`` train a ``Network`` in place (``Network.fit``
-calls them): every argument is checked first, each epoch runs in one
-backend call on a copy of the parameters, and only a finished, finite epoch
-is applied to the network.  Also here: optimizer settings and state, the
-row visiting order and the optional progress bar.
+calls them): every argument is checked first, each epoch runs as backend
+calls on consecutive whole batches (``epoch_slices``) on a copy of the
+parameters, and only a finished, finite epoch is applied to the network.
+Also here: optimizer settings and state, the row visiting order and the
+optional progress bar.
 """
 
 import sys
@@ -16,6 +17,7 @@ import numpy as np
 
 from fastnet import _validation as check
 from fastnet import spec
+from fastnet._config import EPOCH_SLICE_BYTES, EPOCH_SLICE_WORK
 
 #: Show a progress bar on its own when a fit is expected to take longer than this.
 LONG_RUN_ROWS = 5_000_000
@@ -34,6 +36,28 @@ class History:
     loss: list = field(default_factory=list)
     val_loss: list = field(default_factory=list)
     time: list = field(default_factory=list)
+
+    def plot(self, ax=None):
+        """Draw training (and validation) loss against the epoch (1, 2, ...); returns the Axes.
+
+        ``ax``: a matplotlib Axes to draw on; None makes a new figure with
+        ``matplotlib.pyplot``.  Needs matplotlib (``pip install
+        "fastnet-kernels[plot]"``).
+        """
+        if ax is None:
+            try:
+                import matplotlib.pyplot as plt
+            except ImportError:
+                raise ImportError('History.plot needs matplotlib: pip install "fastnet-kernels[plot]"') from None
+            ax = plt.subplots()[1]
+        epochs = range(1, len(self.loss) + 1)
+        ax.plot(epochs, self.loss, marker=".", label="training loss")
+        if self.val_loss:
+            ax.plot(range(1, len(self.val_loss) + 1), self.val_loss, marker=".", label="validation loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend()
+        return ax
 
 
 class DivergenceError(FloatingPointError):
@@ -160,7 +184,8 @@ def visiting_order(rng, n_rows, shuffle, batch_size, on_disk=False):
 
 
 class Progress:
-    """A tqdm bar over epochs when wanted, else nothing.
+    """A tqdm bar over epochs when wanted, else nothing; it moves within an epoch
+    as the epoch's slices complete (see ``epoch_slices``).
 
     ``wanted``: True/False force it; None shows it when stdout is a terminal
     and the run is long (epochs * rows >= LONG_RUN_ROWS) and tqdm is installed.
@@ -180,11 +205,18 @@ class Progress:
                 return
             self._bar = tqdm(total=epochs, unit="epoch")
 
-    def update(self, history):
-        """Advance by one epoch, showing the latest loss."""
+    def within(self, epoch, fraction):
+        """Show ``fraction`` (0..1) of epoch ``epoch`` (counted from 0) done."""
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{history.loss[-1]:.6g}")
-            self._bar.update(1)
+            self._bar.update(round(epoch + fraction, 2) - self._bar.n)
+
+    def update(self, history):
+        """Show one more epoch completed, with its loss."""
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{history.loss[-1]:.6g}", refresh=False)
+            self._bar.update(len(history.loss) - self._bar.n)
+            self._bar.n = len(history.loss)  # an int again, so the counter reads 3/3, not 3.0/3
+            self._bar.refresh()
 
     def close(self):
         """Remove the bar."""
@@ -271,7 +303,7 @@ def train(net, settings, epochs, progress):
     try:
         for epoch in range(epochs):
             watch = Stopwatch()
-            history.loss.append(run_epoch(net, settings, epoch))
+            history.loss.append(run_epoch(net, settings, epoch, lambda done, epoch=epoch: bar.within(epoch, done)))
             if settings.validation is not None:
                 history.val_loss.append(net._loss(settings.validation))
             history.time.append(watch.seconds())
@@ -288,18 +320,70 @@ def train(net, settings, epochs, progress):
     return history
 
 
-def run_epoch(net, settings, epoch):
+def epoch_slices(n_rows, batch_size, n_params, row_bytes):
+    """(first, last) ranges of the visiting order that cut an epoch into backend
+    calls of about EPOCH_SLICE_WORK multiply-adds and at most EPOCH_SLICE_BYTES
+    of rows (``row_bytes`` each) each, every one a whole number of batches.
+
+    A batch never straddles two calls and the optimizer's state carries from
+    one call to the next, so the parameters come out bitwise as from one
+    call; only the epoch's loss, a sum of the calls' sums, may differ from
+    one call's running sum in the last bits.
+    """
+    batches = min(EPOCH_SLICE_WORK // (n_params * (3 * batch_size + 8)),
+                  EPOCH_SLICE_BYTES // (row_bytes * batch_size))
+    rows = batch_size * max(1, batches)
+    return [(first, min(first + rows, n_rows)) for first in range(0, n_rows, rows)]
+
+
+def slice_rows(rows, order, first, last, gathered):
+    """The rows visited at positions first..last-1 of the epoch, as backend Rows to
+    read in place: a view when ``order`` is empty (rows in place), else gathered
+    in the visiting order into ``gathered`` (work arrays for X, Y and the
+    weights of at least last - first rows, reused from slice to slice: fresh
+    pages would cost more than the copy), since the backends take an order
+    of all n rows only."""
+    weights = rows.sample_weight
+    if not order.size:
+        return rows._replace(X=rows.X[first:last], Y=rows.Y[first:last],
+                             sample_weight=weights[first:last] if weights.size else weights)
+    visit, m = order[first:last], last - first
+    X, Y, w = (np.take(whole, visit, axis=0, out=work[:m]) if whole.size else whole
+               for whole, work in zip((rows.X, rows.Y, weights), gathered))
+    return rows._replace(X=X, Y=Y, sample_weight=w)
+
+
+def run_epoch(net, settings, epoch, done=None):
     """One epoch, applied to ``net`` only once it has completed and stayed finite; its loss.
 
-    On any failure (an exception, Ctrl-C, or divergence) the parameters
-    and the optimizer's state stay as they were after the previous epoch.
+    The epoch runs as backend calls on consecutive slices of the visiting
+    order (``epoch_slices``), each slice's batches exactly those of one
+    call over the whole order; ``done(fraction)``, when given, is called
+    after each.  On any failure (an exception, Ctrl-C, or divergence) the
+    parameters and the optimizer's state stay as they were after the
+    previous epoch.
     """
     rows, optimizer = settings.rows, settings.optimizer
-    order = visiting_order(settings.rng, rows.X.shape[0], settings.shuffle, settings.batch_size, settings.on_disk)
+    n_rows = rows.X.shape[0]
+    order = visiting_order(settings.rng, n_rows, settings.shuffle, settings.batch_size, settings.on_disk)
     params, saved_state = net._params.copy(), optimizer.snapshot()
+    model, in_place = net._model(params), np.empty(0, np.int64)
+    row_bytes = rows.X.itemsize * (rows.X.shape[1] + rows.Y.shape[1] + 1)
     try:
-        errors = net._backend.train_epoch(net._model(params), rows, order, settings.batch_size,
-                                          optimizer.for_rows(rows), net._grad)
+        epoch_optimizer = optimizer.for_rows(rows)  # shares the state and step, so they carry across calls
+        slices = epoch_slices(n_rows, settings.batch_size, params.size, row_bytes)
+        if len(slices) == 1:
+            errors = net._backend.train_epoch(model, rows, order, settings.batch_size, epoch_optimizer, net._grad)
+        else:
+            errors, longest = 0.0, slices[0][1]
+            gathered = [np.empty((longest if order.size and whole.size else 0,) + whole.shape[1:], whole.dtype)
+                        for whole in (rows.X, rows.Y, rows.sample_weight)]
+            for first, last in slices:
+                part = slice_rows(rows, order, first, last, gathered)
+                errors += net._backend.train_epoch(model, part, in_place, settings.batch_size, epoch_optimizer,
+                                                   net._grad)
+                if done is not None:
+                    done(last / n_rows)
     except BaseException:
         optimizer.restore(saved_state)
         raise

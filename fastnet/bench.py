@@ -1,0 +1,217 @@
+"""Timing harness and peers shared by ``fastnet bench`` and ``benchmarks/compare.py``.
+
+Contenders are timed in alternating passes (A B C, C B A, A B C), a few
+calls each after untimed warm-up calls, so a noisy shared machine slows
+them alike and compilation is never timed.  The peers (PyTorch,
+scikit-learn) are built only when installed; each builder returns None
+otherwise.  Nothing here is imported by ``import fastnet``.
+"""
+
+import os
+import platform
+import time
+
+import numpy as np
+
+import fastnet
+from fastnet import Network
+
+#: fastnet's backends, in the order tables show them.
+BACKENDS = ("numpy", "numba", "native")
+
+#: Untimed calls before each contender's timed ones last at least this long.
+#: PyTorch's and OpenBLAS's worker threads keep spinning for a while after
+#: their last call; on two cores they took the CPUs from the next contender
+#: and doubled its time.  Calls (rather than a sleep) also keep the clock up.
+WARM_UP_SECONDS = 0.5
+
+
+def warm_up(call, seconds=WARM_UP_SECONDS):
+    """Call ``call`` untimed: once, then again until ``seconds`` have passed."""
+    start = time.perf_counter()
+    call()
+    while time.perf_counter() - start < seconds:
+        call()
+
+
+def time_interleaved(contenders, rounds, passes=3, warm_up_seconds=WARM_UP_SECONDS):
+    """Median seconds of each callable of the dict ``contenders``, timed in alternating passes.
+
+    Each pass visits every contender in turn (in reversed order on odd
+    passes): untimed calls for ``warm_up_seconds`` (at least one), then
+    ``rounds // passes`` timed calls (at least one).  Noise on a shared
+    machine thus hits all contenders alike.
+    """
+    samples = {name: [] for name in contenders}
+    per_pass = max(1, rounds // passes)
+    for index in range(passes):
+        names = list(contenders) if index % 2 == 0 else list(reversed(contenders))
+        for name in names:
+            warm_up(contenders[name], warm_up_seconds)
+            for _ in range(per_pass):
+                start = time.perf_counter()
+                contenders[name]()
+                samples[name].append(time.perf_counter() - start)
+    return {name: float(np.median(times)) for name, times in samples.items()}
+
+
+def networks(layers, bias=True, derivative="exact", loss="mse", seed=0, dtype="float64", backends=BACKENDS):
+    """One Network per backend (sigmoid layers), all with the same initial parameters."""
+    base = Network(layers, backend="numpy", bias=bias, derivative=derivative, loss=loss, seed=seed, dtype=dtype)
+    return {backend: Network(layers, backend=backend, bias=bias, derivative=derivative, loss=loss, dtype=dtype,
+                             weights=base.weights, biases=base.biases)
+            for backend in backends}
+
+
+def _torch():
+    """The torch module, or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def torch_model(layers, bias, dtype="float64"):
+    """nn.Sequential of Linear + Sigmoid layers in ``dtype``, or None without torch."""
+    torch = _torch()
+    if torch is None:
+        return None
+    modules = []
+    for fan_in, fan_out in zip(layers[:-1], layers[1:]):
+        modules += [torch.nn.Linear(fan_in, fan_out, bias=bias, dtype=getattr(torch, dtype)), torch.nn.Sigmoid()]
+    return torch.nn.Sequential(*modules)
+
+
+def torch_gradient(layers, X, y, bias, loss):
+    """PyTorch autograd: one full-batch loss.backward() of squared errors ("sse"
+    sums, else the mean), or None without torch."""
+    model = torch_model(layers, bias, X.dtype.name)
+    if model is None:
+        return None
+    import torch
+    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+    reduction = "sum" if loss == "sse" else "mean"
+
+    def run():
+        model.zero_grad()
+        torch.nn.functional.mse_loss(model(tX), ty, reduction=reduction).backward()
+    return run
+
+
+def torch_epoch(X, y, layers, batch_size, lr):
+    """A plain PyTorch epoch: nn.Sequential, optim.SGD, MSELoss, shuffled batches; None without torch."""
+    model = torch_model(layers, True, X.dtype.name)
+    if model is None:
+        return None
+    import torch
+    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+
+    def run():
+        for rows in torch.randperm(len(tX)).split(batch_size):
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(tX[rows]), ty[rows]).backward()
+            optimizer.step()
+    return run
+
+
+def torch_softmax_epoch(X, labels, layers, activation, batch_size, lr):
+    """A plain PyTorch epoch of a softmax classifier: nn.Sequential (hidden ``activation``),
+    cross-entropy on logits, optim.Adam, shuffled batches; None without torch."""
+    torch = _torch()
+    if torch is None:
+        return None
+    dtype = torch.float32 if X.dtype == np.float32 else torch.float64
+    hidden = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh}[activation]
+    modules = []
+    for fan_in, fan_out in zip(layers[:-2], layers[1:-1]):
+        modules += [torch.nn.Linear(fan_in, fan_out, dtype=dtype), hidden()]
+    model = torch.nn.Sequential(*modules, torch.nn.Linear(layers[-2], layers[-1], dtype=dtype))
+    tX, ty = torch.from_numpy(X), torch.from_numpy(labels)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def run():
+        for rows in torch.randperm(len(tX)).split(batch_size):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(tX[rows]), ty[rows]).backward()
+            optimizer.step()
+    return run
+
+
+def sklearn_epoch(X, y, hidden, batch_size, lr):
+    """scikit-learn's MLPRegressor(solver="sgd", logistic hidden layers), one epoch per
+    call, or None without scikit-learn."""
+    try:
+        from sklearn.neural_network import MLPRegressor
+    except ImportError:
+        return None
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
+    model = MLPRegressor(hidden_layer_sizes=hidden, activation="logistic", solver="sgd", batch_size=batch_size,
+                         learning_rate_init=lr, momentum=0.0, max_iter=1, shuffle=True, random_state=0)
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.partial_fit(X, y.ravel())
+    return run
+
+
+def machine_line():
+    """One line: the machine, cores, threads, the versions of Python, numpy, numba,
+    fastnet and the peers, and today's date."""
+    import numba
+    versions = [f"Python {platform.python_version()}", f"numpy {np.__version__}", f"numba {numba.__version__}",
+                f"fastnet {fastnet.__version__}"]
+    for peer in ("torch", "sklearn"):
+        try:
+            versions.append(f"{peer} {__import__(peer).__version__}")
+        except ImportError:
+            versions.append(f"{peer} not installed")
+    return (f"{platform.machine()}, {os.cpu_count()} cores, {fastnet.get_num_threads()} threads; "
+            f"{', '.join(versions)}; {time.strftime('%Y-%m-%d')}")
+
+
+def side_by_side(layers, rows, batch_size, dtype="float64", rounds=9, quick=False, seed=0):
+    """Median seconds of a full-batch gradient and of one mini-batch SGD epoch
+    (lr 0.1, mean squared error, sigmoid layers) for each backend and installed peer.
+
+    Returns ``{contender: {"gradient": s or None, "epoch": s or None}}``,
+    backends first.  ``quick``: one pass, one timed call, no warm-up beyond
+    one untimed call.
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.random((rows, layers[0])).astype(dtype)
+    y = rng.random((rows, layers[-1])).astype(dtype)
+    timing = {"rounds": 1, "passes": 1, "warm_up_seconds": 0.0} if quick else {"rounds": rounds}
+    nets = networks(layers, dtype=dtype, seed=seed)
+    gradient = {name: (lambda net=net: net.gradients(X, y)) for name, net in nets.items()}
+    peer = torch_gradient(layers, X, y, True, "mse")
+    if peer is not None:
+        gradient["torch"] = peer
+    epoch = {name: (lambda net=net: net.fit(X, y, batch_size=batch_size, lr=0.1, seed=seed))
+             for name, net in nets.items()}
+    for name, peer in (("torch", torch_epoch(X, y, layers, batch_size, 0.1)),
+                       ("sklearn", sklearn_epoch(X, y, tuple(layers[1:-1]), batch_size, 0.1))):
+        if peer is not None:
+            epoch[name] = peer
+    gradient_times = time_interleaved(gradient, **timing)
+    epoch_times = time_interleaved(epoch, **{**timing, "rounds": max(1, timing["rounds"] // 3)})
+    names = list(dict.fromkeys([*gradient, *epoch]))
+    return {name: {"gradient": gradient_times.get(name), "epoch": epoch_times.get(name)} for name in names}
+
+
+def markdown_table(times, reference="numba"):
+    """``side_by_side``'s times as a Markdown table: milliseconds and how many
+    times slower than ``reference`` each contender is."""
+    def cell(name, kind):
+        seconds = times[name][kind]
+        if seconds is None:
+            return "- | -"
+        base = times.get(reference, {}).get(kind)
+        return f"{seconds * 1e3:.2f} | {seconds / base:.2f}x" if base else f"{seconds * 1e3:.2f} | -"
+    lines = [f"| contender | full-batch gradient, ms | time / {reference}'s | one epoch, ms | time / {reference}'s |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {name} | {cell(name, 'gradient')} | {cell(name, 'epoch')} |" for name in times]
+    return "\n".join(lines)
