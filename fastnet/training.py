@@ -290,12 +290,17 @@ def partial_fit(net, X, y, lr=None, *, batch_size=None, shuffle=True, seed=None,
     return train(net, settings, 1, progress=False)
 
 
-def train(net, settings, epochs, progress):
+def train(net, settings, epochs, progress, run=None, score=None):
     """Run the epochs of a validated Plan on ``net``, recording a History.
 
     The plan's optimizer becomes the network's once an epoch completes;
-    if none does, the previous optimizer (and its state) stays.
+    if none does, the previous optimizer (and its state) stays.  ``run``
+    (default ``run_epoch``) trains one epoch and ``score`` (default the
+    network's loss on validated rows) scores ``settings.validation``: the
+    hooks through which ``fastnet.dask`` trains on data held elsewhere.
     """
+    run = run_epoch if run is None else run
+    score = net._loss if score is None else score
     history = History()
     previous_optimizer = net._optimizer
     net._optimizer = settings.optimizer
@@ -303,9 +308,9 @@ def train(net, settings, epochs, progress):
     try:
         for epoch in range(epochs):
             watch = Stopwatch()
-            history.loss.append(run_epoch(net, settings, epoch, lambda done, epoch=epoch: bar.within(epoch, done)))
+            history.loss.append(run(net, settings, epoch, lambda done, epoch=epoch: bar.within(epoch, done)))
             if settings.validation is not None:
-                history.val_loss.append(net._loss(settings.validation))
+                history.val_loss.append(score(settings.validation))
             history.time.append(watch.seconds())
             bar.update(history)
             if settings.callback is not None and settings.callback(epoch, history) is False:
@@ -354,22 +359,20 @@ def slice_rows(rows, order, first, last, gathered):
 
 
 def run_epoch(net, settings, epoch, done=None):
-    """One epoch, applied to ``net`` only once it has completed and stayed finite; its loss.
+    """One epoch, applied to ``net`` as ``guarded_epoch`` says; its loss.
 
     The epoch runs as backend calls on consecutive slices of the visiting
     order (``epoch_slices``), each slice's batches exactly those of one
     call over the whole order; ``done(fraction)``, when given, is called
-    after each.  On any failure (an exception, Ctrl-C, or divergence) the
-    parameters and the optimizer's state stay as they were after the
-    previous epoch.
+    after each.
     """
     rows, optimizer = settings.rows, settings.optimizer
     n_rows = rows.X.shape[0]
     order = visiting_order(settings.rng, n_rows, settings.shuffle, settings.batch_size, settings.on_disk)
-    params, saved_state = net._params.copy(), optimizer.snapshot()
-    model, in_place = net._model(params), np.empty(0, np.int64)
     row_bytes = rows.X.itemsize * (rows.X.shape[1] + rows.Y.shape[1] + 1)
-    try:
+
+    def work(params):
+        model, in_place = net._model(params), np.empty(0, np.int64)
         epoch_optimizer = optimizer.for_rows(rows)  # shares the state and step, so they carry across calls
         slices = epoch_slices(n_rows, settings.batch_size, params.size, row_bytes)
         if len(slices) == 1:
@@ -384,10 +387,25 @@ def run_epoch(net, settings, epoch, done=None):
                                                    net._grad)
                 if done is not None:
                     done(last / n_rows)
+        return errors * net._normaliser(rows)
+    return guarded_epoch(net, optimizer, epoch, work)
+
+
+def guarded_epoch(net, optimizer, epoch, work):
+    """``work(params)`` on a copy of ``net``'s parameters, applied to ``net`` only once it
+    has completed and stayed finite; returns the loss ``work`` returned.
+
+    ``work`` updates the copy and ``optimizer``'s state in place.  On any
+    failure (an exception, Ctrl-C, or divergence: DivergenceError) the
+    parameters and the optimizer's state stay as they were after the
+    previous epoch.
+    """
+    params, saved_state = net._params.copy(), optimizer.snapshot()
+    try:
+        loss = work(params)
     except BaseException:
         optimizer.restore(saved_state)
         raise
-    loss = errors * net._normaliser(rows)
     if not (np.isfinite(loss) and check.all_finite(params)):
         optimizer.restore(saved_state)
         raise DivergenceError(epoch, loss, optimizer.lr)

@@ -47,6 +47,9 @@ def pytest_cmdline_main(config):
         return
     config.option.numprocesses = "auto"
     config.option.maxprocesses = config.option.maxprocesses or 4
+    if config.option.dist == "no":
+        # Tests marked xdist_group share a process (the Dask tests: one cluster, not one per process).
+        config.option.dist = "loadgroup"
 
 
 #: Every backend; the first is the plain NumPy reference (the oracle).
