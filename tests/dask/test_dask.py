@@ -23,7 +23,7 @@ from distributed import Client, LocalCluster
 import fastnet.dask as fd
 from fastnet import DivergenceError, Network
 
-from conftest import BACKENDS, assert_close_normwise, parameters_copy, assert_parameters_equal, run_python
+from conftest import BACKENDS, REPO_ROOT, assert_close_normwise, assert_parameters_equal, parameters_copy, run_python
 
 pytestmark = pytest.mark.xdist_group("dask")
 
@@ -494,3 +494,17 @@ def test_without_dask_the_import_error_names_the_extra():
     """))
     assert result.returncode == 0, result.stderr
     assert 'pip install "fastnet-kernels[dask]"' in result.stdout
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs_as_written(tmp_path):
+    """The first Python block of the README's "More than one machine" section, as a script."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("## More than one machine"):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    script = tmp_path / "example.py"
+    script.write_text(code[:code.index("```")])
+    result = run_python(str(script))
+    assert result.returncode == 0, result.stderr
+    first, last = (float(value) for value in result.stdout.split("\n")[0].removeprefix("loss ").split(" -> "))
+    assert last < first / 2  # it learned the sign of the first input
