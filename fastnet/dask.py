@@ -51,7 +51,7 @@ import numpy as np
 
 from fastnet import _validation as check
 from fastnet import spec, training
-from fastnet.backends import Model, Rows, load, loss_normaliser, penalty_normaliser, reference, weight_total
+from fastnet.backends import Model, load, loss_normaliser, penalty_normaliser, reference, weight_total
 from fastnet.network import Network, exclusive
 
 __all__ = ["fit", "predict", "evaluate"]
@@ -225,7 +225,8 @@ def _client(client):
         return distributed.default_client()
     except ValueError:
         raise ValueError("client: no Dask client is running and none was given; start one "
-                         "(distributed.Client(...), or Client(LocalCluster()) on one machine) or pass client=") from None
+                         "(distributed.Client(...), or Client(LocalCluster()) on one machine) "
+                         "or pass client=") from None
 
 
 def _row_chunked(value, name, n_columns, ndims=(2,)):
@@ -297,8 +298,10 @@ class _Chunks:
         checked = dask.delayed(_checked_chunk, pure=False)
         Xs, ys = X.to_delayed().ravel(), y.to_delayed().ravel()
         ws = [None] * len(Xs) if sample_weight is None else sample_weight.to_delayed().ravel()
+        # Chunks of no rows (left by filtering, say) add nothing; the others keep their index in messages.
         futures = client.compute([checked(snapshot, index, int(first), X_chunk, y_chunk, w_chunk)
-                                  for index, (first, X_chunk, y_chunk, w_chunk) in enumerate(zip(firsts, Xs, ys, ws))])
+                                  for index, (first, X_chunk, y_chunk, w_chunk, n_rows)
+                                  in enumerate(zip(firsts, Xs, ys, ws, X.chunks[0])) if n_rows > 0])
         try:
             _first_failure(futures)
             if sample_weight is None:

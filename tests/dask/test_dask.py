@@ -137,6 +137,16 @@ def test_weights_are_scaled_by_the_largest_of_all_chunks(client):
     assert_params_close(distributed_net, local_net)
 
 
+def test_chunks_of_no_rows_are_skipped(client):
+    X, y, _ = data(n=1_000)
+    distributed_net, local_net = twins("native")
+    X_dask, y_dask = (da.from_array(a, chunks=((400, 0, 600), a.shape[1])) for a in (X, y))
+    assert X_dask.chunks[0] == (400, 0, 600)
+    history = fd.fit(distributed_net, X_dask, y_dask, epochs=2)
+    np.testing.assert_allclose(history.loss, local_net.fit(X, y, epochs=2).loss, rtol=1e-12)
+    assert_params_close(distributed_net, local_net)
+
+
 def test_validation_data_on_workers_or_in_memory_scores_as_single_machine(client):
     X, y, _ = data()
     X_val, y_val, _ = data(n=2_000, seed=9)
@@ -292,8 +302,8 @@ def test_evaluate_equals_network_evaluate(client, backend):
 # -- only parameters move; kernels compile once per worker ----------------------------------------
 
 def worker_counters(dask_worker):
-    """On a worker (client.run's ``dask_worker``): bytes it has sent (Dask's own accounting, peers and clients alike) and
-    the compiled signatures of every Numba kernel of fastnet."""
+    """On a worker (client.run's ``dask_worker``): bytes it has sent (Dask's own accounting,
+    peers and clients alike) and the compiled signatures of every Numba kernel of fastnet."""
     import numba
     from fastnet.backends import numba_kernels
 
