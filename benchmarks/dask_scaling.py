@@ -64,7 +64,8 @@ def echo(value):
 def cluster(n_workers):
     """A LocalCluster of ``n_workers`` single-threaded worker processes, and its client."""
     local = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                         dashboard_address=None, memory_limit=0)
+                         dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                         memory_limit=0)
     client = Client(local)
     client.run(one_thread)
     return local, client

@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 import textwrap
-import warnings
 
 import cloudpickle
 import dask.array as da
@@ -39,6 +38,10 @@ KINDS = {
 }
 
 
+#: No dashboard, and the scheduler's small HTTP server (health, metrics) on a free port, not 8787.
+NO_DASHBOARD = dict(dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+
+
 @pytest.fixture(scope="module")
 def client():
     """A client of two single-threaded worker processes on localhost, for every test here.
@@ -47,7 +50,7 @@ def client():
     """
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      **NO_DASHBOARD) as cluster, Client(cluster) as client:
         yield client
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
@@ -55,9 +58,7 @@ def client():
 @pytest.fixture(scope="module")
 def one_worker():
     """A second client: one worker thread inside this process."""
-    # Its scheduler's HTTP server moves off a port the first one took, and says so.
-    warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, **NO_DASHBOARD) as cluster, \
             Client(cluster, set_as_default=False) as client:
         yield client
 
