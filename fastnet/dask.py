@@ -434,6 +434,11 @@ def fit(net, X, y, *, client=None, epochs=1, lr=None, optimizer="sgd", batch_siz
         exists only at the averagings); ``history.loss`` is then the loss
         of the round's last epoch.
 
+    Each chunk is checked, kept and trained on the worker that holds it (or
+    that Dask computes it on), so the chunks' split over the workers is the
+    work's split: persist X and y evenly first (``client.persist``, then
+    ``client.rebalance``) if they are not.
+
     Every argument is checked, and every chunk validated on its worker,
     before anything changes: bad input raises ValueError/TypeError naming
     the argument or the chunk.  A round that fails or diverges leaves the
