@@ -424,8 +424,12 @@ def fit(net, X, y, *, client=None, epochs=1, lr=None, optimizer="sgd", batch_siz
         (the module's docstring says how this differs from one machine).
     sync_every : epochs between averagings in local SGD (1 for full batch).
     shuffle, seed : local SGD visits each chunk's rows in a fresh seeded
-        permutation each epoch, one stream per chunk and round, derived
-        from ``seed`` (default: a draw from the network's generator).
+        permutation each epoch, as ``Network.fit`` would with the
+        generator ``default_rng(SeedSequence(e, spawn_key=(r, c)))`` for
+        chunk c in round r, where ``e = rng.integers(2**63)`` is drawn once
+        per fit from ``default_rng(seed)`` (default: the network's own
+        generator).  Adam's step count after a round is the replicas'
+        row-weighted mean, rounded to the nearest integer.
     validation_data : (X_val, y_val) as dask arrays (scored on the
         workers) or in-memory arrays (scored here), after each epoch.
     epochs, lr, optimizer, momentum, alpha, betas, eps, progress, callback:
