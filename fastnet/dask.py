@@ -5,8 +5,8 @@ by rows, ``predict(net, X)`` is a lazy dask array, ``evaluate(net, X, y)``
 a float.  The data never leaves the workers: each row chunk is validated
 and converted once where it lives and kept there for the whole fit; what
 moves are the network's parameters (kilobytes) to every chunk's task and
-the chunks' partial sums back, added pairwise-in-groups in a fixed tree in
-chunk order (never in completion order).  The client drives the loop and
+the chunks' partial sums back, added by a fixed tree (groups of FAN_IN
+neighbours, in chunk order), never in the order tasks finish.  The client drives the loop and
 applies every update, as XGBoost's and LightGBM's Dask interfaces do.
 
 The promises
