@@ -147,8 +147,10 @@ def _weight_summary(rows):
 
 def _scaled(rows, largest):
     """The chunk with its weights divided by ``largest``, the largest weight of ALL
-    chunks: elementwise the same weights as ``Network._rows`` gives the whole data."""
-    return rows._replace(sample_weight=rows.sample_weight / largest)
+    chunks, kept as its ``weight_scale``: elementwise the same weights and the same
+    scale as ``Network._rows`` gives the whole data."""
+    return rows._replace(sample_weight=rows.sample_weight / rows.sample_weight.dtype.type(largest),
+                         weight_scale=largest)
 
 
 def _chunk_sums(replica, params, rows, with_gradient):
@@ -169,7 +171,7 @@ def _local_epochs(replica, params, optimizer_state, rows, seed, epochs, batch_si
     n_rows = rows.X.shape[0]
     for _ in range(epochs):
         order = training.visiting_order(rng, n_rows, shuffle, batch_size)
-        errors = backend.train_epoch(model, rows, order, batch_size, optimizer, grad)
+        errors = backend.train_epoch(model, rows, order, batch_size, optimizer.for_rows(rows), grad)
     return _Replicas(errors, n_rows, n_rows * model.params.astype(np.float64),
                      n_rows * optimizer.state.astype(np.float64), n_rows * int(optimizer.step[0]))
 
@@ -282,7 +284,9 @@ def _first_failure(futures):
 
 class _Chunks:
     """Row chunks of (X, y, sample_weight), validated and converted on the workers and
-    kept there as ``Rows`` futures; ``total_weight`` is W over all chunks."""
+    kept there as ``Rows`` futures; ``total_weight`` is W over all chunks (of the
+    weights as the kernels see them) and ``weight_scale`` what the caller's weights
+    were divided by, as in one ``Rows`` of all the data."""
 
     def __init__(self, net, client, X, y, sample_weight=None, names=("X", "y")):
         _row_chunked(X, names[0], net.layout.n_inputs)
@@ -293,7 +297,7 @@ class _Chunks:
             _same_rows(X, sample_weight, (names[0], "sample_weight"))
         self.client, self.X, self.n_outputs = client, X, net.layout.n_outputs
         self.replica, self.loss = _Replica(net), spec.LOSSES[net.loss]
-        self.futures = []
+        self.futures, self.weight_scale = [], 1.0
         snapshot, firsts = _Snapshot(net), np.cumsum((0,) + X.chunks[0][:-1])
         checked = dask.delayed(_checked_chunk, pure=False)
         Xs, ys = X.to_delayed().ravel(), y.to_delayed().ravel()
@@ -317,10 +321,11 @@ class _Chunks:
         """The chunks with weights over the largest of all of them (mean losses only, as
         ``Network._rows``), after checking that the weights have a positive sum."""
         summaries = self.client.gather([self.client.submit(_weight_summary, f, pure=False) for f in futures])
-        largest = max(top for top, _ in summaries)
+        largest = float(max(top for top, _ in summaries))
         if not sum(total for _, total in summaries) > 0:
             raise ValueError("sample_weight must be >= 0 with a positive sum")
         if self.loss.mean:
+            self.weight_scale = largest
             futures = [self.client.submit(_scaled, f, largest, pure=False) for f in futures]
             summaries = self.client.gather([self.client.submit(_weight_summary, f, pure=False) for f in futures])
         self.total_weight = 0.0
@@ -377,14 +382,16 @@ def _full_batch_epoch(net, plan, epoch):
     """One synchronous gradient step over every chunk, updated on the client with the
     rule of ``fastnet.backends`` (normalise, L2 penalty, optimizer); its loss before it."""
     data, optimizer = plan.rows, plan.optimizer
-    alpha = float(optimizer.hyper[spec.hyper_index("alpha")])
+    # The penalty is divided by the caller's total weight, as one machine's epoch does.
+    epoch_optimizer = optimizer.for_rows(data)
+    alpha = float(epoch_optimizer.hyper[spec.hyper_index("alpha")])
 
     def work(params):
         sums = data.sums(params)
         grad = np.array(sums.grad, copy=True)
         grad *= data.normaliser
         reference.add_penalty(grad, params, net.layout, alpha * penalty_normaliser(data.loss.code, data.total_weight))
-        reference.update(params, grad, optimizer)
+        reference.update(params, grad, epoch_optimizer)
         return sums.errors * data.normaliser
     return training.guarded_epoch(net, optimizer, epoch, work)
 

@@ -30,7 +30,7 @@ OPTIMIZERS = ["sgd", "momentum", "adam"]
 LAYERS = [5, 7, 3]
 #: More rows than one parallel block (BLOCK_ROWS), cut into uneven chunks.
 ROWS, CHUNK = 10_000, 3_000
-#: Networks whose layers and loss the numba and numpy backends define (native: sigmoid only, so far).
+#: Networks of several kinds (hidden activation, output, loss).
 KINDS = {
     "sigmoid-mse": dict(),
     "tanh-softmax-cross_entropy": dict(activation="tanh", output="softmax"),
@@ -113,9 +113,8 @@ def test_full_batch_fit_equals_single_machine_fit(client, backend, optimizer):
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_full_batch_fit_equals_single_machine_for_other_layers_and_the_l2_penalty(client, backend, kind):
-    """(The native backend joins once its kernels have these layers and alpha.)"""
     X, y, w = data(kind=kind)
     distributed_net, local_net = twins(backend, kind=kind)
     settings = dict(epochs=3, lr=0.01, optimizer="adam", alpha=0.3)
@@ -228,25 +227,30 @@ def row_weighted_mean(values, rows):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_local_sgd_averages_replicas_trained_alone(client, backend):
-    """Two rounds of two epochs: each round, every chunk's replica is the network trained by
-    Network.fit on that chunk alone with its stream; then the row-weighted mean."""
-    X, y, _ = data(n=2_500)
+    """Two rounds of two epochs, with sample weights and the L2 penalty: each round, every
+    chunk's replica is the network trained by Network.fit on that chunk alone with its
+    stream; then the row-weighted mean."""
+    X, y, w = data(n=2_500)
     net, oracle = twins(backend)
-    history = fd.fit(net, *chunked(X, y, chunk=1_000), epochs=4, batch_size=50, sync_every=2, seed=5, lr=0.7)
+    settings = dict(batch_size=50, lr=0.7, alpha=0.2)
+    X_dask, y_dask, w_dask = chunked(X, y, w, chunk=1_000)
+    history = fd.fit(net, X_dask, y_dask, sample_weight=w_dask, epochs=4, sync_every=2, seed=5, **settings)
     rows = [1_000, 1_000, 500]
+    chunk_weights = [w[:1_000].sum(), w[1_000:2_000].sum(), w[2_000:].sum()]
     for round_index in range(2):
         replicas, losses = [], []
         for chunk_index, first in enumerate([0, 1_000, 2_000]):
             replica = Network.from_state(oracle.state())
-            stop = first + rows[chunk_index]
-            losses.append(replica.fit(X[first:stop], y[first:stop], epochs=2, batch_size=50, lr=0.7,
-                                      seed=replica_seed(5, round_index, chunk_index)).loss[-1])
+            part = slice(first, first + rows[chunk_index])
+            losses.append(replica.fit(X[part], y[part], sample_weight=w[part], epochs=2,
+                                      seed=replica_seed(5, round_index, chunk_index), **settings).loss[-1])
             replicas.append(replica)
         for target, parts in zip(oracle.weights + oracle.biases,
                                  zip(*[replica.weights + replica.biases for replica in replicas])):
             target[...] = row_weighted_mean(parts, rows)
-        # mse: the global loss of the round's last epoch is the row-weighted mean of the chunks' losses
-        assert history.loss[round_index] == pytest.approx(row_weighted_mean(losses, rows), rel=1e-12)
+        # mse: the loss over all rows of the round's last epoch is the chunks' losses
+        # weighted by their total row weights
+        assert history.loss[round_index] == pytest.approx(row_weighted_mean(losses, chunk_weights), rel=1e-12)
     assert len(history.loss) == 2
     assert_params_close(net, oracle)
 
