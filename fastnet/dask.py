@@ -378,9 +378,10 @@ class _Plan:
     callback: object = None
 
 
-def _full_batch_epoch(net, plan, epoch):
+def _full_batch_epoch(net, plan, epoch, done=None):
     """One synchronous gradient step over every chunk, updated on the client with the
-    rule of ``fastnet.backends`` (normalise, L2 penalty, optimizer); its loss before it."""
+    rule of ``fastnet.backends`` (normalise, L2 penalty, optimizer); its loss before it.
+    (``done``, the progress bar's hook within an epoch, has nothing to report: a step is one piece.)"""
     data, optimizer = plan.rows, plan.optimizer
     # The penalty is divided by the caller's total weight, as one machine's epoch does.
     epoch_optimizer = optimizer.for_rows(data)
@@ -396,9 +397,10 @@ def _full_batch_epoch(net, plan, epoch):
     return training.guarded_epoch(net, optimizer, epoch, work)
 
 
-def _local_sgd_round(net, plan, round_index):
+def _local_sgd_round(net, plan, round_index, done=None):
     """One local SGD round (``sync_every`` epochs, fewer at the end); the loss of its
-    last epoch, each batch measured on its replica before the batch's update."""
+    last epoch, each batch measured on its replica before the batch's update.
+    (``done`` as in ``_full_batch_epoch``.)"""
     data, optimizer = plan.rows, plan.optimizer
     first_epoch = round_index * plan.sync_every
     epochs = min(plan.sync_every, plan.epochs - first_epoch)
