@@ -42,6 +42,18 @@ KINDS = {
 NO_DASHBOARD = dict(dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
 
 
+def compile_numba_kernels_here():
+    """Compile (or load) the Numba kernels in this process first, so that they are in the
+    on-disk cache before the worker processes start: otherwise each worker compiles them
+    itself, at once, on the same two cores."""
+    X, y, _ = data(n=20)
+    for dtype in ("float64", "float32"):
+        net = Network(LAYERS, backend="numba", seed=0, dtype=dtype)
+        net.gradients(X, y)
+        net.fit(X, y, batch_size=4, optimizer="adam")
+        net.predict(X)
+
+
 @pytest.fixture(scope="module")
 def client():
     """A client of two single-threaded worker processes on localhost, for every test here.
@@ -49,6 +61,7 @@ def client():
     The test module's own functions go to the workers by value (they cannot import it).
     """
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    compile_numba_kernels_here()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       **NO_DASHBOARD) as cluster, Client(cluster) as client:
         yield client
