@@ -558,18 +558,6 @@ class NetworkClassifier(ClassifierMixin, _BaseNetwork):
     (the fitted ``fastnet.Network``).
     """
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
-                 batch_size="auto", learning_rate_init=1e-3, max_iter=200, shuffle=True, random_state=None,
-                 tol=1e-4, verbose=False, warm_start=False, momentum=0.9, early_stopping=False,
-                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 backend="numba", dtype="float64"):
-        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-                         learning_rate_init=learning_rate_init, max_iter=max_iter, shuffle=shuffle,
-                         random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
-                         momentum=momentum, early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-                         backend=backend, dtype=dtype)
-
     def _targets(self, y, first_pass, incremental):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -689,18 +677,6 @@ class NetworkRegressor(RegressorMixin, _BaseNetwork):
     ``classes_``; ``out_activation_`` is "identity"; early stopping scores
     R^2 on an unstratified hold-out).
     """
-
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
-                 batch_size="auto", learning_rate_init=1e-3, max_iter=200, shuffle=True, random_state=None,
-                 tol=1e-4, verbose=False, warm_start=False, momentum=0.9, early_stopping=False,
-                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 backend="numba", dtype="float64"):
-        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-                         learning_rate_init=learning_rate_init, max_iter=max_iter, shuffle=shuffle,
-                         random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
-                         momentum=momentum, early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-                         backend=backend, dtype=dtype)
 
     def _targets(self, y, first_pass, incremental):
         self._pending_targets = y.ndim
