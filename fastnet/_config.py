@@ -24,10 +24,6 @@ FORWARD_CHUNK_ROWS = 16 * BLOCK_ROWS
 #: where an epoch is cut depends on its shape only, never on timing.
 EPOCH_SLICE_WORK = 2**26
 
-#: At most this much of X, Y and the row weights per slice of a shuffled
-#: epoch, which is gathered into a copy in its visiting order.
-EPOCH_SLICE_BYTES = 16 * 2**20
-
 #: Memory for the blocks' partial gradients in one parallel wave.  More
 #: blocks per wave means fewer waves, so threads are woken less often.
 PARTIAL_GRADIENT_BYTES = 16 * 2**20

@@ -17,7 +17,7 @@ import numpy as np
 
 from fastnet import _validation as check
 from fastnet import spec
-from fastnet._config import EPOCH_SLICE_BYTES, EPOCH_SLICE_WORK
+from fastnet._config import EPOCH_SLICE_WORK
 
 #: Show a progress bar on its own when a fit is expected to take longer than this.
 LONG_RUN_ROWS = 5_000_000
@@ -325,37 +325,30 @@ def train(net, settings, epochs, progress, run=None, score=None):
     return history
 
 
-def epoch_slices(n_rows, batch_size, n_params, row_bytes):
+def epoch_slices(n_rows, batch_size, n_params):
     """(first, last) ranges of the visiting order that cut an epoch into backend
-    calls of about EPOCH_SLICE_WORK multiply-adds and at most EPOCH_SLICE_BYTES
-    of rows (``row_bytes`` each) each, every one a whole number of batches.
+    calls of about EPOCH_SLICE_WORK multiply-adds each, every one a whole number
+    of batches.
 
     A batch never straddles two calls and the optimizer's state carries from
     one call to the next, so the parameters come out bitwise as from one
     call; only the epoch's loss, a sum of the calls' sums, may differ from
     one call's running sum in the last bits.
     """
-    batches = min(EPOCH_SLICE_WORK // (n_params * (3 * batch_size + 8)),
-                  EPOCH_SLICE_BYTES // (row_bytes * batch_size))
+    batches = EPOCH_SLICE_WORK // (n_params * (3 * batch_size + 8))
     rows = batch_size * max(1, batches)
     return [(first, min(first + rows, n_rows)) for first in range(0, n_rows, rows)]
 
 
-def slice_rows(rows, order, first, last, gathered):
-    """The rows visited at positions first..last-1 of the epoch, as backend Rows to
-    read in place: a view when ``order`` is empty (rows in place), else gathered
-    in the visiting order into ``gathered`` (work arrays for X, Y and the
-    weights of at least last - first rows, reused from slice to slice: fresh
-    pages would cost more than the copy), since the backends take an order
-    of all n rows only."""
+def epoch_part(rows, order, first, last):
+    """What a backend call visits for positions first..last-1 of the epoch: (rows, order).
+    A stretch of the visiting order over all rows (nothing is copied), or, for an
+    epoch in place (empty order), a view of those rows."""
+    if order.size:
+        return rows, order[first:last]
     weights = rows.sample_weight
-    if not order.size:
-        return rows._replace(X=rows.X[first:last], Y=rows.Y[first:last],
-                             sample_weight=weights[first:last] if weights.size else weights)
-    visit, m = order[first:last], last - first
-    X, Y, w = (np.take(whole, visit, axis=0, out=work[:m]) if whole.size else whole
-               for whole, work in zip((rows.X, rows.Y, weights), gathered))
-    return rows._replace(X=X, Y=Y, sample_weight=w)
+    return rows._replace(X=rows.X[first:last], Y=rows.Y[first:last],
+                         sample_weight=weights[first:last] if weights.size else weights), order
 
 
 def run_epoch(net, settings, epoch, done=None):
@@ -369,24 +362,16 @@ def run_epoch(net, settings, epoch, done=None):
     rows, optimizer = settings.rows, settings.optimizer
     n_rows = rows.X.shape[0]
     order = visiting_order(settings.rng, n_rows, settings.shuffle, settings.batch_size, settings.on_disk)
-    row_bytes = rows.X.itemsize * (rows.X.shape[1] + rows.Y.shape[1] + 1)
 
     def work(params):
-        model, in_place = net._model(params), np.empty(0, np.int64)
+        model = net._model(params)
         epoch_optimizer = optimizer.for_rows(rows)  # shares the state and step, so they carry across calls
-        slices = epoch_slices(n_rows, settings.batch_size, params.size, row_bytes)
-        if len(slices) == 1:
-            errors = net._backend.train_epoch(model, rows, order, settings.batch_size, epoch_optimizer, net._grad)
-        else:
-            errors, longest = 0.0, slices[0][1]
-            gathered = [np.empty((longest if order.size and whole.size else 0,) + whole.shape[1:], whole.dtype)
-                        for whole in (rows.X, rows.Y, rows.sample_weight)]
-            for first, last in slices:
-                part = slice_rows(rows, order, first, last, gathered)
-                errors += net._backend.train_epoch(model, part, in_place, settings.batch_size, epoch_optimizer,
-                                                   net._grad)
-                if done is not None:
-                    done(last / n_rows)
+        errors = 0.0
+        for first, last in epoch_slices(n_rows, settings.batch_size, params.size):
+            part, visit = epoch_part(rows, order, first, last)
+            errors += net._backend.train_epoch(model, part, visit, settings.batch_size, epoch_optimizer, net._grad)
+            if done is not None:
+                done(last / n_rows)
         return errors * net._normaliser(rows)
     return guarded_epoch(net, optimizer, epoch, work)
 

@@ -50,9 +50,10 @@ from log(p), so it is finite for any logits.  Then ``dW_l = A_l.T @ delta_{l+1}`
 
 ``train_epoch`` runs one epoch of mini-batch descent in a single call,
 updating ``model.params`` and the optimizer's state in place.  ``order``
-(int64, (n,)) is the order in which rows are visited, or empty for 0..n-1
-(batches are then read in place, no copy).  Batch b holds rows
-``order[b*batch_size : (b+1)*batch_size]`` (the last may be shorter); its
+(int64, (m,)) lists the rows to visit, in that order, each in [0, n): a
+permutation of all rows for a whole epoch, or a stretch of one for part of
+an epoch (no rows are copied to visit them); empty means 0..n-1 in place.
+Batch b holds rows ``order[b*batch_size : (b+1)*batch_size]`` (the last may be shorter); its
 gradient is normalised by its own ``loss_normaliser`` c, then the L2
 penalty's gradient ``alpha r W_l`` (alpha the optimizer's hyper field,
 r = :func:`penalty_normaliser`) is added to every weight matrix's (not the

@@ -1076,8 +1076,9 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
     batch_w = np.empty(gathered if w.shape[0] else 0, params.dtype)
     memory = _work_memory(batch_size, params, model.layout)
     no_output, n_outputs, total = _empty(params.dtype), int(model.layout.sizes[-1]), 0.0
-    for first in range(0, X.shape[0], batch_size):
-        last = min(first + batch_size, X.shape[0])
+    visits = order.shape[0] if order.shape[0] else X.shape[0]
+    for first in range(0, visits, batch_size):
+        last = min(first + batch_size, visits)
         if order.shape[0]:
             rows, m = order[first:last], last - first
             rows_X, rows_Y = np.take(X, rows, 0, batch_X[:m]), np.take(Y, rows, 0, batch_Y[:m])
@@ -1100,14 +1101,16 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
 
     Shapes, losses and update rules: the contract in fastnet.backends.
     Updates model.params and the optimizer's state and step in place;
-    returns the epoch's sum_i w_i e_i.  Shuffled batches are gathered into
+    returns the sum_i w_i e_i of the rows visited (all of them, or those of
+    ``order``, which may be part of an epoch).  Shuffled batches are gathered into
     batch arrays and read through read-only views of them, so that in-place
     and gathered batches are one type to Numba.
     """
     params, layout = model.params, model.layout
     X, Y, sample_weight = _read_only(rows.X), _read_only(rows.Y), _read_only(rows.sample_weight)
     order = order if order.flags.writeable else order.copy()  # one type: see _blocks's training
-    batch_size = min(int(batch_size), X.shape[0])
+    visits = order.shape[0] if order.shape[0] else X.shape[0]
+    batch_size = min(int(batch_size), visits)
     if batch_size > BLOCK_ROWS:
         return _train_large_batches(model, X, Y, sample_weight, order, batch_size, optimizer, grad)
     gathered = batch_size if order.shape[0] else 0
@@ -1117,6 +1120,6 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     training = (order, batch_size, int(optimizer.code), optimizer.hyper, optimizer.state, optimizer.step,
                 batch_X, batch_Y, batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
     w_start, b_start, acts, deltas, _ = _work_memory(batch_size, params, layout)[0]
-    return _rows(_TRAIN, X, Y, sample_weight, 0, X.shape[0], params, layout.sizes, model.activations,
+    return _rows(_TRAIN, X, Y, sample_weight, 0, visits, params, layout.sizes, model.activations,
                  bool(layout.has_bias), int(model.derivative), int(model.loss), params.dtype.type(1.0),
                  w_start, b_start, acts[0], deltas[0], grad, _empty(params.dtype), training)

@@ -251,8 +251,9 @@ def update(params, grad, optimizer):
 
 def train_epoch(model, rows, order, batch_size, optimizer, grad):
     """One epoch of mini-batch descent, batch by batch; returns sum_i w_i e_i."""
-    n, n_outputs = rows.X.shape[0], rows.Y.shape[1]
-    visit = order if order.size else np.arange(n)
+    n_outputs = rows.Y.shape[1]
+    visit = order if order.size else np.arange(rows.X.shape[0])
+    n = visit.size
     alpha = float(optimizer.hyper[spec.hyper_index("alpha")])
     total = 0.0
     for first in range(0, n, batch_size):

@@ -26,7 +26,7 @@ def data(n=203):
 
 def trained(backend, kwargs, weighted, slice_work, calls=None):
     """A softmax network after 3 epochs with epochs cut at ``slice_work``, and its
-    History; the backend calls' row counts are appended to ``calls`` when given."""
+    History; the number of rows each backend call visits is appended to ``calls`` when given."""
     X, Y, weights = data()
     net = Network([3, 6, 3], backend=backend, activation="tanh", output="softmax", seed=1)
     with pytest.MonkeyPatch.context() as patch:
@@ -34,9 +34,9 @@ def trained(backend, kwargs, weighted, slice_work, calls=None):
         if calls is not None:
             original = net._backend.train_epoch
 
-            def counting(model, rows, *args):
-                calls.append(rows.X.shape[0])
-                return original(model, rows, *args)
+            def counting(model, rows, order, *args):
+                calls.append(order.size if order.size else rows.X.shape[0])   # rows this call visits
+                return original(model, rows, order, *args)
             patch.setattr(net._backend, "train_epoch", counting)
         history = net.fit(X, Y, epochs=3, seed=2, sample_weight=weights if weighted else None, **kwargs)
     return net, history
@@ -64,21 +64,17 @@ def test_sliced_epochs_are_bitwise_one_call_per_epoch(backend, case):
     np.testing.assert_allclose(sliced_history.loss, whole_history.loss, rtol=1e-14)
 
 
-@pytest.mark.parametrize("n_rows, batch, n_params, row_bytes, work, memory, expected", [
-    # work for 3 batches of 4 rows (10 parameters: 10 * (3 * 4 + 8) = 200 each), memory no limit
-    (25, 4, 10, 8, 600, 2**30, [(0, 12), (12, 24), (24, 25)]),
-    # memory for 2 batches (2 * 4 rows of 8 bytes), work no limit
-    (20, 4, 10, 8, 2**40, 64, [(0, 8), (8, 16), (16, 20)]),
+@pytest.mark.parametrize("n_rows, batch, n_params, work, expected", [
+    # work for 3 batches of 4 rows (10 parameters: 10 * (3 * 4 + 8) = 200 each)
+    (25, 4, 10, 600, [(0, 12), (12, 24), (24, 25)]),
     # less work than one batch: one batch per call
-    (9, 4, 10, 8, 1, 2**30, [(0, 4), (4, 8), (8, 9)]),
+    (9, 4, 10, 1, [(0, 4), (4, 8), (8, 9)]),
     # one call for the whole epoch
-    (9, 4, 10, 8, 2**40, 2**30, [(0, 9)]),
+    (9, 4, 10, 2**40, [(0, 9)]),
 ])
-def test_epoch_slices_are_whole_batches_within_both_budgets(monkeypatch, n_rows, batch, n_params, row_bytes,
-                                                            work, memory, expected):
+def test_epoch_slices_are_whole_batches_within_the_work_budget(monkeypatch, n_rows, batch, n_params, work, expected):
     monkeypatch.setattr(training, "EPOCH_SLICE_WORK", work)
-    monkeypatch.setattr(training, "EPOCH_SLICE_BYTES", memory)
-    assert training.epoch_slices(n_rows, batch, n_params, row_bytes) == expected
+    assert training.epoch_slices(n_rows, batch, n_params) == expected
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
