@@ -656,7 +656,7 @@ static void R(update)(real *params, const real *g, int64_t n_params, int optimiz
 /* x - x is 0 for a finite x and NaN for NaN or an infinity, and NaN == 0 is
  * false: one subtraction and one comparison per item, which vectorise
  * without reassociating anything; chunks run on threads (it is a memory read). */
-int R(fn_all_finite)(const real *x, int64_t n, int threads)
+static int R(all_finite)(const real *x, int64_t n, int threads)
 {
     int bad = 0;
     int64_t chunks = (n + FINITE_CHUNK - 1) / FINITE_CHUNK;
@@ -671,7 +671,7 @@ int R(fn_all_finite)(const real *x, int64_t n, int threads)
     return !bad;
 }
 
-int R(fn_forward)(const real *X, int64_t n, const real *params, const int64_t *sizes,
+static int R(forward)(const real *X, int64_t n, const real *params, const int64_t *sizes,
                   const int64_t *activations, int64_t n_layers, int has_bias, int threads, real *out)
 {
     R(Net) net;
@@ -697,7 +697,7 @@ int R(fn_forward)(const real *X, int64_t n, const real *params, const int64_t *s
     return 0;
 }
 
-int R(fn_gradient)(const real *X, const real *Y, const real *w, int64_t n, const real *params,
+static int R(gradient)(const real *X, const real *Y, const real *w, int64_t n, const real *params,
                    const int64_t *sizes, const int64_t *activations, int64_t n_layers, int has_bias,
                    int derivative, int loss, int threads, real *grad, double *errors)
 {
@@ -711,7 +711,7 @@ int R(fn_gradient)(const real *X, const real *Y, const real *w, int64_t n, const
     return 0;
 }
 
-int R(fn_train_epoch)(const real *X, const real *Y, const real *w, const int64_t *order, int64_t n,
+static int R(train_epoch)(const real *X, const real *Y, const real *w, const int64_t *order, int64_t n,
                       int64_t batch_size, real *params, const int64_t *sizes, const int64_t *activations,
                       int64_t n_layers, int has_bias, int derivative, int loss, int optimizer,
                       const double *hyper, real *state, int64_t *step, int threads, real *grad,
