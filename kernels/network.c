@@ -41,16 +41,39 @@
 
 _Static_assert(FN_BLOCK_ROWS % FN_TILE_ROWS == 0, "a block must be whole tiles");
 
+/* The vector registers of the variant being compiled (its -m flags): their
+ * width in bytes and how many there are.  The register blocks below are cut
+ * to fill them without spilling. */
+#if defined(__AVX512F__)
+#define VECTOR_BYTES 64
+#define VECTOR_REGISTERS 32
+#elif defined(__AVX__)
+#define VECTOR_BYTES 32
+#define VECTOR_REGISTERS 16
+#else
+#define VECTOR_BYTES 16 /* SSE2, NEON */
+#define VECTOR_REGISTERS 16
+#endif
+
+/* Items of the current type (`real`, see network_impl.h) in one vector register. */
+#define LANES ((int)(VECTOR_BYTES / sizeof(real)))
+/* Rows in affine_block's register block: ROW_BLOCK_VECTORS vectors of `real`. */
+#define ROW_BLOCK (ROW_BLOCK_VECTORS * LANES)
+
 enum {
     TILE = FN_TILE_ROWS,
     ALIGN = 64,     /* bytes; TILE doubles or floats are a multiple, so every row of a tile is aligned */
     DOT_LANES = 8,  /* independent partial sums in dot(): lets the reduction vectorise */
-    /* Register blocks (sums kept in registers, tuned for AVX2/AVX-512 with 256-bit vectors): */
-    OUT_BLOCK = 4,  /* affine_block: outputs ... */
-    ROW_BLOCK = 8,  /* ... x rows */
-    IN_BLOCK = 4,   /* gradient_block: inputs ... */
-    GRAD_BLOCK = 4, /* ... x outputs ... */
-    GRAD_LANES = 4, /* ... x partial sums over rows */
+    /* Register blocks: sums kept in registers while the inner loop runs.
+     * affine_block: OUT_BLOCK outputs x ROW_BLOCK_VECTORS vectors of rows
+     * (8 sums, plus the loaded inputs and a broadcast weight: 11 registers). */
+    OUT_BLOCK = 4,
+    ROW_BLOCK_VECTORS = 2,
+    /* gradient_block: IN_BLOCK inputs x GRAD_VECTORS vectors of outputs, plus
+     * the loaded deltas and a broadcast input: 4 x 2 (11 registers) with 16
+     * registers, 4 x 4 (21) with 32. */
+    IN_BLOCK = 4,
+    GRAD_VECTORS = VECTOR_REGISTERS >= 32 ? 4 : 2,
     FINITE_CHUNK = 1 << 16, /* items per parallel chunk of fn_all_finite */
     SCRATCH_ROWS = 3        /* per-row scratch tiles: softmax's max and sum, cross-entropy's target sum */
 };
