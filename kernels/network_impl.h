@@ -41,9 +41,9 @@ static inline void R(store)(real *p, R(vec) v)
 }
 
 /* A vector of LANES copies of x: the scalar operand of x - 0 is broadcast, and
- * x - (+0) is x for every x, -0 and NaN included (so the compiler drops the
- * subtraction and keeps one broadcast, where a loop over the lanes became a
- * chain of inserts). */
+ * x - (+0) is x for every x, -0 and NaN included, so the compiler drops the
+ * subtraction and emits one broadcast (a loop setting each lane compiles to a
+ * chain of inserts instead). */
 static inline R(vec) R(splat)(real x)
 {
     return x - (R(vec)){0};
