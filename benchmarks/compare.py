@@ -201,8 +201,9 @@ def main():
             versions.append(f"{peer} {__import__(peer).__version__}")
         except ImportError:
             versions.append(f"{peer} not installed")
+    from fastnet.backends import native
     print(f"{platform.machine()}, {os.cpu_count()} cores, {fastnet.get_num_threads()} threads; "
-          f"{', '.join(versions)}; {time.strftime('%Y-%m-%d')}")
+          f"{', '.join(versions)}; native kernels: {native.simd()}; {time.strftime('%Y-%m-%d')}")
     gradient_table(args.rounds)
     epoch_table(args.rounds)
     softmax_table(args.rounds)

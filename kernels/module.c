@@ -1,4 +1,5 @@
-/* fastnet._native: the CPython extension over the C kernels of network.c.
+/* fastnet._native: the CPython extension over the C kernels of network.c
+ * (the SIMD variant runtime.c chose at import, through fn_kernels()).
  *
  * Arrays come in through the buffer protocol (numpy arrays, memoryviews, ...),
  * so no numpy headers are needed.  Every buffer is checked for dtype,
@@ -13,6 +14,7 @@
 
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 
 #include "network.h"
 
@@ -440,10 +442,10 @@ static PyObject *native_forward(PyObject *self, PyObject *args)
     int threads = fn_threads(atomic_load(&requested_threads)), status;
     Py_BEGIN_ALLOW_THREADS
     if (dtype == FLOAT64)
-        status = fn_forward_f64(X.buf, n, params.buf, layout.sizes, layout.activations, layout.n_layers, has_bias,
+        status = fn_kernels()->forward_f64(X.buf, n, params.buf, layout.sizes, layout.activations, layout.n_layers, has_bias,
                                 threads, out.buf);
     else
-        status = fn_forward_f32(X.buf, n, params.buf, layout.sizes, layout.activations, layout.n_layers, has_bias,
+        status = fn_kernels()->forward_f32(X.buf, n, params.buf, layout.sizes, layout.activations, layout.n_layers, has_bias,
                                 threads, out.buf);
     Py_END_ALLOW_THREADS
     result = status == 0 ? Py_NewRef(Py_None) : PyErr_NoMemory();
@@ -501,7 +503,7 @@ static PyObject *native_all_finite(PyObject *self, PyObject *arg)
     int64_t n = (int64_t)(x.len / x.itemsize);
     int threads = fn_threads(atomic_load(&requested_threads)), finite;
     Py_BEGIN_ALLOW_THREADS
-    finite = dtype == FLOAT64 ? fn_all_finite_f64(x.buf, n, threads) : fn_all_finite_f32(x.buf, n, threads);
+    finite = dtype == FLOAT64 ? fn_kernels()->all_finite_f64(x.buf, n, threads) : fn_kernels()->all_finite_f32(x.buf, n, threads);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&x);
     return PyBool_FromLong(finite);
@@ -523,10 +525,10 @@ static PyObject *native_gradient(PyObject *self, PyObject *args)
         double value = 0.0;
         Py_BEGIN_ALLOW_THREADS
         if (p.dtype == FLOAT64)
-            status = fn_gradient_f64(p.X.buf, p.Y.buf, p.weights, p.n, p.params.buf, p.layout.sizes,
+            status = fn_kernels()->gradient_f64(p.X.buf, p.Y.buf, p.weights, p.n, p.params.buf, p.layout.sizes,
                                      p.layout.activations, p.layout.n_layers, has_bias, derivative, loss, threads, p.grad.buf, &value);
         else
-            status = fn_gradient_f32(p.X.buf, p.Y.buf, p.weights, p.n, p.params.buf, p.layout.sizes,
+            status = fn_kernels()->gradient_f32(p.X.buf, p.Y.buf, p.weights, p.n, p.params.buf, p.layout.sizes,
                                      p.layout.activations, p.layout.n_layers, has_bias, derivative, loss, threads, p.grad.buf, &value);
         Py_END_ALLOW_THREADS
         result = status == 0 ? PyFloat_FromDouble(value) : PyErr_NoMemory();
@@ -594,12 +596,12 @@ static PyObject *native_train_epoch(PyObject *self, PyObject *args)
     double errors = 0.0;
     Py_BEGIN_ALLOW_THREADS
     if (p.dtype == FLOAT64)
-        status = fn_train_epoch_f64(p.X.buf, p.Y.buf, p.weights, order, p.n, batch_size, p.params.buf,
+        status = fn_kernels()->train_epoch_f64(p.X.buf, p.Y.buf, p.weights, order, p.n, batch_size, p.params.buf,
                                     p.layout.sizes, p.layout.activations, p.layout.n_layers, has_bias,
                                     derivative, loss, optimizer,
                                     hyper, state.buf, step.buf, threads, p.grad.buf, &errors);
     else
-        status = fn_train_epoch_f32(p.X.buf, p.Y.buf, p.weights, order, p.n, batch_size, p.params.buf,
+        status = fn_kernels()->train_epoch_f32(p.X.buf, p.Y.buf, p.weights, order, p.n, batch_size, p.params.buf,
                                     p.layout.sizes, p.layout.activations, p.layout.n_layers, has_bias,
                                     derivative, loss, optimizer,
                                     hyper, state.buf, step.buf, threads, p.grad.buf, &errors);
@@ -646,6 +648,43 @@ static PyObject *native_get_num_threads(PyObject *self, PyObject *unused)
     return PyLong_FromLong(fn_threads(atomic_load(&requested_threads)));
 }
 
+PyDoc_STRVAR(simd_doc,
+"simd() -> str\n\n"
+"The SIMD variant of the kernels this process runs: \"baseline\" (the architecture's\n"
+"default instructions), \"avx2\" (AVX2 + FMA), \"avx512\" (AVX-512 + AVX2 + FMA), or\n"
+"\"native\" in a build with FASTNET_MARCH_NATIVE=ON.  Chosen once, at import: the best\n"
+"variant this CPU runs, or the one the environment variable FASTNET_SIMD names.");
+
+static PyObject *native_simd(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyUnicode_FromString(fn_simd_name());
+}
+
+PyDoc_STRVAR(simd_variants_doc,
+"simd_variants() -> dict\n\n"
+"Every SIMD variant compiled into this build, in order of preference (worst first),\n"
+"mapped to whether this CPU can run it (the values FASTNET_SIMD accepts here).");
+
+static PyObject *native_simd_variants(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    PyObject *variants = PyDict_New();
+    if (!variants)
+        return NULL;
+    for (int i = 0; i < fn_simd_count(); i++) {
+        int runs;
+        const char *name = fn_simd_variant(i, &runs);
+        if (PyDict_SetItemString(variants, name, runs ? Py_True : Py_False) != 0) {
+            Py_DECREF(variants);
+            return NULL;
+        }
+    }
+    return variants;
+}
+
 static PyMethodDef methods[] = {
     {"all_finite", native_all_finite, METH_O, all_finite_doc},
     {"forward", native_forward, METH_VARARGS, forward_doc},
@@ -653,6 +692,8 @@ static PyMethodDef methods[] = {
     {"train_epoch", native_train_epoch, METH_VARARGS, train_epoch_doc},
     {"set_num_threads", native_set_num_threads, METH_O, set_num_threads_doc},
     {"get_num_threads", native_get_num_threads, METH_NOARGS, get_num_threads_doc},
+    {"simd", native_simd, METH_NOARGS, simd_doc},
+    {"simd_variants", native_simd_variants, METH_NOARGS, simd_variants_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -669,7 +710,9 @@ PyDoc_STRVAR(module_doc,
 "but hyper, always float64; sizes, order and step int64) and checked for\n"
 "exact lengths; the GIL is released while a kernel runs, on up\n"
 "to get_num_threads() OpenMP threads (set_num_threads(n) to change), with\n"
-"results independent of that number.  Use it through fastnet.backends.native.");
+"results independent of that number.  simd() names the instruction-set variant\n"
+"of the kernels that runs (FASTNET_SIMD forces one; simd_variants() lists them).\n"
+"Use it through fastnet.backends.native.");
 
 static PyModuleDef_Slot slots[] = {
 #ifdef Py_mod_gil
@@ -689,6 +732,13 @@ static struct PyModuleDef native_module = {
 
 PyMODINIT_FUNC PyInit__native(void)
 {
+    /* The SIMD variant is fixed for the process here, before any kernel runs:
+     * a wrong FASTNET_SIMD fails the import rather than running something else. */
+    char error[512];
+    if (fn_simd_select(getenv("FASTNET_SIMD"), error, sizeof error) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, error);
+        return NULL;
+    }
     fn_threads(0); /* watch for fork() from import on (see fn_threads) */
     return PyModuleDef_Init(&native_module);
 }

@@ -16,7 +16,13 @@
  * below twice: once with real = double (the _f64 entry points) and once with
  * real = float (_f32).  This file holds what differs per type (exp, expm1,
  * the sigmoid, tanh, the clamp) and what does not depend on it (loss
- * normalisers, work memory, threads).
+ * normalisers, work memory).
+ *
+ * The whole file is compiled once per SIMD variant (CMakeLists.txt: baseline,
+ * avx2, avx512, each with its own -m flags and -DFN_VARIANT=<name>); all its
+ * functions are static but the table fn_kernels_<name> at the end, so the
+ * variants link side by side and runtime.c picks one table at start-up.
+ * Nothing here reads the CPU: a variant only runs where runtime.c allows it.
  */
 #include "network.h"
 
@@ -27,8 +33,6 @@
 
 #ifdef _OPENMP
 #include <omp.h>
-#include <pthread.h>
-#include <stdatomic.h>
 /* OMP(omp ...) is the pragma "omp ...", or nothing when built without OpenMP. */
 #define OMP(directive) _Pragma(#directive)
 #else
@@ -37,16 +41,39 @@
 
 _Static_assert(FN_BLOCK_ROWS % FN_TILE_ROWS == 0, "a block must be whole tiles");
 
+/* The vector registers of the variant being compiled (its -m flags): their
+ * width in bytes and how many there are.  The register blocks below are cut
+ * to fill them without spilling. */
+#if defined(__AVX512F__)
+#define VECTOR_BYTES 64
+#define VECTOR_REGISTERS 32
+#elif defined(__AVX__)
+#define VECTOR_BYTES 32
+#define VECTOR_REGISTERS 16
+#else
+#define VECTOR_BYTES 16 /* SSE2, NEON */
+#define VECTOR_REGISTERS 16
+#endif
+
+/* Items of the current type (`real`, see network_impl.h) in one vector register. */
+#define LANES ((int)(VECTOR_BYTES / sizeof(real)))
+/* Rows in affine_block's register block: ROW_BLOCK_VECTORS vectors of `real`. */
+#define ROW_BLOCK (ROW_BLOCK_VECTORS * LANES)
+
 enum {
     TILE = FN_TILE_ROWS,
     ALIGN = 64,     /* bytes; TILE doubles or floats are a multiple, so every row of a tile is aligned */
     DOT_LANES = 8,  /* independent partial sums in dot(): lets the reduction vectorise */
-    /* Register blocks (sums kept in registers, tuned for AVX2/AVX-512 with 256-bit vectors): */
-    OUT_BLOCK = 4,  /* affine_block: outputs ... */
-    ROW_BLOCK = 8,  /* ... x rows */
-    IN_BLOCK = 4,   /* gradient_block: inputs ... */
-    GRAD_BLOCK = 4, /* ... x outputs ... */
-    GRAD_LANES = 4, /* ... x partial sums over rows */
+    /* Register blocks: sums kept in registers while the inner loop runs.
+     * affine_block: OUT_BLOCK outputs x ROW_BLOCK_VECTORS vectors of rows
+     * (8 sums, plus the loaded inputs and a broadcast weight: 11 registers). */
+    OUT_BLOCK = 4,
+    ROW_BLOCK_VECTORS = 2,
+    /* gradient_block: IN_BLOCK inputs x GRAD_VECTORS vectors of outputs, plus
+     * the loaded deltas and a broadcast input: 4 x 2 (11 registers) with 16
+     * registers, 4 x 4 (21) with 32. */
+    IN_BLOCK = 4,
+    GRAD_VECTORS = VECTOR_REGISTERS >= 32 ? 4 : 2,
     FINITE_CHUNK = 1 << 16, /* items per parallel chunk of fn_all_finite */
     SCRATCH_ROWS = 3        /* per-row scratch tiles: softmax's max and sum, cross-entropy's target sum */
 };
@@ -307,36 +334,6 @@ static uint64_t multiply_saturating(uint64_t a, uint64_t b)
 
 /* ---- threads ------------------------------------------------------------------- */
 
-#ifdef _OPENMP
-/* libgomp's thread pool does not survive fork(): a child that starts a team
- * after its parent has used one hangs.  So a forked child runs serially. */
-static atomic_int forked_child;
-
-static void after_fork_in_child(void)
-{
-    atomic_store(&forked_child, 1);
-}
-
-static void watch_forks(void)
-{
-    pthread_atfork(NULL, NULL, after_fork_in_child);
-}
-#endif
-
-int fn_threads(int requested)
-{
-#ifdef _OPENMP
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, watch_forks); /* before this process ever starts a team */
-    if (atomic_load(&forked_child))
-        return 1;
-    return requested >= 1 ? requested : omp_get_max_threads();
-#else
-    (void)requested;
-    return 1;
-#endif
-}
-
 /* The thread's number inside a parallel region of at most net->threads
  * threads: the index of its workspace. */
 static int thread_number(void)
@@ -366,3 +363,17 @@ static int thread_number(void)
 #undef real
 #undef R
 #undef SQRT
+
+/* ---- this variant's table (network.h, FnKernels) ---------------------------------- */
+
+#ifndef FN_VARIANT
+#error "compile network.c with -DFN_VARIANT=<variant> (CMakeLists.txt does)"
+#endif
+#define FN_TABLE_NAME(variant) FN_TABLE_PASTE(variant)
+#define FN_TABLE_PASTE(variant) fn_kernels_##variant
+
+#define FN_ENTRIES(suffix)                                                                      \
+    .all_finite##suffix = all_finite##suffix, .forward##suffix = forward##suffix,                   \
+    .gradient##suffix = gradient##suffix, .train_epoch##suffix = train_epoch##suffix
+
+const FnKernels FN_TABLE_NAME(FN_VARIANT) = {FN_ENTRIES(_f64), FN_ENTRIES(_f32)};

@@ -37,12 +37,13 @@
  *
  * The kernels do not validate their arguments: the caller (module.c) checks
  * that every array has exactly the length these shapes imply, that codes are
- * in range and paired as fn_gradient says, and that every entry of order is
+ * in range and paired as `gradient` says, and that every entry of order is
  * in [0, n).
  */
 #ifndef FASTNET_NETWORK_H
 #define FASTNET_NETWORK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* The codes of every layer, loss and optimizer, the hyper-parameter layout and
@@ -58,17 +59,18 @@
  * threads do not survive fork).  Call it before every kernel. */
 int fn_threads(int requested);
 
-/* The kernels for one type: FN_DECLARE_KERNELS(double, _f64) declares
- * fn_all_finite_f64, fn_forward_f64, fn_gradient_f64 and fn_train_epoch_f64.
+/* The kernels of one type: FN_KERNEL_SIGNATURES(double, _f64, NAME) declares
+ * NAME(all_finite_f64), NAME(forward_f64), NAME(gradient_f64) and
+ * NAME(train_epoch_f64); FnKernels below holds them as pointers.
  *
- * fn_all_finite: 1 when none of x[0 .. n) is NaN or infinite, else 0 (an
+ * all_finite: 1 when none of x[0 .. n) is NaN or infinite, else 0 (an
  * input check, run before the other kernels; n may be 0).
  *
- * fn_forward: every layer's activations for X, written into out (layout
+ * forward: every layer's activations for X, written into out (layout
  * above).  Returns 0, or -1 (errno = ENOMEM, out untouched) when its work
  * memory cannot be allocated.
  *
- * fn_gradient: the unnormalised sums of a batch: *errors = sum_i w_i e_i and
+ * gradient: the unnormalised sums of a batch: *errors = sum_i w_i e_i and
  * grad = its gradient with respect to params (c = 1 below, whatever the
  * loss; no L2 penalty): the caller divides both by c of the loss
  * (fastnet.backends.loss_normaliser).  With W = sum_i w_i, the row errors
@@ -92,10 +94,10 @@ int fn_threads(int requested);
  * Returns 0, or -1 with errno = ENOMEM when its work memory cannot be
  * allocated.
  *
- * fn_train_epoch: one epoch of mini-batch training, params updated in place.
+ * train_epoch: one epoch of mini-batch training, params updated in place.
  * Batch b holds rows order[b*batch_size .. (b+1)*batch_size) (order NULL:
  * rows in place, 0 .. n-1), the last batch possibly shorter.  For each
- * batch: g = c times the gradient of fn_gradient on its rows (its own W and
+ * batch: g = c times the gradient of `gradient` on its rows (its own W and
  * c), plus the L2 penalty's gradient alpha r W_l on every entry of every
  * weight matrix (not the biases), r = 1/W for a mean loss (0 when W = 0)
  * and 1 for a sum loss; then with hyper = [lr, mu, b1, b2, eps, alpha]
@@ -114,22 +116,54 @@ int fn_threads(int requested);
  * The caller (module.c) guarantees that codes are in range, softmax is in
  * the last layer only, cross_entropy comes exactly with a softmax last
  * layer and bce with a sigmoid one. */
-#define FN_DECLARE_KERNELS(real, suffix)                                                                   \
-    int fn_all_finite##suffix(const real *x, int64_t n, int threads);                                        \
-    int fn_forward##suffix(const real *X, int64_t n, const real *params, const int64_t *sizes,             \
-                           const int64_t *activations, int64_t n_layers, int has_bias, int threads,        \
-                           real *out);                                                                       \
-    int fn_gradient##suffix(const real *X, const real *Y, const real *w, int64_t n, const real *params,    \
-                            const int64_t *sizes, const int64_t *activations, int64_t n_layers,            \
-                            int has_bias, int derivative, int loss, int threads, real *grad,               \
-                            double *errors);                                                                 \
-    int fn_train_epoch##suffix(const real *X, const real *Y, const real *w, const int64_t *order,           \
-                               int64_t n, int64_t batch_size, real *params, const int64_t *sizes,           \
-                               const int64_t *activations, int64_t n_layers, int has_bias, int derivative, \
-                               int loss, int optimizer, const double *hyper, real *state, int64_t *step,    \
-                               int threads, real *grad, double *errors);
+#define FN_KERNEL_SIGNATURES(real, suffix, NAME)                                                           \
+    int NAME(all_finite##suffix)(const real *x, int64_t n, int threads);                                     \
+    int NAME(forward##suffix)(const real *X, int64_t n, const real *params, const int64_t *sizes,          \
+                              const int64_t *activations, int64_t n_layers, int has_bias, int threads,     \
+                              real *out);                                                                    \
+    int NAME(gradient##suffix)(const real *X, const real *Y, const real *w, int64_t n, const real *params, \
+                               const int64_t *sizes, const int64_t *activations, int64_t n_layers,         \
+                               int has_bias, int derivative, int loss, int threads, real *grad,            \
+                               double *errors);                                                              \
+    int NAME(train_epoch##suffix)(const real *X, const real *Y, const real *w, const int64_t *order,        \
+                                  int64_t n, int64_t batch_size, real *params, const int64_t *sizes,        \
+                                  const int64_t *activations, int64_t n_layers, int has_bias,               \
+                                  int derivative, int loss, int optimizer, const double *hyper,             \
+                                  real *state, int64_t *step, int threads, real *grad, double *errors);
 
-FN_DECLARE_KERNELS(double, _f64)
-FN_DECLARE_KERNELS(float, _f32)
+/* Every kernel of both types, as pointers: one table per instruction-set
+ * variant (network.c compiled once per variant defines fn_kernels_<variant>),
+ * the running one returned by fn_kernels(). */
+#define FN_POINTER(name) (*name)
+typedef struct {
+    FN_KERNEL_SIGNATURES(double, _f64, FN_POINTER)
+    FN_KERNEL_SIGNATURES(float, _f32, FN_POINTER)
+} FnKernels;
+
+/* ---- runtime SIMD dispatch (dispatch.c) ----------------------------------------
+ *
+ * network.c is compiled once per variant of the instruction set: "baseline"
+ * (whatever the target's default is: SSE2 on x86-64), and on x86-64 "avx2"
+ * (AVX2 + FMA) and "avx512" (AVX-512 F/DQ/BW/VL + AVX2 + FMA); a build with
+ * FASTNET_MARCH_NATIVE=ON has a single variant, "native", tuned for the
+ * building machine.  The variants compute the same formulas; with FMA they
+ * round differently from baseline (one rounding per multiply-add). */
+
+/* Pick the variant: `request` NULL or "" for the best one this CPU runs, else
+ * that variant's name (FASTNET_SIMD).  Returns 0, or -1 with a message in
+ * error[0 .. size) when the name is unknown or the CPU lacks the variant's
+ * instructions; the choice is then unchanged.  Not thread-safe: call it once,
+ * before any kernel (module initialisation).  Until then baseline runs. */
+int fn_simd_select(const char *request, char *error, size_t size);
+
+/* The running variant's kernels and name. */
+const FnKernels *fn_kernels(void);
+const char *fn_simd_name(void);
+
+/* The number of variants compiled in; fn_simd_variant(i, &runs) is the name of
+ * variant i (in order of preference, baseline first) and sets runs to whether
+ * this CPU has its instructions. */
+int fn_simd_count(void);
+const char *fn_simd_variant(int i, int *runs);
 
 #endif

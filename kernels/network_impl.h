@@ -18,6 +18,37 @@
  * deltas as (real)c, alpha r the penalty as (real)(alpha r).
  */
 
+/* ---- vectors: one register of LANES reals (GCC/Clang vector extensions) ---- */
+
+/* The matrix products keep their sums in vector registers explicitly, rather
+ * than hoping the vectoriser finds the register block: + and * act lane by
+ * lane (fused into FMA where the variant has it, as scalar code is), so every
+ * lane computes what scalar code would. */
+typedef real R(vec) __attribute__((vector_size(VECTOR_BYTES)));
+
+/* The LANES reals at p (any alignment). */
+static inline R(vec) R(load)(const real *p)
+{
+    R(vec) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Store v's LANES reals at p (any alignment). */
+static inline void R(store)(real *p, R(vec) v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* A vector of LANES copies of x: the scalar operand of x - 0 is broadcast, and
+ * x - (+0) is x for every x, -0 and NaN included, so the compiler drops the
+ * subtraction and emits one broadcast (a loop setting each lane compiles to a
+ * chain of inserts instead). */
+static inline R(vec) R(splat)(real x)
+{
+    return x - (R(vec)){0};
+}
+
 /* ---- loops over the first m rows of a tile ------------------------------- */
 
 /* sum over t < m of x[t] * y[t], in DOT_LANES partial sums added in a fixed order. */
@@ -36,12 +67,20 @@ static real R(dot)(const real *restrict x, const real *restrict y, int64_t m)
     return total;
 }
 
-/* sum over t < m of x[t]. */
+/* sum over t < m of x[t], in DOT_LANES partial sums added in a fixed order
+ * (one running sum would be a chain of m dependent additions). */
 static real R(sum)(const real *x, int64_t m)
 {
+    real lane[DOT_LANES] = {0};
+    int64_t t = 0;
+    for (; t + DOT_LANES <= m; t += DOT_LANES)
+        for (int l = 0; l < DOT_LANES; l++)
+            lane[l] += x[t + l];
     real total = 0;
-    for (int64_t t = 0; t < m; t++)
+    for (; t < m; t++)
         total += x[t];
+    for (int l = 0; l < DOT_LANES; l++)
+        total += lane[l];
     return total;
 }
 
@@ -169,24 +208,47 @@ typedef struct {
     const real *b;   /* (n_out) or NULL for no bias */
 } R(Affine);
 
-/* z[o+p, t+r] of the affine map for p < ob <= OUT_BLOCK, r < rb <= ROW_BLOCK:
- * the ob*rb sums stay in registers while i runs over all inputs. */
-static inline void R(affine_block)(const R(Affine) *f, int64_t o, int ob, int64_t t, int rb, real *z)
+/* z[o+p, t .. t+ROW_BLOCK) of the affine map for p < ob <= OUT_BLOCK: the
+ * ob x ROW_BLOCK_VECTORS vector sums stay in registers while i runs over all
+ * inputs, each step loading ROW_BLOCK_VECTORS vectors of inputs and
+ * broadcasting ob weights.  Every sum runs from b in input order i = 0, 1, ... */
+static inline void R(affine_block)(const R(Affine) *f, int64_t o, int ob, int64_t t, real *z)
 {
-    real acc[OUT_BLOCK][ROW_BLOCK];
+    R(vec) acc[OUT_BLOCK][ROW_BLOCK_VECTORS];
     for (int p = 0; p < ob; p++)
-        for (int r = 0; r < rb; r++)
-            acc[p][r] = f->b ? f->b[o + p] : (real)0;
+        for (int v = 0; v < ROW_BLOCK_VECTORS; v++)
+            acc[p][v] = R(splat)(f->b ? f->b[o + p] : (real)0);
     for (int64_t i = 0; i < f->n_in; i++) {
         const real *in = f->in + i * TILE + t;
         const real *w = f->W + i * f->in_stride + o * f->out_stride;
-        for (int p = 0; p < ob; p++)
-            for (int r = 0; r < rb; r++)
-                acc[p][r] += w[p * f->out_stride] * in[r];
+        R(vec) x[ROW_BLOCK_VECTORS];
+        for (int v = 0; v < ROW_BLOCK_VECTORS; v++)
+            x[v] = R(load)(in + v * LANES);
+        for (int p = 0; p < ob; p++) {
+            R(vec) weight = R(splat)(w[p * f->out_stride]);
+            for (int v = 0; v < ROW_BLOCK_VECTORS; v++)
+                acc[p][v] += weight * x[v];
+        }
     }
     for (int p = 0; p < ob; p++)
-        for (int r = 0; r < rb; r++)
-            z[(o + p) * TILE + t + r] = acc[p][r];
+        for (int v = 0; v < ROW_BLOCK_VECTORS; v++)
+            R(store)(z + (o + p) * TILE + t + v * LANES, acc[p][v]);
+}
+
+/* affine_block for one row t (the tile's last m % ROW_BLOCK rows), in scalars,
+ * the same sums in the same order. */
+static inline void R(affine_row)(const R(Affine) *f, int64_t o, int ob, int64_t t, real *z)
+{
+    real acc[OUT_BLOCK];
+    for (int p = 0; p < ob; p++)
+        acc[p] = f->b ? f->b[o + p] : (real)0;
+    for (int64_t i = 0; i < f->n_in; i++) {
+        const real *w = f->W + i * f->in_stride + o * f->out_stride;
+        for (int p = 0; p < ob; p++)
+            acc[p] += w[p * f->out_stride] * f->in[i * TILE + t];
+    }
+    for (int p = 0; p < ob; p++)
+        z[(o + p) * TILE + t] = acc[p];
 }
 
 /* affine_block for outputs o .. o+ob-1 on all m rows of the tile. */
@@ -194,9 +256,9 @@ static inline void R(affine_outputs)(const R(Affine) *f, int64_t o, int ob, int6
 {
     int64_t t = 0;
     for (; t + ROW_BLOCK <= m; t += ROW_BLOCK)
-        R(affine_block)(f, o, ob, t, ROW_BLOCK, z);
+        R(affine_block)(f, o, ob, t, z);
     for (; t < m; t++)
-        R(affine_block)(f, o, ob, t, 1, z);
+        R(affine_row)(f, o, ob, t, z);
 }
 
 /* z = the affine map on the first m rows of the tile: z (n_out, TILE). */
@@ -232,55 +294,72 @@ static void R(back_to_inputs)(const real *delta, int64_t fan_out, const real *W,
         R(times_slope)(delta_in + k * TILE, a_in + k * TILE, m, code, derivative);
 }
 
-/* dW[k+q, j+p] += sum_{t<m} a_in[k+q, t] delta[j+p, t] for q < kb <= IN_BLOCK,
- * p < GRAD_BLOCK: kb*GRAD_BLOCK dot products, GRAD_LANES partial sums each,
- * kept in registers.  dW is (fan_in, fan_out) row-major. */
-static inline void R(gradient_block)(const real *a_in, int64_t k, int kb, const real *delta, int64_t j,
-                                     int64_t fan_out, int64_t m, real *dW)
+/* dW[k+q, j .. j + jv LANES) += sum_{t<m} a_in[k+q, t] rows[t, j ..] for
+ * q < kb <= IN_BLOCK, jv <= GRAD_VECTORS: rows is delta transposed, (m, fan_out)
+ * row-major, so each step is an outer product of kb broadcast inputs and jv
+ * vectors of deltas, summed in registers (kb x jv vectors) over
+ * the rows t = 0, 1, ... in order, then added to dW (fan_in, fan_out)
+ * row-major.  No horizontal sums: each lane is one weight's own sum. */
+static inline void R(gradient_block)(const real *a_in, int64_t k, int kb, const real *rows, int64_t j,
+                                     int jv, int64_t fan_out, int64_t m, real *dW)
 {
-    real acc[IN_BLOCK][GRAD_BLOCK][GRAD_LANES] = {{{0}}};
-    int64_t t = 0;
-    for (; t + GRAD_LANES <= m; t += GRAD_LANES)
-        for (int q = 0; q < kb; q++)
-            for (int p = 0; p < GRAD_BLOCK; p++)
-                for (int l = 0; l < GRAD_LANES; l++)
-                    acc[q][p][l] += a_in[(k + q) * TILE + t + l] * delta[(j + p) * TILE + t + l];
+    R(vec) acc[IN_BLOCK][GRAD_VECTORS];
     for (int q = 0; q < kb; q++)
-        for (int p = 0; p < GRAD_BLOCK; p++) {
-            real total = 0;
-            for (int64_t r = t; r < m; r++)
-                total += a_in[(k + q) * TILE + r] * delta[(j + p) * TILE + r];
-            for (int l = 0; l < GRAD_LANES; l++)
-                total += acc[q][p][l];
-            dW[(k + q) * fan_out + j + p] += total;
+        for (int v = 0; v < jv; v++)
+            acc[q][v] = R(splat)((real)0);
+    for (int64_t t = 0; t < m; t++) {
+        R(vec) d[GRAD_VECTORS];
+        for (int v = 0; v < jv; v++)
+            d[v] = R(load)(rows + t * fan_out + j + v * LANES);
+        for (int q = 0; q < kb; q++) {
+            R(vec) a = R(splat)(a_in[(k + q) * TILE + t]);
+            for (int v = 0; v < jv; v++)
+                acc[q][v] += a * d[v];
+        }
+    }
+    for (int q = 0; q < kb; q++)
+        for (int v = 0; v < jv; v++) {
+            real *out = dW + (k + q) * fan_out + j + v * LANES;
+            R(store)(out, R(load)(out) + acc[q][v]);
         }
 }
 
-/* dW[k+q, :] += a_in[k+q] . delta[j] for q < kb and every output j. */
-static inline void R(gradient_inputs)(const real *a_in, int64_t k, int kb, const real *delta,
-                                      int64_t fan_out, int64_t m, real *dW)
-{
-    int64_t j = 0;
-    for (; j + GRAD_BLOCK <= fan_out; j += GRAD_BLOCK)
-        R(gradient_block)(a_in, k, kb, delta, j, fan_out, m, dW);
-    for (; j < fan_out; j++)
-        for (int q = 0; q < kb; q++)
-            dW[(k + q) * fan_out + j] += R(dot)(a_in + (k + q) * TILE, delta + j * TILE, m);
-}
-
-/* dW += a_in delta^T and db += row sums of delta: a_in (fan_in, TILE);
- * delta (fan_out, TILE); dW (fan_in, fan_out) row-major; db (fan_out) or NULL. */
-static void R(weight_gradient)(const real *a_in, int64_t fan_in, const real *delta, int64_t fan_out,
-                               int64_t m, real *dW, real *db)
+/* gradient_block for outputs j .. j + jv LANES and every input. */
+static inline void R(gradient_outputs)(const real *a_in, int64_t fan_in, const real *rows, int64_t j, int jv,
+                                       int64_t fan_out, int64_t m, real *dW)
 {
     int64_t k = 0;
     for (; k + IN_BLOCK <= fan_in; k += IN_BLOCK)
-        R(gradient_inputs)(a_in, k, IN_BLOCK, delta, fan_out, m, dW);
+        R(gradient_block)(a_in, k, IN_BLOCK, rows, j, jv, fan_out, m, dW);
     for (; k < fan_in; k++)
-        R(gradient_inputs)(a_in, k, 1, delta, fan_out, m, dW);
+        R(gradient_block)(a_in, k, 1, rows, j, jv, fan_out, m, dW);
+}
+
+/* dW += a_in delta^T and db += row sums of delta: a_in (fan_in, TILE);
+ * delta (fan_out, TILE); dW (fan_in, fan_out) row-major; db (fan_out) or NULL;
+ * rows (TILE, fan_out) work memory.  Outputs in whole vectors go through
+ * gradient_block on delta transposed into rows (the transposition is 1/fan_in
+ * of the products' work), GRAD_VECTORS vectors at a time, then one: a strip
+ * of outputs stays in cache while every input passes.  The last
+ * fan_out % LANES outputs (all of a layer narrower than a vector) are dot
+ * products over the tile's rows. */
+static void R(weight_gradient)(const real *a_in, int64_t fan_in, const real *delta, int64_t fan_out,
+                               int64_t m, real *dW, real *db, real *rows)
+{
+    int64_t j = 0;
+    if (fan_out >= LANES) {
+        R(tile_to_rows)(delta, fan_out, m, rows);
+        for (; j + GRAD_VECTORS * LANES <= fan_out; j += GRAD_VECTORS * LANES)
+            R(gradient_outputs)(a_in, fan_in, rows, j, GRAD_VECTORS, fan_out, m, dW);
+        for (; j + LANES <= fan_out; j += LANES)
+            R(gradient_outputs)(a_in, fan_in, rows, j, 1, fan_out, m, dW);
+    }
+    for (int64_t k = 0; k < fan_in; k++)
+        for (int64_t r = j; r < fan_out; r++)
+            dW[k * fan_out + r] += R(dot)(a_in + k * TILE, delta + r * TILE, m);
     if (db)
-        for (int64_t j = 0; j < fan_out; j++)
-            db[j] += R(sum)(delta + j * TILE, m);
+        for (int64_t r = 0; r < fan_out; r++)
+            db[r] += R(sum)(delta + r * TILE, m);
 }
 
 /* sum over t < m of w[t] * x[t]^2, in DOT_LANES partial sums added in a fixed
@@ -372,7 +451,8 @@ static double R(output_delta)(const real *a, const real *Y, const real *w, int64
 /* The layout of one call and its work memory.  Each thread has a workspace:
  * tiles of every layer's activations, A_l at act_start[l] (sizes[l], TILE),
  * SCRATCH_ROWS per-row values at scratch_start (softmax's and cross-entropy's
- * row maxima and sums), and two delta tiles at delta_start.  A parallel wave computes up to `wave`
+ * row maxima and sums), and at delta_start two delta tiles and a transposed one
+ * (TILE, widest) for weight_gradient.  A parallel wave computes up to `wave`
  * blocks, each into its own partial gradient, summed afterwards in block order. */
 typedef struct {
     const int64_t *sizes;
@@ -383,7 +463,7 @@ typedef struct {
     int64_t *w_start, *b_start;  /* [L]: where W_l and b_l start in params and grad */
     int64_t *act_start;          /* [L + 1]: where A_l's tile starts in a workspace */
     int64_t scratch_start;       /* (SCRATCH_ROWS, TILE) per-row scratch */
-    int64_t delta_start, widest; /* delta tiles: (widest, TILE) at delta_start and after it */
+    int64_t delta_start, widest; /* delta tiles: 3 (widest, TILE) from delta_start */
     real *ones;                  /* (TILE) ones: the row weights when there are none */
     int threads;                 /* workspaces: min(threads, blocks in the largest batch) */
     uint64_t tile_items;         /* reals per workspace */
@@ -442,7 +522,7 @@ static int R(net_open)(R(Net) *net, const int64_t *sizes, const int64_t *activat
     }
     tiles = add_saturating(tiles, SCRATCH_ROWS);
     if (with_deltas)
-        tiles = add_saturating(tiles, multiply_saturating(2, (uint64_t)net->widest));
+        tiles = add_saturating(tiles, multiply_saturating(3, (uint64_t)net->widest));
     net->tile_items = multiply_saturating(tiles, TILE);
     int parts = with_deltas && blocks > 1;
     int64_t affordable = FN_PARTIAL_GRADIENT_BYTES / (net->n_params * (int64_t)sizeof(real));
@@ -510,12 +590,13 @@ static double R(backward_tile)(const R(Net) *net, real *tiles, const real *Y, co
     const int64_t *sizes = net->sizes;
     int64_t L = net->n_layers - 1;
     real *delta = tiles + net->delta_start, *delta_in = delta + net->widest * TILE;
+    real *rows = delta_in + net->widest * TILE; /* (TILE, widest): weight_gradient's transposed delta */
     double errors = R(output_delta)(tiles + net->act_start[L], Y, w, sizes[L], m, loss, scale,
                                     net->activations[L - 1], derivative, tiles + net->scratch_start, delta);
     for (int64_t l = L - 1; l >= 0; l--) {
         const real *a_in = tiles + net->act_start[l];
         R(weight_gradient)(a_in, sizes[l], delta, sizes[l + 1], m, grad + net->w_start[l],
-                           net->has_bias ? grad + net->b_start[l] : NULL);
+                           net->has_bias ? grad + net->b_start[l] : NULL, rows);
         if (l > 0) {
             /* a_in = A_l came out of weight layer l - 1's activation. */
             R(back_to_inputs)(delta, sizes[l + 1], params + net->w_start[l], sizes[l], a_in, m,
@@ -656,7 +737,7 @@ static void R(update)(real *params, const real *g, int64_t n_params, int optimiz
 /* x - x is 0 for a finite x and NaN for NaN or an infinity, and NaN == 0 is
  * false: one subtraction and one comparison per item, which vectorise
  * without reassociating anything; chunks run on threads (it is a memory read). */
-int R(fn_all_finite)(const real *x, int64_t n, int threads)
+static int R(all_finite)(const real *x, int64_t n, int threads)
 {
     int bad = 0;
     int64_t chunks = (n + FINITE_CHUNK - 1) / FINITE_CHUNK;
@@ -671,7 +752,7 @@ int R(fn_all_finite)(const real *x, int64_t n, int threads)
     return !bad;
 }
 
-int R(fn_forward)(const real *X, int64_t n, const real *params, const int64_t *sizes,
+static int R(forward)(const real *X, int64_t n, const real *params, const int64_t *sizes,
                   const int64_t *activations, int64_t n_layers, int has_bias, int threads, real *out)
 {
     R(Net) net;
@@ -697,7 +778,7 @@ int R(fn_forward)(const real *X, int64_t n, const real *params, const int64_t *s
     return 0;
 }
 
-int R(fn_gradient)(const real *X, const real *Y, const real *w, int64_t n, const real *params,
+static int R(gradient)(const real *X, const real *Y, const real *w, int64_t n, const real *params,
                    const int64_t *sizes, const int64_t *activations, int64_t n_layers, int has_bias,
                    int derivative, int loss, int threads, real *grad, double *errors)
 {
@@ -711,7 +792,7 @@ int R(fn_gradient)(const real *X, const real *Y, const real *w, int64_t n, const
     return 0;
 }
 
-int R(fn_train_epoch)(const real *X, const real *Y, const real *w, const int64_t *order, int64_t n,
+static int R(train_epoch)(const real *X, const real *Y, const real *w, const int64_t *order, int64_t n,
                       int64_t batch_size, real *params, const int64_t *sizes, const int64_t *activations,
                       int64_t n_layers, int has_bias, int derivative, int loss, int optimizer,
                       const double *hyper, real *state, int64_t *step, int threads, real *grad,

@@ -6,6 +6,7 @@
 # check all_finite, Network.fit end to end, and calls with wrong arguments that
 # must be refused without touching memory.
 #
+# The checks run once per SIMD variant of the kernels this CPU runs (FASTNET_SIMD).
 # Exits non-zero if the build fails, a check fails, or any sanitizer reports.
 # Nothing is written to the working tree: the sources are copied to a temporary
 # folder, built there (its own build-dir) and installed with --target there.
@@ -96,6 +97,7 @@ class Optimizer:
     def __init__(self, code, hyper, state, step):
         self.code, self.hyper, self.state, self.step = code, hyper, state, step
 
+assert _native.simd() == os.environ["FASTNET_SIMD"], (_native.simd(), os.environ["FASTNET_SIMD"])
 for module in (fastnet, _native):
     assert os.path.realpath(module.__file__).startswith(os.path.realpath(SITE)), (
         f"imported {module.__name__} from {module.__file__}, not from the sanitized build in {SITE}")
@@ -277,23 +279,35 @@ for index, call in enumerate(BAD_CALLS):
     else:
         raise AssertionError(f"bad call #{index} was accepted")
 
-print(f"sanitize: {checked} checks passed on the sanitized native backend", flush=True)
+print(f"sanitize: {checked} checks passed on the sanitized native backend ({_native.simd()} kernels)", flush=True)
 PYTHON_CHECK
 
-say "running the checks with $(basename "$LIBASAN") and $(basename "$LIBUBSAN") preloaded"
-status=0
-env LD_PRELOAD="$LIBASAN $LIBUBSAN" \
-    ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:strict_string_checks=1:detect_stack_use_after_return=1" \
-    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=87" \
-    FASTNET_SANITIZED_SITE="$WORK/site" \
-    "$PYTHON" "$WORK/check.py" 2>"$WORK/check.err" || status=$?
-cat "$WORK/check.err" >&2
-if grep -Eq 'runtime error:|AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer' "$WORK/check.err"; then
-  say "a sanitizer reported a problem (see above)"
+sanitizer_env=(LD_PRELOAD="$LIBASAN $LIBUBSAN"
+    ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:strict_string_checks=1:detect_stack_use_after_return=1"
+    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=87"
+    FASTNET_SANITIZED_SITE="$WORK/site")
+# Every SIMD variant of the kernels this CPU runs (the portable build has several).
+variants=$(env "${sanitizer_env[@]}" "$PYTHON" -c '
+import os, sys
+sys.path.insert(0, os.environ["FASTNET_SANITIZED_SITE"])
+from fastnet import _native
+print(" ".join(name for name, runs in _native.simd_variants().items() if runs))')
+if [[ -z "$variants" ]]; then
+  say "the sanitized build reports no SIMD variant this CPU runs"
   exit 1
 fi
-if [[ $status -ne 0 ]]; then
-  say "the checks failed (exit status $status)"
-  exit "$status"
-fi
+for variant in $variants; do
+  say "running the checks on the $variant kernels with $(basename "$LIBASAN") and $(basename "$LIBUBSAN") preloaded"
+  status=0
+  env "${sanitizer_env[@]}" FASTNET_SIMD="$variant" "$PYTHON" "$WORK/check.py" 2>"$WORK/check.err" || status=$?
+  cat "$WORK/check.err" >&2
+  if grep -Eq 'runtime error:|AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer' "$WORK/check.err"; then
+    say "a sanitizer reported a problem on the $variant kernels (see above)"
+    exit 1
+  fi
+  if [[ $status -ne 0 ]]; then
+    say "the checks failed on the $variant kernels (exit status $status)"
+    exit "$status"
+  fi
+done
 say "no sanitizer reports"

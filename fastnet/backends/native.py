@@ -23,6 +23,13 @@ other) rarely, and blocks are handed out dynamically, so a thread slowed
 down by other processes does not hold the wave up.  The kernels
 release the GIL while they run; ``train_epoch`` runs a whole epoch in C.
 
+The C code is compiled once per instruction-set variant (baseline x86-64,
+AVX2 + FMA, AVX-512; only the baseline elsewhere) and the best variant the
+CPU runs is chosen at import (``simd()`` says which, ``FASTNET_SIMD`` forces
+one), so one wheel runs on any CPU of its architecture; a build with
+``FASTNET_MARCH_NATIVE=ON`` has one variant tuned for the building machine.
+The variants compute the same formulas; with FMA they round differently.
+
 Arrays pass straight through the buffer protocol: ``Network`` has already
 made them C-contiguous, all float64 or all float32 (``sizes``, the
 activation codes, ``order`` and ``step`` int64; ``hyper`` always float64).
@@ -79,3 +86,22 @@ def set_num_threads(n):
 def get_num_threads():
     """The number of threads the kernels use."""
     return _native.get_num_threads()
+
+
+def simd():
+    """The instruction-set variant of the C kernels this process runs: "baseline",
+    "avx2" (AVX2 + FMA), "avx512" (AVX-512 + AVX2 + FMA), or "native" in a build
+    made with ``-Ccmake.define.FASTNET_MARCH_NATIVE=ON``.
+
+    The portable build (the default) compiles the kernels once per variant and
+    picks, at import, the best one the CPU runs; the environment variable
+    ``FASTNET_SIMD`` forces one (the import fails with a RuntimeError naming the
+    choices when the CPU lacks it or the build has no such variant).
+    """
+    return _native.simd()
+
+
+def simd_variants():
+    """Every variant compiled into this build, worst first, mapped to whether this
+    CPU runs it: the values ``FASTNET_SIMD`` may take here."""
+    return _native.simd_variants()
