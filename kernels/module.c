@@ -361,18 +361,21 @@ static void release_problem(Problem *p)
     free_layout(&p->layout);
 }
 
-/* A private copy of order (int64, n entries or 0) in *copy, NULL when empty,
+/* A private copy of order (int64, any number of entries) in *copy and its
+ * length in *visits, or NULL and n (every row, in place) when it is empty;
  * every entry checked to be a row index in [0, n).  A copy, so that no other
  * thread can change the indices while the kernel runs without the GIL.
  * Returns 0, or -1 with an exception; free *copy with PyMem_Free. */
-static int read_order(PyObject *obj, Py_ssize_t n, int64_t **copy)
+static int read_order(PyObject *obj, Py_ssize_t n, int64_t **copy, Py_ssize_t *visits)
 {
     Py_buffer view;
     *copy = NULL;
+    *visits = n;
     if (acquire(obj, &view, INT64, 0, "order", NULL, NULL) < 0)
         return -1;
-    int status = view.len == 0 ? 0 : expect_items(&view, 1, n, "order", "n, or 0 for rows in place");
-    if (status == 0 && view.len != 0) {
+    int status = 0;
+    Py_ssize_t count = view.len / (Py_ssize_t)sizeof(int64_t);
+    if (count != 0) {
         *copy = PyMem_Malloc(view.len);
         if (*copy)
             memcpy(*copy, view.buf, view.len);
@@ -380,7 +383,7 @@ static int read_order(PyObject *obj, Py_ssize_t n, int64_t **copy)
             status = (PyErr_NoMemory(), -1);
     }
     PyBuffer_Release(&view);
-    for (Py_ssize_t i = 0; status == 0 && *copy && i < n; i++) {
+    for (Py_ssize_t i = 0; status == 0 && *copy && i < count; i++) {
         if ((*copy)[i] < 0 || (*copy)[i] >= n) {
             PyErr_Format(PyExc_ValueError, "order[%zd] = %lld is not a row index in [0, n = %zd)",
                          i, (long long)(*copy)[i], n);
@@ -390,6 +393,8 @@ static int read_order(PyObject *obj, Py_ssize_t n, int64_t **copy)
     if (status != 0) {
         PyMem_Free(*copy);
         *copy = NULL;
+    } else if (*copy) {
+        *visits = count;
     }
     return status;
 }
@@ -543,8 +548,9 @@ PyDoc_STRVAR(train_epoch_doc,
 "One epoch of mini-batch training; params updated in place.  Returns the\n"
 "epoch's sum_i w_i e_i, each row with the params its batch saw.\n\n"
 "X, Y, row_weight, sizes, activations, has_bias, derivative, loss: as for gradient.\n"
-"order: int64 (n,) row indices in [0, n), the visiting order, or empty for\n"
-"    0 .. n-1 (rows then read in place).  batch_size: int >= 1.\n"
+"order: int64 (m,) row indices in [0, n), the rows to visit in that order\n"
+"    (a permutation for a whole epoch, a stretch of one for part of it), or\n"
+"    empty for 0 .. n-1 (rows then read in place).  batch_size: int >= 1.\n"
 "    Batch b holds rows order[b*batch_size:(b+1)*batch_size].\n"
 "params: writable, packed; grad: writable, same length (work memory).\n"
 "optimizer: 0 sgd p -= lr g; 1 momentum v = mu v + g, p -= lr v;\n"
@@ -580,10 +586,11 @@ static PyObject *native_train_epoch(PyObject *self, PyObject *args)
     Problem p;
     Py_buffer hyper_view = {0}, state = {0}, step = {0};
     int64_t *order = NULL;
+    Py_ssize_t visits = 0;
     double hyper[FN_N_HYPER];
     PyObject *result = NULL;
     if (read_problem(&p, X, Y, row_weight, params, 1, sizes, activations, has_bias, loss, grad) < 0
-        || read_order(order_arg, p.n, &order) < 0
+        || read_order(order_arg, p.n, &order, &visits) < 0
         || acquire(hyper_arg, &hyper_view, FLOAT64, 0, "hyper", NULL, NULL) < 0
         || expect_items(&hyper_view, 1, FN_N_HYPER, "hyper", "the fields of fastnet.spec.HYPER_FIELDS") < 0
         || acquire(state_arg, &state, p.dtype, 1, "state", "X", NULL) < 0
@@ -596,12 +603,12 @@ static PyObject *native_train_epoch(PyObject *self, PyObject *args)
     double errors = 0.0;
     Py_BEGIN_ALLOW_THREADS
     if (p.dtype == FLOAT64)
-        status = fn_kernels()->train_epoch_f64(p.X.buf, p.Y.buf, p.weights, order, p.n, batch_size, p.params.buf,
+        status = fn_kernels()->train_epoch_f64(p.X.buf, p.Y.buf, p.weights, order, visits, batch_size, p.params.buf,
                                     p.layout.sizes, p.layout.activations, p.layout.n_layers, has_bias,
                                     derivative, loss, optimizer,
                                     hyper, state.buf, step.buf, threads, p.grad.buf, &errors);
     else
-        status = fn_kernels()->train_epoch_f32(p.X.buf, p.Y.buf, p.weights, order, p.n, batch_size, p.params.buf,
+        status = fn_kernels()->train_epoch_f32(p.X.buf, p.Y.buf, p.weights, order, visits, batch_size, p.params.buf,
                                     p.layout.sizes, p.layout.activations, p.layout.n_layers, has_bias,
                                     derivative, loss, optimizer,
                                     hyper, state.buf, step.buf, threads, p.grad.buf, &errors);

@@ -95,8 +95,9 @@ int fn_threads(int requested);
  * allocated.
  *
  * train_epoch: one epoch of mini-batch training, params updated in place.
- * Batch b holds rows order[b*batch_size .. (b+1)*batch_size) (order NULL:
- * rows in place, 0 .. n-1), the last batch possibly shorter.  For each
+ * It visits n rows: order[0 .. n), each an index of a row of X, Y and w
+ * (order NULL: rows 0 .. n-1 in place).  Batch b holds the visits
+ * b*batch_size .. (b+1)*batch_size - 1, the last batch possibly shorter.  For each
  * batch: g = c times the gradient of `gradient` on its rows (its own W and
  * c), plus the L2 penalty's gradient alpha r W_l on every entry of every
  * weight matrix (not the biases), r = 1/W for a mean loss (0 when W = 0)

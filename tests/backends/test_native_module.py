@@ -167,6 +167,23 @@ def test_native_train_epoch_follows_order():
         assert not np.array_equal(shuffled[1], PARAMS)
 
 
+def test_native_train_epoch_visits_only_the_rows_of_a_shorter_order():
+    """An order of fewer (and repeated) rows trains on exactly those rows, as on a copy of them in place."""
+    order = np.array([2, 0, 2], np.int64)
+    weights = np.array([1.0, 2.0, 0.5])
+    for optimizer in OPTIMIZER_CODES.values():
+        visited = train(X, Y, weights, order[:2], 1, PARAMS, SIZES, False, EXACT, MSE, optimizer)
+        copied = train(X[order[:2]].copy(), Y[order[:2]].copy(), weights[order[:2]].copy(), IN_PLACE, 1, PARAMS,
+                       SIZES, False, EXACT, MSE, optimizer)
+        for got, want in zip(visited, copied):
+            np.testing.assert_array_equal(got, want)
+        repeated = train(X, Y, weights, order, 2, PARAMS, SIZES, False, EXACT, MSE, optimizer)
+        copied = train(X[order].copy(), Y[order].copy(), weights[order].copy(), IN_PLACE, 2, PARAMS, SIZES, False,
+                       EXACT, MSE, optimizer)
+        for got, want in zip(repeated, copied):
+            np.testing.assert_array_equal(got, want)
+
+
 # -- zero-weight batches -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
