@@ -51,7 +51,9 @@ def cpu_model():
 
 
 def one_thread():
-    """On a worker: kernels on one thread (the worker's one thread runs them)."""
+    """On a worker: the native kernels on one thread.  Numba's thread count is per
+    calling thread, and tasks run on the worker's executor thread, so the workers
+    are started with NUMBA_NUM_THREADS=1 instead (see ``cluster``)."""
     fastnet.set_num_threads(1)
 
 
@@ -68,7 +70,7 @@ def cluster(n_workers):
     """A LocalCluster of ``n_workers`` single-threaded worker processes, and its client."""
     local = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                          dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                         memory_limit=0)
+                         memory_limit=0, env={"NUMBA_NUM_THREADS": "1"})
     client = Client(local)
     client.run(one_thread)
     return local, client

@@ -46,7 +46,10 @@ def set_num_threads(n: int) -> None:
     """Use up to ``n`` threads in the numba and native kernels.
 
     Results are bitwise identical whatever ``n`` is; only speed changes.
-    ``n`` may not exceed the number of cores Numba saw at start-up.
+    ``n`` may not exceed the number of cores Numba saw at start-up.  The
+    native kernels' count is process-wide; Numba's applies to the calling
+    thread (threads started later use ``NUMBA_NUM_THREADS``, all cores by
+    default), so set it in the thread that trains, or set that variable.
     """
     from fastnet import _validation as check
     from fastnet.backends import native
