@@ -8,7 +8,10 @@ Also here: optimizer settings and state, the row visiting order and the
 optional progress bar.
 """
 
+import contextlib
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -224,6 +227,66 @@ class Progress:
             self._bar.close()
 
 
+class Interrupts:
+    """Ctrl-C in the training loop: seen at once inside an epoch's work (which then
+    rolls back), held back while an epoch is being applied and recorded.
+
+    ``held()`` wraps an epoch from start to record: a SIGINT arriving there
+    sets a flag, raised as KeyboardInterrupt when the block ends, so the
+    parameters, the optimizer's state and the History always describe the
+    same completed epochs.  ``allowed()`` wraps the work itself, where
+    SIGINT raises at once (also for one held back just before).  Only the
+    main thread with Python's own SIGINT handler holds anything back:
+    elsewhere both are no-ops.
+    """
+
+    def __init__(self):
+        self._pending = False
+        self._holding = False
+
+    def _hold(self, signum, frame):
+        if self._holding:
+            self._pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self):
+        """Hold SIGINT back for the block; raise it when the block ends."""
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield
+            return
+        self._pending, self._holding = False, True
+        signal.signal(signal.SIGINT, self._hold)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._holding = False
+        if self._pending:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def allowed(self):
+        """Let SIGINT raise at once in the block (after one that came while held)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        holding, self._holding = self._holding, False
+        try:
+            if self._pending:
+                self._pending = False
+                raise KeyboardInterrupt
+            yield
+        finally:
+            self._holding = holding
+
+
+#: The training loop's one Interrupts.
+INTERRUPTS = Interrupts()
+
+
 class Stopwatch:
     """Seconds since it was made."""
 
@@ -308,7 +371,8 @@ def train(net, settings, epochs, progress, run=None, score=None):
     try:
         for epoch in range(epochs):
             watch = Stopwatch()
-            history.loss.append(run(net, settings, epoch, lambda done, epoch=epoch: bar.within(epoch, done)))
+            with INTERRUPTS.held():  # the epoch's parameters, state and loss are applied together
+                history.loss.append(run(net, settings, epoch, lambda done, epoch=epoch: bar.within(epoch, done)))
             if settings.validation is not None:
                 history.val_loss.append(score(settings.validation))
             history.time.append(watch.seconds())
@@ -387,7 +451,8 @@ def guarded_epoch(net, optimizer, epoch, work):
     """
     params, saved_state = net._params.copy(), optimizer.snapshot()
     try:
-        loss = work(params)
+        with INTERRUPTS.allowed():
+            loss = work(params)
     except BaseException:
         optimizer.restore(saved_state)
         raise

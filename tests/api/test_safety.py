@@ -439,3 +439,33 @@ def test_same_seed_gives_identical_training_in_a_fresh_interpreter(backend_name,
     assert result.returncode == 0, result.stdout + result.stderr
     net, _, _ = seeded_training(backend_name)
     assert_same_params(Network.load(tmp_path / "child.npz"), net)
+
+
+INTERRUPT_SCRIPT = """
+import signal
+from fastnet import training
+
+recorded = []
+try:
+    with training.INTERRUPTS.held():          # an epoch being applied and recorded
+        signal.raise_signal(signal.SIGINT)
+        recorded.append("epoch")
+except KeyboardInterrupt:
+    print("held until recorded", recorded == ["epoch"])
+try:
+    with training.INTERRUPTS.held():
+        with training.INTERRUPTS.allowed():   # the epoch's work
+            signal.raise_signal(signal.SIGINT)
+            print("not interrupted")
+except KeyboardInterrupt:
+    print("work interrupted at once")
+print("handler restored", signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+
+
+def test_ctrl_c_is_held_while_an_epoch_is_applied_and_immediate_in_its_work():
+    """Parameters, optimizer state and History never disagree about the completed epochs."""
+    done = run_python(code=INTERRUPT_SCRIPT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["held until recorded True", "work interrupted at once",
+                                           "handler restored True"]
