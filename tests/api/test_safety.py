@@ -445,6 +445,9 @@ INTERRUPT_SCRIPT = """
 import signal
 from fastnet import training
 
+# As in an interpreter started from a shell: a test runner's worker may pass SIGINT on ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 recorded = []
 try:
     with training.INTERRUPTS.held():          # an epoch being applied and recorded
