@@ -21,19 +21,16 @@ shown.
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 
 import numpy as np
 
-import fastnet
 from fastnet import Network
 # The timing harness and the peers, shared with ``fastnet bench``.
-from fastnet.bench import (networks, sklearn_epoch, time_interleaved, torch_epoch, torch_gradient,
+from fastnet.bench import (machine_line, networks, sklearn_epoch, time_interleaved, torch_epoch, torch_gradient,
                            torch_softmax_epoch)
 
 #: (label, layers, rows, bias, derivative, loss)
@@ -194,16 +191,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--quick", action="store_true", help="gradients and epochs only")
     args = parser.parse_args()
-    import numba
-    versions = [f"Python {platform.python_version()}", f"numpy {np.__version__}", f"numba {numba.__version__}"]
-    for peer in ("torch", "sklearn"):
-        try:
-            versions.append(f"{peer} {__import__(peer).__version__}")
-        except ImportError:
-            versions.append(f"{peer} not installed")
-    from fastnet.backends import native
-    print(f"{platform.machine()}, {os.cpu_count()} cores, {fastnet.get_num_threads()} threads; "
-          f"{', '.join(versions)}; native kernels: {native.simd()}; {time.strftime('%Y-%m-%d')}")
+    print(machine_line())
     gradient_table(args.rounds)
     epoch_table(args.rounds)
     softmax_table(args.rounds)

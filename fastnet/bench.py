@@ -105,15 +105,8 @@ def torch_epoch(X, y, layers, batch_size, lr):
     if model is None:
         return None
     import torch
-    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-
-    def run():
-        for rows in torch.randperm(len(tX)).split(batch_size):
-            optimizer.zero_grad()
-            torch.nn.functional.mse_loss(model(tX[rows]), ty[rows]).backward()
-            optimizer.step()
-    return run
+    return _epoch_loop(torch, model, torch.optim.SGD(model.parameters(), lr=lr), torch.nn.functional.mse_loss,
+                       torch.from_numpy(X), torch.from_numpy(y), batch_size)
 
 
 def torch_softmax_epoch(X, labels, layers, activation, batch_size, lr):
@@ -128,13 +121,17 @@ def torch_softmax_epoch(X, labels, layers, activation, batch_size, lr):
     for fan_in, fan_out in zip(layers[:-2], layers[1:-1]):
         modules += [torch.nn.Linear(fan_in, fan_out, dtype=dtype), hidden()]
     model = torch.nn.Sequential(*modules, torch.nn.Linear(layers[-2], layers[-1], dtype=dtype))
-    tX, ty = torch.from_numpy(X), torch.from_numpy(labels)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    return _epoch_loop(torch, model, torch.optim.Adam(model.parameters(), lr=lr), torch.nn.functional.cross_entropy,
+                       torch.from_numpy(X), torch.from_numpy(labels), batch_size)
 
+
+def _epoch_loop(torch, model, optimizer, loss, tX, ty, batch_size):
+    """A callable running one plain PyTorch epoch: shuffled batches, ``loss(model(x), y).backward()``,
+    one optimizer step each."""
     def run():
         for rows in torch.randperm(len(tX)).split(batch_size):
             optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(tX[rows]), ty[rows]).backward()
+            loss(model(tX[rows]), ty[rows]).backward()
             optimizer.step()
     return run
 
@@ -160,7 +157,7 @@ def sklearn_epoch(X, y, hidden, batch_size, lr):
 
 def machine_line():
     """One line: the machine, cores, threads, the versions of Python, numpy, numba,
-    fastnet and the peers, and today's date."""
+    fastnet and the peers, the native kernels' SIMD variant, and today's date."""
     import numba
     versions = [f"Python {platform.python_version()}", f"numpy {np.__version__}", f"numba {numba.__version__}",
                 f"fastnet {fastnet.__version__}"]
@@ -169,8 +166,9 @@ def machine_line():
             versions.append(f"{peer} {__import__(peer).__version__}")
         except ImportError:
             versions.append(f"{peer} not installed")
+    from fastnet.backends import native
     return (f"{platform.machine()}, {os.cpu_count()} cores, {fastnet.get_num_threads()} threads; "
-            f"{', '.join(versions)}; {time.strftime('%Y-%m-%d')}")
+            f"{', '.join(versions)}; native kernels: {native.simd()}; {time.strftime('%Y-%m-%d')}")
 
 
 def side_by_side(layers, rows, batch_size, dtype="float64", rounds=9, quick=False, seed=0):
