@@ -40,6 +40,12 @@ def layer_sizes(layers):
 
 def float_array(value, name, dtype=np.float64):
     """``value`` as an ndarray of ``dtype``, numeric and finite (not yet shaped)."""
+    array, _ = _finite_array_and_range(value, name, dtype)
+    return array
+
+
+def _finite_array_and_range(value, name, dtype):
+    """``value`` as a numeric, finite ndarray of ``dtype``, and its (least, greatest) item."""
     if value is None:
         raise TypeError(f"{name} must be an array; got None")
     if isinstance(value, (str, os.PathLike)):
@@ -51,9 +57,10 @@ def float_array(value, name, dtype=np.float64):
     if array.dtype.kind not in _NUMERIC_KINDS:
         raise TypeError(f"{name} must hold real numbers (bool, int or float); got dtype {array.dtype}")
     array = np.ascontiguousarray(array, dtype=dtype)
-    if not all_finite(array):
+    bounds = finite_range(array)
+    if bounds is None:
         raise ValueError(f"{name} must be finite; it holds NaN or infinity")
-    return array
+    return array, bounds
 
 
 def open_npy(path, name):
@@ -70,13 +77,20 @@ def is_out_of_core(value):
     return isinstance(value, (np.memmap, str, os.PathLike))
 
 
-def all_finite(array):
-    """True when no element of a C-contiguous float64 or float32 array is NaN or infinite.
+def finite_range(array):
+    """(least, greatest) item of a C-contiguous float64 or float32 array, or None
+    when it holds NaN or an infinity; (inf, -inf) when it is empty.
 
-    One read of the array, in C on the kernels' threads (``_native.all_finite``):
-    for large inputs this check costs a third of a small network's gradient.
+    One read of the array, in C on the kernels' threads (``_native.finite_range``):
+    for large inputs this check costs a third of a small network's gradient,
+    and the targets' range check shares it.
     """
-    return _native.all_finite(array)
+    return _native.finite_range(array)
+
+
+def all_finite(array):
+    """True when no element of a C-contiguous float64 or float32 array is NaN or infinite."""
+    return finite_range(array) is not None
 
 
 def batch(value, name, n_columns, dtype=np.float64):
@@ -84,7 +98,11 @@ def batch(value, name, n_columns, dtype=np.float64):
 
     A 1-D array is accepted only when ``n_columns == 1`` (one value per row).
     """
-    array = float_array(value, name, dtype)
+    return _shaped(float_array(value, name, dtype), name, n_columns)
+
+
+def _shaped(array, name, n_columns):
+    """``array`` as a batch (see ``batch``), or the ValueError saying why it is not one."""
     if array.ndim == 1 and n_columns == 1:
         array = array.reshape(-1, 1)
     if array.ndim != 2:
@@ -96,12 +114,25 @@ def batch(value, name, n_columns, dtype=np.float64):
     return array
 
 
-def targets(y, X, n_outputs, dtype=np.float64, names=("X", "y")):
-    """``y`` as a batch ``(len(X), n_outputs)``; ``names`` of X and y for messages."""
-    y = batch(y, names[1], n_outputs, dtype)
+def targets(y, X, n_outputs, output, loss, dtype=np.float64, names=("X", "y")):
+    """``y`` as a batch ``(len(X), n_outputs)`` inside the range of ``output``; ``names``
+    of X and y for messages.
+
+    Targets outside the output activation's range (``fastnet.spec.Activation.range``)
+    are refused: a sigmoid or softmax can never reach them, and "bce" would
+    report negative losses.  The range comes from the same read as the finiteness check.
+    """
+    y, (low, high) = _finite_array_and_range(y, names[1], dtype)
+    y = _shaped(y, names[1], n_outputs)
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"{names[1]} must have one row per row of {names[0]} ({X.shape[0]}); "
                          f"got {y.shape[0]} rows")
+    bounds = spec.ACTIVATIONS[output].range
+    if bounds is not None and (low < bounds[0] or high > bounds[1]):
+        fix = "scale y into that range" + (", or use output='linear' with loss='mse'" if loss in ("mse", "sse")
+                                          else "")
+        raise ValueError(f"{names[1]} must lie in [{bounds[0]:g}, {bounds[1]:g}] for output={output!r} with "
+                         f"loss={loss!r}; got values from {low:g} to {high:g}: {fix}")
     return y
 
 
@@ -120,20 +151,6 @@ def layer_kinds(activation, output, loss, derivative, sizes):
     if output == "softmax" and sizes[-1] < 2:
         raise ValueError(f"output='softmax' needs at least 2 output units; got layers={list(sizes)} "
                          "(for one unit use output='sigmoid' with loss='bce')")
-
-
-def targets_in_range(y, name, output, loss):
-    """Refuse targets outside the output activation's range (``fastnet.spec.Activation.range``):
-    a sigmoid or softmax can never reach them, and "bce" would report negative losses."""
-    bounds = spec.ACTIVATIONS[output].range
-    if bounds is None:
-        return
-    low, high = float(y.min()), float(y.max())
-    if low < bounds[0] or high > bounds[1]:
-        fix = "scale y into that range" + (", or use output='linear' with loss='mse'" if loss in ("mse", "sse")
-                                          else "")
-        raise ValueError(f"{name} must lie in [{bounds[0]:g}, {bounds[1]:g}] for output={output!r} with "
-                         f"loss={loss!r}; got values from {low:g} to {high:g}: {fix}")
 
 
 def parameter_list(values, name, shapes):

@@ -165,8 +165,7 @@ class Network:
         L2 penalty, which is divided by the original total weight.
         """
         X = self._checked_inputs(X, names[0])
-        y = check.targets(y, X, self.layout.n_outputs, self.dtype, names)
-        check.targets_in_range(y, names[1], self.output, self.loss)
+        y = check.targets(y, X, self.layout.n_outputs, self.output, self.loss, self.dtype, names)
         weights, scale = check.row_weights(sample_weight, X.shape[0], self.dtype), 1.0
         if weights.size and spec.LOSSES[self.loss].mean:
             scale = float(weights.max())

@@ -491,14 +491,14 @@ PyDoc_STRVAR(gradient_doc,
 "Raises TypeError on a wrong or mixed dtype, ValueError on a wrong layout,\n"
 "length or code, MemoryError if the work memory cannot be allocated.");
 
-PyDoc_STRVAR(all_finite_doc,
-"all_finite($module, x, /)\n--\n\n"
-"True when no item of x (any C-contiguous float64 or float32 buffer) is NaN\n"
-"or infinite.  Reads x once, on up to get_num_threads() threads, without\n"
-"the GIL.  Raises TypeError for another dtype, ValueError for a\n"
-"non-contiguous buffer.");
+PyDoc_STRVAR(finite_range_doc,
+"finite_range($module, x, /)\n--\n\n"
+"(least, greatest) item of x (any C-contiguous float64 or float32 buffer) as\n"
+"floats, or None when an item is NaN or infinite; (inf, -inf) when x is\n"
+"empty.  Reads x once, on up to get_num_threads() threads, without the GIL.\n"
+"Raises TypeError for another dtype, ValueError for a non-contiguous buffer.");
 
-static PyObject *native_all_finite(PyObject *self, PyObject *arg)
+static PyObject *native_finite_range(PyObject *self, PyObject *arg)
 {
     (void)self;
     Py_buffer x;
@@ -507,11 +507,15 @@ static PyObject *native_all_finite(PyObject *self, PyObject *arg)
         return NULL;
     int64_t n = (int64_t)(x.len / x.itemsize);
     int threads = fn_threads(atomic_load(&requested_threads)), finite;
+    double low, high;
     Py_BEGIN_ALLOW_THREADS
-    finite = dtype == FLOAT64 ? fn_kernels()->all_finite_f64(x.buf, n, threads) : fn_kernels()->all_finite_f32(x.buf, n, threads);
+    finite = dtype == FLOAT64 ? fn_kernels()->finite_range_f64(x.buf, n, threads, &low, &high)
+                              : fn_kernels()->finite_range_f32(x.buf, n, threads, &low, &high);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&x);
-    return PyBool_FromLong(finite);
+    if (!finite)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(dd)", low, high);
 }
 
 static PyObject *native_gradient(PyObject *self, PyObject *args)
@@ -693,7 +697,7 @@ static PyObject *native_simd_variants(PyObject *self, PyObject *unused)
 }
 
 static PyMethodDef methods[] = {
-    {"all_finite", native_all_finite, METH_O, all_finite_doc},
+    {"finite_range", native_finite_range, METH_O, finite_range_doc},
     {"forward", native_forward, METH_VARARGS, forward_doc},
     {"gradient", native_gradient, METH_VARARGS, gradient_doc},
     {"train_epoch", native_train_epoch, METH_VARARGS, train_epoch_doc},
@@ -706,7 +710,7 @@ static PyMethodDef methods[] = {
 
 PyDoc_STRVAR(module_doc,
 "C kernels of fastnet's native backend: fused, tiled passes of fully connected networks.\n\n"
-"all_finite(x) -> bool checks input for NaN and infinities;\n"
+"finite_range(x) -> (least, greatest) or None checks input for NaN and infinities;\n"
 "forward(X, params, sizes, activations, has_bias, out),\n"
 "gradient(X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, grad)\n"
 "    -> sum_i w_i e_i and\n"

@@ -74,7 +74,7 @@ enum {
      * registers, 4 x 4 (21) with 32. */
     IN_BLOCK = 4,
     GRAD_VECTORS = VECTOR_REGISTERS >= 32 ? 4 : 2,
-    FINITE_CHUNK = 1 << 16, /* items per parallel chunk of fn_all_finite */
+    FINITE_CHUNK = 1 << 16, /* items per parallel chunk of fn_finite_range */
     SCRATCH_ROWS = 3        /* per-row scratch tiles: softmax's max and sum, cross-entropy's target sum */
 };
 
@@ -373,7 +373,7 @@ static int thread_number(void)
 #define FN_TABLE_PASTE(variant) fn_kernels_##variant
 
 #define FN_ENTRIES(suffix)                                                                      \
-    .all_finite##suffix = all_finite##suffix, .forward##suffix = forward##suffix,                   \
+    .finite_range##suffix = finite_range##suffix, .forward##suffix = forward##suffix,                   \
     .gradient##suffix = gradient##suffix, .train_epoch##suffix = train_epoch##suffix
 
 const FnKernels FN_TABLE_NAME(FN_VARIANT) = {FN_ENTRIES(_f64), FN_ENTRIES(_f32)};

@@ -60,11 +60,12 @@
 int fn_threads(int requested);
 
 /* The kernels of one type: FN_KERNEL_SIGNATURES(double, _f64, NAME) declares
- * NAME(all_finite_f64), NAME(forward_f64), NAME(gradient_f64) and
+ * NAME(finite_range_f64), NAME(forward_f64), NAME(gradient_f64) and
  * NAME(train_epoch_f64); FnKernels below holds them as pointers.
  *
- * all_finite: 1 when none of x[0 .. n) is NaN or infinite, else 0 (an
- * input check, run before the other kernels; n may be 0).
+ * finite_range: 1 when none of x[0 .. n) is NaN or infinite, else 0 (an
+ * input check, run before the other kernels; n may be 0); when 1, *low and
+ * *high are the least and greatest item (+inf and -inf for n = 0).
  *
  * forward: every layer's activations for X, written into out (layout
  * above).  Returns 0, or -1 (errno = ENOMEM, out untouched) when its work
@@ -118,7 +119,7 @@ int fn_threads(int requested);
  * the last layer only, cross_entropy comes exactly with a softmax last
  * layer and bce with a sigmoid one. */
 #define FN_KERNEL_SIGNATURES(real, suffix, NAME)                                                           \
-    int NAME(all_finite##suffix)(const real *x, int64_t n, int threads);                                     \
+    int NAME(finite_range##suffix)(const real *x, int64_t n, int threads, double *low, double *high);      \
     int NAME(forward##suffix)(const real *X, int64_t n, const real *params, const int64_t *sizes,          \
                               const int64_t *activations, int64_t n_layers, int has_bias, int threads,     \
                               real *out);                                                                    \

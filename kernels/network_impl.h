@@ -735,20 +735,34 @@ static void R(update)(real *params, const real *g, int64_t n_params, int optimiz
 /* ---- entry points (contract in network.h) ------------------------------------ */
 
 /* x - x is 0 for a finite x and NaN for NaN or an infinity, and NaN == 0 is
- * false: one subtraction and one comparison per item, which vectorise
- * without reassociating anything; chunks run on threads (it is a memory read). */
-static int R(all_finite)(const real *x, int64_t n, int threads)
+ * false: one subtraction and one comparison per item.  Minimum and maximum
+ * are exact whatever the order, so `omp simd` may keep them in vector lanes
+ * (without it GCC will not vectorise a floating-point min); chunks run on
+ * threads (it is a memory read). */
+static int R(finite_range)(const real *x, int64_t n, int threads, double *low, double *high)
 {
     int bad = 0;
+    real lo = (real)INFINITY, hi = (real)-INFINITY;
     int64_t chunks = (n + FINITE_CHUNK - 1) / FINITE_CHUNK;
-    OMP(omp parallel for num_threads(threads) schedule(static) reduction(|:bad) if (chunks > 1))
+    OMP(omp parallel for num_threads(threads) schedule(static) reduction(|:bad) reduction(min:lo)
+        reduction(max:hi) if (chunks > 1))
     for (int64_t c = 0; c < chunks; c++) {
         int64_t first = c * FINITE_CHUNK, end = first + rows_from(first, FINITE_CHUNK, n);
         int chunk_bad = 0;
-        for (int64_t i = first; i < end; i++)
-            chunk_bad |= !(x[i] - x[i] == (real)0);
+        real chunk_lo = (real)INFINITY, chunk_hi = (real)-INFINITY;
+        OMP(omp simd reduction(|:chunk_bad) reduction(min:chunk_lo) reduction(max:chunk_hi))
+        for (int64_t i = first; i < end; i++) {
+            real v = x[i];
+            chunk_bad |= !(v - v == (real)0);
+            chunk_lo = v < chunk_lo ? v : chunk_lo;
+            chunk_hi = v > chunk_hi ? v : chunk_hi;
+        }
         bad |= chunk_bad;
+        lo = chunk_lo < lo ? chunk_lo : lo;
+        hi = chunk_hi > hi ? chunk_hi : hi;
     }
+    *low = (double)lo;
+    *high = (double)hi;
     return !bad;
 }
 

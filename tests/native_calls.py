@@ -71,10 +71,10 @@ MIXED = r"must be (float32|float64) like X; got (float64|float32)"
 
 #: (id, call, regex the error message must match: the argument's name).
 BAD_CALLS = [
-    # all_finite
-    ("all-finite-int64", "native.all_finite(np.arange(4))", r"\bx\b.*float64 or float32"),
-    ("all-finite-list", "native.all_finite([1.0, 2.0])", r"\bx\b.*buffer"),
-    ("all-finite-strided", "native.all_finite(X[:, ::2])", r"\bx\b.*C-contiguous"),
+    # finite_range
+    ("finite-range-int64", "native.finite_range(np.arange(4))", r"\bx\b.*float64 or float32"),
+    ("finite-range-list", "native.finite_range([1.0, 2.0])", r"\bx\b.*buffer"),
+    ("finite-range-strided", "native.finite_range(X[:, ::2])", r"\bx\b.*C-contiguous"),
     # forward
     ("forward-out-too-short", "forward(out=np.empty(5))", r"\bout\b"),
     ("forward-out-too-long", "forward(out=np.empty(7))", r"\bout\b"),

@@ -329,34 +329,48 @@ def test_native_results_do_not_depend_on_the_thread_count(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_native_all_finite_finds_every_nan_and_infinity(dtype, bad):
+def test_native_finite_range_finds_every_nan_and_infinity(dtype, bad):
     """One bad item anywhere: first, last, inside a parallel chunk, at a chunk edge."""
-    n = 3 * 2**16 + 4  # several chunks of fn_all_finite and a partial one
+    n = 3 * 2**16 + 4  # several chunks of fn_finite_range and a partial one
     values = np.random.default_rng(3).normal(scale=1e30, size=n).astype(dtype)
-    assert native().all_finite(values)
+    assert native().finite_range(values) is not None
     for where in (0, 1, 2**16 - 1, 2**16, n // 2, n - 1):
         spoiled = values.copy()
         spoiled[where] = bad
-        assert not native().all_finite(spoiled), where
-        assert not native().all_finite(spoiled.reshape(-1, 4)[: where // 4 + 1]), where
+        assert native().finite_range(spoiled) is None, where
+        assert native().finite_range(spoiled.reshape(-1, 4)[: where // 4 + 1]) is None, where
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_native_all_finite_accepts_extremes_and_empty_arrays(dtype):
+def test_native_finite_range_is_numpys_min_and_max(dtype):
+    """The extremes anywhere (first, last, at a chunk edge), in arrays of any length, as numpy finds them."""
+    rng = np.random.default_rng(4)
+    for n in (1, 7, 2**16 - 1, 2**16, 3 * 2**16 + 5):
+        values = rng.normal(size=n).astype(dtype)
+        for where_low, where_high in ((0, n - 1), (n - 1, 0), (n // 2, min(2**16, n - 1))):
+            spoiled = values.copy()
+            spoiled[where_low], spoiled[where_high] = -1e6 if n > 1 else 5.0, 1e6 if n > 1 else 5.0
+            assert native().finite_range(spoiled) == (float(spoiled.min()), float(spoiled.max())), (n, where_low)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_native_finite_range_accepts_extremes_and_empty_arrays(dtype):
     info = np.finfo(dtype)
     extremes = np.array([info.max, -info.max, info.tiny, info.smallest_subnormal, -0.0, 0.0], dtype)
-    assert native().all_finite(extremes)
-    assert native().all_finite(np.empty((0, 4), dtype))
+    assert native().finite_range(extremes) == (float(-info.max), float(info.max))
+    assert native().finite_range(np.empty((0, 4), dtype)) == (np.inf, -np.inf)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_native_all_finite_answers_the_same_on_any_thread_count(threads):
+def test_native_finite_range_answers_the_same_on_any_thread_count(threads):
     module, before = native(), native().get_num_threads()
     values = np.ones(5 * 2**16)
-    values[-1] = np.nan
+    values[3 * 2**16 + 1] = -2.0
     try:
         module.set_num_threads(threads)
-        assert not module.all_finite(values) and module.all_finite(values[:-1])
+        assert module.finite_range(values) == (-2.0, 1.0)
+        values[-1] = np.nan
+        assert module.finite_range(values) is None
     finally:
         module.set_num_threads(before)
 
