@@ -3,16 +3,20 @@
     python benchmarks/compare.py [--rounds 7] [--quick]
 
 Prints Markdown tables (the README's figures come from here):
-  1. full-batch gradient per backend, with PyTorch autograd and the time to
-     read X and y once (X.sum() + y.sum());
-  2. one epoch of mini-batch SGD (batch 32), with a plain PyTorch loop and
-     scikit-learn's MLPRegressor;
-  3. one epoch of a softmax classifier with Adam (batch 256), float32 and
-     float64, with a plain PyTorch loop;
-  4. resident memory added by a full-batch epoch over 10M x 4 rows, in
+  1. full-batch gradient per backend, float64 and float32, with PyTorch
+     autograd, a jit-compiled JAX value_and_grad and the time to read X and
+     y once (X.sum() + y.sum());
+  2. the MNIST shape [784, 128, 10], 60k rows: full-batch gradient against
+     the same peers and against OpenBLAS doing only the matrix products;
+  3. one epoch of mini-batch SGD (batch 32), with a plain PyTorch loop, a
+     JAX loop (jit-compiled step) and scikit-learn's MLPRegressor;
+  4. one epoch of a softmax classifier with Adam (batch 256), float32 and
+     float64, with plain PyTorch and JAX loops;
+  5. resident memory added by a full-batch epoch over 10M x 4 rows, in
      memory and from a memory-mapped .npy;
-  5. start-up: import plus first gradient in a fresh process, cache warm
+  6. start-up: import plus first gradient in a fresh process, cache warm
      and cold.
+Peers that are not installed are left out (pip install "fastnet-kernels[peers]").
 Contenders are timed in alternating passes (A B C, C B A, A B C), a few
 rounds each after one untimed call, so a noisy shared machine slows them
 alike and compilation is never timed; medians and ratios of medians are
@@ -30,8 +34,8 @@ import numpy as np
 
 from fastnet import Network
 # The timing harness and the peers, shared with ``fastnet bench``.
-from fastnet.bench import (machine_line, networks, sklearn_epoch, time_interleaved, torch_epoch, torch_gradient,
-                           torch_softmax_epoch)
+from fastnet.bench import (jax_epoch, jax_gradient, jax_softmax_epoch, machine_line, networks, sklearn_epoch,
+                           time_interleaved, torch_epoch, torch_gradient, torch_softmax_epoch)
 
 #: (label, layers, rows, bias, derivative, loss)
 GRADIENT_CASES = [
@@ -42,29 +46,80 @@ GRADIENT_CASES = [
 ]
 
 
-def gradient_table(rounds):
-    """Table 1: full-batch gradients."""
-    print("\n### Full-batch gradient (median ms; speed-up = numpy time / this time)\n")
-    print("| case | numpy | numba | native | numba vs numpy | native vs numpy | torch autograd | read X,y once |")
-    print("|---|---|---|---|---|---|---|---|")
-    for label, layers, rows, bias, derivative, loss in GRADIENT_CASES:
-        rng = np.random.default_rng(0)
-        X, y = rng.random((rows, layers[0])), rng.random((rows, layers[-1]))
-        contenders = {name: (lambda net=net: net.gradients(X, y))
-                      for name, net in networks(layers, bias, derivative, loss).items()}
-        contenders["read"] = lambda: (X.sum(), y.sum())
-        peer = torch_gradient(layers, X, y, bias, loss) if derivative == "exact" else None
+def _peer_cell(t, peer, reference="numba"):
+    """``peer``'s median ms and how it compares with ``reference``'s, or "-" when not installed."""
+    if peer not in t:
+        return "-"
+    ratio = t[peer] / t[reference]
+    versus = f"{reference} {ratio:.1f}x faster" if ratio >= 1 else f"{reference} {1 / ratio:.1f}x slower"
+    return f"{t[peer] * 1e3:.2f} ({versus})"
+
+
+def _gradient_peers(contenders, layers, X, y, bias, loss):
+    """Add the installed autograd peers (PyTorch, JAX) to ``contenders``."""
+    for name, build in (("torch", torch_gradient), ("jax", jax_gradient)):
+        peer = build(layers, X, y, bias, loss)
         if peer is not None:
-            contenders["torch"] = peer
-        t = time_interleaved(contenders, rounds)
-        torch_cell = f"{t['torch'] * 1e3:.2f} (numba {t['torch'] / t['numba']:.1f}x faster)" if "torch" in t else "-"
-        print(f"| {label} | {t['numpy'] * 1e3:.2f} | {t['numba'] * 1e3:.2f} | {t['native'] * 1e3:.2f} "
-              f"| {t['numpy'] / t['numba']:.1f}x | {t['numpy'] / t['native']:.1f}x | {torch_cell} "
-              f"| {t['read'] * 1e3:.2f} (numba {t['numba'] / t['read']:.1f}x of it) |")
+            contenders[name] = peer
+
+
+def gradient_table(rounds):
+    """Table 1: full-batch gradients, float64 and float32."""
+    print("\n### Full-batch gradient (median ms; speed-up = numpy time / this time)\n")
+    print("| case | dtype | numpy | numba | native | numba vs numpy | native vs numpy | torch autograd | jax | "
+          "read X,y once |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, layers, rows, bias, derivative, loss in GRADIENT_CASES:
+        for dtype in ("float64", "float32"):
+            rng = np.random.default_rng(0)
+            X, y = rng.random((rows, layers[0])).astype(dtype), rng.random((rows, layers[-1])).astype(dtype)
+            contenders = {name: (lambda net=net: net.gradients(X, y))
+                          for name, net in networks(layers, bias, derivative, loss, dtype=dtype).items()}
+            contenders["read"] = lambda: (X.sum(), y.sum())
+            if derivative == "exact":
+                _gradient_peers(contenders, layers, X, y, bias, loss)
+            t = time_interleaved(contenders, rounds)
+            print(f"| {label} | {dtype} | {t['numpy'] * 1e3:.2f} | {t['numba'] * 1e3:.2f} | {t['native'] * 1e3:.2f} "
+                  f"| {t['numpy'] / t['numba']:.1f}x | {t['numpy'] / t['native']:.1f}x | {_peer_cell(t, 'torch')} "
+                  f"| {_peer_cell(t, 'jax')} | {t['read'] * 1e3:.2f} (numba {t['numba'] / t['read']:.1f}x of it) |")
+
+
+def blas_products(X, y, layers):
+    """The matrix products of one full-batch gradient through ``layers`` (one hidden layer),
+    done by numpy's BLAS alone: forward X W1, A W2; weight gradients A^T D, X^T H; back to the
+    hidden layer D W2^T.  No activation, no loss: the floor the fused kernels are measured against."""
+    rng = np.random.default_rng(1)
+    W1, W2 = (rng.random(shape).astype(X.dtype) for shape in ((layers[0], layers[1]), (layers[1], layers[2])))
+
+    def run():
+        A = X @ W1
+        D = A @ W2
+        hidden = D @ W2.T
+        return A.T @ D, X.T @ hidden
+    return run
+
+
+def wide_table(rounds, layers=(784, 128, 10), rows=60_000):
+    """Table 2: the MNIST shape, full-batch gradient, against autograd peers and BLAS's products alone."""
+    layers = list(layers)
+    print(f"\n### Full-batch gradient, {layers}, {rows:,} rows, sigmoid layers, mse (median ms)\n")
+    print("| dtype | numba | native | BLAS products alone | numba / BLAS | torch autograd | jax |")
+    print("|---|---|---|---|---|---|---|")
+    for dtype in ("float32", "float64"):
+        rng = np.random.default_rng(0)
+        X, y = rng.random((rows, layers[0])).astype(dtype), rng.random((rows, layers[-1])).astype(dtype)
+        contenders = {name: (lambda net=net: net.gradients(X, y))
+                      for name, net in networks(layers, True, "exact", "mse", dtype=dtype,
+                                                backends=("numba", "native")).items()}
+        contenders["blas"] = blas_products(X, y, layers)
+        _gradient_peers(contenders, layers, X, y, True, "mse")
+        t = time_interleaved(contenders, max(3, rounds // 2))
+        print(f"| {dtype} | {t['numba'] * 1e3:.1f} | {t['native'] * 1e3:.1f} | {t['blas'] * 1e3:.1f} "
+              f"| {t['numba'] / t['blas']:.2f} | {_peer_cell(t, 'torch')} | {_peer_cell(t, 'jax')} |")
 
 
 def epoch_table(rounds, rows=100_000, batch_size=32, layers=(4, 8, 1)):
-    """Table 2: one epoch of mini-batch SGD."""
+    """Table 3: one epoch of mini-batch SGD."""
     layers = list(layers)
     rng = np.random.default_rng(0)
     X, y = rng.random((rows, layers[0])), rng.random((rows, layers[-1]))
@@ -72,6 +127,7 @@ def epoch_table(rounds, rows=100_000, batch_size=32, layers=(4, 8, 1)):
     contenders = {name: (lambda net=net: net.fit(X, y, batch_size=batch_size, lr=0.1, seed=0))
                   for name, net in nets.items()}
     for name, peer in (("torch", torch_epoch(X, y, layers, batch_size, 0.1)),
+                       ("jax", jax_epoch(X, y, layers, batch_size, 0.1)),
                        ("sklearn", sklearn_epoch(X, y, tuple(layers[1:-1]), batch_size, 0.1))):
         if peer is not None:
             contenders[name] = peer
@@ -84,12 +140,12 @@ def epoch_table(rounds, rows=100_000, batch_size=32, layers=(4, 8, 1)):
 
 
 def softmax_table(rounds, rows=1_000_000, layers=(32, 64, 10), batch_size=256):
-    """Table 3: one epoch of a softmax classifier with Adam, float32 and float64."""
+    """Table 4: one epoch of a softmax classifier with Adam, float32 and float64."""
     layers = list(layers)
     print(f"\n### One epoch of a softmax classifier, {layers}, {rows:,} rows, 10 classes, batch {batch_size}, "
           "adam (median s)\n")
-    print("| hidden, dtype | numba | native | torch | numba vs torch | native vs torch |")
-    print("|---|---|---|---|---|---|")
+    print("| hidden, dtype | numba | native | torch | numba vs torch | native vs torch | jax | numba vs jax |")
+    print("|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     features = rng.normal(size=(rows, layers[0]))
     labels = rng.integers(0, layers[-1], rows)
@@ -101,14 +157,17 @@ def softmax_table(rounds, rows=1_000_000, layers=(32, 64, 10), batch_size=256):
                                      dtype=dtype, seed=0) for backend in ("numba", "native")}
             contenders = {name: (lambda net=net: net.fit(X, Y, batch_size=batch_size, optimizer="adam", seed=0))
                           for name, net in nets.items()}
-            peer = torch_softmax_epoch(X, labels, layers, activation, batch_size, 1e-3)
-            if peer is not None:
-                contenders["torch"] = peer
+            for name, build in (("torch", torch_softmax_epoch), ("jax", jax_softmax_epoch)):
+                peer = build(X, labels, layers, activation, batch_size, 1e-3)
+                if peer is not None:
+                    contenders[name] = peer
             t = time_interleaved(contenders, max(3, rounds // 3))
             versus = (f"{t['torch'] / t['numba']:.1f}x | {t['torch'] / t['native']:.1f}x" if "torch" in t
                       else "- | -")
             torch_cell = f"{t['torch']:.3f}" if "torch" in t else "-"
-            print(f"| {activation}, {dtype} | {t['numba']:.3f} | {t['native']:.3f} | {torch_cell} | {versus} |")
+            jax_cells = f"{t['jax']:.3f} | {t['jax'] / t['numba']:.1f}x" if "jax" in t else "- | -"
+            print(f"| {activation}, {dtype} | {t['numba']:.3f} | {t['native']:.3f} | {torch_cell} | {versus} "
+                  f"| {jax_cells} |")
 
 
 MEMORY_SCRIPT = textwrap.dedent("""
@@ -133,7 +192,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
 
 
 def memory_table():
-    """Table 3: resident memory a full-batch epoch adds beyond X and y."""
+    """Table 5: resident memory a full-batch epoch adds beyond X and y."""
     print("\n### Peak resident memory added by one full-batch epoch, 10M x 4 float64 (X is 320 MB)\n")
     print("| backend | in memory | memory-mapped .npy |")
     print("|---|---|---|")
@@ -168,7 +227,7 @@ STARTUP_SCRIPT = textwrap.dedent("""
 
 
 def startup_table():
-    """Table 4: a fresh process's import plus first gradient, cache warm and cold;
+    """Table 6: a fresh process's import plus first gradient, cache warm and cold;
     the native backend, compiled at install, has nothing to compile."""
     def seconds(env, backend="numba"):
         done = subprocess.run([sys.executable, "-c", STARTUP_SCRIPT, backend], capture_output=True, text=True,
@@ -193,6 +252,7 @@ def main():
     args = parser.parse_args()
     print(machine_line())
     gradient_table(args.rounds)
+    wide_table(args.rounds)
     epoch_table(args.rounds)
     softmax_table(args.rounds)
     if not args.quick:

@@ -3,7 +3,7 @@
 Contenders are timed in alternating passes (A B C, C B A, A B C), a few
 calls each after untimed warm-up calls, so a noisy shared machine slows
 them alike and compilation is never timed.  The peers (PyTorch,
-scikit-learn) are built only when installed; each builder returns None
+JAX, scikit-learn) are built only when installed; each builder returns None
 otherwise.  Nothing here is imported by ``import fastnet``.
 """
 
@@ -136,6 +136,114 @@ def _epoch_loop(torch, model, optimizer, loss, tX, ty, batch_size):
     return run
 
 
+def _jax():
+    """The jax module with float64 enabled (float32 arrays stay float32), or None when it is not installed."""
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def _jax_network(jax, layers, bias, dtype, seed=0, hidden="sigmoid", output="sigmoid"):
+    """(params, apply) for JAX: params a list of (W, b) pairs (b None without bias), initialised
+    as PyTorch's Linear does; apply(params, X) the output of the layers."""
+    jnp = jax.numpy
+    rng = np.random.default_rng(seed)
+    params = []
+    for fan_in, fan_out in zip(layers[:-1], layers[1:]):
+        bound = 1 / np.sqrt(fan_in)
+        W = jnp.asarray(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
+        b = jnp.asarray(rng.uniform(-bound, bound, fan_out).astype(dtype)) if bias else None
+        params.append((W, b))
+    functions = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh, "linear": lambda z: z}
+
+    def apply(params, X):
+        for index, (W, b) in enumerate(params):
+            z = X @ W if b is None else X @ W + b
+            X = functions[hidden if index + 1 < len(params) else output](z)
+        return X
+    return params, apply
+
+
+def jax_gradient(layers, X, y, bias, loss):
+    """JAX: one jit-compiled full-batch ``jax.value_and_grad`` of squared errors ("sse" sums,
+    else the mean) through sigmoid layers, or None without jax."""
+    jax = _jax()
+    if jax is None:
+        return None
+    jnp = jax.numpy
+    params, apply = _jax_network(jax, layers, bias, X.dtype)
+    reduce = jnp.sum if loss == "sse" else jnp.mean
+    step = jax.jit(jax.value_and_grad(lambda params, X, y: reduce((apply(params, X) - y) ** 2)))
+    jX, jy = jnp.asarray(X), jnp.asarray(y)
+
+    def run():
+        jax.block_until_ready(step(params, jX, jy))
+    return run
+
+
+def _jax_epoch_loop(jax, params, state, step, X, Y, batch_size, seed=0):
+    """A callable running one epoch: shuffled batches, one jit-compiled ``step`` (gradient and
+    update, rows gathered inside it) per batch; params and optimizer state carry over."""
+    jnp = jax.numpy
+    jX, jY, rng, carry = jnp.asarray(X), jnp.asarray(Y), np.random.default_rng(seed), [params, state]
+
+    def run():
+        order = rng.permutation(len(X))
+        for first in range(0, len(X), batch_size):
+            carry[0], carry[1] = step(carry[0], carry[1], jX, jY, jnp.asarray(order[first:first + batch_size]))
+        jax.block_until_ready(carry[0])
+    return run
+
+
+def jax_epoch(X, y, layers, batch_size, lr):
+    """A plain JAX epoch (sigmoid layers, mean squared error, SGD, shuffled batches, a
+    jit-compiled step per batch), or None without jax."""
+    jax = _jax()
+    if jax is None:
+        return None
+    jnp = jax.numpy
+    params, apply = _jax_network(jax, layers, True, X.dtype)
+    loss = lambda params, X, y: jnp.mean((apply(params, X) - y) ** 2)  # noqa: E731
+
+    @jax.jit
+    def step(params, state, X, Y, rows):
+        grads = jax.grad(loss)(params, X[rows], Y[rows])
+        return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads), state
+    return _jax_epoch_loop(jax, params, None, step, X, y, batch_size)
+
+
+def jax_softmax_epoch(X, labels, layers, activation, batch_size, lr, betas=(0.9, 0.999), eps=1e-8):
+    """A plain JAX epoch of a softmax classifier (hidden ``activation``, cross-entropy on the
+    logits, Adam written out, shuffled batches, a jit-compiled step per batch), or None without jax."""
+    jax = _jax()
+    if jax is None:
+        return None
+    jnp = jax.numpy
+    params, apply = _jax_network(jax, layers, True, X.dtype, hidden=activation, output="linear")
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    state = (zeros, zeros, jnp.zeros((), X.dtype))
+
+    def loss(params, X, labels):
+        logits = apply(params, X)
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1))
+
+    @jax.jit
+    def step(params, state, X, labels_all, rows):
+        grads = jax.grad(loss)(params, X[rows], labels_all[rows])
+        first, second, t = state
+        t = t + 1
+        first = jax.tree_util.tree_map(lambda m, g: betas[0] * m + (1 - betas[0]) * g, first, grads)
+        second = jax.tree_util.tree_map(lambda v, g: betas[1] * v + (1 - betas[1]) * g * g, second, grads)
+        correction1, correction2 = 1 - betas[0] ** t, 1 - betas[1] ** t
+        params = jax.tree_util.tree_map(
+            lambda p, m, v: p - lr * (m / correction1) / (jnp.sqrt(v / correction2) + eps), params, first, second)
+        return params, (first, second, t)
+    return _jax_epoch_loop(jax, params, state, step, X, labels, batch_size)
+
+
 def sklearn_epoch(X, y, hidden, batch_size, lr):
     """scikit-learn's MLPRegressor(solver="sgd", logistic hidden layers), one epoch per
     call, or None without scikit-learn."""
@@ -161,7 +269,7 @@ def machine_line():
     import numba
     versions = [f"Python {platform.python_version()}", f"numpy {np.__version__}", f"numba {numba.__version__}",
                 f"fastnet {fastnet.__version__}"]
-    for peer in ("torch", "sklearn"):
+    for peer in ("torch", "jax", "sklearn"):
         try:
             versions.append(f"{peer} {__import__(peer).__version__}")
         except ImportError:
@@ -185,12 +293,14 @@ def side_by_side(layers, rows, batch_size, dtype="float64", rounds=9, quick=Fals
     timing = {"rounds": 1, "passes": 1, "warm_up_seconds": 0.0} if quick else {"rounds": rounds}
     nets = networks(layers, dtype=dtype, seed=seed)
     gradient = {name: (lambda net=net: net.gradients(X, y)) for name, net in nets.items()}
-    peer = torch_gradient(layers, X, y, True, "mse")
-    if peer is not None:
-        gradient["torch"] = peer
+    for name, build in (("torch", torch_gradient), ("jax", jax_gradient)):
+        peer = build(layers, X, y, True, "mse")
+        if peer is not None:
+            gradient[name] = peer
     epoch = {name: (lambda net=net: net.fit(X, y, batch_size=batch_size, lr=0.1, seed=seed))
              for name, net in nets.items()}
     for name, peer in (("torch", torch_epoch(X, y, layers, batch_size, 0.1)),
+                       ("jax", jax_epoch(X, y, layers, batch_size, 0.1)),
                        ("sklearn", sklearn_epoch(X, y, tuple(layers[1:-1]), batch_size, 0.1))):
         if peer is not None:
             epoch[name] = peer
