@@ -158,6 +158,73 @@ def _muladd(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+# Kernels called through a compiled address (``_call``), by what they do.  A
+# call of ``_rows`` gets a table of addresses (see ``_call_table``): entry
+# kind for the first _FIRST_LAYER_CALL kinds, then each weight layer's
+# activation, then each one's slope (0: nothing to call).  Numba compiles a
+# direct call of a kernel by linking a copy of the callee's code into the
+# caller and optimising and compiling it again there, at every level; a call
+# through an address compiles each kernel once, and only the kernels a
+# network uses (its activations, its loss).  The kernels are called once per
+# tile, never inlined, so the indirect call costs nothing measurable.
+_CALL_ROWS, _CALL_PRODUCTS, _CALL_WEIGHT_GRADIENT, _CALL_OUTPUT_DELTA, _CALL_WRITE, _CALL_UPDATE = range(6)
+_FIRST_LAYER_CALL = 6
+_CALL_ACTIVATION, _CALL_SLOPE = 6, 7
+
+
+def _signature(kind, f):
+    """(return type, argument types) of a kernel of ``kind`` (a _CALL_* code) for floats
+    of Numba type ``f``: the one signature each is compiled for and called with."""
+    i64, vector, tiles = types.int64, types.Array(f, 1, "C"), types.Array(f, 3, "C")
+    indices, matrix = types.Array(types.int64, 1, "C"), types.Array(f, 2, "C")
+    read_rows, read_vector = types.Array(f, 2, "C", readonly=True), types.Array(f, 1, "C", readonly=True)
+    if kind == _CALL_ROWS:
+        training = types.Tuple((indices, i64, i64, types.Array(types.float64, 1, "C"), matrix, indices,
+                                matrix, matrix, vector, read_rows, read_rows, read_vector))
+        return types.float64, (i64, read_rows, read_rows, read_vector, i64, i64, vector, indices, types.boolean,
+                               i64, f, indices, indices, tiles, tiles, vector, vector, training, indices)
+    return {
+        _CALL_PRODUCTS: (types.none, (vector, i64, i64, i64, i64, i64, tiles, i64, i64, i64)),
+        _CALL_WEIGHT_GRADIENT: (types.none, (tiles, i64, tiles, i64, i64, i64, i64, types.boolean, i64, i64, vector)),
+        _CALL_OUTPUT_DELTA: (types.float64, (tiles, i64, read_rows, read_vector, f, tiles)),
+        _CALL_WRITE: (types.none, (tiles, indices, i64, i64, i64, vector)),
+        _CALL_UPDATE: (types.none, (vector, vector, i64, types.Array(types.float64, 1, "C"), matrix, indices)),
+        _CALL_ACTIVATION: (types.none, (tiles, i64, i64, i64, matrix)),
+        _CALL_SLOPE: (types.none, (tiles, i64, tiles, i64, i64, i64)),
+    }[kind]
+
+
+@intrinsic(prefer_literal=True)
+def _call(typingctx, kind, address, args):
+    """kernel(*args) for the kernel of ``kind`` (a _CALL_* constant) compiled at ``address``.
+
+    The arguments must have the types of ``_signature(kind, f)``, f the
+    float type of the first float array among them (else a typing error,
+    at compile time), and ``address`` must be that of a kernel compiled for
+    exactly that signature (``_address``).  The address is an argument, not
+    a constant, so that a kernel calling another stays cacheable.
+    """
+    if not (isinstance(kind, types.IntegerLiteral) and isinstance(address, types.Integer)
+            and isinstance(args, types.BaseTuple)):
+        return None
+    given = tuple(args.types)
+    floats = [t.dtype for t in given if isinstance(t, types.Array) and isinstance(t.dtype, types.Float)]
+    returns, expected = _signature(kind.literal_value, floats[0])
+    if given != expected:
+        raise numba.core.errors.TypingError(f"kernel kind {kind.literal_value} called with {given}, "
+                                            f"but compiled for {expected}")
+
+    def codegen(context, builder, signature, llargs):
+        values = [builder.extract_value(llargs[2], i) for i in range(len(given))]
+        kernel_type = context.call_conv.get_function_type(returns, expected)
+        kernel = builder.inttoptr(llargs[1], kernel_type.as_pointer())
+        status, result = context.call_conv.call_function(builder, kernel, returns, expected, values)
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        return result
+    return returns(kind, address, args), codegen
+
+
 @_kernel()
 def _exp_parts64(x):
     """(2**k, r, q) with exp(x) = 2**k (1 + r q), for float64 x in [-SIGMOID_CLAMP, 0].
@@ -347,6 +414,10 @@ if numba.config.DISABLE_JIT:
         """exp(-min(d, clamp)) in d's own precision."""
         return _exp_of_negative32(d) if isinstance(d, np.float32) else _exp_of_negative64(d)
 
+    def _call(kind, kernel, args):  # noqa: F811
+        """kernel(*args): without the JIT, call tables hold the kernels themselves."""
+        return kernel(*args)
+
 
 # Work memory for one thread: ``acts`` (n_layers, widest, TILE_ROWS) holds
 # layer l's activations for a tile of rows feature-major in acts[l, :sizes[l], :m]
@@ -357,41 +428,50 @@ if numba.config.DISABLE_JIT:
 # workspace are taken once per block.
 
 
-# The activations of fastnet.spec.ACTIVATIONS, one case each.  The code is
-# tested outside the loops, so every loop is plain arithmetic that vectorises.
+# The activations of fastnet.spec.ACTIVATIONS, one kernel each (kind
+# _CALL_ACTIVATION): acts[layer, r, t] = f(acts[layer, r, t]) for r < n_rows,
+# t < m.  Each loop is plain arithmetic that vectorises.  Linear, the
+# identity, has none.  ``scratch`` (>= 2, TILE_ROWS) is work memory for softmax.
 
 @_kernel()
-def _activate(acts, layer, n_rows, m, code, scratch):
-    """acts[layer, r, t] = f(acts[layer, r, t]) for r < n_rows, t < m, f the activation ``code``.
+def _sigmoid_tile(acts, layer, n_rows, m, scratch):
+    """f = the sigmoid (``_sigmoid``) on one layer's tile."""
+    for r in range(n_rows):
+        outputs = acts[layer, r]
+        for t in range(m):
+            outputs[t] = _sigmoid(outputs[t])
 
-    Softmax works on each tile row t across the layer's units r, with
-    scratch[0] and scratch[1] (TILE_ROWS each) holding the rows' max and sum.
-    """
-    if code == _SIGMOID:
-        for r in range(n_rows):
-            outputs = acts[layer, r]
-            for t in range(m):
-                outputs[t] = _sigmoid(outputs[t])
-    elif code == _TANH:
-        for r in range(n_rows):
-            outputs = acts[layer, r]
-            for t in range(m):
-                outputs[t] = _tanh(outputs[t])
-    elif code == _RELU:
-        zero = typed(0.0, acts)
-        for r in range(n_rows):
-            outputs = acts[layer, r]
-            for t in range(m):
-                outputs[t] = max(outputs[t], zero)
-    elif code == _SOFTMAX:
-        top, total = scratch[0], scratch[1]
-        _row_max(acts, layer, n_rows, m, top)
-        _exponentials(acts, layer, n_rows, m, top, total)
-        for r in range(n_rows):
-            outputs = acts[layer, r]
-            for t in range(m):
-                outputs[t] = outputs[t] / total[t]
-    # linear: the identity
+
+@_kernel()
+def _tanh_tile(acts, layer, n_rows, m, scratch):
+    """f = tanh (``_tanh``) on one layer's tile."""
+    for r in range(n_rows):
+        outputs = acts[layer, r]
+        for t in range(m):
+            outputs[t] = _tanh(outputs[t])
+
+
+@_kernel()
+def _relu_tile(acts, layer, n_rows, m, scratch):
+    """f = max(z, 0) on one layer's tile."""
+    zero = typed(0.0, acts)
+    for r in range(n_rows):
+        outputs = acts[layer, r]
+        for t in range(m):
+            outputs[t] = max(outputs[t], zero)
+
+
+@_kernel()
+def _softmax_tile(acts, layer, n_rows, m, scratch):
+    """f = softmax across the layer's units r, for each tile row t: scratch[0] and
+    scratch[1] hold the rows' max and sum of exp(z - max)."""
+    top, total = scratch[0], scratch[1]
+    _row_max(acts, layer, n_rows, m, top)
+    _exponentials(acts, layer, n_rows, m, top, total)
+    for r in range(n_rows):
+        outputs = acts[layer, r]
+        for t in range(m):
+            outputs[t] = outputs[t] / total[t]
 
 
 @_kernel()
@@ -418,38 +498,51 @@ def _exponentials(acts, layer, n_rows, m, top, total):
             total[t] += z[t]
 
 
-@_kernel()
-def _times_slope(deltas, d, acts, layer, n_rows, m, code, derivative):
-    """deltas[d, r, t] *= f'(acts[layer, r, t]) for r < n_rows, t < m, from the output of activation ``code``.
+# Each activation's slope from its output, one kernel each (kind _CALL_SLOPE):
+# deltas[d, r, t] *= f'(acts[layer, r, t]) for r < n_rows, t < m.  Linear
+# (f' = 1) has none; softmax never needs one (its loss fuses the output delta).
 
-    Sigmoid: exact f' = a (1 - a); article f' = s(a) (1 - s(a)), s the
-    sigmoid.  tanh: 1 - a^2.  relu: 1 where a > 0, else 0.  linear: 1.
-    (Softmax never: its loss fuses the output delta.)
-    """
+@_kernel()
+def _sigmoid_slope(deltas, d, acts, layer, n_rows, m):
+    """The sigmoid's exact f' = a (1 - a)."""
     one = typed(1.0, acts)
-    if code == _SIGMOID:
-        for r in range(n_rows):
-            delta, output = deltas[d, r], acts[layer, r]
-            if derivative == _ARTICLE:
-                for t in range(m):
-                    s = _sigmoid(output[t])
-                    delta[t] *= s * (one - s)
-            else:
-                for t in range(m):
-                    a = output[t]
-                    delta[t] *= a * (one - a)
-    elif code == _TANH:
-        for r in range(n_rows):
-            delta, output = deltas[d, r], acts[layer, r]
-            for t in range(m):
-                a = output[t]
-                delta[t] *= one - a * a
-    elif code == _RELU:
-        zero = typed(0.0, acts)
-        for r in range(n_rows):
-            delta, output = deltas[d, r], acts[layer, r]
-            for t in range(m):
-                delta[t] = delta[t] if output[t] > zero else zero
+    for r in range(n_rows):
+        delta, output = deltas[d, r], acts[layer, r]
+        for t in range(m):
+            a = output[t]
+            delta[t] *= a * (one - a)
+
+
+@_kernel()
+def _sigmoid_article_slope(deltas, d, acts, layer, n_rows, m):
+    """The article's sigmoid slope f' = s(a) (1 - s(a)), s the sigmoid (see ARTICLE.md)."""
+    one = typed(1.0, acts)
+    for r in range(n_rows):
+        delta, output = deltas[d, r], acts[layer, r]
+        for t in range(m):
+            s = _sigmoid(output[t])
+            delta[t] *= s * (one - s)
+
+
+@_kernel()
+def _tanh_slope(deltas, d, acts, layer, n_rows, m):
+    """tanh's f' = 1 - a^2."""
+    one = typed(1.0, acts)
+    for r in range(n_rows):
+        delta, output = deltas[d, r], acts[layer, r]
+        for t in range(m):
+            a = output[t]
+            delta[t] *= one - a * a
+
+
+@_kernel()
+def _relu_slope(deltas, d, acts, layer, n_rows, m):
+    """relu's f' = 1 where a > 0, else 0."""
+    zero = typed(0.0, acts)
+    for r in range(n_rows):
+        delta, output = deltas[d, r], acts[layer, r]
+        for t in range(m):
+            delta[t] = delta[t] if output[t] > zero else zero
 
 
 @_kernel()
@@ -634,16 +727,16 @@ def _binary_cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
 
 
 @_kernel()
-def _forward_tile(X_rows, params, sizes, activations, has_bias, w_start, b_start, acts, scratch, activate_output):
+def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, scratch, calls):
     """Run one tile of rows X_rows (m, sizes[0]) through every layer, filling ``acts``.
 
     acts[0, k, t] = X_rows[t, k] (the tile made feature-major), then per
     layer acts[l + 1] = f_l(W_l.T @ acts[l] + b_l), f_l the activation
-    activations[l]; the output layer's f only when ``activate_output``
-    (cross-entropy reads its pre-activations).  scratch: (>= 2, TILE_ROWS)
-    for softmax.  The tile of X is a slice indexed from 0, so LLVM can see
-    that no index is negative and drops Numba's wraparound arithmetic from
-    the loop.
+    kernel calls[_FIRST_LAYER_CALL + l] (none for 0: linear, or the output
+    layer when cross-entropy reads its pre-activations).  scratch:
+    (>= 2, TILE_ROWS) for softmax.  The tile of X is a slice indexed from
+    0, so LLVM can see that no index is negative and drops Numba's
+    wraparound arithmetic from the loop.
     """
     m, n_weight_layers = X_rows.shape[0], sizes.shape[0] - 1
     for k in range(X_rows.shape[1]):
@@ -656,43 +749,46 @@ def _forward_tile(X_rows, params, sizes, activations, has_bias, w_start, b_start
             outputs, start = acts[layer + 1, j], params[b_first + j] if has_bias else typed(0.0, params)
             for t in range(m):
                 outputs[t] = start
-        _add_products(params, w_start[layer], np.int64(1), fan_out, fan_out, fan_in, acts, layer, layer + 1, m)
-        if activate_output or layer + 1 < n_weight_layers:
-            _activate(acts, layer + 1, fan_out, m, activations[layer], scratch)
+        _call(_CALL_PRODUCTS, calls[_CALL_PRODUCTS],
+              (params, w_start[layer], np.int64(1), fan_out, fan_out, fan_in, acts, layer, layer + 1, m))
+        activation = calls[_FIRST_LAYER_CALL + layer]
+        if activation:
+            _call(_CALL_ACTIVATION, activation, (acts, layer + 1, fan_out, m, scratch))
 
 
 # What a call of ``_rows`` computes: forward's activations, the gradient,
 # or an epoch of training.  One kernel does all three so that predict,
-# gradient and fit share its compiled code: each kernel between the tile
-# helpers and an entry point called from Python costs a compile of all the
-# code beneath it (Numba links a callee's code into its caller and
-# optimises it again there), so there are as few as possible.
+# gradient and fit share its compiled code; the tile kernels it runs come
+# from its table of addresses (see _CALL_ROWS), so it holds none of their code.
 _FORWARD, _GRADIENT, _TRAIN = 0, 1, 2
 
 
 @_kernel(entry=True)
-def _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, derivative, loss, scale,
-          w_start, b_start, acts, deltas, grad, out, training):
+def _rows(task, X, Y, w, first, last, params, sizes, has_bias, loss, scale, w_start, b_start, acts, deltas, grad,
+          out, training, calls):
     """Rows first .. last - 1 of X, tile by tile, on one thread's tiles acts, deltas (see above).
 
     _FORWARD: every layer's activations into ``out`` (see ``forward``);
     returns 0.  _GRADIENT: grad = their gradient; returns sum_i w_i e_i.
     _TRAIN: one epoch of mini-batches (see ``train_epoch``): each batch's
-    gradient, with its own normaliser, into grad, then one ``_update``;
+    gradient, with its own normaliser, into grad, then one update;
     returns the epoch's sum_i w_i e_i.  X: (n, sizes[0]); Y: (n, sizes[-1]);
-    w: (n,) or empty; activations: int64 (L,), each weight layer's
-    activation code; scale: the factor c of the output delta in params'
+    w: (n,) or empty; scale: the factor c of the output delta in params'
     dtype (1 for the unnormalised sums of ``gradient``; unread by _TRAIN,
-    whose batches each take their own normaliser).  Per tile: the forward pass, then for the gradient the
-    output delta (see fastnet.backends) and, from the last layer down,
-    dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
-    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  ``training`` is (order,
-    batch_size, optimizer, hyper, state, step, batch_X, batch_Y, batch_w,
-    read_X, read_Y, read_w), see ``train_epoch``; read only by _TRAIN, as
-    ``out`` only by _FORWARD.
+    whose batches each take their own normaliser).  Per tile: the forward
+    pass, then for the gradient the output delta (see fastnet.backends) and,
+    from the last layer down, dW_l += A_l.T @ delta_{l+1},
+    db_l += sum(delta_{l+1}) and delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).
+    ``training`` is (order, batch_size, optimizer, hyper, state, step,
+    batch_X, batch_Y, batch_w, read_X, read_Y, read_w), see ``train_epoch``;
+    read only by _TRAIN, as ``out`` only by _FORWARD.  ``calls``: the
+    addresses of the tile kernels (``_call_table``): the products, the
+    weight gradient, the loss's output delta, the writer of activations, the
+    update, then each weight layer's activation and slope.
     """
     order, batch_size, optimizer, hyper, state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w = training
     n, out_layer, penalty = X.shape[0], sizes.shape[0] - 1, 0.0
+    slopes = _FIRST_LAYER_CALL + out_layer  # calls[slopes + l]: weight layer l's slope
     if task != _TRAIN:
         batch_size = last - first
     # The tile length is the workspace's, not TILE_ROWS: a kernel loaded from
@@ -721,39 +817,37 @@ def _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, deri
                 grad[i] = 0.0
         for first_row in range(start, stop, tile):
             m = min(tile, stop - first_row)
-            _forward_tile(rows_X[first_row:first_row + m], params, sizes, activations, has_bias, w_start, b_start,
-                          acts, deltas[1], task == _FORWARD or loss != _CROSS_ENTROPY)
+            _forward_tile(rows_X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts,
+                          deltas[1], calls)
             if task == _FORWARD:
-                _write_activations(acts, sizes, first_row, m, n, out)
+                _call(_CALL_WRITE, calls[_CALL_WRITE], (acts, sizes, first_row, m, n, out))
                 continue
             Y_rows = rows_Y[first_row:first_row + m]
             w_rows = rows_w[first_row:first_row + m] if rows_w.shape[0] else rows_w
-            if loss == _BCE:
-                errors += _binary_cross_entropy_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
-            elif loss == _CROSS_ENTROPY:
-                errors += _softmax_cross_entropy_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
-            else:
-                errors += _squared_error_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
-                _times_slope(deltas, np.int64(0), acts, out_layer, sizes[out_layer], m, activations[out_layer - 1],
-                             derivative)
+            errors += _call(_CALL_OUTPUT_DELTA, calls[_CALL_OUTPUT_DELTA], (acts, out_layer, Y_rows, w_rows, c, deltas))
+            if calls[slopes + out_layer - 1]:  # none when the loss fuses the output delta
+                _call(_CALL_SLOPE, calls[slopes + out_layer - 1],
+                      (deltas, np.int64(0), acts, out_layer, sizes[out_layer], m))
             d = np.int64(0)  # which half of ``deltas`` holds the current delta
             for layer in range(out_layer - 1, -1, -1):
                 fan_in, fan_out = sizes[layer], sizes[layer + 1]
-                _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias,
-                                            w_start[layer], b_start[layer], grad)
+                _call(_CALL_WEIGHT_GRADIENT, calls[_CALL_WEIGHT_GRADIENT],
+                      (acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_start[layer], b_start[layer], grad))
                 if layer > 0:  # deltas[1 - d] = (W_l @ deltas[d]) * f'(acts[layer])
                     below = 1 - d
                     for k in range(fan_in):
                         for t in range(m):
                             deltas[below, k, t] = 0.0
-                    _add_products(params, w_start[layer], fan_out, np.int64(1), fan_in, fan_out, deltas, d, below, m)
+                    _call(_CALL_PRODUCTS, calls[_CALL_PRODUCTS],
+                          (params, w_start[layer], fan_out, np.int64(1), fan_in, fan_out, deltas, d, below, m))
                     # acts[layer] came out of weight layer layer - 1's activation.
-                    _times_slope(deltas, below, acts, layer, fan_in, m, activations[layer - 1], derivative)
+                    if calls[slopes + layer - 1]:
+                        _call(_CALL_SLOPE, calls[slopes + layer - 1], (deltas, below, acts, layer, fan_in, m))
                     d = below
         total += errors
         if task == _TRAIN:
             _add_penalty(params, sizes, w_start, penalty, grad)
-            _update(params, grad, optimizer, hyper, state, step)
+            _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, optimizer, hyper, state, step))
     return total
 
 
@@ -771,13 +865,14 @@ def _write_activations(acts, sizes, first_row, m, n, out):
 
 
 @_kernel(parallel=True, entry=True)
-def _blocks(task, X, Y, w, params, sizes, activations, has_bias, derivative, loss, scale, work, parts, grad, out):
+def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, grad, out, calls):
     """``_rows`` (_FORWARD or _GRADIENT) over all rows of X, in blocks of BLOCK_ROWS
     rows run in parallel; for _GRADIENT, grad = the gradient and the return value
     sum_i w_i e_i.
 
     Arguments as in ``_rows`` (scale may be float64); work and parts as
-    ``_work_memory`` returns them.  For _GRADIENT, waves of
+    ``_work_memory`` returns them; ``_rows`` itself is called at
+    calls[_CALL_ROWS], so its code is not compiled again here.  For _GRADIENT, waves of
     ``parts.shape[0]`` blocks run in parallel, each block into its own row
     of ``parts``, and the parts are then added to ``grad`` in block order.
     Block sizes and the order of that sum never depend on the number of
@@ -804,12 +899,13 @@ def _blocks(task, X, Y, w, params, sizes, activations, has_bias, derivative, los
             first, thread = (wave + np.int64(slot)) * BLOCK_ROWS, get_thread_id()  # prange's index is unsigned
             last = min(first + BLOCK_ROWS, n)
             if task == _FORWARD:
-                _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, derivative, loss, c,
-                      w_start, b_start, acts[thread], deltas[thread], grad, out, training)
+                _call(_CALL_ROWS, calls[_CALL_ROWS], (task, X, Y, w, first, last, params, sizes, has_bias, loss, c,
+                                                      w_start, b_start, acts[thread], deltas[thread], grad, out,
+                                                      training, calls))
             else:
-                errors[slot] = _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, derivative,
-                                     loss, c, w_start, b_start, acts[thread], deltas[thread], parts[slot], out,
-                                     training)
+                errors[slot] = _call(_CALL_ROWS, calls[_CALL_ROWS],
+                                     (task, X, Y, w, first, last, params, sizes, has_bias, loss, c, w_start,
+                                      b_start, acts[thread], deltas[thread], parts[slot], out, training, calls))
         if task == _GRADIENT:
             for slot in range(count):
                 for i in range(grad.shape[0]):
@@ -965,30 +1061,107 @@ def _no_training(dtype):
     return _NO_TRAINING[dtype.char]
 
 
+#: Activation code -> its kernel (kind _CALL_ACTIVATION); linear has none.
+_ACTIVATION_KERNELS = {_SIGMOID: _sigmoid_tile, _TANH: _tanh_tile, _RELU: _relu_tile, _SOFTMAX: _softmax_tile}
+
+#: (activation code, derivative code) -> its slope's kernel (kind _CALL_SLOPE);
+#: linear and softmax have none.
+_SLOPE_KERNELS = {(code, derivative.code): kernel
+                  for code, kernel in ((_SIGMOID, _sigmoid_slope), (_TANH, _tanh_slope), (_RELU, _relu_slope))
+                  for derivative in spec.DERIVATIVES.values()}
+_SLOPE_KERNELS[_SIGMOID, _ARTICLE] = _sigmoid_article_slope
+
+#: Loss code -> the kernel of its output delta (kind _CALL_OUTPUT_DELTA).
+_OUTPUT_DELTA_KERNELS = {spec.LOSSES["sse"].code: _squared_error_delta, spec.LOSSES["mse"].code: _squared_error_delta,
+                         _BCE: _binary_cross_entropy_delta, _CROSS_ENTROPY: _softmax_cross_entropy_delta}
+
+#: (kernel, kind, dtype char) -> the address of the kernel compiled for ``_signature``.
+_ADDRESSES = {}
+
+#: (task, parallel, dtype char, activation codes, derivative, loss) -> a call table (``_call_table``).
+_CALL_TABLES = {}
+
+
+def _address(kernel, kind, dtype):
+    """Where ``kernel``, compiled for ``_signature(kind, ...)`` in ``dtype``, starts.
+
+    Compiles it, or loads it from Numba's cache, on first use.  Without
+    the JIT (NUMBA_DISABLE_JIT=1), the kernel itself, which ``_call`` calls.
+    """
+    if numba.config.DISABLE_JIT:
+        return kernel
+    key = (kernel, kind, dtype.char)
+    found = _ADDRESSES.get(key)
+    if found is None:
+        returns, argtypes = _signature(kind, numba.from_dtype(dtype))
+        kernel.compile(argtypes)
+        compiled = kernel.overloads[argtypes]
+        if compiled.signature.return_type != returns:
+            raise TypeError(f"{kernel.__name__} returns {compiled.signature.return_type}, "
+                            f"its calls expect {returns}")
+        found = _ADDRESSES[key] = compiled.library.get_pointer_to_function(compiled.fndesc.mangled_name)
+    return found
+
+
+def _call_table(task, model, parallel=False):
+    """The ``calls`` argument of ``_rows`` for ``task`` on ``model``: int64 addresses of the
+    kernels it runs (see _CALL_ROWS), each compiled on first use; ``parallel`` adds
+    ``_rows``'s own, which ``_blocks`` calls.  Made once per kind of network."""
+    dtype, codes, loss = model.params.dtype, model.activations, int(model.loss)
+    key = (task, parallel, dtype.char, codes.tobytes(), int(model.derivative), loss)
+    table = _CALL_TABLES.get(key)
+    if table is not None:
+        return table
+    n_layers = codes.shape[0]
+    table = [0] * (_FIRST_LAYER_CALL + 2 * n_layers)
+    table[_CALL_PRODUCTS] = _address(_add_products, _CALL_PRODUCTS, dtype)
+    if parallel:
+        table[_CALL_ROWS] = _address(_rows, _CALL_ROWS, dtype)
+    if task == _FORWARD:
+        table[_CALL_WRITE] = _address(_write_activations, _CALL_WRITE, dtype)
+    else:
+        table[_CALL_WEIGHT_GRADIENT] = _address(_accumulate_weight_gradient, _CALL_WEIGHT_GRADIENT, dtype)
+        table[_CALL_OUTPUT_DELTA] = _address(_OUTPUT_DELTA_KERNELS[loss], _CALL_OUTPUT_DELTA, dtype)
+    if task == _TRAIN:
+        table[_CALL_UPDATE] = _address(_update, _CALL_UPDATE, dtype)
+    for layer, code in enumerate(codes.tolist()):
+        output = layer == n_layers - 1
+        # Cross-entropy reads the output layer's pre-activations, and it and
+        # binary cross-entropy fuse the output slope into their delta.
+        if code in _ACTIVATION_KERNELS and not (output and task != _FORWARD and loss == _CROSS_ENTROPY):
+            table[_FIRST_LAYER_CALL + layer] = _address(_ACTIVATION_KERNELS[code], _CALL_ACTIVATION, dtype)
+        slope = _SLOPE_KERNELS.get((code, int(model.derivative)))
+        if task != _FORWARD and slope is not None and not (output and loss in (_BCE, _CROSS_ENTROPY)):
+            table[_FIRST_LAYER_CALL + n_layers + layer] = _address(slope, _CALL_SLOPE, dtype)
+    if not numba.config.DISABLE_JIT:
+        table = np.array(table, np.int64)
+    _CALL_TABLES[key] = table
+    return table
+
+
 def _run(task, model, X, Y, w, scale, memory, grad, out):
     """``_rows`` over all rows of X (read-only, as Y and w) for _FORWARD or _GRADIENT;
     for _GRADIENT, grad = the gradient and the return value sum_i w_i e_i, scale the
     factor c of the output delta (1: unnormalised sums).
 
     memory: ``_work_memory``'s.  A batch of at most one block runs serially
-    in the calling thread; the parallel ``_blocks``, the slowest kernel to
-    compile, is compiled only once a call has more rows.
+    in the calling thread; the parallel ``_blocks`` is compiled only once a
+    call has more rows.
     """
     work, parts = memory
     params, layout = model.params, model.layout
-    codes = (bool(layout.has_bias), int(model.derivative), int(model.loss))
+    codes = (bool(layout.has_bias), int(model.loss))
     if X.shape[0] > BLOCK_ROWS:
+        calls = _call_table(task, model, parallel=True)
         previous = get_parallel_chunksize()
         set_parallel_chunksize(1)  # see _BALANCED; cheaper per call than numba.parallel_chunksize()
         try:
-            return _blocks(task, X, Y, w, params, layout.sizes, model.activations, *codes, scale, work, parts,
-                           grad, out)
+            return _blocks(task, X, Y, w, params, layout.sizes, *codes, scale, work, parts, grad, out, calls)
         finally:
             set_parallel_chunksize(previous)
     w_start, b_start, acts, deltas, _ = work
-    return _rows(task, X, Y, w, 0, X.shape[0], params, layout.sizes, model.activations, *codes,
-                 params.dtype.type(scale), w_start, b_start, acts[0], deltas[0], grad, out,
-                 _no_training(params.dtype))
+    return _rows(task, X, Y, w, 0, X.shape[0], params, layout.sizes, *codes, params.dtype.type(scale), w_start,
+                 b_start, acts[0], deltas[0], grad, out, _no_training(params.dtype), _call_table(task, model))
 
 
 def forward(model, X, out):
@@ -1120,6 +1293,6 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     training = (order, batch_size, int(optimizer.code), optimizer.hyper, optimizer.state, optimizer.step,
                 batch_X, batch_Y, batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
     w_start, b_start, acts, deltas, _ = _work_memory(batch_size, params, layout)[0]
-    return _rows(_TRAIN, X, Y, sample_weight, 0, visits, params, layout.sizes, model.activations,
-                 bool(layout.has_bias), int(model.derivative), int(model.loss), params.dtype.type(1.0),
-                 w_start, b_start, acts[0], deltas[0], grad, _empty(params.dtype), training)
+    return _rows(_TRAIN, X, Y, sample_weight, 0, visits, params, layout.sizes, bool(layout.has_bias),
+                 int(model.loss), params.dtype.type(1.0), w_start, b_start, acts[0], deltas[0], grad,
+                 _empty(params.dtype), training, _call_table(_TRAIN, model))
