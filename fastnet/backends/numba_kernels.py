@@ -44,7 +44,6 @@ from fastnet import spec
 _SIGMOID, _TANH, _RELU, _SOFTMAX = (spec.ACTIVATIONS[name].code for name in ("sigmoid", "tanh", "relu", "softmax"))
 _ARTICLE = spec.DERIVATIVES["article"].code
 _BCE, _CROSS_ENTROPY = spec.LOSSES["bce"].code, spec.LOSSES["cross_entropy"].code
-_SGD, _MOMENTUM = spec.OPTIMIZERS["sgd"].code, spec.OPTIMIZERS["momentum"].code
 _ALPHA = spec.hyper_index("alpha")
 _BCE_LOG_FLOOR = spec.BCE_LOG_FLOOR
 #: Each loss's ``mean`` and ``per_output`` (fastnet.spec.Loss), indexed by its code.
@@ -167,9 +166,9 @@ def _muladd(typingctx, a, b, c):
 # through an address compiles each kernel once, and only the kernels a
 # network uses (its activations, its loss).  The kernels are called once per
 # tile, never inlined, so the indirect call costs nothing measurable.
-_CALL_ROWS, _CALL_PRODUCTS, _CALL_WEIGHT_GRADIENT, _CALL_OUTPUT_DELTA, _CALL_WRITE, _CALL_UPDATE = range(6)
-_FIRST_LAYER_CALL = 6
-_CALL_ACTIVATION, _CALL_SLOPE = 6, 7
+_CALL_ROWS, _CALL_FORWARD, _CALL_PRODUCTS, _CALL_WEIGHT_GRADIENT, _CALL_OUTPUT_DELTA, _CALL_WRITE, _CALL_UPDATE = range(7)
+_FIRST_LAYER_CALL = 7
+_CALL_ACTIVATION, _CALL_SLOPE = 7, 8
 
 
 def _signature(kind, f):
@@ -179,16 +178,18 @@ def _signature(kind, f):
     indices, matrix = types.Array(types.int64, 1, "C"), types.Array(f, 2, "C")
     read_rows, read_vector = types.Array(f, 2, "C", readonly=True), types.Array(f, 1, "C", readonly=True)
     if kind == _CALL_ROWS:
-        training = types.Tuple((indices, i64, i64, types.Array(types.float64, 1, "C"), matrix, indices,
-                                matrix, matrix, vector, read_rows, read_rows, read_vector))
+        training = types.Tuple((indices, i64, types.Array(types.float64, 1, "C"), matrix, indices, matrix, matrix,
+                                vector, read_rows, read_rows, read_vector))
         return types.float64, (i64, read_rows, read_rows, read_vector, i64, i64, vector, indices, types.boolean,
                                i64, f, indices, indices, tiles, tiles, vector, vector, training, indices)
     return {
+        _CALL_FORWARD: (types.none, (read_rows, vector, indices, types.boolean, indices, indices, tiles, matrix,
+                                     indices)),
         _CALL_PRODUCTS: (types.none, (vector, i64, i64, i64, i64, i64, tiles, i64, i64, i64)),
         _CALL_WEIGHT_GRADIENT: (types.none, (tiles, i64, tiles, i64, i64, i64, i64, types.boolean, i64, i64, vector)),
         _CALL_OUTPUT_DELTA: (types.float64, (tiles, i64, read_rows, read_vector, f, tiles)),
         _CALL_WRITE: (types.none, (tiles, indices, i64, i64, i64, vector)),
-        _CALL_UPDATE: (types.none, (vector, vector, i64, types.Array(types.float64, 1, "C"), matrix, indices)),
+        _CALL_UPDATE: (types.none, (vector, vector, types.Array(types.float64, 1, "C"), matrix, indices)),
         _CALL_ACTIVATION: (types.none, (tiles, i64, i64, i64, matrix)),
         _CALL_SLOPE: (types.none, (tiles, i64, tiles, i64, i64, i64)),
     }[kind]
@@ -362,12 +363,14 @@ def _exp_of_negative(d):
 
 
 def _by_precision(generic, for_float64, for_float32):
-    """Make the Numba-only function ``generic`` call ``for_float32`` on float32, else ``for_float64``."""
-    @overload(generic, jit_options={"fastmath": set(FASTMATH)})
+    """Make the Numba-only function ``generic`` run ``for_float32``'s code on float32, else ``for_float64``'s.
+
+    The overload's implementation is the kernel's own Python function, not
+    a function calling the kernel: one compile fewer for each.
+    """
+    @overload(generic, jit_options={"fastmath": set(FASTMATH)}, strict=False)
     def for_type(x):
-        if x == types.float32:
-            return lambda x: for_float32(x)
-        return lambda x: for_float64(x)
+        return (for_float32 if x == types.float32 else for_float64).py_func
     return for_type
 
 
@@ -779,14 +782,14 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, loss, scale, w_st
     pass, then for the gradient the output delta (see fastnet.backends) and,
     from the last layer down, dW_l += A_l.T @ delta_{l+1},
     db_l += sum(delta_{l+1}) and delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).
-    ``training`` is (order, batch_size, optimizer, hyper, state, step,
-    batch_X, batch_Y, batch_w, read_X, read_Y, read_w), see ``train_epoch``;
+    ``training`` is (order, batch_size, hyper, state, step, batch_X,
+    batch_Y, batch_w, read_X, read_Y, read_w), see ``train_epoch``;
     read only by _TRAIN, as ``out`` only by _FORWARD.  ``calls``: the
-    addresses of the tile kernels (``_call_table``): the products, the
-    weight gradient, the loss's output delta, the writer of activations, the
+    addresses of the tile kernels (``_call_table``): the forward pass, the
+    products, the weight gradient, the loss's output delta, the writer of activations, the
     update, then each weight layer's activation and slope.
     """
-    order, batch_size, optimizer, hyper, state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w = training
+    order, batch_size, hyper, state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w = training
     n, out_layer, penalty = X.shape[0], sizes.shape[0] - 1, 0.0
     slopes = _FIRST_LAYER_CALL + out_layer  # calls[slopes + l]: weight layer l's slope
     if task != _TRAIN:
@@ -817,8 +820,8 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, loss, scale, w_st
                 grad[i] = 0.0
         for first_row in range(start, stop, tile):
             m = min(tile, stop - first_row)
-            _forward_tile(rows_X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts,
-                          deltas[1], calls)
+            _call(_CALL_FORWARD, calls[_CALL_FORWARD],
+                  (rows_X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts, deltas[1], calls))
             if task == _FORWARD:
                 _call(_CALL_WRITE, calls[_CALL_WRITE], (acts, sizes, first_row, m, n, out))
                 continue
@@ -847,7 +850,7 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, loss, scale, w_st
         total += errors
         if task == _TRAIN:
             _add_penalty(params, sizes, w_start, penalty, grad)
-            _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, optimizer, hyper, state, step))
+            _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step))
     return total
 
 
@@ -865,31 +868,32 @@ def _write_activations(acts, sizes, first_row, m, n, out):
 
 
 @_kernel(parallel=True, entry=True)
-def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, grad, out, calls):
-    """``_rows`` (_FORWARD or _GRADIENT) over all rows of X, in blocks of BLOCK_ROWS
-    rows run in parallel; for _GRADIENT, grad = the gradient and the return value
-    sum_i w_i e_i.
+def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, grad, out, training, calls):
+    """``_rows`` over all rows of X, in blocks of BLOCK_ROWS rows run in parallel:
+    _FORWARD and _GRADIENT as there (grad = the gradient, returns sum_i w_i e_i),
+    _TRAIN one batch of training: X, Y, w are the batch, its gradient takes
+    the batch's own normaliser (``scale`` unread), then the L2 penalty and
+    one update (calls[_CALL_UPDATE], with ``training``'s hyper, state and step).
 
     Arguments as in ``_rows`` (scale may be float64); work and parts as
     ``_work_memory`` returns them; ``_rows`` itself is called at
-    calls[_CALL_ROWS], so its code is not compiled again here.  For _GRADIENT, waves of
-    ``parts.shape[0]`` blocks run in parallel, each block into its own row
-    of ``parts``, and the parts are then added to ``grad`` in block order.
-    Block sizes and the order of that sum never depend on the number of
-    threads, so neither does the result, bit for bit.  Forward's blocks
-    are independent: one wave of all.
+    calls[_CALL_ROWS], so its code is not compiled again here.  For the
+    gradient, waves of ``parts.shape[0]`` blocks run in parallel, each block
+    into its own row of ``parts``, and the parts are then added to ``grad``
+    in block order.  Block sizes and the order of that sum never depend on
+    the number of threads, so neither does the result, bit for bit.
+    Forward's blocks are independent: one wave of all.
     """
     # Only the prange below may become parallel: whole-array statements in a
     # parallel function would each launch threads, so these are plain loops.
     w_start, b_start, acts, deltas, errors = work
-    c, n = typed(scale, params), X.shape[0]
-    # _rows's training argument, unread here: empty slices of the right types
-    # (passing it from Python would make every call slower).
-    training = (sizes[:0], np.int64(1), np.int64(0), errors[:0], parts[:0], sizes[:0], parts[:0], parts[:0],
-                grad[:0], X[:0], Y[:0], w[:0])
+    c, n, weight, rows_task = typed(scale, params), X.shape[0], 0.0, task
+    if task == _TRAIN:
+        weight, rows_task = _batch_weight(w, np.int64(0), n), _GRADIENT
+        c = typed(_normaliser(weight, sizes[-1], loss), params)
     n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
     wave_size = n_blocks if task == _FORWARD else parts.shape[0]
-    if task == _GRADIENT:
+    if task != _FORWARD:
         for i in range(grad.shape[0]):
             grad[i] = 0.0
     total = 0.0
@@ -899,22 +903,26 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, gr
             first, thread = (wave + np.int64(slot)) * BLOCK_ROWS, get_thread_id()  # prange's index is unsigned
             last = min(first + BLOCK_ROWS, n)
             if task == _FORWARD:
-                _call(_CALL_ROWS, calls[_CALL_ROWS], (task, X, Y, w, first, last, params, sizes, has_bias, loss, c,
-                                                      w_start, b_start, acts[thread], deltas[thread], grad, out,
+                _call(_CALL_ROWS, calls[_CALL_ROWS], (rows_task, X, Y, w, first, last, params, sizes, has_bias, loss,
+                                                      c, w_start, b_start, acts[thread], deltas[thread], grad, out,
                                                       training, calls))
             else:
                 errors[slot] = _call(_CALL_ROWS, calls[_CALL_ROWS],
-                                     (task, X, Y, w, first, last, params, sizes, has_bias, loss, c, w_start,
+                                     (rows_task, X, Y, w, first, last, params, sizes, has_bias, loss, c, w_start,
                                       b_start, acts[thread], deltas[thread], parts[slot], out, training, calls))
-        if task == _GRADIENT:
+        if task != _FORWARD:
             for slot in range(count):
                 for i in range(grad.shape[0]):
                     grad[i] += parts[slot, i]
                 total += errors[slot]
+    if task == _TRAIN:
+        hyper, state, step = training[2], training[3], training[4]
+        _add_penalty(params, sizes, w_start, hyper[_ALPHA] * _penalty_normaliser(weight, loss), grad)
+        _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step))
     return total
 
 
-@_kernel(entry=True)
+@_kernel()
 def _batch_weight(w, first, last):
     """W = sum of w[first:last] in float64, or last - first when w is empty (every weight 1)."""
     if not w.shape[0]:
@@ -925,7 +933,7 @@ def _batch_weight(w, first, last):
     return weight
 
 
-@_kernel(entry=True)
+@_kernel()
 def _normaliser(weight, n_outputs, loss):
     """c for a batch of total row weight ``weight``: 1 for sums, 1 / W for mean losses,
     1 / (W n_outputs) for per-output ones, 0 when that is 1 / 0 (fastnet.backends.loss_normaliser)."""
@@ -935,7 +943,7 @@ def _normaliser(weight, n_outputs, loss):
     return 1.0 / total if total > 0 else 0.0
 
 
-@_kernel(entry=True)
+@_kernel()
 def _penalty_normaliser(weight, loss):
     """r of the L2 penalty: 1 / W for mean losses (0 for W = 0), 1 for sums
     (fastnet.backends.penalty_normaliser)."""
@@ -944,7 +952,7 @@ def _penalty_normaliser(weight, loss):
     return 1.0 / weight if weight > 0 else 0.0
 
 
-@_kernel(entry=True)
+@_kernel()
 def _add_penalty(params, sizes, w_start, coefficient, grad):
     """grad[i] += coefficient * params[i] over every weight matrix W_l (not the biases):
     the L2 penalty's gradient alpha r W, coefficient = alpha r (float64, rounded once)."""
@@ -955,6 +963,44 @@ def _add_penalty(params, sizes, w_start, coefficient, grad):
         first = w_start[layer]
         for i in range(first, first + sizes[layer] * sizes[layer + 1]):
             grad[i] += factor * params[i]
+
+
+# The optimizers of fastnet.spec.OPTIMIZERS, one kernel each (kind _CALL_UPDATE):
+# one step on params in place, from grad, the hyper-parameters (float64, the
+# fields of fastnet.spec.HYPER_FIELDS) and the state (see fastnet.backends).
+
+@_kernel()
+def _sgd_update(params, grad, hyper, state, step):
+    """p -= lr g."""
+    lr = typed(hyper[0], params)
+    for i in range(params.shape[0]):
+        params[i] -= lr * grad[i]
+
+
+@_kernel()
+def _momentum_update(params, grad, hyper, state, step):
+    """v = mu v + g; p -= lr v, the velocity v in state[0]."""
+    lr, momentum = typed(hyper[0], params), typed(hyper[1], params)
+    velocity = state[0]
+    for i in range(params.shape[0]):
+        velocity[i] = momentum * velocity[i] + grad[i]
+        params[i] -= lr * velocity[i]
+
+
+@_kernel()
+def _adam_update(params, grad, hyper, state, step):
+    """Adam: t += 1 (step[0]); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), m and v in state[0] and state[1]."""
+    lr, beta1, beta2, eps = typed(hyper[0], params), typed(hyper[2], params), typed(hyper[3], params), typed(hyper[4], params)
+    one = typed(1.0, params)
+    step[0] += 1
+    first_moment, second_moment = state[0], state[1]
+    correction1 = typed(1.0 - hyper[2] ** step[0], params)
+    correction2 = typed(1.0 - hyper[3] ** step[0], params)
+    for i in range(params.shape[0]):
+        first_moment[i] = beta1 * first_moment[i] + (one - beta1) * grad[i]
+        second_moment[i] = beta2 * second_moment[i] + (one - beta2) * grad[i] * grad[i]
+        params[i] -= lr * (first_moment[i] / correction1) / (math.sqrt(second_moment[i] / correction2) + eps)
 
 
 # _BALANCED: the parallel loops hand out blocks one at a time (chunk size 1),
@@ -1055,8 +1101,8 @@ def _no_training(dtype):
     """``_rows``'s ``training`` placeholder for params of ``dtype`` (see _NO_TRAINING)."""
     if dtype.char not in _NO_TRAINING:
         empty, rows = np.empty(0, dtype), np.empty((0, 0), dtype)
-        _NO_TRAINING[dtype.char] = (np.empty(0, np.int64), 1, 0, np.zeros(5), np.empty((2, 0), dtype),
-                                    np.zeros(1, np.int64), rows, rows, empty,
+        _NO_TRAINING[dtype.char] = (np.empty(0, np.int64), 1, np.zeros(len(spec.HYPER_FIELDS)),
+                                    np.empty((spec.STATE_ROWS, 0), dtype), np.zeros(1, np.int64), rows, rows, empty,
                                     _read_only(rows), _read_only(rows), _read_only(empty))
     return _NO_TRAINING[dtype.char]
 
@@ -1071,6 +1117,10 @@ _SLOPE_KERNELS = {(code, derivative.code): kernel
                   for derivative in spec.DERIVATIVES.values()}
 _SLOPE_KERNELS[_SIGMOID, _ARTICLE] = _sigmoid_article_slope
 
+#: Optimizer code -> its kernel (kind _CALL_UPDATE).
+_UPDATE_KERNELS = {spec.OPTIMIZERS["sgd"].code: _sgd_update, spec.OPTIMIZERS["momentum"].code: _momentum_update,
+                   spec.OPTIMIZERS["adam"].code: _adam_update}
+
 #: Loss code -> the kernel of its output delta (kind _CALL_OUTPUT_DELTA).
 _OUTPUT_DELTA_KERNELS = {spec.LOSSES["sse"].code: _squared_error_delta, spec.LOSSES["mse"].code: _squared_error_delta,
                          _BCE: _binary_cross_entropy_delta, _CROSS_ENTROPY: _softmax_cross_entropy_delta}
@@ -1078,7 +1128,7 @@ _OUTPUT_DELTA_KERNELS = {spec.LOSSES["sse"].code: _squared_error_delta, spec.LOS
 #: (kernel, kind, dtype char) -> the address of the kernel compiled for ``_signature``.
 _ADDRESSES = {}
 
-#: (task, parallel, dtype char, activation codes, derivative, loss) -> a call table (``_call_table``).
+#: (task, optimizer, parallel, dtype char, activation codes, derivative, loss) -> a call table (``_call_table``).
 _CALL_TABLES = {}
 
 
@@ -1103,17 +1153,20 @@ def _address(kernel, kind, dtype):
     return found
 
 
-def _call_table(task, model, parallel=False):
+def _call_table(task, model, optimizer=None, parallel=False):
     """The ``calls`` argument of ``_rows`` for ``task`` on ``model``: int64 addresses of the
-    kernels it runs (see _CALL_ROWS), each compiled on first use; ``parallel`` adds
-    ``_rows``'s own, which ``_blocks`` calls.  Made once per kind of network."""
+    kernels it runs (see _CALL_ROWS), each compiled on first use; for _TRAIN the update
+    of the optimizer code ``optimizer``; ``parallel`` adds ``_rows``'s own, which
+    ``_blocks`` calls.  Made once per kind of network."""
     dtype, codes, loss = model.params.dtype, model.activations, int(model.loss)
-    key = (task, parallel, dtype.char, codes.tobytes(), int(model.derivative), loss)
+    optimizer = None if optimizer is None else int(optimizer)
+    key = (task, optimizer, parallel, dtype.char, codes.tobytes(), int(model.derivative), loss)
     table = _CALL_TABLES.get(key)
     if table is not None:
         return table
     n_layers = codes.shape[0]
     table = [0] * (_FIRST_LAYER_CALL + 2 * n_layers)
+    table[_CALL_FORWARD] = _address(_forward_tile, _CALL_FORWARD, dtype)
     table[_CALL_PRODUCTS] = _address(_add_products, _CALL_PRODUCTS, dtype)
     if parallel:
         table[_CALL_ROWS] = _address(_rows, _CALL_ROWS, dtype)
@@ -1123,7 +1176,7 @@ def _call_table(task, model, parallel=False):
         table[_CALL_WEIGHT_GRADIENT] = _address(_accumulate_weight_gradient, _CALL_WEIGHT_GRADIENT, dtype)
         table[_CALL_OUTPUT_DELTA] = _address(_OUTPUT_DELTA_KERNELS[loss], _CALL_OUTPUT_DELTA, dtype)
     if task == _TRAIN:
-        table[_CALL_UPDATE] = _address(_update, _CALL_UPDATE, dtype)
+        table[_CALL_UPDATE] = _address(_UPDATE_KERNELS[optimizer], _CALL_UPDATE, dtype)
     for layer, code in enumerate(codes.tolist()):
         output = layer == n_layers - 1
         # Cross-entropy reads the output layer's pre-activations, and it and
@@ -1156,7 +1209,8 @@ def _run(task, model, X, Y, w, scale, memory, grad, out):
         previous = get_parallel_chunksize()
         set_parallel_chunksize(1)  # see _BALANCED; cheaper per call than numba.parallel_chunksize()
         try:
-            return _blocks(task, X, Y, w, params, layout.sizes, *codes, scale, work, parts, grad, out, calls)
+            return _blocks(task, X, Y, w, params, layout.sizes, *codes, scale, work, parts, grad, out,
+                           _no_training(params.dtype), calls)
         finally:
             set_parallel_chunksize(previous)
     w_start, b_start, acts, deltas, _ = work
@@ -1200,31 +1254,6 @@ def gradient(model, rows, grad):
     return _run(_GRADIENT, model, X, Y, sample_weight, 1.0, memory, grad, _empty(model.params.dtype))
 
 
-@_kernel(entry=True)
-def _update(params, grad, optimizer, hyper, state, step):
-    """One optimizer step on params in place: sgd, momentum or adam (see fastnet.backends)."""
-    lr, momentum, beta1, beta2, eps = (typed(hyper[0], params), typed(hyper[1], params), typed(hyper[2], params),
-                                       typed(hyper[3], params), typed(hyper[4], params))
-    one = typed(1.0, params)
-    if optimizer == _SGD:
-        for i in range(params.shape[0]):
-            params[i] -= lr * grad[i]
-    elif optimizer == _MOMENTUM:
-        velocity = state[0]
-        for i in range(params.shape[0]):
-            velocity[i] = momentum * velocity[i] + grad[i]
-            params[i] -= lr * velocity[i]
-    else:
-        step[0] += 1
-        first_moment, second_moment = state[0], state[1]
-        correction1 = typed(1.0 - hyper[2] ** step[0], params)
-        correction2 = typed(1.0 - hyper[3] ** step[0], params)
-        for i in range(params.shape[0]):
-            first_moment[i] = beta1 * first_moment[i] + (one - beta1) * grad[i]
-            second_moment[i] = beta2 * second_moment[i] + (one - beta2) * grad[i] * grad[i]
-            params[i] -= lr * (first_moment[i] / correction1) / (math.sqrt(second_moment[i] / correction2) + eps)
-
-
 @_kernel()
 def _gather_rows(source, rows, target):
     """target[i, :] = source[rows[i], :] for each i: one mini-batch, in the visiting order."""
@@ -1237,21 +1266,29 @@ def _gather_rows(source, rows, target):
 def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
     """One epoch of batches of more than BLOCK_ROWS rows; returns sum_i w_i e_i.
 
-    A Python loop over the batches: each batch's gradient comes from
-    ``_run`` (in parallel, as ``gradient``) with its own normaliser, then
-    one ``_update``.  A batch this large takes far longer than the loop's
-    few calls.  Arguments as in ``train_epoch``, inputs already read-only.
+    A Python loop over the batches, one compiled call each: ``_blocks``
+    (_TRAIN: the batch's gradient in parallel, with its own normaliser, then
+    the penalty and one update), or ``_rows`` for a last batch of at most
+    BLOCK_ROWS rows.  A batch this large takes far longer than the loop.
+    Arguments as in ``train_epoch``, inputs already read-only.
     """
-    params = model.params
+    params, layout = model.params, model.layout
     gathered = batch_size if order.shape[0] else 0
     batch_X = np.empty((gathered, X.shape[1]), params.dtype)
     batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
     batch_w = np.empty(gathered if w.shape[0] else 0, params.dtype)
-    memory = _work_memory(batch_size, params, model.layout)
-    no_output, n_outputs, total = _empty(params.dtype), int(model.layout.sizes[-1]), 0.0
-    visits = order.shape[0] if order.shape[0] else X.shape[0]
+    training = (order, batch_size, optimizer.hyper, optimizer.state, optimizer.step,
+                batch_X, batch_Y, batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
+    work, parts = _work_memory(batch_size, params, layout)
+    w_start, b_start, acts, deltas, _ = work
+    codes, one, no_output = (bool(layout.has_bias), int(model.loss)), params.dtype.type(1.0), _empty(params.dtype)
+    visits, total = (order.shape[0] if order.shape[0] else X.shape[0]), 0.0
     for first in range(0, visits, batch_size):
         last = min(first + batch_size, visits)
+        if last - first <= BLOCK_ROWS:
+            total += _rows(_TRAIN, X, Y, w, first, last, params, layout.sizes, *codes, one, w_start, b_start,
+                           acts[0], deltas[0], grad, no_output, training, _call_table(_TRAIN, model, optimizer.code))
+            continue
         if order.shape[0]:
             rows, m = order[first:last], last - first
             rows_X, rows_Y = np.take(X, rows, 0, batch_X[:m]), np.take(Y, rows, 0, batch_Y[:m])
@@ -1259,12 +1296,14 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
             rows_X, rows_Y, rows_w = _read_only(rows_X), _read_only(rows_Y), _read_only(rows_w)
         else:
             rows_X, rows_Y, rows_w = X[first:last], Y[first:last], w[first:last] if w.shape[0] else w
-        weight = _batch_weight(rows_w, 0, rows_X.shape[0])
-        scale = _normaliser(weight, n_outputs, int(model.loss))
-        total += _run(_GRADIENT, model, rows_X, rows_Y, rows_w, scale, memory, grad, no_output)
-        _add_penalty(params, model.layout.sizes, model.layout.weight_offsets,
-                     float(optimizer.hyper[_ALPHA]) * _penalty_normaliser(weight, int(model.loss)), grad)
-        _update(params, grad, int(optimizer.code), optimizer.hyper, optimizer.state, optimizer.step)
+        calls = _call_table(_TRAIN, model, optimizer.code, parallel=True)
+        previous = get_parallel_chunksize()
+        set_parallel_chunksize(1)  # see _BALANCED
+        try:
+            total += _blocks(_TRAIN, rows_X, rows_Y, rows_w, params, layout.sizes, *codes, 1.0, work, parts, grad,
+                             no_output, training, calls)
+        finally:
+            set_parallel_chunksize(previous)
     return total
 
 
@@ -1290,9 +1329,9 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     batch_X = np.empty((gathered, X.shape[1]), params.dtype)
     batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
     batch_w = np.empty(gathered if sample_weight.shape[0] else 0, params.dtype)
-    training = (order, batch_size, int(optimizer.code), optimizer.hyper, optimizer.state, optimizer.step,
+    training = (order, batch_size, optimizer.hyper, optimizer.state, optimizer.step,
                 batch_X, batch_Y, batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
     w_start, b_start, acts, deltas, _ = _work_memory(batch_size, params, layout)[0]
     return _rows(_TRAIN, X, Y, sample_weight, 0, visits, params, layout.sizes, bool(layout.has_bias),
                  int(model.loss), params.dtype.type(1.0), w_start, b_start, acts[0], deltas[0], grad,
-                 _empty(params.dtype), training, _call_table(_TRAIN, model))
+                 _empty(params.dtype), training, _call_table(_TRAIN, model, optimizer.code))
