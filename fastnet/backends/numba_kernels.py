@@ -16,11 +16,18 @@ arithmetic (with an LLVM bitcast for 2**k) that vectorises.  Nothing
 compiles at import: kernels compile on first use, and are cached on disk
 when ``fastnet._config.NUMBA_CACHE``.
 
-Compile time is kept down by compiling each piece of code once per dtype:
-one kernel, ``_rows``, serves forward, gradient and training (see
-``_FORWARD``); inputs are passed as read-only views, so writable and
-read-only (memory-mapped) arrays share one signature; the parallel
-``_blocks`` compiles only once a call has more than BLOCK_ROWS rows.
+Compile time is kept down by compiling each piece of code once per dtype,
+and only the pieces a network uses.  One kernel, ``_rows``, serves
+forward, gradient and training (see ``_FORWARD``); it calls the tile
+kernels (products, each activation and its slope, each loss's output
+delta, each optimizer's update) at addresses it is handed in a call
+table (``_call``, ``_call_table``) rather than linking their code in,
+which Numba would optimise and compile again in every caller; so a first
+sigmoid network compiles no tanh, relu or softmax code, and a new kind
+of network compiles only the kernels it adds.  Inputs are passed as
+read-only views, so writable and read-only (memory-mapped) arrays share
+one signature; the parallel ``_blocks`` compiles only once a call has
+more than BLOCK_ROWS rows, and calls ``_rows`` at its address too.
 Measure it with ``benchmarks/compile_time.py``.
 """
 
@@ -76,7 +83,9 @@ def _kernel(fastmath=FASTMATH, parallel=False, entry=False):
     optimises the callee again at every call site, which multiplied the
     compile time, and the kernels it merged ran slower.  A plain call is
     still visible to LLVM, which links the callee in and inlines the small
-    ones (the sigmoid into its loops) itself.
+    ones (the sigmoid into its loops) itself; the tile kernels, which LLVM
+    never inlined, are called through ``_call`` instead, so their code is
+    compiled once, not again inside each caller.
 
     Integer constants passed to a kernel are written ``np.int64(0)``: a
     bare ``0`` is typed as the literal 0, and Numba would compile the
