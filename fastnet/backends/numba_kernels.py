@@ -166,6 +166,32 @@ def _muladd(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+
+def _pick(comparison):
+    """An intrinsic (a, b) -> b if b ``comparison`` a else a, for two numbers of one type:
+    Python's and Numba's min (``<``) and max (``>``) of two numbers, NaN included, emitted
+    in place as a compare and a select; Numba's own min and max are each a function
+    compiled for every pair of types."""
+    @intrinsic
+    def pick(typingctx, a, b):
+        if not (a == b and isinstance(a, (types.Integer, types.Float))):
+            return None
+
+        def codegen(context, builder, signature, args):
+            first, second = args
+            if isinstance(a, types.Float):
+                wins = builder.fcmp_ordered(comparison, second, first)
+            elif a.signed:
+                wins = builder.icmp_signed(comparison, second, first)
+            else:
+                wins = builder.icmp_unsigned(comparison, second, first)
+            return builder.select(wins, second, first)
+        return a(a, b), codegen
+    return pick
+
+
+_smaller, _larger = _pick("<"), _pick(">")
+
 # Kernels called through a compiled address (``_call``), by what they do.  A
 # call of ``_rows`` gets a table of addresses (see ``_call_table``): entry
 # kind for the first _FIRST_LAYER_CALL kinds, then each weight layer's
@@ -316,7 +342,7 @@ def _expm1_nonpositive32(x):
 @_kernel()
 def _tanh64(z):
     """Float64 tanh: sign(z) (-m) / (2 + m), m = expm1(-min(2 |z|, SIGMOID_CLAMP))."""
-    m = _expm1_nonpositive64(-min(2.0 * abs(z), SIGMOID_CLAMP))
+    m = _expm1_nonpositive64(-_smaller(2.0 * abs(z), SIGMOID_CLAMP))
     t = -m / (2.0 + m)
     return t if z >= 0.0 else -t
 
@@ -324,7 +350,7 @@ def _tanh64(z):
 @_kernel()
 def _tanh32(z):
     """Float32 tanh, as ``_tanh64`` with float32's clamp."""
-    m = _expm1_nonpositive32(-min(np.float32(2.0) * abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
+    m = _expm1_nonpositive32(-_smaller(np.float32(2.0) * abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
     t = -m / (np.float32(2.0) + m)
     return t if z >= 0 else -t
 
@@ -332,19 +358,19 @@ def _tanh32(z):
 @_kernel()
 def _exp_of_negative64(d):
     """exp(-min(d, SIGMOID_CLAMP)) for float64 d >= 0: softmax's exp(z_j - max_k z_k)."""
-    return _exp_nonpositive64(-min(d, SIGMOID_CLAMP))
+    return _exp_nonpositive64(-_smaller(d, SIGMOID_CLAMP))
 
 
 @_kernel()
 def _exp_of_negative32(d):
     """exp(-min(d, SIGMOID_CLAMP_FLOAT32)) for float32 d >= 0."""
-    return _exp_nonpositive32(-min(d, np.float32(SIGMOID_CLAMP_FLOAT32)))
+    return _exp_nonpositive32(-_smaller(d, np.float32(SIGMOID_CLAMP_FLOAT32)))
 
 
 @_kernel()
 def _sigmoid64(z):
     """Float64 sigmoid: e = exp(-min(|z|, clamp)); 1/(1+e) for z >= 0, e/(1+e) below."""
-    e = _exp_nonpositive64(-min(abs(z), SIGMOID_CLAMP))
+    e = _exp_nonpositive64(-_smaller(abs(z), SIGMOID_CLAMP))
     return (1.0 if z >= 0.0 else e) / (1.0 + e)
 
 
@@ -352,7 +378,7 @@ def _sigmoid64(z):
 def _sigmoid32(z):
     """Float32 sigmoid, as ``_sigmoid64`` with float32's clamp."""
     one = np.float32(1.0)
-    e = _exp_nonpositive32(-min(abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
+    e = _exp_nonpositive32(-_smaller(abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
     return (one if z >= 0 else e) / (one + e)
 
 
@@ -426,6 +452,8 @@ if numba.config.DISABLE_JIT:
         """exp(-min(d, clamp)) in d's own precision."""
         return _exp_of_negative32(d) if isinstance(d, np.float32) else _exp_of_negative64(d)
 
+    _smaller, _larger = min, max  # noqa: F811 - Python's min and max of two numbers
+
     def _call(kind, kernel, args):  # noqa: F811
         """kernel(*args): without the JIT, call tables hold the kernels themselves."""
         return kernel(*args)
@@ -470,7 +498,7 @@ def _relu_tile(acts, layer, n_rows, m, scratch):
     for r in range(n_rows):
         outputs = acts[layer, r]
         for t in range(m):
-            outputs[t] = max(outputs[t], zero)
+            outputs[t] = _larger(outputs[t], zero)
 
 
 @_kernel()
@@ -494,7 +522,7 @@ def _row_max(acts, layer, n_rows, m, top):
     for r in range(1, n_rows):
         z = acts[layer, r]
         for t in range(m):
-            top[t] = max(top[t], z[t])
+            top[t] = _larger(top[t], z[t])
 
 
 @_kernel()
@@ -810,7 +838,7 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, loss, scale, w_st
     tile = acts.shape[2]
     total = 0.0
     for batch_first in range(first, last, batch_size):
-        batch_last, errors = min(batch_first + batch_size, last), 0.0
+        batch_last, errors = _smaller(batch_first + batch_size, last), 0.0
         rows_X, rows_Y, rows_w, start, stop, c = X, Y, w, batch_first, batch_last, scale
         if task == _TRAIN:
             if order.shape[0]:
@@ -828,7 +856,7 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, loss, scale, w_st
             for i in range(grad.shape[0]):
                 grad[i] = 0.0
         for first_row in range(start, stop, tile):
-            m = min(tile, stop - first_row)
+            m = _smaller(tile, stop - first_row)
             _call(_CALL_FORWARD, calls[_CALL_FORWARD],
                   (rows_X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts, deltas[1], calls))
             if task == _FORWARD:
@@ -907,10 +935,10 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, gr
             grad[i] = 0.0
     total = 0.0
     for wave in range(0, n_blocks, wave_size):
-        count = min(wave_size, n_blocks - wave)
+        count = _smaller(wave_size, n_blocks - wave)
         for slot in prange(count):
             first, thread = (wave + np.int64(slot)) * BLOCK_ROWS, get_thread_id()  # prange's index is unsigned
-            last = min(first + BLOCK_ROWS, n)
+            last = _smaller(first + BLOCK_ROWS, n)
             if task == _FORWARD:
                 _call(_CALL_ROWS, calls[_CALL_ROWS], (rows_task, X, Y, w, first, last, params, sizes, has_bias, loss,
                                                       c, w_start, b_start, acts[thread], deltas[thread], grad, out,
