@@ -166,7 +166,6 @@ def _muladd(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
-
 def _pick(comparison):
     """An intrinsic (a, b) -> b if b ``comparison`` a else a, for two numbers of one type:
     Python's and Numba's min (``<``) and max (``>``) of two numbers, NaN included, emitted
@@ -193,9 +192,9 @@ def _pick(comparison):
 _smaller, _larger = _pick("<"), _pick(">")
 
 # Kernels called through a compiled address (``_call``), by what they do.  A
-# call of ``_rows`` gets a table of addresses (see ``_call_table``): entry
-# kind for the first _FIRST_LAYER_CALL kinds, then each weight layer's
-# activation, then each one's slope (0: nothing to call).  Numba compiles a
+# call of ``_rows`` gets a table of addresses (see ``_call_table``): entry k
+# holds the kernel of kind k for k < _FIRST_LAYER_CALL, then come each weight
+# layer's activation and then each one's slope (0: nothing to call).  Numba compiles a
 # direct call of a kernel by linking a copy of the callee's code into the
 # caller and optimising and compiling it again there, at every level; a call
 # through an address compiles each kernel once, and only the kernels a
