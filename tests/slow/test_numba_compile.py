@@ -20,6 +20,9 @@ KERNELS = ["_rows", "_blocks", "_add_products", "_accumulate_weight_gradient", "
 
 
 def test_a_sigmoid_gradient_compiles_no_other_activation_or_loss_and_later_calls_reuse_rows(tmp_path):
+    """A first sigmoid-mse gradient compiles only its own kernels; a fit, a predict and
+    gradients in parallel blocks add their update, writer and parallel kernel but no
+    second ``_rows``; a relu-softmax classifier adds its activation, slope and loss."""
     code = textwrap.dedent(f"""
         import json, sys
         import numpy as np
