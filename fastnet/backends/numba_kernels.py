@@ -16,11 +16,18 @@ arithmetic (with an LLVM bitcast for 2**k) that vectorises.  Nothing
 compiles at import: kernels compile on first use, and are cached on disk
 when ``fastnet._config.NUMBA_CACHE``.
 
-Compile time is kept down by compiling each piece of code once per dtype:
-one kernel, ``_rows``, serves forward, gradient and training (see
-``_FORWARD``); inputs are passed as read-only views, so writable and
-read-only (memory-mapped) arrays share one signature; the parallel
-``_blocks`` compiles only once a call has more than BLOCK_ROWS rows.
+Compile time is kept down by compiling each piece of code once per dtype,
+and only the pieces a network uses.  One kernel, ``_rows``, serves
+forward, gradient and training (see ``_FORWARD``); it calls the tile
+kernels (products, each activation and its slope, each loss's output
+delta, each optimizer's update) at addresses it is handed in a call
+table (``_call``, ``_call_table``) rather than linking their code in,
+which Numba would optimise and compile again in every caller; so a first
+sigmoid network compiles no tanh, relu or softmax code, and a new kind
+of network compiles only the kernels it adds.  Inputs are passed as
+read-only views, so writable and read-only (memory-mapped) arrays share
+one signature; the parallel ``_blocks`` compiles only once a call has
+more than BLOCK_ROWS rows, and calls ``_rows`` at its address too.
 Measure it with ``benchmarks/compile_time.py``.
 """
 
@@ -44,7 +51,6 @@ from fastnet import spec
 _SIGMOID, _TANH, _RELU, _SOFTMAX = (spec.ACTIVATIONS[name].code for name in ("sigmoid", "tanh", "relu", "softmax"))
 _ARTICLE = spec.DERIVATIVES["article"].code
 _BCE, _CROSS_ENTROPY = spec.LOSSES["bce"].code, spec.LOSSES["cross_entropy"].code
-_SGD, _MOMENTUM = spec.OPTIMIZERS["sgd"].code, spec.OPTIMIZERS["momentum"].code
 _ALPHA = spec.hyper_index("alpha")
 _BCE_LOG_FLOOR = spec.BCE_LOG_FLOOR
 #: Each loss's ``mean`` and ``per_output`` (fastnet.spec.Loss), indexed by its code.
@@ -77,7 +83,9 @@ def _kernel(fastmath=FASTMATH, parallel=False, entry=False):
     optimises the callee again at every call site, which multiplied the
     compile time, and the kernels it merged ran slower.  A plain call is
     still visible to LLVM, which links the callee in and inlines the small
-    ones (the sigmoid into its loops) itself.
+    ones (the sigmoid into its loops) itself; the tile kernels, which LLVM
+    never inlined, are called through ``_call`` instead, so their code is
+    compiled once, not again inside each caller.
 
     Integer constants passed to a kernel are written ``np.int64(0)``: a
     bare ``0`` is typed as the literal 0, and Numba would compile the
@@ -156,6 +164,100 @@ def _muladd(typingctx, a, b, c):
         muladd = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3), name)
         return builder.call(muladd, args, fastmath=tuple(FASTMATH_REDUCE))
     return a(a, b, c), codegen
+
+
+def _pick(comparison):
+    """An intrinsic (a, b) -> b if b ``comparison`` a else a, for two numbers of one type:
+    Python's and Numba's min (``<``) and max (``>``) of two numbers, NaN included, emitted
+    in place as a compare and a select; Numba's own min and max are each a function
+    compiled for every pair of types."""
+    @intrinsic
+    def pick(typingctx, a, b):
+        if not (a == b and isinstance(a, (types.Integer, types.Float))):
+            return None
+
+        def codegen(context, builder, signature, args):
+            first, second = args
+            if isinstance(a, types.Float):
+                wins = builder.fcmp_ordered(comparison, second, first)
+            elif a.signed:
+                wins = builder.icmp_signed(comparison, second, first)
+            else:
+                wins = builder.icmp_unsigned(comparison, second, first)
+            return builder.select(wins, second, first)
+        return a(a, b), codegen
+    return pick
+
+
+_smaller, _larger = _pick("<"), _pick(">")
+
+# Kernels called through a compiled address (``_call``), by what they do.  A
+# call of ``_rows`` gets a table of addresses (see ``_call_table``): entry k
+# holds the kernel of kind k for k < _FIRST_LAYER_CALL, then come each weight
+# layer's activation and then each one's slope (0: nothing to call).  Numba compiles a
+# direct call of a kernel by linking a copy of the callee's code into the
+# caller and optimising and compiling it again there, at every level; a call
+# through an address compiles each kernel once, and only the kernels a
+# network uses (its activations, its loss).  The kernels are called once per
+# tile, never inlined, so the indirect call costs nothing measurable.
+_CALL_ROWS, _CALL_FORWARD, _CALL_PRODUCTS, _CALL_WEIGHT_GRADIENT, _CALL_OUTPUT_DELTA, _CALL_WRITE, _CALL_UPDATE = range(7)
+_FIRST_LAYER_CALL = 7
+_CALL_ACTIVATION, _CALL_SLOPE = 7, 8
+
+
+def _signature(kind, f):
+    """(return type, argument types) of a kernel of ``kind`` (a _CALL_* code) for floats
+    of Numba type ``f``: the one signature each is compiled for and called with."""
+    i64, vector, tiles = types.int64, types.Array(f, 1, "C"), types.Array(f, 3, "C")
+    indices, matrix = types.Array(types.int64, 1, "C"), types.Array(f, 2, "C")
+    read_rows, read_vector = types.Array(f, 2, "C", readonly=True), types.Array(f, 1, "C", readonly=True)
+    if kind == _CALL_ROWS:
+        training = types.Tuple((indices, i64, types.Array(types.float64, 1, "C"), matrix, indices, matrix, matrix,
+                                vector, read_rows, read_rows, read_vector))
+        return types.float64, (i64, read_rows, read_rows, read_vector, i64, i64, vector, indices, types.boolean,
+                               i64, f, indices, indices, tiles, tiles, vector, vector, training, indices)
+    return {
+        _CALL_FORWARD: (types.none, (read_rows, vector, indices, types.boolean, indices, indices, tiles, matrix,
+                                     indices)),
+        _CALL_PRODUCTS: (types.none, (vector, i64, i64, i64, i64, i64, tiles, i64, i64, i64)),
+        _CALL_WEIGHT_GRADIENT: (types.none, (tiles, i64, tiles, i64, i64, i64, i64, types.boolean, i64, i64, vector)),
+        _CALL_OUTPUT_DELTA: (types.float64, (tiles, i64, read_rows, read_vector, f, tiles)),
+        _CALL_WRITE: (types.none, (tiles, indices, i64, i64, i64, vector)),
+        _CALL_UPDATE: (types.none, (vector, vector, types.Array(types.float64, 1, "C"), matrix, indices)),
+        _CALL_ACTIVATION: (types.none, (tiles, i64, i64, i64, matrix)),
+        _CALL_SLOPE: (types.none, (tiles, i64, tiles, i64, i64, i64)),
+    }[kind]
+
+
+@intrinsic(prefer_literal=True)
+def _call(typingctx, kind, address, args):
+    """kernel(*args) for the kernel of ``kind`` (a _CALL_* constant) compiled at ``address``.
+
+    The arguments must have the types of ``_signature(kind, f)``, f the
+    float type of the first float array among them (else a typing error,
+    at compile time), and ``address`` must be that of a kernel compiled for
+    exactly that signature (``_address``).  The address is an argument, not
+    a constant, so that a kernel calling another stays cacheable.
+    """
+    if not (isinstance(kind, types.IntegerLiteral) and isinstance(address, types.Integer)
+            and isinstance(args, types.BaseTuple)):
+        return None
+    given = tuple(args.types)
+    floats = [t.dtype for t in given if isinstance(t, types.Array) and isinstance(t.dtype, types.Float)]
+    returns, expected = _signature(kind.literal_value, floats[0])
+    if given != expected:
+        raise numba.core.errors.TypingError(f"kernel kind {kind.literal_value} called with {given}, "
+                                            f"but compiled for {expected}")
+
+    def codegen(context, builder, signature, llargs):
+        values = [builder.extract_value(llargs[2], i) for i in range(len(given))]
+        kernel_type = context.call_conv.get_function_type(returns, expected)
+        kernel = builder.inttoptr(llargs[1], kernel_type.as_pointer())
+        status, result = context.call_conv.call_function(builder, kernel, returns, expected, values)
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        return result
+    return returns(kind, address, args), codegen
 
 
 @_kernel()
@@ -239,7 +341,7 @@ def _expm1_nonpositive32(x):
 @_kernel()
 def _tanh64(z):
     """Float64 tanh: sign(z) (-m) / (2 + m), m = expm1(-min(2 |z|, SIGMOID_CLAMP))."""
-    m = _expm1_nonpositive64(-min(2.0 * abs(z), SIGMOID_CLAMP))
+    m = _expm1_nonpositive64(-_smaller(2.0 * abs(z), SIGMOID_CLAMP))
     t = -m / (2.0 + m)
     return t if z >= 0.0 else -t
 
@@ -247,7 +349,7 @@ def _tanh64(z):
 @_kernel()
 def _tanh32(z):
     """Float32 tanh, as ``_tanh64`` with float32's clamp."""
-    m = _expm1_nonpositive32(-min(np.float32(2.0) * abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
+    m = _expm1_nonpositive32(-_smaller(np.float32(2.0) * abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
     t = -m / (np.float32(2.0) + m)
     return t if z >= 0 else -t
 
@@ -255,19 +357,19 @@ def _tanh32(z):
 @_kernel()
 def _exp_of_negative64(d):
     """exp(-min(d, SIGMOID_CLAMP)) for float64 d >= 0: softmax's exp(z_j - max_k z_k)."""
-    return _exp_nonpositive64(-min(d, SIGMOID_CLAMP))
+    return _exp_nonpositive64(-_smaller(d, SIGMOID_CLAMP))
 
 
 @_kernel()
 def _exp_of_negative32(d):
     """exp(-min(d, SIGMOID_CLAMP_FLOAT32)) for float32 d >= 0."""
-    return _exp_nonpositive32(-min(d, np.float32(SIGMOID_CLAMP_FLOAT32)))
+    return _exp_nonpositive32(-_smaller(d, np.float32(SIGMOID_CLAMP_FLOAT32)))
 
 
 @_kernel()
 def _sigmoid64(z):
     """Float64 sigmoid: e = exp(-min(|z|, clamp)); 1/(1+e) for z >= 0, e/(1+e) below."""
-    e = _exp_nonpositive64(-min(abs(z), SIGMOID_CLAMP))
+    e = _exp_nonpositive64(-_smaller(abs(z), SIGMOID_CLAMP))
     return (1.0 if z >= 0.0 else e) / (1.0 + e)
 
 
@@ -275,7 +377,7 @@ def _sigmoid64(z):
 def _sigmoid32(z):
     """Float32 sigmoid, as ``_sigmoid64`` with float32's clamp."""
     one = np.float32(1.0)
-    e = _exp_nonpositive32(-min(abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
+    e = _exp_nonpositive32(-_smaller(abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
     return (one if z >= 0 else e) / (one + e)
 
 
@@ -295,12 +397,14 @@ def _exp_of_negative(d):
 
 
 def _by_precision(generic, for_float64, for_float32):
-    """Make the Numba-only function ``generic`` call ``for_float32`` on float32, else ``for_float64``."""
-    @overload(generic, jit_options={"fastmath": set(FASTMATH)})
+    """Make the Numba-only function ``generic`` run ``for_float32``'s code on float32, else ``for_float64``'s.
+
+    The overload's implementation is the kernel's own Python function, not
+    a function calling the kernel: one compile fewer for each.
+    """
+    @overload(generic, jit_options={"fastmath": set(FASTMATH)}, strict=False)
     def for_type(x):
-        if x == types.float32:
-            return lambda x: for_float32(x)
-        return lambda x: for_float64(x)
+        return (for_float32 if x == types.float32 else for_float64).py_func
     return for_type
 
 
@@ -347,6 +451,12 @@ if numba.config.DISABLE_JIT:
         """exp(-min(d, clamp)) in d's own precision."""
         return _exp_of_negative32(d) if isinstance(d, np.float32) else _exp_of_negative64(d)
 
+    _smaller, _larger = min, max  # noqa: F811 - Python's min and max of two numbers
+
+    def _call(kind, kernel, args):  # noqa: F811
+        """kernel(*args): without the JIT, call tables hold the kernels themselves."""
+        return kernel(*args)
+
 
 # Work memory for one thread: ``acts`` (n_layers, widest, TILE_ROWS) holds
 # layer l's activations for a tile of rows feature-major in acts[l, :sizes[l], :m]
@@ -357,41 +467,50 @@ if numba.config.DISABLE_JIT:
 # workspace are taken once per block.
 
 
-# The activations of fastnet.spec.ACTIVATIONS, one case each.  The code is
-# tested outside the loops, so every loop is plain arithmetic that vectorises.
+# The activations of fastnet.spec.ACTIVATIONS, one kernel each (kind
+# _CALL_ACTIVATION): acts[layer, r, t] = f(acts[layer, r, t]) for r < n_rows,
+# t < m.  Each loop is plain arithmetic that vectorises.  Linear, the
+# identity, has none.  ``scratch`` (>= 2, TILE_ROWS) is work memory for softmax.
 
 @_kernel()
-def _activate(acts, layer, n_rows, m, code, scratch):
-    """acts[layer, r, t] = f(acts[layer, r, t]) for r < n_rows, t < m, f the activation ``code``.
+def _sigmoid_tile(acts, layer, n_rows, m, scratch):
+    """f = the sigmoid (``_sigmoid``) on one layer's tile."""
+    for r in range(n_rows):
+        outputs = acts[layer, r]
+        for t in range(m):
+            outputs[t] = _sigmoid(outputs[t])
 
-    Softmax works on each tile row t across the layer's units r, with
-    scratch[0] and scratch[1] (TILE_ROWS each) holding the rows' max and sum.
-    """
-    if code == _SIGMOID:
-        for r in range(n_rows):
-            outputs = acts[layer, r]
-            for t in range(m):
-                outputs[t] = _sigmoid(outputs[t])
-    elif code == _TANH:
-        for r in range(n_rows):
-            outputs = acts[layer, r]
-            for t in range(m):
-                outputs[t] = _tanh(outputs[t])
-    elif code == _RELU:
-        zero = typed(0.0, acts)
-        for r in range(n_rows):
-            outputs = acts[layer, r]
-            for t in range(m):
-                outputs[t] = max(outputs[t], zero)
-    elif code == _SOFTMAX:
-        top, total = scratch[0], scratch[1]
-        _row_max(acts, layer, n_rows, m, top)
-        _exponentials(acts, layer, n_rows, m, top, total)
-        for r in range(n_rows):
-            outputs = acts[layer, r]
-            for t in range(m):
-                outputs[t] = outputs[t] / total[t]
-    # linear: the identity
+
+@_kernel()
+def _tanh_tile(acts, layer, n_rows, m, scratch):
+    """f = tanh (``_tanh``) on one layer's tile."""
+    for r in range(n_rows):
+        outputs = acts[layer, r]
+        for t in range(m):
+            outputs[t] = _tanh(outputs[t])
+
+
+@_kernel()
+def _relu_tile(acts, layer, n_rows, m, scratch):
+    """f = max(z, 0) on one layer's tile."""
+    zero = typed(0.0, acts)
+    for r in range(n_rows):
+        outputs = acts[layer, r]
+        for t in range(m):
+            outputs[t] = _larger(outputs[t], zero)
+
+
+@_kernel()
+def _softmax_tile(acts, layer, n_rows, m, scratch):
+    """f = softmax across the layer's units r, for each tile row t: scratch[0] and
+    scratch[1] hold the rows' max and sum of exp(z - max)."""
+    top, total = scratch[0], scratch[1]
+    _row_max(acts, layer, n_rows, m, top)
+    _exponentials(acts, layer, n_rows, m, top, total)
+    for r in range(n_rows):
+        outputs = acts[layer, r]
+        for t in range(m):
+            outputs[t] = outputs[t] / total[t]
 
 
 @_kernel()
@@ -402,7 +521,7 @@ def _row_max(acts, layer, n_rows, m, top):
     for r in range(1, n_rows):
         z = acts[layer, r]
         for t in range(m):
-            top[t] = max(top[t], z[t])
+            top[t] = _larger(top[t], z[t])
 
 
 @_kernel()
@@ -418,38 +537,51 @@ def _exponentials(acts, layer, n_rows, m, top, total):
             total[t] += z[t]
 
 
-@_kernel()
-def _times_slope(deltas, d, acts, layer, n_rows, m, code, derivative):
-    """deltas[d, r, t] *= f'(acts[layer, r, t]) for r < n_rows, t < m, from the output of activation ``code``.
+# Each activation's slope from its output, one kernel each (kind _CALL_SLOPE):
+# deltas[d, r, t] *= f'(acts[layer, r, t]) for r < n_rows, t < m.  Linear
+# (f' = 1) has none; softmax never needs one (its loss fuses the output delta).
 
-    Sigmoid: exact f' = a (1 - a); article f' = s(a) (1 - s(a)), s the
-    sigmoid.  tanh: 1 - a^2.  relu: 1 where a > 0, else 0.  linear: 1.
-    (Softmax never: its loss fuses the output delta.)
-    """
+@_kernel()
+def _sigmoid_slope(deltas, d, acts, layer, n_rows, m):
+    """The sigmoid's exact f' = a (1 - a)."""
     one = typed(1.0, acts)
-    if code == _SIGMOID:
-        for r in range(n_rows):
-            delta, output = deltas[d, r], acts[layer, r]
-            if derivative == _ARTICLE:
-                for t in range(m):
-                    s = _sigmoid(output[t])
-                    delta[t] *= s * (one - s)
-            else:
-                for t in range(m):
-                    a = output[t]
-                    delta[t] *= a * (one - a)
-    elif code == _TANH:
-        for r in range(n_rows):
-            delta, output = deltas[d, r], acts[layer, r]
-            for t in range(m):
-                a = output[t]
-                delta[t] *= one - a * a
-    elif code == _RELU:
-        zero = typed(0.0, acts)
-        for r in range(n_rows):
-            delta, output = deltas[d, r], acts[layer, r]
-            for t in range(m):
-                delta[t] = delta[t] if output[t] > zero else zero
+    for r in range(n_rows):
+        delta, output = deltas[d, r], acts[layer, r]
+        for t in range(m):
+            a = output[t]
+            delta[t] *= a * (one - a)
+
+
+@_kernel()
+def _sigmoid_article_slope(deltas, d, acts, layer, n_rows, m):
+    """The article's sigmoid slope f' = s(a) (1 - s(a)), s the sigmoid (see ARTICLE.md)."""
+    one = typed(1.0, acts)
+    for r in range(n_rows):
+        delta, output = deltas[d, r], acts[layer, r]
+        for t in range(m):
+            s = _sigmoid(output[t])
+            delta[t] *= s * (one - s)
+
+
+@_kernel()
+def _tanh_slope(deltas, d, acts, layer, n_rows, m):
+    """tanh's f' = 1 - a^2."""
+    one = typed(1.0, acts)
+    for r in range(n_rows):
+        delta, output = deltas[d, r], acts[layer, r]
+        for t in range(m):
+            a = output[t]
+            delta[t] *= one - a * a
+
+
+@_kernel()
+def _relu_slope(deltas, d, acts, layer, n_rows, m):
+    """relu's f' = 1 where a > 0, else 0."""
+    zero = typed(0.0, acts)
+    for r in range(n_rows):
+        delta, output = deltas[d, r], acts[layer, r]
+        for t in range(m):
+            delta[t] = delta[t] if output[t] > zero else zero
 
 
 @_kernel()
@@ -634,16 +766,16 @@ def _binary_cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
 
 
 @_kernel()
-def _forward_tile(X_rows, params, sizes, activations, has_bias, w_start, b_start, acts, scratch, activate_output):
+def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, scratch, calls):
     """Run one tile of rows X_rows (m, sizes[0]) through every layer, filling ``acts``.
 
     acts[0, k, t] = X_rows[t, k] (the tile made feature-major), then per
     layer acts[l + 1] = f_l(W_l.T @ acts[l] + b_l), f_l the activation
-    activations[l]; the output layer's f only when ``activate_output``
-    (cross-entropy reads its pre-activations).  scratch: (>= 2, TILE_ROWS)
-    for softmax.  The tile of X is a slice indexed from 0, so LLVM can see
-    that no index is negative and drops Numba's wraparound arithmetic from
-    the loop.
+    kernel calls[_FIRST_LAYER_CALL + l] (none for 0: linear, or the output
+    layer when cross-entropy reads its pre-activations).  scratch:
+    (>= 2, TILE_ROWS) for softmax.  The tile of X is a slice indexed from
+    0, so LLVM can see that no index is negative and drops Numba's
+    wraparound arithmetic from the loop.
     """
     m, n_weight_layers = X_rows.shape[0], sizes.shape[0] - 1
     for k in range(X_rows.shape[1]):
@@ -656,43 +788,46 @@ def _forward_tile(X_rows, params, sizes, activations, has_bias, w_start, b_start
             outputs, start = acts[layer + 1, j], params[b_first + j] if has_bias else typed(0.0, params)
             for t in range(m):
                 outputs[t] = start
-        _add_products(params, w_start[layer], np.int64(1), fan_out, fan_out, fan_in, acts, layer, layer + 1, m)
-        if activate_output or layer + 1 < n_weight_layers:
-            _activate(acts, layer + 1, fan_out, m, activations[layer], scratch)
+        _call(_CALL_PRODUCTS, calls[_CALL_PRODUCTS],
+              (params, w_start[layer], np.int64(1), fan_out, fan_out, fan_in, acts, layer, layer + 1, m))
+        activation = calls[_FIRST_LAYER_CALL + layer]
+        if activation:
+            _call(_CALL_ACTIVATION, activation, (acts, layer + 1, fan_out, m, scratch))
 
 
 # What a call of ``_rows`` computes: forward's activations, the gradient,
 # or an epoch of training.  One kernel does all three so that predict,
-# gradient and fit share its compiled code: each kernel between the tile
-# helpers and an entry point called from Python costs a compile of all the
-# code beneath it (Numba links a callee's code into its caller and
-# optimises it again there), so there are as few as possible.
+# gradient and fit share its compiled code; the tile kernels it runs come
+# from its table of addresses (see _CALL_ROWS), so it holds none of their code.
 _FORWARD, _GRADIENT, _TRAIN = 0, 1, 2
 
 
 @_kernel(entry=True)
-def _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, derivative, loss, scale,
-          w_start, b_start, acts, deltas, grad, out, training):
+def _rows(task, X, Y, w, first, last, params, sizes, has_bias, loss, scale, w_start, b_start, acts, deltas, grad,
+          out, training, calls):
     """Rows first .. last - 1 of X, tile by tile, on one thread's tiles acts, deltas (see above).
 
     _FORWARD: every layer's activations into ``out`` (see ``forward``);
     returns 0.  _GRADIENT: grad = their gradient; returns sum_i w_i e_i.
     _TRAIN: one epoch of mini-batches (see ``train_epoch``): each batch's
-    gradient, with its own normaliser, into grad, then one ``_update``;
+    gradient, with its own normaliser, into grad, then one update;
     returns the epoch's sum_i w_i e_i.  X: (n, sizes[0]); Y: (n, sizes[-1]);
-    w: (n,) or empty; activations: int64 (L,), each weight layer's
-    activation code; scale: the factor c of the output delta in params'
+    w: (n,) or empty; scale: the factor c of the output delta in params'
     dtype (1 for the unnormalised sums of ``gradient``; unread by _TRAIN,
-    whose batches each take their own normaliser).  Per tile: the forward pass, then for the gradient the
-    output delta (see fastnet.backends) and, from the last layer down,
-    dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
-    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  ``training`` is (order,
-    batch_size, optimizer, hyper, state, step, batch_X, batch_Y, batch_w,
-    read_X, read_Y, read_w), see ``train_epoch``; read only by _TRAIN, as
-    ``out`` only by _FORWARD.
+    whose batches each take their own normaliser).  Per tile: the forward
+    pass, then for the gradient the output delta (see fastnet.backends) and,
+    from the last layer down, dW_l += A_l.T @ delta_{l+1},
+    db_l += sum(delta_{l+1}) and delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).
+    ``training`` is (order, batch_size, hyper, state, step, batch_X,
+    batch_Y, batch_w, read_X, read_Y, read_w), see ``train_epoch``;
+    read only by _TRAIN, as ``out`` only by _FORWARD.  ``calls``: the
+    addresses of the tile kernels (``_call_table``): the forward pass, the
+    products, the weight gradient, the loss's output delta, the writer of activations, the
+    update, then each weight layer's activation and slope.
     """
-    order, batch_size, optimizer, hyper, state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w = training
+    order, batch_size, hyper, state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w = training
     n, out_layer, penalty = X.shape[0], sizes.shape[0] - 1, 0.0
+    slopes = _FIRST_LAYER_CALL + out_layer  # calls[slopes + l]: weight layer l's slope
     if task != _TRAIN:
         batch_size = last - first
     # The tile length is the workspace's, not TILE_ROWS: a kernel loaded from
@@ -702,7 +837,7 @@ def _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, deri
     tile = acts.shape[2]
     total = 0.0
     for batch_first in range(first, last, batch_size):
-        batch_last, errors = min(batch_first + batch_size, last), 0.0
+        batch_last, errors = _smaller(batch_first + batch_size, last), 0.0
         rows_X, rows_Y, rows_w, start, stop, c = X, Y, w, batch_first, batch_last, scale
         if task == _TRAIN:
             if order.shape[0]:
@@ -720,40 +855,38 @@ def _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, deri
             for i in range(grad.shape[0]):
                 grad[i] = 0.0
         for first_row in range(start, stop, tile):
-            m = min(tile, stop - first_row)
-            _forward_tile(rows_X[first_row:first_row + m], params, sizes, activations, has_bias, w_start, b_start,
-                          acts, deltas[1], task == _FORWARD or loss != _CROSS_ENTROPY)
+            m = _smaller(tile, stop - first_row)
+            _call(_CALL_FORWARD, calls[_CALL_FORWARD],
+                  (rows_X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts, deltas[1], calls))
             if task == _FORWARD:
-                _write_activations(acts, sizes, first_row, m, n, out)
+                _call(_CALL_WRITE, calls[_CALL_WRITE], (acts, sizes, first_row, m, n, out))
                 continue
             Y_rows = rows_Y[first_row:first_row + m]
             w_rows = rows_w[first_row:first_row + m] if rows_w.shape[0] else rows_w
-            if loss == _BCE:
-                errors += _binary_cross_entropy_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
-            elif loss == _CROSS_ENTROPY:
-                errors += _softmax_cross_entropy_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
-            else:
-                errors += _squared_error_delta(acts, out_layer, Y_rows, w_rows, c, deltas)
-                _times_slope(deltas, np.int64(0), acts, out_layer, sizes[out_layer], m, activations[out_layer - 1],
-                             derivative)
+            errors += _call(_CALL_OUTPUT_DELTA, calls[_CALL_OUTPUT_DELTA], (acts, out_layer, Y_rows, w_rows, c, deltas))
+            if calls[slopes + out_layer - 1]:  # none when the loss fuses the output delta
+                _call(_CALL_SLOPE, calls[slopes + out_layer - 1],
+                      (deltas, np.int64(0), acts, out_layer, sizes[out_layer], m))
             d = np.int64(0)  # which half of ``deltas`` holds the current delta
             for layer in range(out_layer - 1, -1, -1):
                 fan_in, fan_out = sizes[layer], sizes[layer + 1]
-                _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias,
-                                            w_start[layer], b_start[layer], grad)
+                _call(_CALL_WEIGHT_GRADIENT, calls[_CALL_WEIGHT_GRADIENT],
+                      (acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_start[layer], b_start[layer], grad))
                 if layer > 0:  # deltas[1 - d] = (W_l @ deltas[d]) * f'(acts[layer])
                     below = 1 - d
                     for k in range(fan_in):
                         for t in range(m):
                             deltas[below, k, t] = 0.0
-                    _add_products(params, w_start[layer], fan_out, np.int64(1), fan_in, fan_out, deltas, d, below, m)
+                    _call(_CALL_PRODUCTS, calls[_CALL_PRODUCTS],
+                          (params, w_start[layer], fan_out, np.int64(1), fan_in, fan_out, deltas, d, below, m))
                     # acts[layer] came out of weight layer layer - 1's activation.
-                    _times_slope(deltas, below, acts, layer, fan_in, m, activations[layer - 1], derivative)
+                    if calls[slopes + layer - 1]:
+                        _call(_CALL_SLOPE, calls[slopes + layer - 1], (deltas, below, acts, layer, fan_in, m))
                     d = below
         total += errors
         if task == _TRAIN:
             _add_penalty(params, sizes, w_start, penalty, grad)
-            _update(params, grad, optimizer, hyper, state, step)
+            _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step))
     return total
 
 
@@ -771,54 +904,61 @@ def _write_activations(acts, sizes, first_row, m, n, out):
 
 
 @_kernel(parallel=True, entry=True)
-def _blocks(task, X, Y, w, params, sizes, activations, has_bias, derivative, loss, scale, work, parts, grad, out):
-    """``_rows`` (_FORWARD or _GRADIENT) over all rows of X, in blocks of BLOCK_ROWS
-    rows run in parallel; for _GRADIENT, grad = the gradient and the return value
-    sum_i w_i e_i.
+def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, grad, out, training, calls):
+    """``_rows`` over all rows of X, in blocks of BLOCK_ROWS rows run in parallel:
+    _FORWARD and _GRADIENT as there (grad = the gradient, returns sum_i w_i e_i),
+    _TRAIN one batch of training: X, Y, w are the batch, its gradient takes
+    the batch's own normaliser (``scale`` unread), then the L2 penalty and
+    one update (calls[_CALL_UPDATE], with ``training``'s hyper, state and step).
 
     Arguments as in ``_rows`` (scale may be float64); work and parts as
-    ``_work_memory`` returns them.  For _GRADIENT, waves of
-    ``parts.shape[0]`` blocks run in parallel, each block into its own row
-    of ``parts``, and the parts are then added to ``grad`` in block order.
-    Block sizes and the order of that sum never depend on the number of
-    threads, so neither does the result, bit for bit.  Forward's blocks
-    are independent: one wave of all.
+    ``_work_memory`` returns them; ``_rows`` itself is called at
+    calls[_CALL_ROWS], so its code is not compiled again here.  For the
+    gradient, waves of ``parts.shape[0]`` blocks run in parallel, each block
+    into its own row of ``parts``, and the parts are then added to ``grad``
+    in block order.  Block sizes and the order of that sum never depend on
+    the number of threads, so neither does the result, bit for bit.
+    Forward's blocks are independent: one wave of all.
     """
     # Only the prange below may become parallel: whole-array statements in a
     # parallel function would each launch threads, so these are plain loops.
     w_start, b_start, acts, deltas, errors = work
-    c, n = typed(scale, params), X.shape[0]
-    # _rows's training argument, unread here: empty slices of the right types
-    # (passing it from Python would make every call slower).
-    training = (sizes[:0], np.int64(1), np.int64(0), errors[:0], parts[:0], sizes[:0], parts[:0], parts[:0],
-                grad[:0], X[:0], Y[:0], w[:0])
+    c, n, weight, rows_task = typed(scale, params), X.shape[0], 0.0, task
+    if task == _TRAIN:
+        weight, rows_task = _batch_weight(w, np.int64(0), n), _GRADIENT
+        c = typed(_normaliser(weight, sizes[-1], loss), params)
     n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
     wave_size = n_blocks if task == _FORWARD else parts.shape[0]
-    if task == _GRADIENT:
+    if task != _FORWARD:
         for i in range(grad.shape[0]):
             grad[i] = 0.0
     total = 0.0
     for wave in range(0, n_blocks, wave_size):
-        count = min(wave_size, n_blocks - wave)
+        count = _smaller(wave_size, n_blocks - wave)
         for slot in prange(count):
             first, thread = (wave + np.int64(slot)) * BLOCK_ROWS, get_thread_id()  # prange's index is unsigned
-            last = min(first + BLOCK_ROWS, n)
+            last = _smaller(first + BLOCK_ROWS, n)
             if task == _FORWARD:
-                _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, derivative, loss, c,
-                      w_start, b_start, acts[thread], deltas[thread], grad, out, training)
+                _call(_CALL_ROWS, calls[_CALL_ROWS], (rows_task, X, Y, w, first, last, params, sizes, has_bias, loss,
+                                                      c, w_start, b_start, acts[thread], deltas[thread], grad, out,
+                                                      training, calls))
             else:
-                errors[slot] = _rows(task, X, Y, w, first, last, params, sizes, activations, has_bias, derivative,
-                                     loss, c, w_start, b_start, acts[thread], deltas[thread], parts[slot], out,
-                                     training)
-        if task == _GRADIENT:
+                errors[slot] = _call(_CALL_ROWS, calls[_CALL_ROWS],
+                                     (rows_task, X, Y, w, first, last, params, sizes, has_bias, loss, c, w_start,
+                                      b_start, acts[thread], deltas[thread], parts[slot], out, training, calls))
+        if task != _FORWARD:
             for slot in range(count):
                 for i in range(grad.shape[0]):
                     grad[i] += parts[slot, i]
                 total += errors[slot]
+    if task == _TRAIN:
+        hyper, state, step = training[2], training[3], training[4]
+        _add_penalty(params, sizes, w_start, hyper[_ALPHA] * _penalty_normaliser(weight, loss), grad)
+        _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step))
     return total
 
 
-@_kernel(entry=True)
+@_kernel()
 def _batch_weight(w, first, last):
     """W = sum of w[first:last] in float64, or last - first when w is empty (every weight 1)."""
     if not w.shape[0]:
@@ -829,7 +969,7 @@ def _batch_weight(w, first, last):
     return weight
 
 
-@_kernel(entry=True)
+@_kernel()
 def _normaliser(weight, n_outputs, loss):
     """c for a batch of total row weight ``weight``: 1 for sums, 1 / W for mean losses,
     1 / (W n_outputs) for per-output ones, 0 when that is 1 / 0 (fastnet.backends.loss_normaliser)."""
@@ -839,7 +979,7 @@ def _normaliser(weight, n_outputs, loss):
     return 1.0 / total if total > 0 else 0.0
 
 
-@_kernel(entry=True)
+@_kernel()
 def _penalty_normaliser(weight, loss):
     """r of the L2 penalty: 1 / W for mean losses (0 for W = 0), 1 for sums
     (fastnet.backends.penalty_normaliser)."""
@@ -848,7 +988,7 @@ def _penalty_normaliser(weight, loss):
     return 1.0 / weight if weight > 0 else 0.0
 
 
-@_kernel(entry=True)
+@_kernel()
 def _add_penalty(params, sizes, w_start, coefficient, grad):
     """grad[i] += coefficient * params[i] over every weight matrix W_l (not the biases):
     the L2 penalty's gradient alpha r W, coefficient = alpha r (float64, rounded once)."""
@@ -859,6 +999,44 @@ def _add_penalty(params, sizes, w_start, coefficient, grad):
         first = w_start[layer]
         for i in range(first, first + sizes[layer] * sizes[layer + 1]):
             grad[i] += factor * params[i]
+
+
+# The optimizers of fastnet.spec.OPTIMIZERS, one kernel each (kind _CALL_UPDATE):
+# one step on params in place, from grad, the hyper-parameters (float64, the
+# fields of fastnet.spec.HYPER_FIELDS) and the state (see fastnet.backends).
+
+@_kernel()
+def _sgd_update(params, grad, hyper, state, step):
+    """p -= lr g."""
+    lr = typed(hyper[0], params)
+    for i in range(params.shape[0]):
+        params[i] -= lr * grad[i]
+
+
+@_kernel()
+def _momentum_update(params, grad, hyper, state, step):
+    """v = mu v + g; p -= lr v, the velocity v in state[0]."""
+    lr, momentum = typed(hyper[0], params), typed(hyper[1], params)
+    velocity = state[0]
+    for i in range(params.shape[0]):
+        velocity[i] = momentum * velocity[i] + grad[i]
+        params[i] -= lr * velocity[i]
+
+
+@_kernel()
+def _adam_update(params, grad, hyper, state, step):
+    """Adam: t += 1 (step[0]); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), m and v in state[0] and state[1]."""
+    lr, beta1, beta2, eps = typed(hyper[0], params), typed(hyper[2], params), typed(hyper[3], params), typed(hyper[4], params)
+    one = typed(1.0, params)
+    step[0] += 1
+    first_moment, second_moment = state[0], state[1]
+    correction1 = typed(1.0 - hyper[2] ** step[0], params)
+    correction2 = typed(1.0 - hyper[3] ** step[0], params)
+    for i in range(params.shape[0]):
+        first_moment[i] = beta1 * first_moment[i] + (one - beta1) * grad[i]
+        second_moment[i] = beta2 * second_moment[i] + (one - beta2) * grad[i] * grad[i]
+        params[i] -= lr * (first_moment[i] / correction1) / (math.sqrt(second_moment[i] / correction2) + eps)
 
 
 # _BALANCED: the parallel loops hand out blocks one at a time (chunk size 1),
@@ -959,10 +1137,95 @@ def _no_training(dtype):
     """``_rows``'s ``training`` placeholder for params of ``dtype`` (see _NO_TRAINING)."""
     if dtype.char not in _NO_TRAINING:
         empty, rows = np.empty(0, dtype), np.empty((0, 0), dtype)
-        _NO_TRAINING[dtype.char] = (np.empty(0, np.int64), 1, 0, np.zeros(5), np.empty((2, 0), dtype),
-                                    np.zeros(1, np.int64), rows, rows, empty,
+        _NO_TRAINING[dtype.char] = (np.empty(0, np.int64), 1, np.zeros(len(spec.HYPER_FIELDS)),
+                                    np.empty((spec.STATE_ROWS, 0), dtype), np.zeros(1, np.int64), rows, rows, empty,
                                     _read_only(rows), _read_only(rows), _read_only(empty))
     return _NO_TRAINING[dtype.char]
+
+
+#: Activation code -> its kernel (kind _CALL_ACTIVATION); linear has none.
+_ACTIVATION_KERNELS = {_SIGMOID: _sigmoid_tile, _TANH: _tanh_tile, _RELU: _relu_tile, _SOFTMAX: _softmax_tile}
+
+#: (activation code, derivative code) -> its slope's kernel (kind _CALL_SLOPE);
+#: linear and softmax have none.
+_SLOPE_KERNELS = {(code, derivative.code): kernel
+                  for code, kernel in ((_SIGMOID, _sigmoid_slope), (_TANH, _tanh_slope), (_RELU, _relu_slope))
+                  for derivative in spec.DERIVATIVES.values()}
+_SLOPE_KERNELS[_SIGMOID, _ARTICLE] = _sigmoid_article_slope
+
+#: Optimizer code -> its kernel (kind _CALL_UPDATE).
+_UPDATE_KERNELS = {spec.OPTIMIZERS["sgd"].code: _sgd_update, spec.OPTIMIZERS["momentum"].code: _momentum_update,
+                   spec.OPTIMIZERS["adam"].code: _adam_update}
+
+#: Loss code -> the kernel of its output delta (kind _CALL_OUTPUT_DELTA).
+_OUTPUT_DELTA_KERNELS = {spec.LOSSES["sse"].code: _squared_error_delta, spec.LOSSES["mse"].code: _squared_error_delta,
+                         _BCE: _binary_cross_entropy_delta, _CROSS_ENTROPY: _softmax_cross_entropy_delta}
+
+#: (kernel, kind, dtype char) -> the address of the kernel compiled for ``_signature``.
+_ADDRESSES = {}
+
+#: (task, optimizer, parallel, dtype char, activation codes, derivative, loss) -> a call table (``_call_table``).
+_CALL_TABLES = {}
+
+
+def _address(kernel, kind, dtype):
+    """Where ``kernel``, compiled for ``_signature(kind, ...)`` in ``dtype``, starts.
+
+    Compiles it, or loads it from Numba's cache, on first use.  Without
+    the JIT (NUMBA_DISABLE_JIT=1), the kernel itself, which ``_call`` calls.
+    """
+    if numba.config.DISABLE_JIT:
+        return kernel
+    key = (kernel, kind, dtype.char)
+    found = _ADDRESSES.get(key)
+    if found is None:
+        returns, argtypes = _signature(kind, numba.from_dtype(dtype))
+        kernel.compile(argtypes)
+        compiled = kernel.overloads[argtypes]
+        if compiled.signature.return_type != returns:
+            raise TypeError(f"{kernel.__name__} returns {compiled.signature.return_type}, "
+                            f"its calls expect {returns}")
+        found = _ADDRESSES[key] = compiled.library.get_pointer_to_function(compiled.fndesc.mangled_name)
+    return found
+
+
+def _call_table(task, model, optimizer=None, parallel=False):
+    """The ``calls`` argument of ``_rows`` for ``task`` on ``model``: int64 addresses of the
+    kernels it runs (see _CALL_ROWS), each compiled on first use; for _TRAIN the update
+    of the optimizer code ``optimizer``; ``parallel`` adds ``_rows``'s own, which
+    ``_blocks`` calls.  Made once per kind of network."""
+    dtype, codes, loss = model.params.dtype, model.activations, int(model.loss)
+    optimizer = None if optimizer is None else int(optimizer)
+    key = (task, optimizer, parallel, dtype.char, codes.tobytes(), int(model.derivative), loss)
+    table = _CALL_TABLES.get(key)
+    if table is not None:
+        return table
+    n_layers = codes.shape[0]
+    table = [0] * (_FIRST_LAYER_CALL + 2 * n_layers)
+    table[_CALL_FORWARD] = _address(_forward_tile, _CALL_FORWARD, dtype)
+    table[_CALL_PRODUCTS] = _address(_add_products, _CALL_PRODUCTS, dtype)
+    if parallel:
+        table[_CALL_ROWS] = _address(_rows, _CALL_ROWS, dtype)
+    if task == _FORWARD:
+        table[_CALL_WRITE] = _address(_write_activations, _CALL_WRITE, dtype)
+    else:
+        table[_CALL_WEIGHT_GRADIENT] = _address(_accumulate_weight_gradient, _CALL_WEIGHT_GRADIENT, dtype)
+        table[_CALL_OUTPUT_DELTA] = _address(_OUTPUT_DELTA_KERNELS[loss], _CALL_OUTPUT_DELTA, dtype)
+    if task == _TRAIN:
+        table[_CALL_UPDATE] = _address(_UPDATE_KERNELS[optimizer], _CALL_UPDATE, dtype)
+    for layer, code in enumerate(codes.tolist()):
+        output = layer == n_layers - 1
+        # Cross-entropy reads the output layer's pre-activations, and it and
+        # binary cross-entropy fuse the output slope into their delta.
+        if code in _ACTIVATION_KERNELS and not (output and task != _FORWARD and loss == _CROSS_ENTROPY):
+            table[_FIRST_LAYER_CALL + layer] = _address(_ACTIVATION_KERNELS[code], _CALL_ACTIVATION, dtype)
+        slope = _SLOPE_KERNELS.get((code, int(model.derivative)))
+        if task != _FORWARD and slope is not None and not (output and loss in (_BCE, _CROSS_ENTROPY)):
+            table[_FIRST_LAYER_CALL + n_layers + layer] = _address(slope, _CALL_SLOPE, dtype)
+    if not numba.config.DISABLE_JIT:
+        table = np.array(table, np.int64)
+    _CALL_TABLES[key] = table
+    return table
 
 
 def _run(task, model, X, Y, w, scale, memory, grad, out):
@@ -971,24 +1234,24 @@ def _run(task, model, X, Y, w, scale, memory, grad, out):
     factor c of the output delta (1: unnormalised sums).
 
     memory: ``_work_memory``'s.  A batch of at most one block runs serially
-    in the calling thread; the parallel ``_blocks``, the slowest kernel to
-    compile, is compiled only once a call has more rows.
+    in the calling thread; the parallel ``_blocks`` is compiled only once a
+    call has more rows.
     """
     work, parts = memory
     params, layout = model.params, model.layout
-    codes = (bool(layout.has_bias), int(model.derivative), int(model.loss))
+    codes = (bool(layout.has_bias), int(model.loss))
     if X.shape[0] > BLOCK_ROWS:
+        calls = _call_table(task, model, parallel=True)
         previous = get_parallel_chunksize()
         set_parallel_chunksize(1)  # see _BALANCED; cheaper per call than numba.parallel_chunksize()
         try:
-            return _blocks(task, X, Y, w, params, layout.sizes, model.activations, *codes, scale, work, parts,
-                           grad, out)
+            return _blocks(task, X, Y, w, params, layout.sizes, *codes, scale, work, parts, grad, out,
+                           _no_training(params.dtype), calls)
         finally:
             set_parallel_chunksize(previous)
     w_start, b_start, acts, deltas, _ = work
-    return _rows(task, X, Y, w, 0, X.shape[0], params, layout.sizes, model.activations, *codes,
-                 params.dtype.type(scale), w_start, b_start, acts[0], deltas[0], grad, out,
-                 _no_training(params.dtype))
+    return _rows(task, X, Y, w, 0, X.shape[0], params, layout.sizes, *codes, params.dtype.type(scale), w_start,
+                 b_start, acts[0], deltas[0], grad, out, _no_training(params.dtype), _call_table(task, model))
 
 
 def forward(model, X, out):
@@ -1027,31 +1290,6 @@ def gradient(model, rows, grad):
     return _run(_GRADIENT, model, X, Y, sample_weight, 1.0, memory, grad, _empty(model.params.dtype))
 
 
-@_kernel(entry=True)
-def _update(params, grad, optimizer, hyper, state, step):
-    """One optimizer step on params in place: sgd, momentum or adam (see fastnet.backends)."""
-    lr, momentum, beta1, beta2, eps = (typed(hyper[0], params), typed(hyper[1], params), typed(hyper[2], params),
-                                       typed(hyper[3], params), typed(hyper[4], params))
-    one = typed(1.0, params)
-    if optimizer == _SGD:
-        for i in range(params.shape[0]):
-            params[i] -= lr * grad[i]
-    elif optimizer == _MOMENTUM:
-        velocity = state[0]
-        for i in range(params.shape[0]):
-            velocity[i] = momentum * velocity[i] + grad[i]
-            params[i] -= lr * velocity[i]
-    else:
-        step[0] += 1
-        first_moment, second_moment = state[0], state[1]
-        correction1 = typed(1.0 - hyper[2] ** step[0], params)
-        correction2 = typed(1.0 - hyper[3] ** step[0], params)
-        for i in range(params.shape[0]):
-            first_moment[i] = beta1 * first_moment[i] + (one - beta1) * grad[i]
-            second_moment[i] = beta2 * second_moment[i] + (one - beta2) * grad[i] * grad[i]
-            params[i] -= lr * (first_moment[i] / correction1) / (math.sqrt(second_moment[i] / correction2) + eps)
-
-
 @_kernel()
 def _gather_rows(source, rows, target):
     """target[i, :] = source[rows[i], :] for each i: one mini-batch, in the visiting order."""
@@ -1064,21 +1302,29 @@ def _gather_rows(source, rows, target):
 def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
     """One epoch of batches of more than BLOCK_ROWS rows; returns sum_i w_i e_i.
 
-    A Python loop over the batches: each batch's gradient comes from
-    ``_run`` (in parallel, as ``gradient``) with its own normaliser, then
-    one ``_update``.  A batch this large takes far longer than the loop's
-    few calls.  Arguments as in ``train_epoch``, inputs already read-only.
+    A Python loop over the batches, one compiled call each: ``_blocks``
+    (_TRAIN: the batch's gradient in parallel, with its own normaliser, then
+    the penalty and one update), or ``_rows`` for a last batch of at most
+    BLOCK_ROWS rows.  A batch this large takes far longer than the loop.
+    Arguments as in ``train_epoch``, inputs already read-only.
     """
-    params = model.params
+    params, layout = model.params, model.layout
     gathered = batch_size if order.shape[0] else 0
     batch_X = np.empty((gathered, X.shape[1]), params.dtype)
     batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
     batch_w = np.empty(gathered if w.shape[0] else 0, params.dtype)
-    memory = _work_memory(batch_size, params, model.layout)
-    no_output, n_outputs, total = _empty(params.dtype), int(model.layout.sizes[-1]), 0.0
-    visits = order.shape[0] if order.shape[0] else X.shape[0]
+    training = (order, batch_size, optimizer.hyper, optimizer.state, optimizer.step,
+                batch_X, batch_Y, batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
+    work, parts = _work_memory(batch_size, params, layout)
+    w_start, b_start, acts, deltas, _ = work
+    codes, one, no_output = (bool(layout.has_bias), int(model.loss)), params.dtype.type(1.0), _empty(params.dtype)
+    visits, total = (order.shape[0] if order.shape[0] else X.shape[0]), 0.0
     for first in range(0, visits, batch_size):
         last = min(first + batch_size, visits)
+        if last - first <= BLOCK_ROWS:
+            total += _rows(_TRAIN, X, Y, w, first, last, params, layout.sizes, *codes, one, w_start, b_start,
+                           acts[0], deltas[0], grad, no_output, training, _call_table(_TRAIN, model, optimizer.code))
+            continue
         if order.shape[0]:
             rows, m = order[first:last], last - first
             rows_X, rows_Y = np.take(X, rows, 0, batch_X[:m]), np.take(Y, rows, 0, batch_Y[:m])
@@ -1086,12 +1332,14 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
             rows_X, rows_Y, rows_w = _read_only(rows_X), _read_only(rows_Y), _read_only(rows_w)
         else:
             rows_X, rows_Y, rows_w = X[first:last], Y[first:last], w[first:last] if w.shape[0] else w
-        weight = _batch_weight(rows_w, 0, rows_X.shape[0])
-        scale = _normaliser(weight, n_outputs, int(model.loss))
-        total += _run(_GRADIENT, model, rows_X, rows_Y, rows_w, scale, memory, grad, no_output)
-        _add_penalty(params, model.layout.sizes, model.layout.weight_offsets,
-                     float(optimizer.hyper[_ALPHA]) * _penalty_normaliser(weight, int(model.loss)), grad)
-        _update(params, grad, int(optimizer.code), optimizer.hyper, optimizer.state, optimizer.step)
+        calls = _call_table(_TRAIN, model, optimizer.code, parallel=True)
+        previous = get_parallel_chunksize()
+        set_parallel_chunksize(1)  # see _BALANCED
+        try:
+            total += _blocks(_TRAIN, rows_X, rows_Y, rows_w, params, layout.sizes, *codes, 1.0, work, parts, grad,
+                             no_output, training, calls)
+        finally:
+            set_parallel_chunksize(previous)
     return total
 
 
@@ -1117,9 +1365,9 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     batch_X = np.empty((gathered, X.shape[1]), params.dtype)
     batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
     batch_w = np.empty(gathered if sample_weight.shape[0] else 0, params.dtype)
-    training = (order, batch_size, int(optimizer.code), optimizer.hyper, optimizer.state, optimizer.step,
+    training = (order, batch_size, optimizer.hyper, optimizer.state, optimizer.step,
                 batch_X, batch_Y, batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
     w_start, b_start, acts, deltas, _ = _work_memory(batch_size, params, layout)[0]
-    return _rows(_TRAIN, X, Y, sample_weight, 0, visits, params, layout.sizes, model.activations,
-                 bool(layout.has_bias), int(model.derivative), int(model.loss), params.dtype.type(1.0),
-                 w_start, b_start, acts[0], deltas[0], grad, _empty(params.dtype), training)
+    return _rows(_TRAIN, X, Y, sample_weight, 0, visits, params, layout.sizes, bool(layout.has_bias),
+                 int(model.loss), params.dtype.type(1.0), w_start, b_start, acts[0], deltas[0], grad,
+                 _empty(params.dtype), training, _call_table(_TRAIN, model, optimizer.code))
