@@ -29,14 +29,15 @@ import threading
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm_binding
 from llvmlite import ir as llvm_ir
 from numba import (get_num_threads, get_parallel_chunksize, get_thread_id, njit, prange, set_parallel_chunksize,
                    types)
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, models, overload, register_model
 
 from fastnet._config import (BLOCK_ROWS, FASTMATH, PARTIAL_GRADIENT_BYTES, FASTMATH_REDUCE, NUMBA_CACHE, NUMBA_THREADING_LAYER,
-                             SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
+                             PRODUCT_CHUNK, SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
@@ -156,6 +157,163 @@ def _muladd(typingctx, a, b, c):
         muladd = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3), name)
         return builder.call(muladd, args, fastmath=tuple(FASTMATH_REDUCE))
     return a(a, b, c), codegen
+
+
+# ---- vectors: the matrix products' register blocks --------------------------
+#
+# LLVM's loop vectoriser keeps a running sum in vector registers only when
+# it is a reduction over the vectorised loop (a dot product); a block of
+# outputs updated along another loop stays in memory, loaded and stored at
+# every step.  The products therefore hold their register blocks as
+# explicit vectors: an LLVM vector type and a few intrinsics (load, store,
+# broadcast, fused multiply-add, add), each acting lane by lane, so every
+# lane computes exactly what the scalar code would, with no fast-math flag.
+
+
+def _host_vector_bytes():
+    """Bytes in one vector register of the CPU Numba compiles for: 64 with
+    AVX-512F, 32 with AVX, else 16 (also for an explicit NUMBA_CPU_NAME, such
+    as ``generic`` for portable caches, where wider vectors would be split)."""
+    if numba.config.CPU_NAME:
+        return 16
+    features = llvm_binding.get_host_cpu_features()
+    if features.get("avx512f"):
+        return 64
+    return 32 if features.get("avx") else 16
+
+
+#: Bytes per vector in the products' register blocks (a kernel loaded from
+#: the cache was compiled for the same CPU: Numba's cache key includes it).
+VECTOR_BYTES = _host_vector_bytes()
+
+
+class _Vector(types.Type):
+    """VECTOR_BYTES of floats of one type (``dtype``), held in one register."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.lanes = VECTOR_BYTES // (dtype.bitwidth // 8)
+        super().__init__(name=f"vector({dtype} x {self.lanes})")
+
+
+@register_model(_Vector)
+class _VectorModel(models.PrimitiveModel):
+    """An LLVM vector <lanes x float|double>."""
+
+    def __init__(self, dmm, fe_type):
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, llvm_ir.VectorType(element, fe_type.lanes))
+
+
+def _item_pointer(context, builder, array_type, array, index):
+    """Pointer to item ``index`` of a C-contiguous array's data, counted flat (no checks)."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [index])
+
+
+def _broadcast(builder, vector_type, value):
+    """An LLVM vector of ``vector_type`` with ``value`` in every lane."""
+    i32 = llvm_ir.IntType(32)
+    first = builder.insert_element(llvm_ir.Constant(vector_type, llvm_ir.Undefined), value, i32(0))
+    return builder.shuffle_vector(first, llvm_ir.Constant(vector_type, llvm_ir.Undefined),
+                                  llvm_ir.Constant(llvm_ir.VectorType(i32, vector_type.count), [0] * vector_type.count))
+
+
+def _is_flat_array(array, index):
+    """True for a C-contiguous float array and an integer index into it."""
+    return (isinstance(array, types.Array) and array.layout == "C" and isinstance(array.dtype, types.Float)
+            and isinstance(index, types.Integer))
+
+
+@intrinsic
+def _lanes(typingctx, like):
+    """Floats of ``like``'s type (an array's dtype or a float) in one vector: an int64 constant."""
+    dtype = like.dtype if isinstance(like, types.Array) else like
+    if not isinstance(dtype, types.Float):
+        return None
+    lanes = _Vector(dtype).lanes
+
+    def codegen(context, builder, signature, args):
+        return llvm_ir.Constant(llvm_ir.IntType(64), lanes)
+    return types.int64(like), codegen
+
+
+@intrinsic
+def _vector_load(typingctx, array, index):
+    """The vector array.flat[index : index + lanes] (C-contiguous array; any alignment; no bounds check)."""
+    if not _is_flat_array(array, index):
+        return None
+    vector = _Vector(array.dtype)
+
+    def codegen(context, builder, signature, args):
+        pointer = _item_pointer(context, builder, signature.args[0], *args)
+        pointer = builder.bitcast(pointer, context.get_value_type(vector).as_pointer())
+        return builder.load(pointer, align=array.dtype.bitwidth // 8)
+    return vector(array, index), codegen
+
+
+@intrinsic
+def _vector_store(typingctx, array, index, value):
+    """array.flat[index : index + lanes] = value (a vector of the array's type; no bounds check)."""
+    if not (_is_flat_array(array, index) and value == _Vector(array.dtype)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _item_pointer(context, builder, signature.args[0], args[0], args[1])
+        pointer = builder.bitcast(pointer, args[2].type.as_pointer())
+        builder.store(args[2], pointer, align=array.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+    return types.none(array, index, value), codegen
+
+
+@intrinsic
+def _vector_splat(typingctx, value):
+    """A vector with the float ``value`` in every lane."""
+    if not isinstance(value, types.Float):
+        return None
+    vector = _Vector(value)
+
+    def codegen(context, builder, signature, args):
+        return _broadcast(builder, context.get_value_type(vector), args[0])
+    return vector(value), codegen
+
+
+@intrinsic
+def _vector_splat_at(typingctx, array, index):
+    """A vector with array.flat[index] in every lane (C-contiguous array; no bounds check)."""
+    if not _is_flat_array(array, index):
+        return None
+    vector = _Vector(array.dtype)
+
+    def codegen(context, builder, signature, args):
+        value = builder.load(_item_pointer(context, builder, signature.args[0], *args))
+        return _broadcast(builder, context.get_value_type(vector), value)
+    return vector(array, index), codegen
+
+
+@intrinsic
+def _vector_fma(typingctx, a, b, c):
+    """a * b + c lane by lane, each rounded once (LLVM's ``fma`` on vectors)."""
+    if not (isinstance(a, _Vector) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        kind = args[0].type
+        name = f"llvm.fma.v{a.lanes}f{a.dtype.bitwidth}"
+        fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3), name)
+        return builder.call(fma, args)
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def _vector_add(typingctx, a, b):
+    """a + b lane by lane."""
+    if not (isinstance(a, _Vector) and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(*args)
+    return a(a, b), codegen
 
 
 @_kernel()
@@ -335,6 +493,34 @@ if numba.config.DISABLE_JIT:
         value = np.asarray(value)
         return value.view(np.int64 if value.dtype == np.float64 else np.int32)[()]
 
+    def _lanes(like):
+        """Floats per vector (any width computes the same in plain Python)."""
+        return VECTOR_BYTES // np.dtype(getattr(like, "dtype", type(like))).itemsize
+
+    def _vector_load(array, index):
+        """array.flat[index : index + lanes], copied."""
+        return array.reshape(-1)[index:index + _lanes(array)].copy()
+
+    def _vector_store(array, index, value):
+        """array.flat[index : index + lanes] = value."""
+        array.reshape(-1)[index:index + value.shape[0]] = value
+
+    def _vector_splat(value):
+        """lanes copies of value."""
+        return np.full(_lanes(value), value)
+
+    def _vector_splat_at(array, index):
+        """lanes copies of array.flat[index]."""
+        return np.full(_lanes(array), array.reshape(-1)[index])
+
+    def _vector_fma(a, b, c):
+        """a * b + c (rounded twice in plain Python)."""
+        return a * b + c
+
+    def _vector_add(a, b):
+        """a + b."""
+        return a + b
+
     def _sigmoid(z):
         """The sigmoid in z's own precision."""
         return _sigmoid32(z) if isinstance(z, np.float32) else _sigmoid64(z)
@@ -459,42 +645,101 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
     M[r, c] = params[weight + r * row_stride + c * col_stride]: W.T when the
     rows are a layer's outputs (row_stride 1, col_stride fan_out, forward),
     W when they are its inputs (row_stride fan_out, col_stride 1, backward).
-    Each pass over the tile adds four columns into two rows (eight
-    multiply-adds per six loads and two stores), or into the odd last row.
     Columns are added to the running sum in order c = 0, 1, ..., one fused
-    multiply-add each.  Inner loops index rows of the tile (1-D views):
-    less code for Numba to generate and LLVM to optimise than 3-D indexing.
+    multiply-add each, in every path below, so each sum is the same.
+
+    The bulk runs as a register-blocked micro-kernel: four rows by three
+    vectors of tile rows (12 vector sums) stay in registers while the
+    columns pass, each step loading three vectors of inputs and
+    broadcasting four weights.  The columns come in chunks of PRODUCT_CHUNK,
+    so the inputs a chunk reads stay in the L1 cache while every block of
+    rows runs over them.  The last m % (3 lanes) tile rows and the last
+    n_rows % 4 rows go through ``_add_products_rows``.
     """
-    paired, blocked = n_rows - n_rows % 2, n_cols - n_cols % 4
-    for r in range(0, paired, 2):
-        first, second = weight + r * row_stride, weight + (r + 1) * row_stride
-        out0, out1 = tiles[dst, r], tiles[dst, r + 1]
+    lanes = _lanes(params)
+    span = 3 * lanes
+    width, blocked = tiles.shape[2], n_rows - n_rows % 4
+    bulk = m - m % span
+    plane = tiles.shape[1] * width
+    for c_first in range(0, n_cols, PRODUCT_CHUNK):
+        c_last = min(n_cols, c_first + PRODUCT_CHUNK)
+        for t in range(0, bulk, span):
+            for r in range(0, blocked, 4):
+                o0 = dst * plane + r * width + t
+                o1, o2, o3 = o0 + width, o0 + 2 * width, o0 + 3 * width
+                s00, s01, s02 = _vector_load(tiles, o0), _vector_load(tiles, o0 + lanes), _vector_load(tiles, o0 + 2 * lanes)
+                s10, s11, s12 = _vector_load(tiles, o1), _vector_load(tiles, o1 + lanes), _vector_load(tiles, o1 + 2 * lanes)
+                s20, s21, s22 = _vector_load(tiles, o2), _vector_load(tiles, o2 + lanes), _vector_load(tiles, o2 + 2 * lanes)
+                s30, s31, s32 = _vector_load(tiles, o3), _vector_load(tiles, o3 + lanes), _vector_load(tiles, o3 + 2 * lanes)
+                at = weight + r * row_stride + c_first * col_stride
+                x = src * plane + c_first * width + t
+                for _ in range(c_first, c_last):
+                    x0, x1, x2 = _vector_load(tiles, x), _vector_load(tiles, x + lanes), _vector_load(tiles, x + 2 * lanes)
+                    u = _vector_splat_at(params, at)
+                    s00, s01, s02 = _vector_fma(u, x0, s00), _vector_fma(u, x1, s01), _vector_fma(u, x2, s02)
+                    u = _vector_splat_at(params, at + row_stride)
+                    s10, s11, s12 = _vector_fma(u, x0, s10), _vector_fma(u, x1, s11), _vector_fma(u, x2, s12)
+                    u = _vector_splat_at(params, at + 2 * row_stride)
+                    s20, s21, s22 = _vector_fma(u, x0, s20), _vector_fma(u, x1, s21), _vector_fma(u, x2, s22)
+                    u = _vector_splat_at(params, at + 3 * row_stride)
+                    s30, s31, s32 = _vector_fma(u, x0, s30), _vector_fma(u, x1, s31), _vector_fma(u, x2, s32)
+                    at += col_stride
+                    x += width
+                _vector_store(tiles, o0, s00), _vector_store(tiles, o0 + lanes, s01), _vector_store(tiles, o0 + 2 * lanes, s02)
+                _vector_store(tiles, o1, s10), _vector_store(tiles, o1 + lanes, s11), _vector_store(tiles, o1 + 2 * lanes, s12)
+                _vector_store(tiles, o2, s20), _vector_store(tiles, o2 + lanes, s21), _vector_store(tiles, o2 + 2 * lanes, s22)
+                _vector_store(tiles, o3, s30), _vector_store(tiles, o3 + lanes, s31), _vector_store(tiles, o3 + 2 * lanes, s32)
+    if bulk < m and blocked:
+        _add_products_rows(params, weight, row_stride, col_stride, np.int64(0), blocked, n_cols, tiles, src, dst,
+                           bulk, m)
+    if blocked < n_rows:
+        _add_products_rows(params, weight, row_stride, col_stride, blocked, n_rows, n_cols, tiles, src, dst,
+                           np.int64(0), m)
+
+
+@_kernel()
+def _add_products_rows(params, weight, row_stride, col_stride, first, last, n_cols, tiles, src, dst, t_first, m):
+    """``_add_products`` for rows first .. last - 1 and tile rows t_first .. m - 1 only.
+
+    Each pass over those tile rows adds four columns into two rows (eight
+    multiply-adds per six loads and two stores), or into the odd last row;
+    LLVM vectorises the loops over t.  Inner loops index slices of tile
+    rows from 0 (1-D views), so no index can be negative and no wraparound
+    arithmetic is left in them.
+    """
+    n_t, blocked = m - t_first, n_cols - n_cols % 4
+    paired = last - (last - first) % 2
+    for r in range(first, paired, 2):
+        base0, base1 = weight + r * row_stride, weight + (r + 1) * row_stride
+        out0, out1 = tiles[dst, r, t_first:m], tiles[dst, r + 1, t_first:m]
         for c in range(0, blocked, 4):
-            u0, u1, u2, u3 = (params[first + c * col_stride], params[first + (c + 1) * col_stride],
-                              params[first + (c + 2) * col_stride], params[first + (c + 3) * col_stride])
-            v0, v1, v2, v3 = (params[second + c * col_stride], params[second + (c + 1) * col_stride],
-                              params[second + (c + 2) * col_stride], params[second + (c + 3) * col_stride])
-            in0, in1, in2, in3 = tiles[src, c], tiles[src, c + 1], tiles[src, c + 2], tiles[src, c + 3]
-            for t in range(m):
+            u0, u1, u2, u3 = (params[base0 + c * col_stride], params[base0 + (c + 1) * col_stride],
+                              params[base0 + (c + 2) * col_stride], params[base0 + (c + 3) * col_stride])
+            v0, v1, v2, v3 = (params[base1 + c * col_stride], params[base1 + (c + 1) * col_stride],
+                              params[base1 + (c + 2) * col_stride], params[base1 + (c + 3) * col_stride])
+            in0, in1 = tiles[src, c, t_first:m], tiles[src, c + 1, t_first:m]
+            in2, in3 = tiles[src, c + 2, t_first:m], tiles[src, c + 3, t_first:m]
+            for t in range(n_t):
                 x0, x1, x2, x3 = in0[t], in1[t], in2[t], in3[t]
                 out0[t] = _fma(u3, x3, _fma(u2, x2, _fma(u1, x1, _fma(u0, x0, out0[t]))))
                 out1[t] = _fma(v3, x3, _fma(v2, x2, _fma(v1, x1, _fma(v0, x0, out1[t]))))
         for c in range(blocked, n_cols):
-            u, v, column = params[first + c * col_stride], params[second + c * col_stride], tiles[src, c]
-            for t in range(m):
+            u, v, column = params[base0 + c * col_stride], params[base1 + c * col_stride], tiles[src, c, t_first:m]
+            for t in range(n_t):
                 out0[t] = _fma(u, column[t], out0[t])
                 out1[t] = _fma(v, column[t], out1[t])
-    for r in range(paired, n_rows):
-        base, out0 = weight + r * row_stride, tiles[dst, r]
+    for r in range(paired, last):
+        base, out0 = weight + r * row_stride, tiles[dst, r, t_first:m]
         for c in range(0, blocked, 4):
             u0, u1, u2, u3 = (params[base + c * col_stride], params[base + (c + 1) * col_stride],
                               params[base + (c + 2) * col_stride], params[base + (c + 3) * col_stride])
-            in0, in1, in2, in3 = tiles[src, c], tiles[src, c + 1], tiles[src, c + 2], tiles[src, c + 3]
-            for t in range(m):
+            in0, in1 = tiles[src, c, t_first:m], tiles[src, c + 1, t_first:m]
+            in2, in3 = tiles[src, c + 2, t_first:m], tiles[src, c + 3, t_first:m]
+            for t in range(n_t):
                 out0[t] = _fma(u3, in3[t], _fma(u2, in2[t], _fma(u1, in1[t], _fma(u0, in0[t], out0[t]))))
         for c in range(blocked, n_cols):
-            w, column = params[base + c * col_stride], tiles[src, c]
-            for t in range(m):
+            w, column = params[base + c * col_stride], tiles[src, c, t_first:m]
+            for t in range(n_t):
                 out0[t] = _fma(w, column[t], out0[t])
 
 
@@ -505,15 +750,111 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
     A_l is acts[layer] and delta is deltas[d], both feature-major, so
     dW[k, j] = grad[w_first + k * fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
     and db[j] = grad[b_first + j] += sum_t deltas[d, j, t], for t < m.
-    Dot products go four inputs by two outputs at a time (eight sums from
-    six loads), then four by one, then one by one.
+
+    Outputs in whole vectors (the first fan_out - fan_out % lanes) are outer
+    products: delta is first transposed into deltas[1 - d] (free until the
+    next delta is written there) as m rows of fan_out, then a register block
+    of four inputs by three (or one) vectors of outputs sums
+    acts[layer, k, t] * row t over t = 0, 1, ... in order, one fused
+    multiply-add per step, and is added to dW: each lane is one weight's
+    own sum, with no horizontal additions.  Inputs are the outer loop, so
+    their four tile rows stay in the L1 cache while all outputs pass.  The
+    other outputs (all of a layer narrower than a vector) are dot products
+    over the tile's rows (``_weight_gradient_dots``).
     """
-    paired, blocked = fan_out - fan_out % 2, fan_in - fan_in % 4
-    zero = typed(0.0, grad)
-    for j in range(0, paired, 2):
-        delta0, delta1 = deltas[d, j], deltas[d, j + 1]
+    lanes = _lanes(grad)
+    vectored = fan_out - fan_out % lanes
+    if vectored:
+        rows = deltas[1 - d].reshape(deltas.shape[1] * deltas.shape[2])
+        for j in range(fan_out):
+            delta_row = deltas[d, j]
+            for t in range(m):
+                rows[t * fan_out + j] = delta_row[t]
+        width = acts.shape[2]
+        a_first, span = layer * acts.shape[1] * width, 3 * lanes
+        tripled, blocked = vectored - vectored % span, fan_in - fan_in % 4
+        zero = _vector_splat(typed(0.0, grad))
         for k in range(0, blocked, 4):
-            in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
+            a0 = a_first + k * width
+            a1, a2, a3 = a0 + width, a0 + 2 * width, a0 + 3 * width
+            for j in range(0, tripled, span):
+                s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = s30 = s31 = s32 = zero
+                at = j
+                for t in range(m):
+                    d0, d1, d2 = _vector_load(rows, at), _vector_load(rows, at + lanes), _vector_load(rows, at + 2 * lanes)
+                    a = _vector_splat_at(acts, a0 + t)
+                    s00, s01, s02 = _vector_fma(a, d0, s00), _vector_fma(a, d1, s01), _vector_fma(a, d2, s02)
+                    a = _vector_splat_at(acts, a1 + t)
+                    s10, s11, s12 = _vector_fma(a, d0, s10), _vector_fma(a, d1, s11), _vector_fma(a, d2, s12)
+                    a = _vector_splat_at(acts, a2 + t)
+                    s20, s21, s22 = _vector_fma(a, d0, s20), _vector_fma(a, d1, s21), _vector_fma(a, d2, s22)
+                    a = _vector_splat_at(acts, a3 + t)
+                    s30, s31, s32 = _vector_fma(a, d0, s30), _vector_fma(a, d1, s31), _vector_fma(a, d2, s32)
+                    at += fan_out
+                g = w_first + k * fan_out + j
+                _vector_store(grad, g, _vector_add(_vector_load(grad, g), s00))
+                _vector_store(grad, g + lanes, _vector_add(_vector_load(grad, g + lanes), s01))
+                _vector_store(grad, g + 2 * lanes, _vector_add(_vector_load(grad, g + 2 * lanes), s02))
+                g += fan_out
+                _vector_store(grad, g, _vector_add(_vector_load(grad, g), s10))
+                _vector_store(grad, g + lanes, _vector_add(_vector_load(grad, g + lanes), s11))
+                _vector_store(grad, g + 2 * lanes, _vector_add(_vector_load(grad, g + 2 * lanes), s12))
+                g += fan_out
+                _vector_store(grad, g, _vector_add(_vector_load(grad, g), s20))
+                _vector_store(grad, g + lanes, _vector_add(_vector_load(grad, g + lanes), s21))
+                _vector_store(grad, g + 2 * lanes, _vector_add(_vector_load(grad, g + 2 * lanes), s22))
+                g += fan_out
+                _vector_store(grad, g, _vector_add(_vector_load(grad, g), s30))
+                _vector_store(grad, g + lanes, _vector_add(_vector_load(grad, g + lanes), s31))
+                _vector_store(grad, g + 2 * lanes, _vector_add(_vector_load(grad, g + 2 * lanes), s32))
+            for j in range(tripled, vectored, lanes):
+                s0 = s1 = s2 = s3 = zero
+                at = j
+                for t in range(m):
+                    delta = _vector_load(rows, at)
+                    s0, s1 = _vector_fma(_vector_splat_at(acts, a0 + t), delta, s0), _vector_fma(_vector_splat_at(acts, a1 + t), delta, s1)
+                    s2, s3 = _vector_fma(_vector_splat_at(acts, a2 + t), delta, s2), _vector_fma(_vector_splat_at(acts, a3 + t), delta, s3)
+                    at += fan_out
+                g = w_first + k * fan_out + j
+                _vector_store(grad, g, _vector_add(_vector_load(grad, g), s0))
+                _vector_store(grad, g + fan_out, _vector_add(_vector_load(grad, g + fan_out), s1))
+                _vector_store(grad, g + 2 * fan_out, _vector_add(_vector_load(grad, g + 2 * fan_out), s2))
+                _vector_store(grad, g + 3 * fan_out, _vector_add(_vector_load(grad, g + 3 * fan_out), s3))
+        for k in range(blocked, fan_in):
+            a0 = a_first + k * width
+            for j in range(0, vectored, lanes):
+                s0, at = zero, j
+                for t in range(m):
+                    s0 = _vector_fma(_vector_splat_at(acts, a0 + t), _vector_load(rows, at), s0)
+                    at += fan_out
+                g = w_first + k * fan_out + j
+                _vector_store(grad, g, _vector_add(_vector_load(grad, g), s0))
+    if vectored < fan_out:
+        _weight_gradient_dots(acts, layer, deltas, d, m, fan_in, fan_out, vectored, w_first, grad)
+    if has_bias:
+        zero = typed(0.0, grad)
+        for j in range(fan_out):
+            delta_row, total = deltas[d, j], zero
+            for t in range(m):
+                total += delta_row[t]
+            grad[b_first + j] += total
+
+
+@_kernel(FASTMATH_REDUCE)
+def _weight_gradient_dots(acts, layer, deltas, d, m, fan_in, fan_out, first, w_first, grad):
+    """dW[k, j] += sum_t acts[layer, k, t] deltas[d, j, t] for outputs j >= first, as dot
+    products over the tile's rows (a reduction LLVM vectorises, with ``reassoc``).
+
+    Inputs are the outer loop (their four tile rows stay in the L1 cache
+    while the deltas pass); dot products go four inputs by two outputs at a
+    time (eight sums from six loads), then four by one, then one by one.
+    """
+    paired, blocked = fan_out - (fan_out - first) % 2, fan_in - fan_in % 4
+    zero = typed(0.0, grad)
+    for k in range(0, blocked, 4):
+        in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
+        for j in range(first, paired, 2):
+            delta0, delta1 = deltas[d, j], deltas[d, j + 1]
             s00 = s10 = s20 = s30 = s01 = s11 = s21 = s31 = zero
             for t in range(m):
                 d0, d1 = delta0[t], delta1[t]
@@ -529,10 +870,8 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
             grad[row + 2 * fan_out + 1] += s21
             grad[row + 3 * fan_out] += s30
             grad[row + 3 * fan_out + 1] += s31
-    for j in range(paired, fan_out):
-        delta_row = deltas[d, j]
-        for k in range(0, blocked, 4):
-            in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
+        for j in range(paired, fan_out):
+            delta_row = deltas[d, j]
             s0 = s1 = s2 = s3 = zero
             for t in range(m):
                 delta = delta_row[t]
@@ -542,19 +881,13 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
             grad[w_first + (k + 1) * fan_out + j] += s1
             grad[w_first + (k + 2) * fan_out + j] += s2
             grad[w_first + (k + 3) * fan_out + j] += s3
-    for j in range(fan_out):
-        delta_row = deltas[d, j]
-        for k in range(blocked, fan_in):
-            inputs, total = acts[layer, k], zero
+    for k in range(blocked, fan_in):
+        inputs = acts[layer, k]
+        for j in range(first, fan_out):
+            delta_row, total = deltas[d, j], zero
             for t in range(m):
                 total = _muladd(inputs[t], delta_row[t], total)
             grad[w_first + k * fan_out + j] += total
-    if has_bias:
-        for j in range(fan_out):
-            delta_row, total = deltas[d, j], zero
-            for t in range(m):
-                total += delta_row[t]
-            grad[b_first + j] += total
 
 
 @_kernel(FASTMATH_REDUCE)
