@@ -651,15 +651,16 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
     The bulk runs as a register-blocked micro-kernel: four rows by three
     vectors of tile rows (12 vector sums) stay in registers while the
     columns pass, each step loading three vectors of inputs and
-    broadcasting four weights.  The columns come in chunks of PRODUCT_CHUNK,
-    so the inputs a chunk reads stay in the L1 cache while every block of
-    rows runs over them.  The last m % (3 lanes) tile rows and the last
-    n_rows % 4 rows go through ``_add_products_rows``.
+    broadcasting four weights; the tile rows left over run four rows by one
+    vector.  The columns come in chunks of PRODUCT_CHUNK, so the inputs a
+    chunk reads stay in the L1 cache while every block of rows runs over
+    them.  The last m % lanes tile rows and the last n_rows % 4 rows go
+    through ``_add_products_rows``.
     """
     lanes = _lanes(params)
     span = 3 * lanes
     width, blocked = tiles.shape[2], n_rows - n_rows % 4
-    bulk = m - m % span
+    bulk, whole = m - m % span, m - m % lanes
     plane = tiles.shape[1] * width
     for c_first in range(0, n_cols, PRODUCT_CHUNK):
         c_last = min(n_cols, c_first + PRODUCT_CHUNK)
@@ -689,9 +690,26 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
                 _vector_store(tiles, o1, s10), _vector_store(tiles, o1 + lanes, s11), _vector_store(tiles, o1 + 2 * lanes, s12)
                 _vector_store(tiles, o2, s20), _vector_store(tiles, o2 + lanes, s21), _vector_store(tiles, o2 + 2 * lanes, s22)
                 _vector_store(tiles, o3, s30), _vector_store(tiles, o3 + lanes, s31), _vector_store(tiles, o3 + 2 * lanes, s32)
-    if bulk < m and blocked:
+        for t in range(bulk, whole, lanes):
+            for r in range(0, blocked, 4):
+                o0 = dst * plane + r * width + t
+                s0, s1 = _vector_load(tiles, o0), _vector_load(tiles, o0 + width)
+                s2, s3 = _vector_load(tiles, o0 + 2 * width), _vector_load(tiles, o0 + 3 * width)
+                at = weight + r * row_stride + c_first * col_stride
+                x = src * plane + c_first * width + t
+                for _ in range(c_first, c_last):
+                    x0 = _vector_load(tiles, x)
+                    s0 = _vector_fma(_vector_splat_at(params, at), x0, s0)
+                    s1 = _vector_fma(_vector_splat_at(params, at + row_stride), x0, s1)
+                    s2 = _vector_fma(_vector_splat_at(params, at + 2 * row_stride), x0, s2)
+                    s3 = _vector_fma(_vector_splat_at(params, at + 3 * row_stride), x0, s3)
+                    at += col_stride
+                    x += width
+                _vector_store(tiles, o0, s0), _vector_store(tiles, o0 + width, s1)
+                _vector_store(tiles, o0 + 2 * width, s2), _vector_store(tiles, o0 + 3 * width, s3)
+    if whole < m and blocked:
         _add_products_rows(params, weight, row_stride, col_stride, np.int64(0), blocked, n_cols, tiles, src, dst,
-                           bulk, m)
+                           whole, m)
     if blocked < n_rows:
         _add_products_rows(params, weight, row_stride, col_stride, blocked, n_rows, n_cols, tiles, src, dst,
                            np.int64(0), m)
