@@ -18,6 +18,11 @@ BLOCK_ROWS = 32 * TILE_ROWS
 #: runs over the inputs in order, so this changes the speed, never a result.
 PRODUCT_CHUNK = 64
 
+#: Fewest inputs (columns) for which the Numba products use their register
+#: blocks: each block loads and stores its sums once per chunk, which pays
+#: only when enough columns are added in between.
+PRODUCT_MIN_COLUMNS = 16
+
 #: Rows per call of a backend's forward in Network.forward/predict: their
 #: hidden activations are held for these rows only, whatever the number of
 #: rows predicted.  A whole number of blocks, so threads share it evenly.

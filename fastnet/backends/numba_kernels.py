@@ -37,7 +37,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
 from fastnet._config import (BLOCK_ROWS, FASTMATH, PARTIAL_GRADIENT_BYTES, FASTMATH_REDUCE, NUMBA_CACHE, NUMBA_THREADING_LAYER,
-                             PRODUCT_CHUNK, SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
+                             PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
@@ -166,7 +166,7 @@ def _muladd(typingctx, a, b, c):
 # outputs updated along another loop stays in memory, loaded and stored at
 # every step.  The products therefore hold their register blocks as
 # explicit vectors: an LLVM vector type and a few intrinsics (load, store,
-# broadcast, fused multiply-add, add), each acting lane by lane, so every
+# broadcast, fused multiply-add), each acting lane by lane, so every
 # lane computes exactly what the scalar code would, with no fast-math flag.
 
 
@@ -267,18 +267,6 @@ def _vector_store(typingctx, array, index, value):
 
 
 @intrinsic
-def _vector_splat(typingctx, value):
-    """A vector with the float ``value`` in every lane."""
-    if not isinstance(value, types.Float):
-        return None
-    vector = _Vector(value)
-
-    def codegen(context, builder, signature, args):
-        return _broadcast(builder, context.get_value_type(vector), args[0])
-    return vector(value), codegen
-
-
-@intrinsic
 def _vector_splat_at(typingctx, array, index):
     """A vector with array.flat[index] in every lane (C-contiguous array; no bounds check)."""
     if not _is_flat_array(array, index):
@@ -303,17 +291,6 @@ def _vector_fma(typingctx, a, b, c):
         fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3), name)
         return builder.call(fma, args)
     return a(a, b, c), codegen
-
-
-@intrinsic
-def _vector_add(typingctx, a, b):
-    """a + b lane by lane."""
-    if not (isinstance(a, _Vector) and a == b):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fadd(*args)
-    return a(a, b), codegen
 
 
 @_kernel()
@@ -505,10 +482,6 @@ if numba.config.DISABLE_JIT:
         """array.flat[index : index + lanes] = value."""
         array.reshape(-1)[index:index + value.shape[0]] = value
 
-    def _vector_splat(value):
-        """lanes copies of value."""
-        return np.full(_lanes(value), value)
-
     def _vector_splat_at(array, index):
         """lanes copies of array.flat[index]."""
         return np.full(_lanes(array), array.reshape(-1)[index])
@@ -516,10 +489,6 @@ if numba.config.DISABLE_JIT:
     def _vector_fma(a, b, c):
         """a * b + c (rounded twice in plain Python)."""
         return a * b + c
-
-    def _vector_add(a, b):
-        """a + b."""
-        return a + b
 
     def _sigmoid(z):
         """The sigmoid in z's own precision."""
@@ -646,20 +615,67 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
     rows are a layer's outputs (row_stride 1, col_stride fan_out, forward),
     W when they are its inputs (row_stride fan_out, col_stride 1, backward).
     Columns are added to the running sum in order c = 0, 1, ..., one fused
-    multiply-add each, in every path below, so each sum is the same.
+    multiply-add each, on every path, so each sum is the same.
 
-    The bulk runs as a register-blocked micro-kernel: four rows by three
-    vectors of tile rows (12 vector sums) stay in registers while the
-    columns pass, each step loading three vectors of inputs and
-    broadcasting four weights; the tile rows left over run four rows by one
-    vector.  The columns come in chunks of PRODUCT_CHUNK, so the inputs a
-    chunk reads stay in the L1 cache while every block of rows runs over
-    them.  The last m % lanes tile rows and the last n_rows % 4 rows go
-    through ``_add_products_rows``.
+    With at least four rows and PRODUCT_MIN_COLUMNS columns, the register
+    blocks of ``_add_products_blocked``.  Otherwise loops over tile rows
+    that LLVM vectorises: each pass adds four columns into two rows (eight
+    multiply-adds per six loads and two stores), or into the odd last row.
+    This function stays small, so LLVM can still inline it for the narrow
+    layers, whose calls are short.
+    """
+    if n_rows >= 4 and n_cols >= PRODUCT_MIN_COLUMNS:
+        _add_products_blocked(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m)
+        return
+    paired, blocked_cols = n_rows - n_rows % 2, n_cols - n_cols % 4
+    for r in range(0, paired, 2):
+        first, second = weight + r * row_stride, weight + (r + 1) * row_stride
+        out0, out1 = tiles[dst, r], tiles[dst, r + 1]
+        for c in range(0, blocked_cols, 4):
+            u0, u1, u2, u3 = (params[first + c * col_stride], params[first + (c + 1) * col_stride],
+                              params[first + (c + 2) * col_stride], params[first + (c + 3) * col_stride])
+            v0, v1, v2, v3 = (params[second + c * col_stride], params[second + (c + 1) * col_stride],
+                              params[second + (c + 2) * col_stride], params[second + (c + 3) * col_stride])
+            in0, in1, in2, in3 = tiles[src, c], tiles[src, c + 1], tiles[src, c + 2], tiles[src, c + 3]
+            for t in range(m):
+                x0, x1, x2, x3 = in0[t], in1[t], in2[t], in3[t]
+                out0[t] = _fma(u3, x3, _fma(u2, x2, _fma(u1, x1, _fma(u0, x0, out0[t]))))
+                out1[t] = _fma(v3, x3, _fma(v2, x2, _fma(v1, x1, _fma(v0, x0, out1[t]))))
+        for c in range(blocked_cols, n_cols):
+            u, v, column = params[first + c * col_stride], params[second + c * col_stride], tiles[src, c]
+            for t in range(m):
+                out0[t] = _fma(u, column[t], out0[t])
+                out1[t] = _fma(v, column[t], out1[t])
+    for r in range(paired, n_rows):
+        base, out0 = weight + r * row_stride, tiles[dst, r]
+        for c in range(0, blocked_cols, 4):
+            u0, u1, u2, u3 = (params[base + c * col_stride], params[base + (c + 1) * col_stride],
+                              params[base + (c + 2) * col_stride], params[base + (c + 3) * col_stride])
+            in0, in1, in2, in3 = tiles[src, c], tiles[src, c + 1], tiles[src, c + 2], tiles[src, c + 3]
+            for t in range(m):
+                out0[t] = _fma(u3, in3[t], _fma(u2, in2[t], _fma(u1, in1[t], _fma(u0, in0[t], out0[t]))))
+        for c in range(blocked_cols, n_cols):
+            w, column = params[base + c * col_stride], tiles[src, c]
+            for t in range(m):
+                out0[t] = _fma(w, column[t], out0[t])
+
+
+@_kernel()
+def _add_products_blocked(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m):
+    """``_add_products`` for n_rows >= 4, as a register-blocked micro-kernel.
+
+    Four rows by three vectors of tile rows (12 vector sums) stay in
+    registers while the columns pass, each step loading three vectors of
+    inputs and broadcasting four weights; tile rows left over run four rows
+    by one vector.  Columns come in chunks of PRODUCT_CHUNK, so the tile
+    rows a chunk reads stay in the L1 cache while every block of rows runs
+    over them.  The last m % lanes tile rows (of a partial tile) and the
+    last n_rows % 4 rows go through ``_add_products_rows``.  Each sum still
+    runs over the columns in order, one fused multiply-add each.
     """
     lanes = _lanes(params)
-    span = 3 * lanes
-    width, blocked = tiles.shape[2], n_rows - n_rows % 4
+    span, width = 3 * lanes, tiles.shape[2]
+    blocked = n_rows - n_rows % 4
     bulk, whole = m - m % span, m - m % lanes
     plane = tiles.shape[1] * width
     for c_first in range(0, n_cols, PRODUCT_CHUNK):
@@ -707,7 +723,7 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
                     x += width
                 _vector_store(tiles, o0, s0), _vector_store(tiles, o0 + width, s1)
                 _vector_store(tiles, o0 + 2 * width, s2), _vector_store(tiles, o0 + 3 * width, s3)
-    if whole < m and blocked:
+    if whole < m:
         _add_products_rows(params, weight, row_stride, col_stride, np.int64(0), blocked, n_cols, tiles, src, dst,
                            whole, m)
     if blocked < n_rows:
@@ -717,20 +733,14 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
 
 @_kernel()
 def _add_products_rows(params, weight, row_stride, col_stride, first, last, n_cols, tiles, src, dst, t_first, m):
-    """``_add_products`` for rows first .. last - 1 and tile rows t_first .. m - 1 only.
-
-    Each pass over those tile rows adds four columns into two rows (eight
-    multiply-adds per six loads and two stores), or into the odd last row;
-    LLVM vectorises the loops over t.  Inner loops index slices of tile
-    rows from 0 (1-D views), so no index can be negative and no wraparound
-    arithmetic is left in them.
-    """
-    n_t, blocked = m - t_first, n_cols - n_cols % 4
-    paired = last - (last - first) % 2
+    """``_add_products``'s loops over tile rows for rows first .. last - 1 and tile rows
+    t_first .. m - 1 only: the parts its register blocks leave.  They index slices of tile
+    rows from 0, so no index can be negative and no wraparound arithmetic is left in them."""
+    n_t, paired, blocked_cols = m - t_first, last - (last - first) % 2, n_cols - n_cols % 4
     for r in range(first, paired, 2):
         base0, base1 = weight + r * row_stride, weight + (r + 1) * row_stride
         out0, out1 = tiles[dst, r, t_first:m], tiles[dst, r + 1, t_first:m]
-        for c in range(0, blocked, 4):
+        for c in range(0, blocked_cols, 4):
             u0, u1, u2, u3 = (params[base0 + c * col_stride], params[base0 + (c + 1) * col_stride],
                               params[base0 + (c + 2) * col_stride], params[base0 + (c + 3) * col_stride])
             v0, v1, v2, v3 = (params[base1 + c * col_stride], params[base1 + (c + 1) * col_stride],
@@ -741,21 +751,21 @@ def _add_products_rows(params, weight, row_stride, col_stride, first, last, n_co
                 x0, x1, x2, x3 = in0[t], in1[t], in2[t], in3[t]
                 out0[t] = _fma(u3, x3, _fma(u2, x2, _fma(u1, x1, _fma(u0, x0, out0[t]))))
                 out1[t] = _fma(v3, x3, _fma(v2, x2, _fma(v1, x1, _fma(v0, x0, out1[t]))))
-        for c in range(blocked, n_cols):
+        for c in range(blocked_cols, n_cols):
             u, v, column = params[base0 + c * col_stride], params[base1 + c * col_stride], tiles[src, c, t_first:m]
             for t in range(n_t):
                 out0[t] = _fma(u, column[t], out0[t])
                 out1[t] = _fma(v, column[t], out1[t])
     for r in range(paired, last):
         base, out0 = weight + r * row_stride, tiles[dst, r, t_first:m]
-        for c in range(0, blocked, 4):
+        for c in range(0, blocked_cols, 4):
             u0, u1, u2, u3 = (params[base + c * col_stride], params[base + (c + 1) * col_stride],
                               params[base + (c + 2) * col_stride], params[base + (c + 3) * col_stride])
             in0, in1 = tiles[src, c, t_first:m], tiles[src, c + 1, t_first:m]
             in2, in3 = tiles[src, c + 2, t_first:m], tiles[src, c + 3, t_first:m]
             for t in range(n_t):
                 out0[t] = _fma(u3, in3[t], _fma(u2, in2[t], _fma(u1, in1[t], _fma(u0, in0[t], out0[t]))))
-        for c in range(blocked, n_cols):
+        for c in range(blocked_cols, n_cols):
             w, column = params[base + c * col_stride], tiles[src, c, t_first:m]
             for t in range(n_t):
                 out0[t] = _fma(w, column[t], out0[t])
@@ -768,110 +778,19 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
     A_l is acts[layer] and delta is deltas[d], both feature-major, so
     dW[k, j] = grad[w_first + k * fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
     and db[j] = grad[b_first + j] += sum_t deltas[d, j, t], for t < m.
-
-    Outputs in whole vectors (the first fan_out - fan_out % lanes) are outer
-    products: delta is first transposed into deltas[1 - d] (free until the
-    next delta is written there) as m rows of fan_out, then a register block
-    of four inputs by three (or one) vectors of outputs sums
-    acts[layer, k, t] * row t over t = 0, 1, ... in order, one fused
-    multiply-add per step, and is added to dW: each lane is one weight's
-    own sum, with no horizontal additions.  Inputs are the outer loop, so
-    their four tile rows stay in the L1 cache while all outputs pass.  The
-    other outputs (all of a layer narrower than a vector) are dot products
-    over the tile's rows (``_weight_gradient_dots``).
+    Each is a dot product over the tile's rows, a reduction LLVM vectorises
+    (with ``reassoc``, its vector sums held in registers).  They go four
+    inputs by two outputs at a time (eight sums from six loads), then four
+    by one, then one by one.  Inputs are the outer loop: their four tile
+    rows stay in the L1 cache while every output's deltas pass (from L2),
+    where outputs outside would stream the whole input tile, which may not
+    fit in L2, once per pair of outputs.
     """
-    lanes = _lanes(grad)
-    vectored = fan_out - fan_out % lanes
-    if vectored:
-        rows = deltas[1 - d].reshape(deltas.shape[1] * deltas.shape[2])
-        for j in range(fan_out):
-            delta_row = deltas[d, j]
-            for t in range(m):
-                rows[t * fan_out + j] = delta_row[t]
-        width = acts.shape[2]
-        a_first, span = layer * acts.shape[1] * width, 3 * lanes
-        tripled, blocked = vectored - vectored % span, fan_in - fan_in % 4
-        zero = _vector_splat(typed(0.0, grad))
-        for k in range(0, blocked, 4):
-            a0 = a_first + k * width
-            a1, a2, a3 = a0 + width, a0 + 2 * width, a0 + 3 * width
-            for j in range(0, tripled, span):
-                s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = s30 = s31 = s32 = zero
-                at = j
-                for t in range(m):
-                    d0, d1, d2 = _vector_load(rows, at), _vector_load(rows, at + lanes), _vector_load(rows, at + 2 * lanes)
-                    a = _vector_splat_at(acts, a0 + t)
-                    s00, s01, s02 = _vector_fma(a, d0, s00), _vector_fma(a, d1, s01), _vector_fma(a, d2, s02)
-                    a = _vector_splat_at(acts, a1 + t)
-                    s10, s11, s12 = _vector_fma(a, d0, s10), _vector_fma(a, d1, s11), _vector_fma(a, d2, s12)
-                    a = _vector_splat_at(acts, a2 + t)
-                    s20, s21, s22 = _vector_fma(a, d0, s20), _vector_fma(a, d1, s21), _vector_fma(a, d2, s22)
-                    a = _vector_splat_at(acts, a3 + t)
-                    s30, s31, s32 = _vector_fma(a, d0, s30), _vector_fma(a, d1, s31), _vector_fma(a, d2, s32)
-                    at += fan_out
-                g = w_first + k * fan_out + j
-                _vector_store(grad, g, _vector_add(_vector_load(grad, g), s00))
-                _vector_store(grad, g + lanes, _vector_add(_vector_load(grad, g + lanes), s01))
-                _vector_store(grad, g + 2 * lanes, _vector_add(_vector_load(grad, g + 2 * lanes), s02))
-                g += fan_out
-                _vector_store(grad, g, _vector_add(_vector_load(grad, g), s10))
-                _vector_store(grad, g + lanes, _vector_add(_vector_load(grad, g + lanes), s11))
-                _vector_store(grad, g + 2 * lanes, _vector_add(_vector_load(grad, g + 2 * lanes), s12))
-                g += fan_out
-                _vector_store(grad, g, _vector_add(_vector_load(grad, g), s20))
-                _vector_store(grad, g + lanes, _vector_add(_vector_load(grad, g + lanes), s21))
-                _vector_store(grad, g + 2 * lanes, _vector_add(_vector_load(grad, g + 2 * lanes), s22))
-                g += fan_out
-                _vector_store(grad, g, _vector_add(_vector_load(grad, g), s30))
-                _vector_store(grad, g + lanes, _vector_add(_vector_load(grad, g + lanes), s31))
-                _vector_store(grad, g + 2 * lanes, _vector_add(_vector_load(grad, g + 2 * lanes), s32))
-            for j in range(tripled, vectored, lanes):
-                s0 = s1 = s2 = s3 = zero
-                at = j
-                for t in range(m):
-                    delta = _vector_load(rows, at)
-                    s0, s1 = _vector_fma(_vector_splat_at(acts, a0 + t), delta, s0), _vector_fma(_vector_splat_at(acts, a1 + t), delta, s1)
-                    s2, s3 = _vector_fma(_vector_splat_at(acts, a2 + t), delta, s2), _vector_fma(_vector_splat_at(acts, a3 + t), delta, s3)
-                    at += fan_out
-                g = w_first + k * fan_out + j
-                _vector_store(grad, g, _vector_add(_vector_load(grad, g), s0))
-                _vector_store(grad, g + fan_out, _vector_add(_vector_load(grad, g + fan_out), s1))
-                _vector_store(grad, g + 2 * fan_out, _vector_add(_vector_load(grad, g + 2 * fan_out), s2))
-                _vector_store(grad, g + 3 * fan_out, _vector_add(_vector_load(grad, g + 3 * fan_out), s3))
-        for k in range(blocked, fan_in):
-            a0 = a_first + k * width
-            for j in range(0, vectored, lanes):
-                s0, at = zero, j
-                for t in range(m):
-                    s0 = _vector_fma(_vector_splat_at(acts, a0 + t), _vector_load(rows, at), s0)
-                    at += fan_out
-                g = w_first + k * fan_out + j
-                _vector_store(grad, g, _vector_add(_vector_load(grad, g), s0))
-    if vectored < fan_out:
-        _weight_gradient_dots(acts, layer, deltas, d, m, fan_in, fan_out, vectored, w_first, grad)
-    if has_bias:
-        zero = typed(0.0, grad)
-        for j in range(fan_out):
-            delta_row, total = deltas[d, j], zero
-            for t in range(m):
-                total += delta_row[t]
-            grad[b_first + j] += total
-
-
-@_kernel(FASTMATH_REDUCE)
-def _weight_gradient_dots(acts, layer, deltas, d, m, fan_in, fan_out, first, w_first, grad):
-    """dW[k, j] += sum_t acts[layer, k, t] deltas[d, j, t] for outputs j >= first, as dot
-    products over the tile's rows (a reduction LLVM vectorises, with ``reassoc``).
-
-    Inputs are the outer loop (their four tile rows stay in the L1 cache
-    while the deltas pass); dot products go four inputs by two outputs at a
-    time (eight sums from six loads), then four by one, then one by one.
-    """
-    paired, blocked = fan_out - (fan_out - first) % 2, fan_in - fan_in % 4
+    paired, blocked = fan_out - fan_out % 2, fan_in - fan_in % 4
     zero = typed(0.0, grad)
     for k in range(0, blocked, 4):
         in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
-        for j in range(first, paired, 2):
+        for j in range(0, paired, 2):
             delta0, delta1 = deltas[d, j], deltas[d, j + 1]
             s00 = s10 = s20 = s30 = s01 = s11 = s21 = s31 = zero
             for t in range(m):
@@ -901,11 +820,17 @@ def _weight_gradient_dots(acts, layer, deltas, d, m, fan_in, fan_out, first, w_f
             grad[w_first + (k + 3) * fan_out + j] += s3
     for k in range(blocked, fan_in):
         inputs = acts[layer, k]
-        for j in range(first, fan_out):
+        for j in range(fan_out):
             delta_row, total = deltas[d, j], zero
             for t in range(m):
                 total = _muladd(inputs[t], delta_row[t], total)
             grad[w_first + k * fan_out + j] += total
+    if has_bias:
+        for j in range(fan_out):
+            delta_row, total = deltas[d, j], zero
+            for t in range(m):
+                total += delta_row[t]
+            grad[b_first + j] += total
 
 
 @_kernel(FASTMATH_REDUCE)
