@@ -165,9 +165,10 @@ def _muladd(typingctx, a, b, c):
 # it is a reduction over the vectorised loop (a dot product); a block of
 # outputs updated along another loop stays in memory, loaded and stored at
 # every step.  The products therefore hold their register blocks as
-# explicit vectors: an LLVM vector type and a few intrinsics (load, store,
-# broadcast, fused multiply-add), each acting lane by lane, so every
-# lane computes exactly what the scalar code would, with no fast-math flag.
+# explicit vectors: an LLVM vector type, and intrinsics that load, update
+# (broadcast weights, fused multiply-adds) and store a whole block of them,
+# each acting lane by lane, so every lane computes exactly what scalar code
+# would, with no fast-math flag.
 
 
 def _host_vector_bytes():
@@ -185,6 +186,11 @@ def _host_vector_bytes():
 #: Bytes per vector in the products' register blocks (a kernel loaded from
 #: the cache was compiled for the same CPU: Numba's cache key includes it).
 VECTOR_BYTES = _host_vector_bytes()
+
+
+if TILE_ROWS % (VECTOR_BYTES // 4):
+    raise ImportError(f"fastnet._config.TILE_ROWS ({TILE_ROWS}) must be a multiple of {VECTOR_BYTES // 4}, the float32 "
+                      "items in one vector: the products compute tile rows in whole vectors")
 
 
 class _Vector(types.Type):
@@ -238,59 +244,90 @@ def _lanes(typingctx, like):
     return types.int64(like), codegen
 
 
-@intrinsic
-def _vector_load(typingctx, array, index):
-    """The vector array.flat[index : index + lanes] (C-contiguous array; any alignment; no bounds check)."""
-    if not _is_flat_array(array, index):
-        return None
-    vector = _Vector(array.dtype)
+def _register_block(rows, vectors):
+    """Intrinsics (load, step, store) for a block of ``rows`` x ``vectors`` vector sums,
+    held as one tuple (rows * vectors vectors, row by row) that LLVM keeps in registers.
 
-    def codegen(context, builder, signature, args):
-        pointer = _item_pointer(context, builder, signature.args[0], *args)
-        pointer = builder.bitcast(pointer, context.get_value_type(vector).as_pointer())
-        return builder.load(pointer, align=array.dtype.bitwidth // 8)
-    return vector(array, index), codegen
+    load(array, index, stride): sum (p, v) = the vector at array.flat[index + p stride + v lanes].
+    step(sums, tiles, x, params, at, row_stride): with x_v the vector at tiles.flat[x + v lanes]
+    and u_p = params[at + p row_stride] in every lane, sum (p, v) = fma(u_p, x_v, sum (p, v)).
+    store(array, index, stride, sums): the inverse of load.
+    One intrinsic emits a whole block's operations, so Numba types and lowers
+    a few calls where the block written out would be dozens of statements.
+    (C-contiguous arrays, flat indices, no bounds checks.)
+    """
+    def block_type(dtype):
+        return types.UniTuple(_Vector(dtype), rows * vectors)
+
+    def vector_pointer(context, builder, array_type, array, index):
+        pointer = _item_pointer(context, builder, array_type, array, index)
+        return builder.bitcast(pointer, context.get_value_type(_Vector(array_type.dtype)).as_pointer())
+
+    @intrinsic
+    def load(typingctx, array, index, stride):
+        if not (_is_flat_array(array, index) and isinstance(stride, types.Integer)):
+            return None
+        kind = block_type(array.dtype)
+
+        def codegen(context, builder, signature, args):
+            array_type, (data, first, step) = signature.args[0], args
+            lanes, align = kind.dtype.lanes, array_type.dtype.bitwidth // 8
+            items = []
+            for p in range(rows):
+                for v in range(vectors):
+                    at = builder.add(builder.add(first, builder.mul(step, step.type(p))), first.type(v * lanes))
+                    items.append(builder.load(vector_pointer(context, builder, array_type, data, at), align=align))
+            return context.make_tuple(builder, kind, items)
+        return kind(array, index, stride), codegen
+
+    @intrinsic
+    def store(typingctx, array, index, stride, sums):
+        if not (_is_flat_array(array, index) and isinstance(stride, types.Integer) and sums == block_type(array.dtype)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            array_type, (data, first, step, block) = signature.args[0], args
+            lanes, align = sums.dtype.lanes, array_type.dtype.bitwidth // 8
+            for p in range(rows):
+                for v in range(vectors):
+                    at = builder.add(builder.add(first, builder.mul(step, step.type(p))), first.type(v * lanes))
+                    builder.store(builder.extract_value(block, p * vectors + v),
+                                  vector_pointer(context, builder, array_type, data, at), align=align)
+            return context.get_dummy_value()
+        return types.none(array, index, stride, sums), codegen
+
+    @intrinsic
+    def step(typingctx, sums, tiles, x, params, at, row_stride):
+        if not (_is_flat_array(tiles, x) and _is_flat_array(params, at) and tiles.dtype == params.dtype
+                and isinstance(row_stride, types.Integer) and sums == block_type(params.dtype)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            block, tiles_data, x_first, params_data, at_first, stride = args
+            vector = sums.dtype
+            kind = context.get_value_type(vector)
+            align = signature.args[1].dtype.bitwidth // 8
+            fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3),
+                                                 f"llvm.fma.v{vector.lanes}f{vector.dtype.bitwidth}")
+            inputs = [builder.load(vector_pointer(context, builder, signature.args[1], tiles_data,
+                                                  builder.add(x_first, x_first.type(v * vector.lanes))), align=align)
+                      for v in range(vectors)]
+            items = []
+            for p in range(rows):
+                at = builder.add(at_first, builder.mul(stride, stride.type(p)))
+                weight = builder.load(_item_pointer(context, builder, signature.args[3], params_data, at))
+                weight = _broadcast(builder, kind, weight)
+                for v in range(vectors):
+                    items.append(builder.call(fma, [weight, inputs[v], builder.extract_value(block, p * vectors + v)]))
+            return context.make_tuple(builder, signature.return_type, items)
+        return sums(sums, tiles, x, params, at, row_stride), codegen
+
+    return load, step, store
 
 
-@intrinsic
-def _vector_store(typingctx, array, index, value):
-    """array.flat[index : index + lanes] = value (a vector of the array's type; no bounds check)."""
-    if not (_is_flat_array(array, index) and value == _Vector(array.dtype)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        pointer = _item_pointer(context, builder, signature.args[0], args[0], args[1])
-        pointer = builder.bitcast(pointer, args[2].type.as_pointer())
-        builder.store(args[2], pointer, align=array.dtype.bitwidth // 8)
-        return context.get_dummy_value()
-    return types.none(array, index, value), codegen
-
-
-@intrinsic
-def _vector_splat_at(typingctx, array, index):
-    """A vector with array.flat[index] in every lane (C-contiguous array; no bounds check)."""
-    if not _is_flat_array(array, index):
-        return None
-    vector = _Vector(array.dtype)
-
-    def codegen(context, builder, signature, args):
-        value = builder.load(_item_pointer(context, builder, signature.args[0], *args))
-        return _broadcast(builder, context.get_value_type(vector), value)
-    return vector(array, index), codegen
-
-
-@intrinsic
-def _vector_fma(typingctx, a, b, c):
-    """a * b + c lane by lane, each rounded once (LLVM's ``fma`` on vectors)."""
-    if not (isinstance(a, _Vector) and a == b == c):
-        return None
-
-    def codegen(context, builder, signature, args):
-        kind = args[0].type
-        name = f"llvm.fma.v{a.lanes}f{a.dtype.bitwidth}"
-        fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3), name)
-        return builder.call(fma, args)
-    return a(a, b, c), codegen
+#: The products' register blocks: four rows by three vectors, and four rows by one.
+_load_4x3, _step_4x3, _store_4x3 = _register_block(4, 3)
+_load_4x1, _step_4x1, _store_4x1 = _register_block(4, 1)
 
 
 @_kernel()
@@ -490,6 +527,28 @@ if numba.config.DISABLE_JIT:
         """a * b + c (rounded twice in plain Python)."""
         return a * b + c
 
+    def _register_block(rows, vectors):  # noqa: F811 - the plain-Python twins of the intrinsics above
+        """(load, step, store) of a rows x vectors block, on tuples of numpy vectors."""
+        def load(array, index, stride):
+            lanes = _lanes(array)
+            return tuple(_vector_load(array, index + p * stride + v * lanes) for p in range(rows) for v in range(vectors))
+
+        def step(sums, tiles, x, params, at, row_stride):
+            lanes = _lanes(params)
+            inputs = [_vector_load(tiles, x + v * lanes) for v in range(vectors)]
+            return tuple(_vector_fma(_vector_splat_at(params, at + p * row_stride), inputs[v], sums[p * vectors + v])
+                         for p in range(rows) for v in range(vectors))
+
+        def store(array, index, stride, sums):
+            lanes = _lanes(array)
+            for p in range(rows):
+                for v in range(vectors):
+                    _vector_store(array, index + p * stride + v * lanes, sums[p * vectors + v])
+        return load, step, store
+
+    _load_4x3, _step_4x3, _store_4x3 = _register_block(4, 3)
+    _load_4x1, _step_4x1, _store_4x1 = _register_block(4, 1)
+
     def _sigmoid(z):
         """The sigmoid in z's own precision."""
         return _sigmoid32(z) if isinstance(z, np.float32) else _sigmoid64(z)
@@ -617,15 +676,38 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
     Columns are added to the running sum in order c = 0, 1, ..., one fused
     multiply-add each, on every path, so each sum is the same.
 
-    With at least four rows and PRODUCT_MIN_COLUMNS columns, the register
-    blocks of ``_add_products_blocked``.  Otherwise loops over tile rows
-    that LLVM vectorises: each pass adds four columns into two rows (eight
-    multiply-adds per six loads and two stores), or into the odd last row.
-    This function stays small, so LLVM can still inline it for the narrow
-    layers, whose calls are short.
+    With a multiple of four rows and at least PRODUCT_MIN_COLUMNS columns,
+    the register blocks of ``_add_products_blocked``.  Otherwise loops over
+    tile rows that LLVM vectorises: each pass adds four columns into two
+    rows (eight multiply-adds per six loads and two stores), or into the odd
+    last row.  This function stays small, so LLVM can still inline it for
+    the narrow layers, whose calls are short.
     """
-    if n_rows >= 4 and n_cols >= PRODUCT_MIN_COLUMNS:
-        _add_products_blocked(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m)
+    if n_rows % 4 == 0 and n_rows and n_cols >= PRODUCT_MIN_COLUMNS:
+        lanes = _lanes(params)
+        span, width, plane = 3 * lanes, tiles.shape[2], tiles.shape[1] * tiles.shape[2]
+        whole = (m + lanes - 1) // lanes * lanes
+        bulk = whole - whole % span
+        for c_first in range(0, n_cols, PRODUCT_CHUNK):
+            c_last = min(n_cols, c_first + PRODUCT_CHUNK)
+            for t in range(0, bulk, span):
+                for r in range(0, n_rows, 4):
+                    out, at, x = dst * plane + r * width + t, weight + r * row_stride + c_first * col_stride, src * plane + c_first * width + t
+                    sums = _load_4x3(tiles, out, width)
+                    for _ in range(c_first, c_last):
+                        sums = _step_4x3(sums, tiles, x, params, at, row_stride)
+                        at += col_stride
+                        x += width
+                    _store_4x3(tiles, out, width, sums)
+            for t in range(bulk, whole, lanes):
+                for r in range(0, n_rows, 4):
+                    out, at, x = dst * plane + r * width + t, weight + r * row_stride + c_first * col_stride, src * plane + c_first * width + t
+                    sums = _load_4x1(tiles, out, width)
+                    for _ in range(c_first, c_last):
+                        sums = _step_4x1(sums, tiles, x, params, at, row_stride)
+                        at += col_stride
+                        x += width
+                    _store_4x1(tiles, out, width, sums)
         return
     paired, blocked_cols = n_rows - n_rows % 2, n_cols - n_cols % 4
     for r in range(0, paired, 2):
@@ -657,117 +739,6 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
         for c in range(blocked_cols, n_cols):
             w, column = params[base + c * col_stride], tiles[src, c]
             for t in range(m):
-                out0[t] = _fma(w, column[t], out0[t])
-
-
-@_kernel()
-def _add_products_blocked(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m):
-    """``_add_products`` for n_rows >= 4, as a register-blocked micro-kernel.
-
-    Four rows by three vectors of tile rows (12 vector sums) stay in
-    registers while the columns pass, each step loading three vectors of
-    inputs and broadcasting four weights; tile rows left over run four rows
-    by one vector.  Columns come in chunks of PRODUCT_CHUNK, so the tile
-    rows a chunk reads stay in the L1 cache while every block of rows runs
-    over them.  The last m % lanes tile rows (of a partial tile) and the
-    last n_rows % 4 rows go through ``_add_products_rows``.  Each sum still
-    runs over the columns in order, one fused multiply-add each.
-    """
-    lanes = _lanes(params)
-    span, width = 3 * lanes, tiles.shape[2]
-    blocked = n_rows - n_rows % 4
-    bulk, whole = m - m % span, m - m % lanes
-    plane = tiles.shape[1] * width
-    for c_first in range(0, n_cols, PRODUCT_CHUNK):
-        c_last = min(n_cols, c_first + PRODUCT_CHUNK)
-        for t in range(0, bulk, span):
-            for r in range(0, blocked, 4):
-                o0 = dst * plane + r * width + t
-                o1, o2, o3 = o0 + width, o0 + 2 * width, o0 + 3 * width
-                s00, s01, s02 = _vector_load(tiles, o0), _vector_load(tiles, o0 + lanes), _vector_load(tiles, o0 + 2 * lanes)
-                s10, s11, s12 = _vector_load(tiles, o1), _vector_load(tiles, o1 + lanes), _vector_load(tiles, o1 + 2 * lanes)
-                s20, s21, s22 = _vector_load(tiles, o2), _vector_load(tiles, o2 + lanes), _vector_load(tiles, o2 + 2 * lanes)
-                s30, s31, s32 = _vector_load(tiles, o3), _vector_load(tiles, o3 + lanes), _vector_load(tiles, o3 + 2 * lanes)
-                at = weight + r * row_stride + c_first * col_stride
-                x = src * plane + c_first * width + t
-                for _ in range(c_first, c_last):
-                    x0, x1, x2 = _vector_load(tiles, x), _vector_load(tiles, x + lanes), _vector_load(tiles, x + 2 * lanes)
-                    u = _vector_splat_at(params, at)
-                    s00, s01, s02 = _vector_fma(u, x0, s00), _vector_fma(u, x1, s01), _vector_fma(u, x2, s02)
-                    u = _vector_splat_at(params, at + row_stride)
-                    s10, s11, s12 = _vector_fma(u, x0, s10), _vector_fma(u, x1, s11), _vector_fma(u, x2, s12)
-                    u = _vector_splat_at(params, at + 2 * row_stride)
-                    s20, s21, s22 = _vector_fma(u, x0, s20), _vector_fma(u, x1, s21), _vector_fma(u, x2, s22)
-                    u = _vector_splat_at(params, at + 3 * row_stride)
-                    s30, s31, s32 = _vector_fma(u, x0, s30), _vector_fma(u, x1, s31), _vector_fma(u, x2, s32)
-                    at += col_stride
-                    x += width
-                _vector_store(tiles, o0, s00), _vector_store(tiles, o0 + lanes, s01), _vector_store(tiles, o0 + 2 * lanes, s02)
-                _vector_store(tiles, o1, s10), _vector_store(tiles, o1 + lanes, s11), _vector_store(tiles, o1 + 2 * lanes, s12)
-                _vector_store(tiles, o2, s20), _vector_store(tiles, o2 + lanes, s21), _vector_store(tiles, o2 + 2 * lanes, s22)
-                _vector_store(tiles, o3, s30), _vector_store(tiles, o3 + lanes, s31), _vector_store(tiles, o3 + 2 * lanes, s32)
-        for t in range(bulk, whole, lanes):
-            for r in range(0, blocked, 4):
-                o0 = dst * plane + r * width + t
-                s0, s1 = _vector_load(tiles, o0), _vector_load(tiles, o0 + width)
-                s2, s3 = _vector_load(tiles, o0 + 2 * width), _vector_load(tiles, o0 + 3 * width)
-                at = weight + r * row_stride + c_first * col_stride
-                x = src * plane + c_first * width + t
-                for _ in range(c_first, c_last):
-                    x0 = _vector_load(tiles, x)
-                    s0 = _vector_fma(_vector_splat_at(params, at), x0, s0)
-                    s1 = _vector_fma(_vector_splat_at(params, at + row_stride), x0, s1)
-                    s2 = _vector_fma(_vector_splat_at(params, at + 2 * row_stride), x0, s2)
-                    s3 = _vector_fma(_vector_splat_at(params, at + 3 * row_stride), x0, s3)
-                    at += col_stride
-                    x += width
-                _vector_store(tiles, o0, s0), _vector_store(tiles, o0 + width, s1)
-                _vector_store(tiles, o0 + 2 * width, s2), _vector_store(tiles, o0 + 3 * width, s3)
-    if whole < m:
-        _add_products_rows(params, weight, row_stride, col_stride, np.int64(0), blocked, n_cols, tiles, src, dst,
-                           whole, m)
-    if blocked < n_rows:
-        _add_products_rows(params, weight, row_stride, col_stride, blocked, n_rows, n_cols, tiles, src, dst,
-                           np.int64(0), m)
-
-
-@_kernel()
-def _add_products_rows(params, weight, row_stride, col_stride, first, last, n_cols, tiles, src, dst, t_first, m):
-    """``_add_products``'s loops over tile rows for rows first .. last - 1 and tile rows
-    t_first .. m - 1 only: the parts its register blocks leave.  They index slices of tile
-    rows from 0, so no index can be negative and no wraparound arithmetic is left in them."""
-    n_t, paired, blocked_cols = m - t_first, last - (last - first) % 2, n_cols - n_cols % 4
-    for r in range(first, paired, 2):
-        base0, base1 = weight + r * row_stride, weight + (r + 1) * row_stride
-        out0, out1 = tiles[dst, r, t_first:m], tiles[dst, r + 1, t_first:m]
-        for c in range(0, blocked_cols, 4):
-            u0, u1, u2, u3 = (params[base0 + c * col_stride], params[base0 + (c + 1) * col_stride],
-                              params[base0 + (c + 2) * col_stride], params[base0 + (c + 3) * col_stride])
-            v0, v1, v2, v3 = (params[base1 + c * col_stride], params[base1 + (c + 1) * col_stride],
-                              params[base1 + (c + 2) * col_stride], params[base1 + (c + 3) * col_stride])
-            in0, in1 = tiles[src, c, t_first:m], tiles[src, c + 1, t_first:m]
-            in2, in3 = tiles[src, c + 2, t_first:m], tiles[src, c + 3, t_first:m]
-            for t in range(n_t):
-                x0, x1, x2, x3 = in0[t], in1[t], in2[t], in3[t]
-                out0[t] = _fma(u3, x3, _fma(u2, x2, _fma(u1, x1, _fma(u0, x0, out0[t]))))
-                out1[t] = _fma(v3, x3, _fma(v2, x2, _fma(v1, x1, _fma(v0, x0, out1[t]))))
-        for c in range(blocked_cols, n_cols):
-            u, v, column = params[base0 + c * col_stride], params[base1 + c * col_stride], tiles[src, c, t_first:m]
-            for t in range(n_t):
-                out0[t] = _fma(u, column[t], out0[t])
-                out1[t] = _fma(v, column[t], out1[t])
-    for r in range(paired, last):
-        base, out0 = weight + r * row_stride, tiles[dst, r, t_first:m]
-        for c in range(0, blocked_cols, 4):
-            u0, u1, u2, u3 = (params[base + c * col_stride], params[base + (c + 1) * col_stride],
-                              params[base + (c + 2) * col_stride], params[base + (c + 3) * col_stride])
-            in0, in1 = tiles[src, c, t_first:m], tiles[src, c + 1, t_first:m]
-            in2, in3 = tiles[src, c + 2, t_first:m], tiles[src, c + 3, t_first:m]
-            for t in range(n_t):
-                out0[t] = _fma(u3, in3[t], _fma(u2, in2[t], _fma(u1, in1[t], _fma(u0, in0[t], out0[t]))))
-        for c in range(blocked_cols, n_cols):
-            w, column = params[base + c * col_stride], tiles[src, c, t_first:m]
-            for t in range(n_t):
                 out0[t] = _fma(w, column[t], out0[t])
 
 
