@@ -245,89 +245,71 @@ def _lanes(typingctx, like):
 
 
 def _register_block(rows, vectors):
-    """Intrinsics (load, step, store) for a block of ``rows`` x ``vectors`` vector sums,
-    held as one tuple (rows * vectors vectors, row by row) that LLVM keeps in registers.
+    """An intrinsic running one register block of ``_add_products`` over a run of columns:
 
-    load(array, index, stride): sum (p, v) = the vector at array.flat[index + p stride + v lanes].
-    step(sums, tiles, x, params, at, row_stride): with x_v the vector at tiles.flat[x + v lanes]
-    and u_p = params[at + p row_stride] in every lane, sum (p, v) = fma(u_p, x_v, sum (p, v)).
-    store(array, index, stride, sums): the inverse of load.
-    One intrinsic emits a whole block's operations, so Numba types and lowers
-    a few calls where the block written out would be dozens of statements.
-    (C-contiguous arrays, flat indices, no bounds checks.)
+    block(tiles, out, x, params, at, width, row_stride, col_stride, count) holds the
+    rows x vectors vector sums S[p, v] = the vector at tiles.flat[out + p width + v lanes]
+    in registers while, ``count`` times, it loads X_v = the vector at tiles.flat[x + v lanes],
+    broadcasts u_p = params[at + p row_stride] and sets S[p, v] = fma(u_p, X_v, S[p, v]),
+    then advances x by width and at by col_stride; then it stores the sums back.
+    The loop is emitted as LLVM IR, so Numba types and lowers one call where
+    the block written out in Python would be dozens of statements (each a
+    cost at compile time).  C-contiguous arrays, flat indices, no bounds checks.
     """
-    def block_type(dtype):
-        return types.UniTuple(_Vector(dtype), rows * vectors)
-
-    def vector_pointer(context, builder, array_type, array, index):
-        pointer = _item_pointer(context, builder, array_type, array, index)
-        return builder.bitcast(pointer, context.get_value_type(_Vector(array_type.dtype)).as_pointer())
-
     @intrinsic
-    def load(typingctx, array, index, stride):
-        if not (_is_flat_array(array, index) and isinstance(stride, types.Integer)):
+    def block(typingctx, tiles, out, x, params, at, width, row_stride, col_stride, count):
+        integers = (out, x, at, width, row_stride, col_stride, count)
+        if not (_is_flat_array(tiles, out) and _is_flat_array(params, at) and tiles.dtype == params.dtype
+                and all(isinstance(value, types.Integer) for value in integers)):
             return None
-        kind = block_type(array.dtype)
+        vector = _Vector(params.dtype)
 
         def codegen(context, builder, signature, args):
-            array_type, (data, first, step) = signature.args[0], args
-            lanes, align = kind.dtype.lanes, array_type.dtype.bitwidth // 8
-            items = []
-            for p in range(rows):
-                for v in range(vectors):
-                    at = builder.add(builder.add(first, builder.mul(step, step.type(p))), first.type(v * lanes))
-                    items.append(builder.load(vector_pointer(context, builder, array_type, data, at), align=align))
-            return context.make_tuple(builder, kind, items)
-        return kind(array, index, stride), codegen
-
-    @intrinsic
-    def store(typingctx, array, index, stride, sums):
-        if not (_is_flat_array(array, index) and isinstance(stride, types.Integer) and sums == block_type(array.dtype)):
-            return None
-
-        def codegen(context, builder, signature, args):
-            array_type, (data, first, step, block) = signature.args[0], args
-            lanes, align = sums.dtype.lanes, array_type.dtype.bitwidth // 8
-            for p in range(rows):
-                for v in range(vectors):
-                    at = builder.add(builder.add(first, builder.mul(step, step.type(p))), first.type(v * lanes))
-                    builder.store(builder.extract_value(block, p * vectors + v),
-                                  vector_pointer(context, builder, array_type, data, at), align=align)
-            return context.get_dummy_value()
-        return types.none(array, index, stride, sums), codegen
-
-    @intrinsic
-    def step(typingctx, sums, tiles, x, params, at, row_stride):
-        if not (_is_flat_array(tiles, x) and _is_flat_array(params, at) and tiles.dtype == params.dtype
-                and isinstance(row_stride, types.Integer) and sums == block_type(params.dtype)):
-            return None
-
-        def codegen(context, builder, signature, args):
-            block, tiles_data, x_first, params_data, at_first, stride = args
-            vector = sums.dtype
+            tiles_type, params_type = signature.args[0], signature.args[3]
+            tiles_data, out_first, x_first, params_data, at_first, step, stride, advance, n = args
             kind = context.get_value_type(vector)
-            align = signature.args[1].dtype.bitwidth // 8
+            align = params.dtype.bitwidth // 8
             fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3),
                                                  f"llvm.fma.v{vector.lanes}f{vector.dtype.bitwidth}")
-            inputs = [builder.load(vector_pointer(context, builder, signature.args[1], tiles_data,
-                                                  builder.add(x_first, x_first.type(v * vector.lanes))), align=align)
-                      for v in range(vectors)]
-            items = []
-            for p in range(rows):
-                at = builder.add(at_first, builder.mul(stride, stride.type(p)))
-                weight = builder.load(_item_pointer(context, builder, signature.args[3], params_data, at))
-                weight = _broadcast(builder, kind, weight)
-                for v in range(vectors):
-                    items.append(builder.call(fma, [weight, inputs[v], builder.extract_value(block, p * vectors + v)]))
-            return context.make_tuple(builder, signature.return_type, items)
-        return sums(sums, tiles, x, params, at, row_stride), codegen
 
-    return load, step, store
+            def vector_at(index):
+                pointer = _item_pointer(context, builder, tiles_type, tiles_data, index)
+                return builder.bitcast(pointer, kind.as_pointer())
+
+            def offset(first, p, scale, v):
+                return builder.add(builder.add(first, builder.mul(scale, scale.type(p))), first.type(v * vector.lanes))
+
+            slots = []
+            for p in range(rows):
+                for v in range(vectors):
+                    slot = cgutils.alloca_once(builder, kind)
+                    builder.store(builder.load(vector_at(offset(out_first, p, step, v)), align=align), slot)
+                    slots.append(slot)
+            x_slot, at_slot = cgutils.alloca_once_value(builder, x_first), cgutils.alloca_once_value(builder, at_first)
+            with cgutils.for_range(builder, n):
+                x_now, at_now = builder.load(x_slot), builder.load(at_slot)
+                inputs = [builder.load(vector_at(offset(x_now, 0, step, v)), align=align) for v in range(vectors)]
+                for p in range(rows):
+                    weight = builder.load(_item_pointer(context, builder, params_type, params_data,
+                                                        builder.add(at_now, builder.mul(stride, stride.type(p)))))
+                    weight = _broadcast(builder, kind, weight)
+                    for v in range(vectors):
+                        slot = slots[p * vectors + v]
+                        builder.store(builder.call(fma, [weight, inputs[v], builder.load(slot)]), slot)
+                builder.store(builder.add(x_now, step), x_slot)
+                builder.store(builder.add(at_now, advance), at_slot)
+            for p in range(rows):
+                for v in range(vectors):
+                    builder.store(builder.load(slots[p * vectors + v]), vector_at(offset(out_first, p, step, v)),
+                                  align=align)
+            return context.get_dummy_value()
+        return types.none(tiles, out, x, params, at, width, row_stride, col_stride, count), codegen
+    return block
 
 
 #: The products' register blocks: four rows by three vectors, and four rows by one.
-_load_4x3, _step_4x3, _store_4x3 = _register_block(4, 3)
-_load_4x1, _step_4x1, _store_4x1 = _register_block(4, 1)
+_block_4x3 = _register_block(4, 3)
+_block_4x1 = _register_block(4, 1)
 
 
 @_kernel()
@@ -527,27 +509,25 @@ if numba.config.DISABLE_JIT:
         """a * b + c (rounded twice in plain Python)."""
         return a * b + c
 
-    def _register_block(rows, vectors):  # noqa: F811 - the plain-Python twins of the intrinsics above
-        """(load, step, store) of a rows x vectors block, on tuples of numpy vectors."""
-        def load(array, index, stride):
-            lanes = _lanes(array)
-            return tuple(_vector_load(array, index + p * stride + v * lanes) for p in range(rows) for v in range(vectors))
-
-        def step(sums, tiles, x, params, at, row_stride):
+    def _register_block(rows, vectors):  # noqa: F811 - the plain-Python twin of the intrinsic above
+        """One register block of ``_add_products`` over a run of columns, on numpy vectors."""
+        def block(tiles, out, x, params, at, width, row_stride, col_stride, count):
             lanes = _lanes(params)
-            inputs = [_vector_load(tiles, x + v * lanes) for v in range(vectors)]
-            return tuple(_vector_fma(_vector_splat_at(params, at + p * row_stride), inputs[v], sums[p * vectors + v])
-                         for p in range(rows) for v in range(vectors))
-
-        def store(array, index, stride, sums):
-            lanes = _lanes(array)
+            sums = [_vector_load(tiles, out + p * width + v * lanes) for p in range(rows) for v in range(vectors)]
+            for _ in range(count):
+                inputs = [_vector_load(tiles, x + v * lanes) for v in range(vectors)]
+                for p in range(rows):
+                    u = _vector_splat_at(params, at + p * row_stride)
+                    for v in range(vectors):
+                        sums[p * vectors + v] = _vector_fma(u, inputs[v], sums[p * vectors + v])
+                x, at = x + width, at + col_stride
             for p in range(rows):
                 for v in range(vectors):
-                    _vector_store(array, index + p * stride + v * lanes, sums[p * vectors + v])
-        return load, step, store
+                    _vector_store(tiles, out + p * width + v * lanes, sums[p * vectors + v])
+        return block
 
-    _load_4x3, _step_4x3, _store_4x3 = _register_block(4, 3)
-    _load_4x1, _step_4x1, _store_4x1 = _register_block(4, 1)
+    _block_4x3 = _register_block(4, 3)
+    _block_4x1 = _register_block(4, 1)
 
     def _sigmoid(z):
         """The sigmoid in z's own precision."""
@@ -690,24 +670,15 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
         bulk = whole - whole % span
         for c_first in range(0, n_cols, PRODUCT_CHUNK):
             c_last = min(n_cols, c_first + PRODUCT_CHUNK)
+            count = c_last - c_first
             for t in range(0, bulk, span):
                 for r in range(0, n_rows, 4):
-                    out, at, x = dst * plane + r * width + t, weight + r * row_stride + c_first * col_stride, src * plane + c_first * width + t
-                    sums = _load_4x3(tiles, out, width)
-                    for _ in range(c_first, c_last):
-                        sums = _step_4x3(sums, tiles, x, params, at, row_stride)
-                        at += col_stride
-                        x += width
-                    _store_4x3(tiles, out, width, sums)
+                    _block_4x3(tiles, dst * plane + r * width + t, src * plane + c_first * width + t, params,
+                               weight + r * row_stride + c_first * col_stride, width, row_stride, col_stride, count)
             for t in range(bulk, whole, lanes):
                 for r in range(0, n_rows, 4):
-                    out, at, x = dst * plane + r * width + t, weight + r * row_stride + c_first * col_stride, src * plane + c_first * width + t
-                    sums = _load_4x1(tiles, out, width)
-                    for _ in range(c_first, c_last):
-                        sums = _step_4x1(sums, tiles, x, params, at, row_stride)
-                        at += col_stride
-                        x += width
-                    _store_4x1(tiles, out, width, sums)
+                    _block_4x1(tiles, dst * plane + r * width + t, src * plane + c_first * width + t, params,
+                               weight + r * row_stride + c_first * col_stride, width, row_stride, col_stride, count)
         return
     paired, blocked_cols = n_rows - n_rows % 2, n_cols - n_cols % 4
     for r in range(0, paired, 2):
