@@ -165,10 +165,9 @@ def _muladd(typingctx, a, b, c):
 # it is a reduction over the vectorised loop (a dot product); a block of
 # outputs updated along another loop stays in memory, loaded and stored at
 # every step.  The products therefore hold their register blocks as
-# explicit vectors: an LLVM vector type, and intrinsics that load, update
-# (broadcast weights, fused multiply-adds) and store a whole block of them,
-# each acting lane by lane, so every lane computes exactly what scalar code
-# would, with no fast-math flag.
+# explicit vectors of an LLVM vector type, in loops emitted as LLVM IR by
+# one intrinsic (``_blocked_products``): every lane computes exactly what
+# scalar code would (a fused multiply-add per term), with no fast-math flag.
 
 
 def _host_vector_bytes():
@@ -225,91 +224,101 @@ def _broadcast(builder, vector_type, value):
                                   llvm_ir.Constant(llvm_ir.VectorType(i32, vector_type.count), [0] * vector_type.count))
 
 
-def _is_flat_array(array, index):
-    """True for a C-contiguous float array and an integer index into it."""
-    return (isinstance(array, types.Array) and array.layout == "C" and isinstance(array.dtype, types.Float)
-            and isinstance(index, types.Integer))
+def _emit_block(context, builder, rows, vectors, tiles, params, out, x, at, width, row_stride, col_stride, count):
+    """LLVM IR for one register block of ``_blocked_products``: rows x vectors vector sums.
+
+    S[p, v], the vector at tiles.flat[out + p width + v lanes], stays in
+    registers while, ``count`` times, X_v = the vector at tiles.flat[x + v lanes]
+    is loaded, u_p = params[at + p row_stride] broadcast and
+    S[p, v] = fma(u_p, X_v, S[p, v]), then x advances by width and at by
+    col_stride; then the sums are stored back.  ``tiles`` and ``params`` are
+    (array type, LLVM value) pairs; the rest are LLVM int64 values.
+    """
+    (tiles_type, tiles_data), (params_type, params_data) = tiles, params
+    vector = _Vector(params_type.dtype)
+    kind = context.get_value_type(vector)
+    align = params_type.dtype.bitwidth // 8
+    fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3),
+                                         f"llvm.fma.v{vector.lanes}f{vector.dtype.bitwidth}")
+
+    def vector_at(index):
+        return builder.bitcast(_item_pointer(context, builder, tiles_type, tiles_data, index), kind.as_pointer())
+
+    def offset(first, p, scale, v):
+        return builder.add(builder.add(first, builder.mul(scale, scale.type(p))), first.type(v * vector.lanes))
+
+    slots = []
+    for p in range(rows):
+        for v in range(vectors):
+            slot = cgutils.alloca_once(builder, kind)
+            builder.store(builder.load(vector_at(offset(out, p, width, v)), align=align), slot)
+            slots.append(slot)
+    x_slot, at_slot = cgutils.alloca_once_value(builder, x), cgutils.alloca_once_value(builder, at)
+    with cgutils.for_range(builder, count):
+        x_now, at_now = builder.load(x_slot), builder.load(at_slot)
+        inputs = [builder.load(vector_at(offset(x_now, 0, width, v)), align=align) for v in range(vectors)]
+        for p in range(rows):
+            weight = builder.load(_item_pointer(context, builder, params_type, params_data,
+                                                builder.add(at_now, builder.mul(row_stride, row_stride.type(p)))))
+            weight = _broadcast(builder, kind, weight)
+            for v in range(vectors):
+                slot = slots[p * vectors + v]
+                builder.store(builder.call(fma, [weight, inputs[v], builder.load(slot)]), slot)
+        builder.store(builder.add(x_now, width), x_slot)
+        builder.store(builder.add(at_now, col_stride), at_slot)
+    for p in range(rows):
+        for v in range(vectors):
+            builder.store(builder.load(slots[p * vectors + v]), vector_at(offset(out, p, width, v)), align=align)
 
 
 @intrinsic
-def _lanes(typingctx, like):
-    """Floats of ``like``'s type (an array's dtype or a float) in one vector: an int64 constant."""
-    dtype = like.dtype if isinstance(like, types.Array) else like
-    if not isinstance(dtype, types.Float):
+def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m):
+    """``_add_products`` for a multiple of four rows, as register-blocked micro-kernels (LLVM IR).
+
+    For each chunk of PRODUCT_CHUNK columns (the tile rows a chunk reads stay
+    in the L1 cache while every block of rows runs over them): blocks of four
+    rows by three vectors of tile rows (12 vector sums, each column step
+    loading three vectors of inputs and broadcasting four weights), then
+    four rows by one vector for the tile rows left over (``_emit_block``).
+    Each sum runs over the columns in order, one fused multiply-add each.
+    Tile rows go in whole vectors: up to lanes - 1 rows past m are computed
+    too (from whatever they hold) and never read; TILE_ROWS is a whole number
+    of vectors (checked at import), so they lie inside the tiles.  Emitted
+    as IR rather than written in Python: Numba's compile time grows with
+    every statement it types and lowers.
+    """
+    integers = (weight, row_stride, col_stride, n_rows, n_cols, src, dst, m)
+    if not (isinstance(params, types.Array) and params.layout == "C" and isinstance(params.dtype, types.Float)
+            and isinstance(tiles, types.Array) and tiles.ndim == 3 and tiles.layout == "C"
+            and tiles.dtype == params.dtype and all(isinstance(value, types.Integer) for value in integers)):
         return None
-    lanes = _Vector(dtype).lanes
 
     def codegen(context, builder, signature, args):
-        return llvm_ir.Constant(llvm_ir.IntType(64), lanes)
-    return types.int64(like), codegen
-
-
-def _register_block(rows, vectors):
-    """An intrinsic running one register block of ``_add_products`` over a run of columns:
-
-    block(tiles, out, x, params, at, width, row_stride, col_stride, count) holds the
-    rows x vectors vector sums S[p, v] = the vector at tiles.flat[out + p width + v lanes]
-    in registers while, ``count`` times, it loads X_v = the vector at tiles.flat[x + v lanes],
-    broadcasts u_p = params[at + p row_stride] and sets S[p, v] = fma(u_p, X_v, S[p, v]),
-    then advances x by width and at by col_stride; then it stores the sums back.
-    The loop is emitted as LLVM IR, so Numba types and lowers one call where
-    the block written out in Python would be dozens of statements (each a
-    cost at compile time).  C-contiguous arrays, flat indices, no bounds checks.
-    """
-    @intrinsic
-    def block(typingctx, tiles, out, x, params, at, width, row_stride, col_stride, count):
-        integers = (out, x, at, width, row_stride, col_stride, count)
-        if not (_is_flat_array(tiles, out) and _is_flat_array(params, at) and tiles.dtype == params.dtype
-                and all(isinstance(value, types.Integer) for value in integers)):
-            return None
-        vector = _Vector(params.dtype)
-
-        def codegen(context, builder, signature, args):
-            tiles_type, params_type = signature.args[0], signature.args[3]
-            tiles_data, out_first, x_first, params_data, at_first, step, stride, advance, n = args
-            kind = context.get_value_type(vector)
-            align = params.dtype.bitwidth // 8
-            fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3),
-                                                 f"llvm.fma.v{vector.lanes}f{vector.dtype.bitwidth}")
-
-            def vector_at(index):
-                pointer = _item_pointer(context, builder, tiles_type, tiles_data, index)
-                return builder.bitcast(pointer, kind.as_pointer())
-
-            def offset(first, p, scale, v):
-                return builder.add(builder.add(first, builder.mul(scale, scale.type(p))), first.type(v * vector.lanes))
-
-            slots = []
-            for p in range(rows):
-                for v in range(vectors):
-                    slot = cgutils.alloca_once(builder, kind)
-                    builder.store(builder.load(vector_at(offset(out_first, p, step, v)), align=align), slot)
-                    slots.append(slot)
-            x_slot, at_slot = cgutils.alloca_once_value(builder, x_first), cgutils.alloca_once_value(builder, at_first)
-            with cgutils.for_range(builder, n):
-                x_now, at_now = builder.load(x_slot), builder.load(at_slot)
-                inputs = [builder.load(vector_at(offset(x_now, 0, step, v)), align=align) for v in range(vectors)]
-                for p in range(rows):
-                    weight = builder.load(_item_pointer(context, builder, params_type, params_data,
-                                                        builder.add(at_now, builder.mul(stride, stride.type(p)))))
-                    weight = _broadcast(builder, kind, weight)
-                    for v in range(vectors):
-                        slot = slots[p * vectors + v]
-                        builder.store(builder.call(fma, [weight, inputs[v], builder.load(slot)]), slot)
-                builder.store(builder.add(x_now, step), x_slot)
-                builder.store(builder.add(at_now, advance), at_slot)
-            for p in range(rows):
-                for v in range(vectors):
-                    builder.store(builder.load(slots[p * vectors + v]), vector_at(offset(out_first, p, step, v)),
-                                  align=align)
-            return context.get_dummy_value()
-        return types.none(tiles, out, x, params, at, width, row_stride, col_stride, count), codegen
-    return block
-
-
-#: The products' register blocks: four rows by three vectors, and four rows by one.
-_block_4x3 = _register_block(4, 3)
-_block_4x1 = _register_block(4, 1)
+        params_type, tiles_type = signature.args[0], signature.args[6]
+        values = [context.cast(builder, value, kind, types.int64) if i not in (0, 6) else value
+                  for i, (value, kind) in enumerate(zip(args, signature.args))]
+        params_data, weight, row_stride, col_stride, n_rows, n_cols, tiles_data, src, dst, m = values
+        i64 = llvm_ir.IntType(64)
+        lanes = _Vector(params_type.dtype).lanes
+        shape = cgutils.unpack_tuple(builder, context.make_array(tiles_type)(context, builder, tiles_data).shape)
+        width, plane = shape[2], builder.mul(shape[1], shape[2])
+        whole = builder.mul(builder.sdiv(builder.add(m, i64(lanes - 1)), i64(lanes)), i64(lanes))
+        bulk = builder.sub(whole, builder.srem(whole, i64(3 * lanes)))
+        tiles, params = (tiles_type, tiles_data), (params_type, params_data)
+        with cgutils.for_range_slice(builder, i64(0), n_cols, i64(PRODUCT_CHUNK)) as (c_first, _):
+            left = builder.sub(n_cols, c_first)
+            count = builder.select(builder.icmp_signed("<", left, i64(PRODUCT_CHUNK)), left, i64(PRODUCT_CHUNK))
+            x_first = builder.add(builder.mul(src, plane), builder.mul(c_first, width))
+            at_first = builder.add(weight, builder.mul(c_first, col_stride))
+            for first, last, step, vectors in ((i64(0), bulk, 3 * lanes, 3), (bulk, whole, lanes, 1)):
+                with cgutils.for_range_slice(builder, first, last, i64(step)) as (t, _):
+                    with cgutils.for_range_slice(builder, i64(0), n_rows, i64(4)) as (r, _):
+                        out = builder.add(builder.add(builder.mul(dst, plane), builder.mul(r, width)), t)
+                        _emit_block(context, builder, 4, vectors, tiles, params, out, builder.add(x_first, t),
+                                    builder.add(at_first, builder.mul(r, row_stride)), width, row_stride,
+                                    col_stride, count)
+        return context.get_dummy_value()
+    return types.none(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m), codegen
 
 
 @_kernel()
@@ -509,25 +518,29 @@ if numba.config.DISABLE_JIT:
         """a * b + c (rounded twice in plain Python)."""
         return a * b + c
 
-    def _register_block(rows, vectors):  # noqa: F811 - the plain-Python twin of the intrinsic above
-        """One register block of ``_add_products`` over a run of columns, on numpy vectors."""
-        def block(tiles, out, x, params, at, width, row_stride, col_stride, count):
-            lanes = _lanes(params)
-            sums = [_vector_load(tiles, out + p * width + v * lanes) for p in range(rows) for v in range(vectors)]
-            for _ in range(count):
-                inputs = [_vector_load(tiles, x + v * lanes) for v in range(vectors)]
-                for p in range(rows):
-                    u = _vector_splat_at(params, at + p * row_stride)
-                    for v in range(vectors):
-                        sums[p * vectors + v] = _vector_fma(u, inputs[v], sums[p * vectors + v])
-                x, at = x + width, at + col_stride
-            for p in range(rows):
-                for v in range(vectors):
-                    _vector_store(tiles, out + p * width + v * lanes, sums[p * vectors + v])
-        return block
-
-    _block_4x3 = _register_block(4, 3)
-    _block_4x1 = _register_block(4, 1)
+    def _blocked_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m):  # noqa: F811
+        """The plain-Python twin of the intrinsic above: the same loops and sums, on numpy vectors."""
+        lanes = _lanes(params)
+        width, plane = tiles.shape[2], tiles.shape[1] * tiles.shape[2]
+        whole = (m + lanes - 1) // lanes * lanes
+        bulk = whole - whole % (3 * lanes)
+        for c_first in range(0, n_cols, PRODUCT_CHUNK):
+            count = min(n_cols - c_first, PRODUCT_CHUNK)
+            for first, last, step, vectors in ((0, bulk, 3 * lanes, 3), (bulk, whole, lanes, 1)):
+                for t in range(first, last, step):
+                    for r in range(0, n_rows, 4):
+                        out, x, at = dst * plane + r * width + t, src * plane + c_first * width + t, weight + r * row_stride + c_first * col_stride
+                        sums = [_vector_load(tiles, out + p * width + v * lanes) for p in range(4) for v in range(vectors)]
+                        for _ in range(count):
+                            inputs = [_vector_load(tiles, x + v * lanes) for v in range(vectors)]
+                            for p in range(4):
+                                u = _vector_splat_at(params, at + p * row_stride)
+                                for v in range(vectors):
+                                    sums[p * vectors + v] = _vector_fma(u, inputs[v], sums[p * vectors + v])
+                            x, at = x + width, at + col_stride
+                        for p in range(4):
+                            for v in range(vectors):
+                                _vector_store(tiles, out + p * width + v * lanes, sums[p * vectors + v])
 
     def _sigmoid(z):
         """The sigmoid in z's own precision."""
@@ -657,28 +670,14 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
     multiply-add each, on every path, so each sum is the same.
 
     With a multiple of four rows and at least PRODUCT_MIN_COLUMNS columns,
-    the register blocks of ``_add_products_blocked``.  Otherwise loops over
+    the register blocks of ``_blocked_products``.  Otherwise loops over
     tile rows that LLVM vectorises: each pass adds four columns into two
     rows (eight multiply-adds per six loads and two stores), or into the odd
     last row.  This function stays small, so LLVM can still inline it for
     the narrow layers, whose calls are short.
     """
     if n_rows % 4 == 0 and n_rows and n_cols >= PRODUCT_MIN_COLUMNS:
-        lanes = _lanes(params)
-        span, width, plane = 3 * lanes, tiles.shape[2], tiles.shape[1] * tiles.shape[2]
-        whole = (m + lanes - 1) // lanes * lanes
-        bulk = whole - whole % span
-        for c_first in range(0, n_cols, PRODUCT_CHUNK):
-            c_last = min(n_cols, c_first + PRODUCT_CHUNK)
-            count = c_last - c_first
-            for t in range(0, bulk, span):
-                for r in range(0, n_rows, 4):
-                    _block_4x3(tiles, dst * plane + r * width + t, src * plane + c_first * width + t, params,
-                               weight + r * row_stride + c_first * col_stride, width, row_stride, col_stride, count)
-            for t in range(bulk, whole, lanes):
-                for r in range(0, n_rows, 4):
-                    _block_4x1(tiles, dst * plane + r * width + t, src * plane + c_first * width + t, params,
-                               weight + r * row_stride + c_first * col_stride, width, row_stride, col_stride, count)
+        _blocked_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m)
         return
     paired, blocked_cols = n_rows - n_rows % 2, n_cols - n_cols % 4
     for r in range(0, paired, 2):
