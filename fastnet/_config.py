@@ -12,6 +12,17 @@ TILE_ROWS = 256
 #: a batch of at most one block runs serially.
 BLOCK_ROWS = 32 * TILE_ROWS
 
+#: Inputs per pass of the matrix products' register-blocked loops: a pass
+#: reads this many input rows of a tile (a few KB, kept in the L1 cache while
+#: every block of outputs runs over them) before the next.  Each sum still
+#: runs over the inputs in order, so this changes the speed, never a result.
+PRODUCT_CHUNK = 64
+
+#: Fewest inputs (columns) for which the Numba products use their register
+#: blocks: each block loads and stores its sums once per chunk, which pays
+#: only when enough columns are added in between.
+PRODUCT_MIN_COLUMNS = 16
+
 #: Rows per call of a backend's forward in Network.forward/predict: their
 #: hidden activations are held for these rows only, whatever the number of
 #: rows predicted.  A whole number of blocks, so threads share it evenly.

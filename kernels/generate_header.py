@@ -16,6 +16,7 @@ SHARED_CONSTANTS = {
     "TILE_ROWS": "int64",
     "BLOCK_ROWS": "int64",
     "PARTIAL_GRADIENT_BYTES": "int64",
+    "PRODUCT_CHUNK": "int64",
     "SIGMOID_CLAMP": "double",
     "SIGMOID_CLAMP_FLOAT32": "float",
 }

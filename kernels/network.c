@@ -66,14 +66,14 @@ enum {
     DOT_LANES = 8,  /* independent partial sums in dot(): lets the reduction vectorise */
     /* Register blocks: sums kept in registers while the inner loop runs.
      * affine_block: OUT_BLOCK outputs x ROW_BLOCK_VECTORS vectors of rows
-     * (8 sums, plus the loaded inputs and a broadcast weight: 11 registers). */
+     * (12 sums, plus the loaded inputs and a broadcast weight: 16 registers). */
     OUT_BLOCK = 4,
-    ROW_BLOCK_VECTORS = 2,
+    ROW_BLOCK_VECTORS = 3,
     /* gradient_block: IN_BLOCK inputs x GRAD_VECTORS vectors of outputs, plus
-     * the loaded deltas and a broadcast input: 4 x 2 (11 registers) with 16
-     * registers, 4 x 4 (21) with 32. */
+     * the loaded deltas and a broadcast input: 4 x 3 (16 registers) with 16
+     * registers, 4 x 6 (31) with 32. */
     IN_BLOCK = 4,
-    GRAD_VECTORS = VECTOR_REGISTERS >= 32 ? 4 : 2,
+    GRAD_VECTORS = VECTOR_REGISTERS >= 32 ? 6 : 3,
     FINITE_CHUNK = 1 << 16, /* items per parallel chunk of fn_finite_range */
     SCRATCH_ROWS = 3        /* per-row scratch tiles: softmax's max and sum, cross-entropy's target sum */
 };

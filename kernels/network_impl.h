@@ -208,41 +208,46 @@ typedef struct {
     const real *b;   /* (n_out) or NULL for no bias */
 } R(Affine);
 
-/* z[o+p, t .. t+ROW_BLOCK) of the affine map for p < ob <= OUT_BLOCK: the
- * ob x ROW_BLOCK_VECTORS vector sums stay in registers while i runs over all
- * inputs, each step loading ROW_BLOCK_VECTORS vectors of inputs and
- * broadcasting ob weights.  Every sum runs from b in input order i = 0, 1, ... */
-static inline void R(affine_block)(const R(Affine) *f, int64_t o, int ob, int64_t t, real *z)
+/* z[o+p, t .. t + nv LANES) of the affine map for p < ob <= OUT_BLOCK and
+ * nv <= ROW_BLOCK_VECTORS, over inputs i0 .. i1 - 1 only: the ob x nv vector
+ * sums start from b (i0 == 0) or from z (the sums of the inputs before i0),
+ * then stay in registers while those inputs pass, each step loading nv
+ * vectors of inputs and broadcasting ob weights.  Every sum runs from b in
+ * input order i = 0, 1, ... */
+static inline __attribute__((always_inline)) void R(affine_block)(const R(Affine) *f, int64_t o, int ob, int64_t t, int nv, int64_t i0,
+                                   int64_t i1, real *z)
 {
     R(vec) acc[OUT_BLOCK][ROW_BLOCK_VECTORS];
     for (int p = 0; p < ob; p++)
-        for (int v = 0; v < ROW_BLOCK_VECTORS; v++)
-            acc[p][v] = R(splat)(f->b ? f->b[o + p] : (real)0);
-    for (int64_t i = 0; i < f->n_in; i++) {
+        for (int v = 0; v < nv; v++)
+            acc[p][v] = i0 > 0 ? R(load)(z + (o + p) * TILE + t + v * LANES)
+                               : R(splat)(f->b ? f->b[o + p] : (real)0);
+    for (int64_t i = i0; i < i1; i++) {
         const real *in = f->in + i * TILE + t;
         const real *w = f->W + i * f->in_stride + o * f->out_stride;
         R(vec) x[ROW_BLOCK_VECTORS];
-        for (int v = 0; v < ROW_BLOCK_VECTORS; v++)
+        for (int v = 0; v < nv; v++)
             x[v] = R(load)(in + v * LANES);
         for (int p = 0; p < ob; p++) {
             R(vec) weight = R(splat)(w[p * f->out_stride]);
-            for (int v = 0; v < ROW_BLOCK_VECTORS; v++)
+            for (int v = 0; v < nv; v++)
                 acc[p][v] += weight * x[v];
         }
     }
     for (int p = 0; p < ob; p++)
-        for (int v = 0; v < ROW_BLOCK_VECTORS; v++)
+        for (int v = 0; v < nv; v++)
             R(store)(z + (o + p) * TILE + t + v * LANES, acc[p][v]);
 }
 
-/* affine_block for one row t (the tile's last m % ROW_BLOCK rows), in scalars,
+/* affine_block for one row t (the tile's last m % LANES rows), in scalars,
  * the same sums in the same order. */
-static inline void R(affine_row)(const R(Affine) *f, int64_t o, int ob, int64_t t, real *z)
+static inline __attribute__((always_inline)) void R(affine_row)(const R(Affine) *f, int64_t o, int ob, int64_t t, int64_t i0, int64_t i1,
+                                 real *z)
 {
     real acc[OUT_BLOCK];
     for (int p = 0; p < ob; p++)
-        acc[p] = f->b ? f->b[o + p] : (real)0;
-    for (int64_t i = 0; i < f->n_in; i++) {
+        acc[p] = i0 > 0 ? z[(o + p) * TILE + t] : f->b ? f->b[o + p] : (real)0;
+    for (int64_t i = i0; i < i1; i++) {
         const real *w = f->W + i * f->in_stride + o * f->out_stride;
         for (int p = 0; p < ob; p++)
             acc[p] += w[p * f->out_stride] * f->in[i * TILE + t];
@@ -251,24 +256,45 @@ static inline void R(affine_row)(const R(Affine) *f, int64_t o, int ob, int64_t 
         z[(o + p) * TILE + t] = acc[p];
 }
 
-/* affine_block for outputs o .. o+ob-1 on all m rows of the tile. */
-static inline void R(affine_outputs)(const R(Affine) *f, int64_t o, int ob, int64_t m, real *z)
-{
-    int64_t t = 0;
-    for (; t + ROW_BLOCK <= m; t += ROW_BLOCK)
-        R(affine_block)(f, o, ob, t, z);
-    for (; t < m; t++)
-        R(affine_row)(f, o, ob, t, z);
-}
-
-/* z = the affine map on the first m rows of the tile: z (n_out, TILE). */
-static void R(affine)(const R(Affine) *f, int64_t m, real *z)
+/* affine_block (or affine_row) over inputs i0 .. i1 - 1 for rows t .. t + nv
+ * LANES (nv = 0: the one row t) and every output, OUT_BLOCK at a time. */
+static inline __attribute__((always_inline)) void R(affine_rows)(const R(Affine) *f, int64_t t, int nv, int64_t i0, int64_t i1, real *z)
 {
     int64_t o = 0;
-    for (; o + OUT_BLOCK <= f->n_out; o += OUT_BLOCK)
-        R(affine_outputs)(f, o, OUT_BLOCK, m, z);
-    for (; o < f->n_out; o++)
-        R(affine_outputs)(f, o, 1, m, z);
+    for (; o + OUT_BLOCK <= f->n_out; o += OUT_BLOCK) {
+        if (nv)
+            R(affine_block)(f, o, OUT_BLOCK, t, nv, i0, i1, z);
+        else
+            R(affine_row)(f, o, OUT_BLOCK, t, i0, i1, z);
+    }
+    for (; o < f->n_out; o++) {
+        if (nv)
+            R(affine_block)(f, o, 1, t, nv, i0, i1, z);
+        else
+            R(affine_row)(f, o, 1, t, i0, i1, z);
+    }
+}
+
+/* z = the affine map on the first m rows of the tile: z (n_out, TILE).  The
+ * inputs come in chunks of FN_PRODUCT_CHUNK: the tile rows of one chunk
+ * stay in the L1 cache while every block of outputs runs over them, where a
+ * block running over all inputs would stream the whole input tile (which
+ * may not fit in L2) once per block.  Rows go ROW_BLOCK at a time, then one
+ * vector, then one by one. */
+static void R(affine)(const R(Affine) *f, int64_t m, real *z)
+{
+    int64_t i0 = 0;
+    do {
+        int64_t i1 = i0 + rows_from(i0, FN_PRODUCT_CHUNK, f->n_in);
+        int64_t t = 0;
+        for (; t + ROW_BLOCK <= m; t += ROW_BLOCK)
+            R(affine_rows)(f, t, ROW_BLOCK_VECTORS, i0, i1, z);
+        for (; t + LANES <= m; t += LANES)
+            R(affine_rows)(f, t, 1, i0, i1, z);
+        for (; t < m; t++)
+            R(affine_rows)(f, t, 0, i0, i1, z);
+        i0 = i1;
+    } while (i0 < f->n_in);
 }
 
 /* a_out = f(W^T a_in + b), f the activation `code` (code < 0: none, a_out = z):
@@ -300,7 +326,7 @@ static void R(back_to_inputs)(const real *delta, int64_t fan_out, const real *W,
  * vectors of deltas, summed in registers (kb x jv vectors) over
  * the rows t = 0, 1, ... in order, then added to dW (fan_in, fan_out)
  * row-major.  No horizontal sums: each lane is one weight's own sum. */
-static inline void R(gradient_block)(const real *a_in, int64_t k, int kb, const real *rows, int64_t j,
+static inline __attribute__((always_inline)) void R(gradient_block)(const real *a_in, int64_t k, int kb, const real *rows, int64_t j,
                                      int jv, int64_t fan_out, int64_t m, real *dW)
 {
     R(vec) acc[IN_BLOCK][GRAD_VECTORS];
@@ -324,38 +350,39 @@ static inline void R(gradient_block)(const real *a_in, int64_t k, int kb, const 
         }
 }
 
-/* gradient_block for outputs j .. j + jv LANES and every input. */
-static inline void R(gradient_outputs)(const real *a_in, int64_t fan_in, const real *rows, int64_t j, int jv,
-                                       int64_t fan_out, int64_t m, real *dW)
-{
-    int64_t k = 0;
-    for (; k + IN_BLOCK <= fan_in; k += IN_BLOCK)
-        R(gradient_block)(a_in, k, IN_BLOCK, rows, j, jv, fan_out, m, dW);
-    for (; k < fan_in; k++)
-        R(gradient_block)(a_in, k, 1, rows, j, jv, fan_out, m, dW);
-}
-
 /* dW += a_in delta^T and db += row sums of delta: a_in (fan_in, TILE);
  * delta (fan_out, TILE); dW (fan_in, fan_out) row-major; db (fan_out) or NULL;
  * rows (TILE, fan_out) work memory.  Outputs in whole vectors go through
  * gradient_block on delta transposed into rows (the transposition is 1/fan_in
- * of the products' work), GRAD_VECTORS vectors at a time, then one: a strip
- * of outputs stays in cache while every input passes.  The last
- * fan_out % LANES outputs (all of a layer narrower than a vector) are dot
- * products over the tile's rows. */
+ * of the products' work), GRAD_VECTORS vectors at a time, then one.  Inputs
+ * are the outer loop: their IN_BLOCK tile rows stay in the L1 cache while
+ * every output passes (the transposed delta, TILE x fan_out, is read from
+ * L2), where a strip of outputs running over all inputs would stream the
+ * whole input tile once per strip.  The last fan_out % LANES outputs (all of
+ * a layer narrower than a vector) are dot products over the tile's rows. */
 static void R(weight_gradient)(const real *a_in, int64_t fan_in, const real *delta, int64_t fan_out,
                                int64_t m, real *dW, real *db, real *rows)
 {
-    int64_t j = 0;
-    if (fan_out >= LANES) {
+    int64_t vectored = fan_out >= LANES ? fan_out - fan_out % LANES : 0;
+    if (vectored) {
         R(tile_to_rows)(delta, fan_out, m, rows);
-        for (; j + GRAD_VECTORS * LANES <= fan_out; j += GRAD_VECTORS * LANES)
-            R(gradient_outputs)(a_in, fan_in, rows, j, GRAD_VECTORS, fan_out, m, dW);
-        for (; j + LANES <= fan_out; j += LANES)
-            R(gradient_outputs)(a_in, fan_in, rows, j, 1, fan_out, m, dW);
+        for (int64_t k = 0; k < fan_in; k += IN_BLOCK) {
+            int kb = fan_in - k < IN_BLOCK ? (int)(fan_in - k) : IN_BLOCK;
+            int64_t j = 0;
+            if (kb == IN_BLOCK) {
+                for (; j + GRAD_VECTORS * LANES <= vectored; j += GRAD_VECTORS * LANES)
+                    R(gradient_block)(a_in, k, IN_BLOCK, rows, j, GRAD_VECTORS, fan_out, m, dW);
+                for (; j < vectored; j += LANES)
+                    R(gradient_block)(a_in, k, IN_BLOCK, rows, j, 1, fan_out, m, dW);
+            } else {
+                for (int q = 0; q < kb; q++)
+                    for (j = 0; j < vectored; j += LANES)
+                        R(gradient_block)(a_in, k + q, 1, rows, j, 1, fan_out, m, dW);
+            }
+        }
     }
     for (int64_t k = 0; k < fan_in; k++)
-        for (int64_t r = j; r < fan_out; r++)
+        for (int64_t r = vectored; r < fan_out; r++)
             dW[k * fan_out + r] += R(dot)(a_in + k * TILE, delta + r * TILE, m);
     if (db)
         for (int64_t r = 0; r < fan_out; r++)

@@ -36,14 +36,15 @@ import threading
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm_binding
 from llvmlite import ir as llvm_ir
 from numba import (get_num_threads, get_parallel_chunksize, get_thread_id, njit, prange, set_parallel_chunksize,
                    types)
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, models, overload, register_model
 
 from fastnet._config import (BLOCK_ROWS, FASTMATH, PARTIAL_GRADIENT_BYTES, FASTMATH_REDUCE, NUMBA_CACHE, NUMBA_THREADING_LAYER,
-                             SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
+                             PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
@@ -260,6 +261,168 @@ def _call(typingctx, kind, address, args):
     return returns(kind, address, args), codegen
 
 
+# ---- vectors: the matrix products' register blocks --------------------------
+#
+# LLVM's loop vectoriser keeps a running sum in vector registers only when
+# it is a reduction over the vectorised loop (a dot product); a block of
+# outputs updated along another loop stays in memory, loaded and stored at
+# every step.  The products therefore hold their register blocks as
+# explicit vectors of an LLVM vector type, in loops emitted as LLVM IR by
+# one intrinsic (``_blocked_products``): every lane computes exactly what
+# scalar code would (a fused multiply-add per term), with no fast-math flag.
+
+
+def _host_vector_bytes():
+    """Bytes in one vector register of the CPU Numba compiles for: 64 with
+    AVX-512F, 32 with AVX, else 16 (also for an explicit NUMBA_CPU_NAME, such
+    as ``generic`` for portable caches, where wider vectors would be split)."""
+    if numba.config.CPU_NAME:
+        return 16
+    features = llvm_binding.get_host_cpu_features()
+    if features.get("avx512f"):
+        return 64
+    return 32 if features.get("avx") else 16
+
+
+#: Bytes per vector in the products' register blocks (a kernel loaded from
+#: the cache was compiled for the same CPU: Numba's cache key includes it).
+VECTOR_BYTES = _host_vector_bytes()
+
+
+if TILE_ROWS % (VECTOR_BYTES // 4):
+    raise ImportError(f"fastnet._config.TILE_ROWS ({TILE_ROWS}) must be a multiple of {VECTOR_BYTES // 4}, the float32 "
+                      "items in one vector: the products compute tile rows in whole vectors")
+
+
+class _Vector(types.Type):
+    """VECTOR_BYTES of floats of one type (``dtype``), held in one register."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.lanes = VECTOR_BYTES // (dtype.bitwidth // 8)
+        super().__init__(name=f"vector({dtype} x {self.lanes})")
+
+
+@register_model(_Vector)
+class _VectorModel(models.PrimitiveModel):
+    """An LLVM vector <lanes x float|double>."""
+
+    def __init__(self, dmm, fe_type):
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, llvm_ir.VectorType(element, fe_type.lanes))
+
+
+def _item_pointer(context, builder, array_type, array, index):
+    """Pointer to item ``index`` of a C-contiguous array's data, counted flat (no checks)."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [index])
+
+
+def _broadcast(builder, vector_type, value):
+    """An LLVM vector of ``vector_type`` with ``value`` in every lane."""
+    i32 = llvm_ir.IntType(32)
+    first = builder.insert_element(llvm_ir.Constant(vector_type, llvm_ir.Undefined), value, i32(0))
+    return builder.shuffle_vector(first, llvm_ir.Constant(vector_type, llvm_ir.Undefined),
+                                  llvm_ir.Constant(llvm_ir.VectorType(i32, vector_type.count), [0] * vector_type.count))
+
+
+def _emit_block(context, builder, rows, vectors, tiles, params, out, x, at, width, row_stride, col_stride, count):
+    """LLVM IR for one register block of ``_blocked_products``: rows x vectors vector sums.
+
+    S[p, v], the vector at tiles.flat[out + p width + v lanes], stays in
+    registers while, ``count`` times, X_v = the vector at tiles.flat[x + v lanes]
+    is loaded, u_p = params[at + p row_stride] broadcast and
+    S[p, v] = fma(u_p, X_v, S[p, v]), then x advances by width and at by
+    col_stride; then the sums are stored back.  ``tiles`` and ``params`` are
+    (array type, LLVM value) pairs; the rest are LLVM int64 values.
+    """
+    (tiles_type, tiles_data), (params_type, params_data) = tiles, params
+    vector = _Vector(params_type.dtype)
+    kind = context.get_value_type(vector)
+    align = params_type.dtype.bitwidth // 8
+    fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3),
+                                         f"llvm.fma.v{vector.lanes}f{vector.dtype.bitwidth}")
+
+    def vector_at(index):
+        return builder.bitcast(_item_pointer(context, builder, tiles_type, tiles_data, index), kind.as_pointer())
+
+    def offset(first, p, scale, v):
+        return builder.add(builder.add(first, builder.mul(scale, scale.type(p))), first.type(v * vector.lanes))
+
+    slots = []
+    for p in range(rows):
+        for v in range(vectors):
+            slot = cgutils.alloca_once(builder, kind)
+            builder.store(builder.load(vector_at(offset(out, p, width, v)), align=align), slot)
+            slots.append(slot)
+    x_slot, at_slot = cgutils.alloca_once_value(builder, x), cgutils.alloca_once_value(builder, at)
+    with cgutils.for_range(builder, count):
+        x_now, at_now = builder.load(x_slot), builder.load(at_slot)
+        inputs = [builder.load(vector_at(offset(x_now, 0, width, v)), align=align) for v in range(vectors)]
+        for p in range(rows):
+            weight = builder.load(_item_pointer(context, builder, params_type, params_data,
+                                                builder.add(at_now, builder.mul(row_stride, row_stride.type(p)))))
+            weight = _broadcast(builder, kind, weight)
+            for v in range(vectors):
+                slot = slots[p * vectors + v]
+                builder.store(builder.call(fma, [weight, inputs[v], builder.load(slot)]), slot)
+        builder.store(builder.add(x_now, width), x_slot)
+        builder.store(builder.add(at_now, col_stride), at_slot)
+    for p in range(rows):
+        for v in range(vectors):
+            builder.store(builder.load(slots[p * vectors + v]), vector_at(offset(out, p, width, v)), align=align)
+
+
+@intrinsic
+def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m):
+    """``_add_products`` for a multiple of four rows, as register-blocked micro-kernels (LLVM IR).
+
+    For each chunk of PRODUCT_CHUNK columns (the tile rows a chunk reads stay
+    in the L1 cache while every block of rows runs over them): blocks of four
+    rows by three vectors of tile rows (12 vector sums, each column step
+    loading three vectors of inputs and broadcasting four weights), then
+    four rows by one vector for the tile rows left over (``_emit_block``).
+    Each sum runs over the columns in order, one fused multiply-add each.
+    Tile rows go in whole vectors: up to lanes - 1 rows past m are computed
+    too (from whatever they hold) and never read; TILE_ROWS is a whole number
+    of vectors (checked at import), so they lie inside the tiles.  Emitted
+    as IR rather than written in Python: Numba's compile time grows with
+    every statement it types and lowers.
+    """
+    integers = (weight, row_stride, col_stride, n_rows, n_cols, src, dst, m)
+    if not (isinstance(params, types.Array) and params.layout == "C" and isinstance(params.dtype, types.Float)
+            and isinstance(tiles, types.Array) and tiles.ndim == 3 and tiles.layout == "C"
+            and tiles.dtype == params.dtype and all(isinstance(value, types.Integer) for value in integers)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        params_type, tiles_type = signature.args[0], signature.args[6]
+        values = [context.cast(builder, value, kind, types.int64) if i not in (0, 6) else value
+                  for i, (value, kind) in enumerate(zip(args, signature.args))]
+        params_data, weight, row_stride, col_stride, n_rows, n_cols, tiles_data, src, dst, m = values
+        i64 = llvm_ir.IntType(64)
+        lanes = _Vector(params_type.dtype).lanes
+        shape = cgutils.unpack_tuple(builder, context.make_array(tiles_type)(context, builder, tiles_data).shape)
+        width, plane = shape[2], builder.mul(shape[1], shape[2])
+        whole = builder.mul(builder.sdiv(builder.add(m, i64(lanes - 1)), i64(lanes)), i64(lanes))
+        bulk = builder.sub(whole, builder.srem(whole, i64(3 * lanes)))
+        tiles, params = (tiles_type, tiles_data), (params_type, params_data)
+        with cgutils.for_range_slice(builder, i64(0), n_cols, i64(PRODUCT_CHUNK)) as (c_first, _):
+            left = builder.sub(n_cols, c_first)
+            count = builder.select(builder.icmp_signed("<", left, i64(PRODUCT_CHUNK)), left, i64(PRODUCT_CHUNK))
+            x_first = builder.add(builder.mul(src, plane), builder.mul(c_first, width))
+            at_first = builder.add(weight, builder.mul(c_first, col_stride))
+            for first, last, step, vectors in ((i64(0), bulk, 3 * lanes, 3), (bulk, whole, lanes, 1)):
+                with cgutils.for_range_slice(builder, first, last, i64(step)) as (t, _):
+                    with cgutils.for_range_slice(builder, i64(0), n_rows, i64(4)) as (r, _):
+                        out = builder.add(builder.add(builder.mul(dst, plane), builder.mul(r, width)), t)
+                        _emit_block(context, builder, 4, vectors, tiles, params, out, builder.add(x_first, t),
+                                    builder.add(at_first, builder.mul(r, row_stride)), width, row_stride,
+                                    col_stride, count)
+        return context.get_dummy_value()
+    return types.none(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m), codegen
+
+
 @_kernel()
 def _exp_parts64(x):
     """(2**k, r, q) with exp(x) = 2**k (1 + r q), for float64 x in [-SIGMOID_CLAMP, 0].
@@ -439,6 +602,50 @@ if numba.config.DISABLE_JIT:
         value = np.asarray(value)
         return value.view(np.int64 if value.dtype == np.float64 else np.int32)[()]
 
+    def _lanes(like):
+        """Floats per vector (any width computes the same in plain Python)."""
+        return VECTOR_BYTES // np.dtype(getattr(like, "dtype", type(like))).itemsize
+
+    def _vector_load(array, index):
+        """array.flat[index : index + lanes], copied."""
+        return array.reshape(-1)[index:index + _lanes(array)].copy()
+
+    def _vector_store(array, index, value):
+        """array.flat[index : index + lanes] = value."""
+        array.reshape(-1)[index:index + value.shape[0]] = value
+
+    def _vector_splat_at(array, index):
+        """lanes copies of array.flat[index]."""
+        return np.full(_lanes(array), array.reshape(-1)[index])
+
+    def _vector_fma(a, b, c):
+        """a * b + c (rounded twice in plain Python)."""
+        return a * b + c
+
+    def _blocked_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m):  # noqa: F811
+        """The plain-Python twin of the intrinsic above: the same loops and sums, on numpy vectors."""
+        lanes = _lanes(params)
+        width, plane = tiles.shape[2], tiles.shape[1] * tiles.shape[2]
+        whole = (m + lanes - 1) // lanes * lanes
+        bulk = whole - whole % (3 * lanes)
+        for c_first in range(0, n_cols, PRODUCT_CHUNK):
+            count = min(n_cols - c_first, PRODUCT_CHUNK)
+            for first, last, step, vectors in ((0, bulk, 3 * lanes, 3), (bulk, whole, lanes, 1)):
+                for t in range(first, last, step):
+                    for r in range(0, n_rows, 4):
+                        out, x, at = dst * plane + r * width + t, src * plane + c_first * width + t, weight + r * row_stride + c_first * col_stride
+                        sums = [_vector_load(tiles, out + p * width + v * lanes) for p in range(4) for v in range(vectors)]
+                        for _ in range(count):
+                            inputs = [_vector_load(tiles, x + v * lanes) for v in range(vectors)]
+                            for p in range(4):
+                                u = _vector_splat_at(params, at + p * row_stride)
+                                for v in range(vectors):
+                                    sums[p * vectors + v] = _vector_fma(u, inputs[v], sums[p * vectors + v])
+                            x, at = x + width, at + col_stride
+                        for p in range(4):
+                            for v in range(vectors):
+                                _vector_store(tiles, out + p * width + v * lanes, sums[p * vectors + v])
+
     def _sigmoid(z):
         """The sigmoid in z's own precision."""
         return _sigmoid32(z) if isinstance(z, np.float32) else _sigmoid64(z)
@@ -591,17 +798,24 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
     M[r, c] = params[weight + r * row_stride + c * col_stride]: W.T when the
     rows are a layer's outputs (row_stride 1, col_stride fan_out, forward),
     W when they are its inputs (row_stride fan_out, col_stride 1, backward).
-    Each pass over the tile adds four columns into two rows (eight
-    multiply-adds per six loads and two stores), or into the odd last row.
     Columns are added to the running sum in order c = 0, 1, ..., one fused
-    multiply-add each.  Inner loops index rows of the tile (1-D views):
-    less code for Numba to generate and LLVM to optimise than 3-D indexing.
+    multiply-add each, on every path, so each sum is the same.
+
+    With a multiple of four rows and at least PRODUCT_MIN_COLUMNS columns,
+    the register blocks of ``_blocked_products``.  Otherwise loops over
+    tile rows that LLVM vectorises: each pass adds four columns into two
+    rows (eight multiply-adds per six loads and two stores), or into the odd
+    last row.  This function stays small, so LLVM can still inline it for
+    the narrow layers, whose calls are short.
     """
-    paired, blocked = n_rows - n_rows % 2, n_cols - n_cols % 4
+    if n_rows % 4 == 0 and n_rows and n_cols >= PRODUCT_MIN_COLUMNS:
+        _blocked_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m)
+        return
+    paired, blocked_cols = n_rows - n_rows % 2, n_cols - n_cols % 4
     for r in range(0, paired, 2):
         first, second = weight + r * row_stride, weight + (r + 1) * row_stride
         out0, out1 = tiles[dst, r], tiles[dst, r + 1]
-        for c in range(0, blocked, 4):
+        for c in range(0, blocked_cols, 4):
             u0, u1, u2, u3 = (params[first + c * col_stride], params[first + (c + 1) * col_stride],
                               params[first + (c + 2) * col_stride], params[first + (c + 3) * col_stride])
             v0, v1, v2, v3 = (params[second + c * col_stride], params[second + (c + 1) * col_stride],
@@ -611,20 +825,20 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
                 x0, x1, x2, x3 = in0[t], in1[t], in2[t], in3[t]
                 out0[t] = _fma(u3, x3, _fma(u2, x2, _fma(u1, x1, _fma(u0, x0, out0[t]))))
                 out1[t] = _fma(v3, x3, _fma(v2, x2, _fma(v1, x1, _fma(v0, x0, out1[t]))))
-        for c in range(blocked, n_cols):
+        for c in range(blocked_cols, n_cols):
             u, v, column = params[first + c * col_stride], params[second + c * col_stride], tiles[src, c]
             for t in range(m):
                 out0[t] = _fma(u, column[t], out0[t])
                 out1[t] = _fma(v, column[t], out1[t])
     for r in range(paired, n_rows):
         base, out0 = weight + r * row_stride, tiles[dst, r]
-        for c in range(0, blocked, 4):
+        for c in range(0, blocked_cols, 4):
             u0, u1, u2, u3 = (params[base + c * col_stride], params[base + (c + 1) * col_stride],
                               params[base + (c + 2) * col_stride], params[base + (c + 3) * col_stride])
             in0, in1, in2, in3 = tiles[src, c], tiles[src, c + 1], tiles[src, c + 2], tiles[src, c + 3]
             for t in range(m):
                 out0[t] = _fma(u3, in3[t], _fma(u2, in2[t], _fma(u1, in1[t], _fma(u0, in0[t], out0[t]))))
-        for c in range(blocked, n_cols):
+        for c in range(blocked_cols, n_cols):
             w, column = params[base + c * col_stride], tiles[src, c]
             for t in range(m):
                 out0[t] = _fma(w, column[t], out0[t])
@@ -637,15 +851,20 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
     A_l is acts[layer] and delta is deltas[d], both feature-major, so
     dW[k, j] = grad[w_first + k * fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
     and db[j] = grad[b_first + j] += sum_t deltas[d, j, t], for t < m.
-    Dot products go four inputs by two outputs at a time (eight sums from
-    six loads), then four by one, then one by one.
+    Each is a dot product over the tile's rows, a reduction LLVM vectorises
+    (with ``reassoc``, its vector sums held in registers).  They go four
+    inputs by two outputs at a time (eight sums from six loads), then four
+    by one, then one by one.  Inputs are the outer loop: their four tile
+    rows stay in the L1 cache while every output's deltas pass (from L2),
+    where outputs outside would stream the whole input tile, which may not
+    fit in L2, once per pair of outputs.
     """
     paired, blocked = fan_out - fan_out % 2, fan_in - fan_in % 4
     zero = typed(0.0, grad)
-    for j in range(0, paired, 2):
-        delta0, delta1 = deltas[d, j], deltas[d, j + 1]
-        for k in range(0, blocked, 4):
-            in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
+    for k in range(0, blocked, 4):
+        in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
+        for j in range(0, paired, 2):
+            delta0, delta1 = deltas[d, j], deltas[d, j + 1]
             s00 = s10 = s20 = s30 = s01 = s11 = s21 = s31 = zero
             for t in range(m):
                 d0, d1 = delta0[t], delta1[t]
@@ -661,10 +880,8 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
             grad[row + 2 * fan_out + 1] += s21
             grad[row + 3 * fan_out] += s30
             grad[row + 3 * fan_out + 1] += s31
-    for j in range(paired, fan_out):
-        delta_row = deltas[d, j]
-        for k in range(0, blocked, 4):
-            in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
+        for j in range(paired, fan_out):
+            delta_row = deltas[d, j]
             s0 = s1 = s2 = s3 = zero
             for t in range(m):
                 delta = delta_row[t]
@@ -674,10 +891,10 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
             grad[w_first + (k + 1) * fan_out + j] += s1
             grad[w_first + (k + 2) * fan_out + j] += s2
             grad[w_first + (k + 3) * fan_out + j] += s3
-    for j in range(fan_out):
-        delta_row = deltas[d, j]
-        for k in range(blocked, fan_in):
-            inputs, total = acts[layer, k], zero
+    for k in range(blocked, fan_in):
+        inputs = acts[layer, k]
+        for j in range(fan_out):
+            delta_row, total = deltas[d, j], zero
             for t in range(m):
                 total = _muladd(inputs[t], delta_row[t], total)
             grad[w_first + k * fan_out + j] += total

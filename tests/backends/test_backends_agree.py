@@ -105,6 +105,59 @@ def test_gradient_is_repeatable(fast_backend):
             np.testing.assert_array_equal(a, b)
 
 
+#: Widths that send the matrix products through their register blocks (a
+#: multiple of four rows, at least 16 columns) forward and backward, over
+#: several chunks of inputs (fastnet._config.PRODUCT_CHUNK, 64) with a
+#: partial last one, next to narrow layers that do not.
+WIDE_LAYERS = [[150, 20, 36, 3], [68, 132, 16, 4]]
+
+
+@pytest.mark.parametrize("layers", WIDE_LAYERS, ids=lambda layers: "-".join(map(str, layers)))
+@pytest.mark.parametrize("n", [13, 300, 525])
+def test_wide_layers_agree_with_reference(fast_backend, layers, n):
+    """Register-blocked products on tiles of any length (13 % 8, 300 % 256 = 44, 525 % 256 = 13
+    rows: not whole vectors) give the reference's activations and gradients, float64 and float32."""
+    weights, biases = random_parameters(layers, seed=n)
+    X, y = random_data(layers, n, seed=n + 1)
+    reference = Network(layers, backend=REFERENCE, weights=weights, biases=biases)
+    net = Network(layers, backend=fast_backend, weights=weights, biases=biases)
+    for actual, expected in zip(net.activations(X), reference.activations(X)):
+        assert_close_normwise(actual, expected)
+    assert net.evaluate(X, y) == pytest.approx(reference.evaluate(X, y), rel=1e-12)
+    expected_W, expected_b = reference.gradients(X, y)
+    dW, db = net.gradients(X, y)
+    for actual, expected in zip(dW + db, expected_W + expected_b):
+        assert_close_normwise(actual, expected)
+    single = Network(layers, backend=fast_backend, weights=weights, biases=biases, dtype="float32")
+    dW, db = single.gradients(X.astype(np.float32), y.astype(np.float32))
+    for actual, expected in zip(dW + db, expected_W + expected_b):
+        assert actual.dtype == np.float32
+        assert_close_normwise(actual, expected, rtol=1e-4)
+
+
+def test_numba_products_never_read_the_unused_rows_of_a_partial_tile():
+    """The Numba products compute a partial tile's rows in whole vectors, the rows past the
+    batch from whatever the work memory holds: with NaN there, the result is still the reference's."""
+    from fastnet.backends import numba_kernels
+    layers = [150, 20, 36, 3]
+    weights, biases = random_parameters(layers, seed=5)
+    net = Network(layers, backend="numba", weights=weights, biases=biases)
+    reference = Network(layers, backend=REFERENCE, weights=weights, biases=biases)
+    X, y = random_data(layers, 13, seed=6)
+    net.gradients(X, y)  # keeps its work memory for the next call of this shape
+    (_, _, acts, deltas, _), _ = numba_kernels._recent_work.memory
+    acts.fill(np.nan)
+    deltas.fill(np.nan)
+    dW, db = net.gradients(X, y)
+    assert numba_kernels._recent_work.memory[0][2] is acts  # the poisoned memory was the one used
+    expected_W, expected_b = reference.gradients(X, y)
+    for actual, expected in zip(dW + db, expected_W + expected_b):
+        assert np.isfinite(actual).all()
+        assert_close_normwise(actual, expected)
+    for actual, expected in zip(net.activations(X), reference.activations(X)):
+        assert_close_normwise(actual, expected)
+
+
 def test_rows_are_independent_across_tile_boundaries(backend):
     """Row k's output does not depend on which tile it falls in or on the other rows."""
     layers = [5, 7, 2]
