@@ -12,14 +12,15 @@ applies every update, as XGBoost's and LightGBM's Dask interfaces do.
 How a step travels
 ------------------
 Each worker's chunks are held, for one fit, by a Dask actor on that worker
-(``_Holder``).  A step is one method call per holder: the parameters go
-straight to the worker (or through the scheduler's proxy, as the client is
-configured), the holder computes its chunks and adds every group of the
-tree it holds whole, and its partial sums come back as the call's answer;
-the client adds the rest of the tree.  A task per chunk would do the same
-arithmetic, but each task passes through the scheduler's bookkeeping and
-several more messages between the processes, which costs more than a small
-step's computing.
+(``_Holder``).  A step is one method call on one of them, the holder of
+the most chunks: the parameters go straight to its worker (or through the
+scheduler's proxy, as the client is configured); it starts the same call
+on the other holders, computes its own chunks meanwhile, adds their
+answers (each holder adds the groups of the tree it holds whole first)
+and answers the client with the tree's root.  A task per chunk would do
+the same arithmetic, but every task passes through the scheduler's
+bookkeeping and several more messages between the processes, which costs
+more than a small step's computing.
 
 The promises
 ------------
