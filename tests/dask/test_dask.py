@@ -225,6 +225,23 @@ def test_local_sgd_is_bitwise_the_same_for_any_worker_count(client, one_worker):
     assert_parameters_equal(runs[0][0], parameters_copy(runs[1][0]))
 
 
+@pytest.mark.parametrize("batch_size", [None, 64], ids=["full-batch", "local-sgd"])
+def test_a_worker_of_two_threads_gives_the_same_bits(client, batch_size):
+    """A worker of several threads computes its chunks side by side: the same numbers as
+    single-threaded workers, since each chunk's sums are added by the same fixed tree."""
+    X, y, _ = data()
+    runs = []
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, **NO_DASHBOARD) as cluster, \
+            Client(cluster, set_as_default=False) as two_threads:
+        for each_client in (client, two_threads):
+            net = network("numba")
+            history = fd.fit(net, *chunked(X, y, chunk=1_100), epochs=3, optimizer="adam", lr=0.01,
+                             batch_size=batch_size, seed=5, client=each_client)
+            runs.append((net, history))
+    assert runs[0][1].loss == runs[1][1].loss
+    assert_parameters_equal(runs[1][0], parameters_copy(runs[0][0]))
+
+
 # -- local SGD ----------------------------------------------------------------------------------
 
 def replica_seed(seed, round_index, chunk_index):
