@@ -10,15 +10,17 @@
    process, then of 2; the kernels use one thread per worker
    (``fastnet.set_num_threads(1)`` on each).
 2. Overhead of one synchronous step (broadcast + reduce) on 1 chunk of
-   1,000 rows: the median step, next to Dask's own bare round trip on the
-   same cluster (submit a task returning its argument, the parameters,
-   and wait for it) and the same step on one machine (``Network.step``).
-   Each worker's chunks per step (Dask's task stream) and CPU seconds per
-   step (its process's): the one worker's over the busiest of two is the
-   speed-up two cores nobody else uses would give.
+   1,000 rows: the median step, next to Dask's own bare round trips on the
+   same cluster (submit a task returning its argument, the parameters, and
+   wait for it; call an actor's method doing the same) and the same step
+   on one machine (``Network.step``).
+   Each worker's chunks per step (those its ``fastnet.dask`` holder keeps)
+   and CPU seconds per step (its process's): the one worker's over the
+   busiest of two is the speed-up two cores nobody else uses would give.
 3. Bytes moved per step: what the workers sent, by Dask's own accounting
-   (``Worker.transfer_outgoing_bytes_total``: to other workers and to the
-   client alike), against the parameters' size and X's.
+   (``Worker.transfer_outgoing_bytes_total``: task results to other workers
+   and to the client alike) plus the answers to actor calls, sized as Dask
+   sizes a task result (``dask.sizeof``), against the parameters' size and X's.
 
 Prints a Markdown table, the CPU (lscpu's model name) and the load average
 before and after: ratios taken on a busy machine understate the speed-up.
@@ -31,7 +33,7 @@ import time
 
 import dask.array as da
 import numpy as np
-from distributed import Client, LocalCluster, get_task_stream
+from distributed import Client, LocalCluster
 
 import fastnet
 import fastnet.dask as fd
@@ -57,13 +59,42 @@ def one_thread():
     fastnet.set_num_threads(1)
 
 
+def count_actor_answers(dask_worker):
+    """On a worker: from now on, add to ``dask_worker.actor_answer_bytes`` the ``dask.sizeof``
+    of what each answer to an actor's method call carries (Dask's transfer accounting sees
+    task results only; fastnet.dask's holders answer their calls directly)."""
+    from dask.sizeof import sizeof
+
+    if hasattr(dask_worker, "actor_answer_bytes"):
+        return
+    execute = dask_worker.handlers["actor_execute"]
+
+    async def counted(**message):
+        answer = await execute(**message)
+        carried = answer.get("result", answer.get("exception"))
+        dask_worker.actor_answer_bytes += sizeof(getattr(carried, "data", carried))
+        return answer
+    dask_worker.actor_answer_bytes = 0
+    dask_worker.handlers["actor_execute"] = counted
+
+
 def counters_now(dask_worker):
-    """On a worker: bytes it has sent so far (Dask's accounting) and its process's CPU seconds."""
-    return dask_worker.transfer_outgoing_bytes_total, time.process_time()
+    """On a worker: bytes it has sent so far (task results and actor answers), its process's
+    CPU seconds, and the chunks its fastnet.dask holders keep."""
+    held = sum(len(actor.chunks) for actor in dask_worker.state.actors.values() if isinstance(actor, fd._Holder))
+    return (dask_worker.transfer_outgoing_bytes_total + getattr(dask_worker, "actor_answer_bytes", 0),
+            time.process_time(), held)
 
 
 def echo(value):
     return value
+
+
+class Echo:
+    """An actor answering its argument: Dask's bare actor call."""
+
+    def echo(self, value):
+        return value
 
 
 def cluster(n_workers):
@@ -73,6 +104,7 @@ def cluster(n_workers):
                          memory_limit=0, env={"NUMBA_NUM_THREADS": "1"})
     client = Client(local)
     client.run(one_thread)
+    client.run(count_actor_answers)
     return local, client
 
 
@@ -102,21 +134,17 @@ def steps(client, X, y, n_steps):
     """(median seconds per step after the first, bytes the workers sent per step, History,
     {worker: (chunk tasks run per step, median CPU seconds of its process per step)})."""
     net = Network(LAYERS, backend="numba", seed=0)
-    sent, cpu = [], []
+    sent, cpu, held = [], [], {}
 
     def record(epoch, history):
         counters = client.run(counters_now)
-        sent.append(sum(out for out, _ in counters.values()))
-        cpu.append({worker: seconds for worker, (_, seconds) in counters.items()})
+        sent.append(sum(out for out, _, _ in counters.values()))
+        cpu.append({worker: seconds for worker, (_, seconds, _) in counters.items()})
+        held.update({worker: chunks for worker, (_, _, chunks) in counters.items()})
 
-    with get_task_stream(client) as stream:
-        history = fd.fit(net, X, y, epochs=n_steps, lr=0.5, client=client, callback=record)
-    tasks = {}
-    for task in stream.data:
-        if str(task["key"]).startswith("_chunk_sums"):
-            tasks[task["worker"]] = tasks.get(task["worker"], 0) + 1
-    busy = {worker: (tasks.get(worker, 0) / n_steps,
-                     float(np.median(np.diff([seconds[worker] for seconds in cpu])))) for worker in cpu[0]}
+    history = fd.fit(net, X, y, epochs=n_steps, lr=0.5, client=client, callback=record)
+    busy = {worker: (held.get(worker, 0), float(np.median(np.diff([seconds[worker] for seconds in cpu]))))
+            for worker in cpu[0]}
     return float(np.median(history.time[1:])), np.diff(sent), history, busy
 
 
@@ -157,6 +185,13 @@ def main():
             client.submit(echo, params, pure=False).result()
             trips.append(time.perf_counter() - start)
         round_trip = float(np.median(trips))
+        actor = client.submit(Echo, actor=True).result()
+        calls = []
+        for _ in range(200):
+            start = time.perf_counter()
+            actor.echo(params).result()
+            calls.append(time.perf_counter() - start)
+        actor_call = float(np.median(calls))
         local_net = Network(LAYERS, backend="numba", seed=0)
         local_net.step(X_small, y_small)
         start = time.perf_counter()
@@ -179,7 +214,8 @@ def main():
     print(f"| CPU seconds per step, 1 worker / busiest of 2 (the speed-up on two idle cores) | "
           f"{cpu[1] / cpu[2]:.2f}x |")
     print(f"| one synchronous step, 1 chunk of {SMALL_ROWS:,} rows (ms; target <= 10) | {overhead * 1e3:.1f} |")
-    print(f"| of which Dask's bare round trip, submit + result (ms) | {round_trip * 1e3:.1f} |")
+    print(f"| Dask's bare task round trip, submit + result (ms) | {round_trip * 1e3:.1f} |")
+    print(f"| Dask's bare actor call, call + result (ms) | {actor_call * 1e3:.1f} |")
     print(f"| the same step on one machine, Network.step (ms) | {local_step * 1e3:.2f} |")
     for n_workers in (1, 2):
         print(f"| bytes the workers sent per step, {n_workers} worker(s) (median) | "

@@ -4,10 +4,23 @@
 by rows, ``predict(net, X)`` is a lazy dask array, ``evaluate(net, X, y)``
 a float.  The data never leaves the workers: each row chunk is validated
 and converted once where it lives and kept there for the whole fit; what
-moves are the network's parameters (kilobytes) to every chunk's task and
-the chunks' partial sums back, added by a fixed tree (groups of FAN_IN
-neighbours, in chunk order), never in the order tasks finish.  The client drives the loop and
+moves are the network's parameters (kilobytes) and the chunks' partial
+sums, added by a fixed tree (groups of FAN_IN neighbours, in chunk order),
+never in the order the workers answer.  The client drives the loop and
 applies every update, as XGBoost's and LightGBM's Dask interfaces do.
+
+How a step travels
+------------------
+Each worker's chunks are held, for one fit, by a Dask actor on that worker
+(``_Holder``).  A step is one method call on one of them, the holder of
+the most chunks: the parameters go straight to its worker (or through the
+scheduler's proxy, as the client is configured); it starts the same call
+on the other holders, computes its own chunks meanwhile, adds their
+answers (each holder adds the groups of the tree it holds whole first)
+and answers the client with the tree's root.  A task per chunk would do
+the same arithmetic, but every task passes through the scheduler's
+bookkeeping and several more messages between the processes, which costs
+more than a small step's computing.
 
 The promises
 ------------
@@ -30,8 +43,11 @@ never mix rows of different chunks, each replica takes its own steps from
 the same start, and averaging the replicas is not the same as taking their
 steps one after another.
 
-If a worker dies, Dask recomputes its chunks from their source on another
-worker and the step runs again: the same numbers, so the same result.
+If a worker dies, its holder dies with it: the step is abandoned, Dask
+recomputes the lost chunks from their source on the workers left, new
+holders are made where the chunks now are and the step runs again (up to
+Dask's own ``distributed.scheduler.allowed-failures`` times in a row):
+the same numbers, so the same result.
 """
 
 try:
@@ -56,9 +72,15 @@ from fastnet.network import Network, exclusive
 
 __all__ = ["fit", "predict", "evaluate"]
 
-#: Partial results added by one task of the reduction tree: a step over c
-#: chunks takes ceil(log_FAN_IN(c)) rounds of adding after the chunks' own tasks.
+#: Partial results added by one node of the reduction tree: a step over c
+#: chunks adds ceil(log_FAN_IN(c)) levels of nodes over the chunks' own sums.
 FAN_IN = 8
+
+#: Seconds between looks, while a holder's answer is awaited, at whether Dask
+#: has reported the holder's worker lost (a call to a dead worker may otherwise
+#: wait out Dask's connect timeout).  Only waiting steps look: a step that is
+#: answered sooner is not delayed.
+LOST_WORKER_POLL = 0.1
 
 
 # -- what moves between client and workers -----------------------------------------
@@ -188,6 +210,134 @@ def _add_in_order(*parts):
     return type(parts[0])(*total)
 
 
+def _subtrees(nodes, n_chunks, add=_add_in_order):
+    """``nodes`` ({(level, position): partial result}, level 0 being the chunks) with
+    every node of the fixed tree over ``n_chunks`` chunks whose members are all
+    present replaced by their sum (``add``), level by level.
+
+    Level l+1's node j adds level l's nodes FAN_IN*j .. FAN_IN*j + FAN_IN - 1 (those
+    that exist), in that order, until a level has one node: the root.  Whoever adds
+    a node, and whichever worker held its members, it is the same sum of the same
+    numbers in the same order.
+    """
+    nodes, level, count = dict(nodes), 0, n_chunks
+    while count > 1:
+        for group, first in enumerate(range(0, count, FAN_IN)):
+            members = [(level, position) for position in range(first, min(first + FAN_IN, count))]
+            if all(member in nodes for member in members):
+                nodes[(level + 1, group)] = add(*(nodes.pop(member) for member in members))
+        level, count = level + 1, -(-count // FAN_IN)
+    return nodes
+
+
+def _subtree_keys(positions, n_chunks):
+    """The keys, sorted, of ``_subtrees`` over the chunks at ``positions``: the order in
+    which a holder of those chunks answers its partial results (values only)."""
+    return sorted(_subtrees({(0, position): None for position in positions}, n_chunks, add=lambda *parts: None))
+
+
+class _WorkerLost(Exception):
+    """A holder's worker was lost during a call (the step runs again on new holders)."""
+
+
+def _lost(holder, ask=False):
+    """Whether Dask reports the holder future ``holder`` lost with its worker.  A future
+    made on a worker stays "pending" (its client is not told of the key's fate), so
+    with ``ask`` the scheduler is asked where the holder is: nowhere is lost."""
+    if holder.status not in ("pending", "finished"):
+        return True
+    return ask and not holder.client.who_has([holder]).get(holder.key)
+
+
+def _called(holder, actor, method, *args):
+    """Start ``method(*args)`` on the actor of the holder future ``holder``: an actor
+    call (``distributed.BaseActorFuture``), or _WorkerLost if its worker is gone."""
+    if _lost(holder):
+        raise _WorkerLost(f"the worker of {holder.key} was lost")
+    try:
+        return getattr(actor, method)(*args)
+    except RuntimeError as error:  # Dask's handle refusing the actor of a lost worker
+        raise _WorkerLost(f"the worker of {holder.key} was lost: {error}") from None
+
+
+def _answer(holder, call):
+    """What ``call`` (started by ``_called`` on the holder future ``holder``) returns,
+    or _WorkerLost: its connection broke, or Dask reported the holder lost while it
+    was awaited (a call to a dead worker may otherwise wait out Dask's connect
+    timeout).  Any other failure is the call's own, raised as it is."""
+    while True:
+        try:
+            return call.result(timeout=LOST_WORKER_POLL)
+        except TimeoutError:
+            if _lost(holder, ask=True):
+                raise _WorkerLost(f"the worker of {holder.key} was lost") from None
+        except OSError as error:
+            raise _WorkerLost(f"the worker of {holder.key} was lost: {error}") from None
+
+
+class _Holder:
+    """On a worker, as a Dask actor for one fit (or evaluation): the validated chunks
+    (``Rows``) at ``positions`` of all ``n_chunks`` that this worker holds, and the
+    network's ``_Replica``.
+
+    Its methods compute every chunk held here and return ``_subtrees`` of their
+    partial results.  One holder of a fit, the one the client calls, also has
+    the fit's other holders (``adopt``): it starts the same call on them first,
+    so that they compute side by side with it, and adds their answers into the
+    tree, so that only the tree's root goes back to the client.
+    """
+
+    def __init__(self, replica, n_chunks, positions, *rows):
+        self.replica, self.n_chunks, self.others, self.gathers = replica, n_chunks, [], False
+        self.chunks = dict(zip(positions, rows))
+        worker = distributed.get_worker()
+        # Several chunks on a worker of several threads run side by side, on the
+        # threads its tasks would run on; otherwise here, on the actor's thread.
+        self.executor = worker.executor if worker.state.nthreads > 1 and len(rows) > 1 else None
+
+    def adopt(self, others):
+        """Be the holder that gathers: the one the client calls, answering the tree's root,
+        over the answers of ``others``, (key, actor, positions) of the other holders (their
+        futures are made here, on the worker's own client, to hear of their loss)."""
+        self.gathers = True
+        if others:
+            client = distributed.get_client()
+            self.others = [(distributed.Future(key, client), actor, _subtree_keys(positions, self.n_chunks))
+                           for key, actor, positions in others]
+
+    def _gathered(self, method, args, function):
+        """``function(position, rows)`` over the chunks held here and ``method(*args)``
+        over the other holders, added by the tree as far as they go: the root for the
+        holder that gathers, else the values of ``_subtrees`` in key order."""
+        calls = [(future, _called(future, actor, method, *args), keys) for future, actor, keys in self.others]
+        positions = list(self.chunks)
+        if self.executor is None:
+            parts = [function(position, self.chunks[position]) for position in positions]
+        else:
+            parts = list(self.executor.map(function, positions, [self.chunks[p] for p in positions]))
+        nodes = {(0, position): part for position, part in zip(positions, parts)}
+        for future, call, keys in calls:
+            nodes.update(zip(keys, _answer(future, call)))
+        nodes = _subtrees(nodes, self.n_chunks)
+        if self.gathers:
+            (root,) = nodes.values()
+            return root
+        return [nodes[key] for key in sorted(nodes)]
+
+    def sums(self, params, with_gradient):
+        """``_Sums`` of the chunks at ``params`` (``_chunk_sums``)."""
+        return self._gathered("sums", (params, with_gradient),
+                              lambda position, rows: _chunk_sums(self.replica, params, rows, with_gradient))
+
+    def local_round(self, params, optimizer_state, entropy, round_index, epochs, batch_size, shuffle):
+        """``_Replicas`` of one local SGD round of every chunk (``_local_epochs``), chunk c
+        shuffled by ``SeedSequence(entropy, spawn_key=(round_index, c))``."""
+        args = (params, optimizer_state, entropy, round_index, epochs, batch_size, shuffle)
+        return self._gathered("local_round", args, lambda position, rows: _local_epochs(
+            self.replica, params, optimizer_state, rows,
+            np.random.SeedSequence(entropy, spawn_key=(round_index, position)), epochs, batch_size, shuffle))
+
+
 def _predict_block(block, snapshot, block_info=None):
     """The network's output for one row chunk of X; errors name the chunk."""
     net = snapshot.network()
@@ -265,15 +415,6 @@ def _same_rows(X, other, names):
                          f"({X.chunks[0]}); got {other.chunks[0]}: use {names[1]}.rechunk({{0: {names[0]}.chunks[0]}})")
 
 
-def _reduce(client, parts):
-    """One future of the sum of ``parts`` (futures), added by a fixed tree: groups of FAN_IN
-    neighbours, in chunk order, level by level, whichever worker runs which task."""
-    while len(parts) > 1:
-        parts = [client.submit(_add_in_order, *parts[first:first + FAN_IN], pure=False)
-                 for first in range(0, len(parts), FAN_IN)]
-    return parts[0]
-
-
 def _first_failure(futures):
     """Wait for ``futures``; raise the exception of the first failed one in chunk order."""
     distributed.wait(futures)
@@ -297,7 +438,7 @@ class _Chunks:
             _same_rows(X, sample_weight, (names[0], "sample_weight"))
         self.client, self.X, self.n_outputs = client, X, net.layout.n_outputs
         self.replica, self.loss = _Replica(net), spec.LOSSES[net.loss]
-        self.futures, self.weight_scale = [], 1.0
+        self.futures, self.holders, self.weight_scale = [], [], 1.0
         snapshot, firsts = _Snapshot(net), np.cumsum((0,) + X.chunks[0][:-1])
         checked = dask.delayed(_checked_chunk, pure=False)
         Xs, ys = X.to_delayed().ravel(), y.to_delayed().ravel()
@@ -338,11 +479,56 @@ class _Chunks:
         """c of ``fastnet.backends.loss_normaliser`` for all the rows."""
         return loss_normaliser(self.loss.code, self.total_weight, self.n_outputs)
 
+    def _hold(self):
+        """One ``_Holder`` per worker over the chunks in its memory (after a lost worker,
+        once Dask has recomputed them), as (future, actor) pairs, the one that gathers
+        first: the holder of the most chunks, which then gathers the fewest answers."""
+        _first_failure(self.futures)
+        where = self.client.who_has(self.futures)
+        positions = {}
+        for position, future in enumerate(self.futures):
+            # A chunk Dask has just lost (not yet recomputed) goes wherever Dask puts its holder.
+            positions.setdefault(min(where.get(future.key, ()), default=None), []).append(position)
+        groups = sorted(positions.items(), key=lambda item: -len(item[1]))
+        futures = [self.client.submit(_Holder, self.replica, len(self.futures), group,
+                                      *(self.futures[p] for p in group), actor=True,
+                                      workers=None if address is None else [address], allow_other_workers=True)
+                   for address, group in groups]
+        self._positions = {future.key: group for future, (_, group) in zip(futures, groups)}
+        self.holders = [(future, None) for future in futures]
+        # The actors' handles talk to the worker through this client, whichever is the default.
+        with self.client.as_current():
+            self.holders = [(future, future.result()) for future in futures]
+        (first, actor), others = self.holders[0], self.holders[1:]
+        _answer(first, _called(first, actor, "adopt", [(future.key, other, self._positions[future.key])
+                                                       for future, other in others]))
+
+    def _drop_holders(self):
+        """Let the workers drop the holders (not the chunks), however many handles of
+        them the gathering holder's worker has."""
+        self.client.cancel([future for future, _ in self.holders], force=True)
+        self.holders = []
+
+    def _call(self, method, *args):
+        """The sum over every chunk, by the fixed tree, of the holders' ``method(*args)``.
+        If a worker is lost meanwhile, the holders are made anew where Dask has
+        recomputed the chunks and the call runs again: the same numbers."""
+        retries = dask.config.get("distributed.scheduler.allowed-failures")
+        for _ in range(retries + 1):
+            try:
+                if not self.holders:
+                    self._hold()
+                first, actor = self.holders[0]
+                return _answer(first, _called(first, actor, method, *args))
+            except _WorkerLost as error:
+                lost = error
+                self._drop_holders()
+        raise RuntimeError(f"fastnet.dask: a worker holding chunks was lost {retries + 1} times in a row "
+                           f"(distributed.scheduler.allowed-failures = {retries}); last: {lost}") from lost
+
     def sums(self, params, with_gradient=True):
         """``_Sums`` over every chunk at ``params``, added in chunk order."""
-        parts = [self.client.submit(_chunk_sums, self.replica, params, rows, with_gradient, pure=False)
-                 for rows in self.futures]
-        return _reduce(self.client, parts).result()
+        return self._call("sums", params, with_gradient)
 
     def loss_at(self, params):
         """The loss of all the rows at ``params``."""
@@ -350,15 +536,12 @@ class _Chunks:
 
     def local_round(self, params, optimizer, entropy, round_index, epochs, batch_size, shuffle):
         """``_Replicas`` of one local SGD round over every chunk, added in chunk order."""
-        state = optimizer.state_dict()
-        parts = [self.client.submit(_local_epochs, self.replica, params, state, rows,
-                                    np.random.SeedSequence(entropy, spawn_key=(round_index, index)),
-                                    epochs, batch_size, shuffle, pure=False)
-                 for index, rows in enumerate(self.futures)]
-        return _reduce(self.client, parts).result()
+        return self._call("local_round", params, optimizer.state_dict(), entropy, round_index, epochs, batch_size,
+                          shuffle)
 
     def release(self):
-        """Let the workers drop the chunks."""
+        """Let the workers drop the holders and the chunks."""
+        self._drop_holders()
         self.client.cancel(self.futures)
         self.futures = []
 

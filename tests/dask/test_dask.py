@@ -225,6 +225,23 @@ def test_local_sgd_is_bitwise_the_same_for_any_worker_count(client, one_worker):
     assert_parameters_equal(runs[0][0], parameters_copy(runs[1][0]))
 
 
+@pytest.mark.parametrize("batch_size", [None, 64], ids=["full-batch", "local-sgd"])
+def test_a_worker_of_two_threads_gives_the_same_bits(client, batch_size):
+    """A worker of several threads computes its chunks side by side: the same numbers as
+    single-threaded workers, since each chunk's sums are added by the same fixed tree."""
+    X, y, _ = data()
+    runs = []
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, **NO_DASHBOARD) as cluster, \
+            Client(cluster, set_as_default=False) as two_threads:
+        for each_client in (client, two_threads):
+            net = network("numba")
+            history = fd.fit(net, *chunked(X, y, chunk=1_100), epochs=3, optimizer="adam", lr=0.01,
+                             batch_size=batch_size, seed=5, client=each_client)
+            runs.append((net, history))
+    assert runs[0][1].loss == runs[1][1].loss
+    assert_parameters_equal(runs[1][0], parameters_copy(runs[0][0]))
+
+
 # -- local SGD ----------------------------------------------------------------------------------
 
 def replica_seed(seed, round_index, chunk_index):
@@ -319,15 +336,36 @@ def test_evaluate_equals_network_evaluate(client, backend):
 
 # -- only parameters move; kernels compile once per worker ----------------------------------------
 
+def count_actor_answers(dask_worker):
+    """On a worker: from now on, count in ``dask_worker.actor_answer_bytes`` the size of
+    what every answer to an actor's method call carries, as Dask counts a task result
+    it sends (``dask.sizeof``).  Dask's transfer accounting sees task results only, and
+    the chunks' holders answer their calls directly."""
+    from dask.sizeof import sizeof
+
+    if hasattr(dask_worker, "actor_answer_bytes"):
+        return
+    execute = dask_worker.handlers["actor_execute"]
+
+    async def counted(**message):
+        answer = await execute(**message)
+        carried = answer.get("result", answer.get("exception"))
+        dask_worker.actor_answer_bytes += sizeof(getattr(carried, "data", carried))
+        return answer
+    dask_worker.actor_answer_bytes = 0
+    dask_worker.handlers["actor_execute"] = counted
+
+
 def worker_counters(dask_worker):
-    """On a worker (client.run's ``dask_worker``): bytes it has sent (Dask's own accounting,
-    peers and clients alike) and the compiled signatures of every Numba kernel of fastnet."""
+    """On a worker (client.run's ``dask_worker``): bytes it has sent (Dask's own accounting of
+    task results sent to peers and clients alike, plus the actor answers counted since
+    ``count_actor_answers``) and the compiled signatures of every Numba kernel of fastnet."""
     import numba
     from fastnet.backends import numba_kernels
 
     signatures = sum(len(kernel.signatures) for kernel in vars(numba_kernels).values()
                      if isinstance(kernel, numba.core.dispatcher.Dispatcher))
-    return dask_worker.transfer_outgoing_bytes_total, signatures
+    return dask_worker.transfer_outgoing_bytes_total + getattr(dask_worker, "actor_answer_bytes", 0), signatures
 
 
 def test_a_step_moves_parameters_not_rows(client):
@@ -337,6 +375,7 @@ def test_a_step_moves_parameters_not_rows(client):
     y = rng.uniform(0.0, 1.0, size=(80_000, LAYERS[-1]), chunks=(10_000, LAYERS[-1]))
     net = network("numba")
     sent = []
+    client.run(count_actor_answers)
 
     def record(epoch, history):
         sent.append(sum(out for out, _ in client.run(worker_counters).values()))
