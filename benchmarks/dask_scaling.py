@@ -59,25 +59,6 @@ def one_thread():
     fastnet.set_num_threads(1)
 
 
-def count_actor_answers(dask_worker):
-    """On a worker: from now on, add to ``dask_worker.actor_answer_bytes`` the ``dask.sizeof``
-    of what each answer to an actor's method call carries (Dask's transfer accounting sees
-    task results only; fastnet.dask's holders answer their calls directly)."""
-    from dask.sizeof import sizeof
-
-    if hasattr(dask_worker, "actor_answer_bytes"):
-        return
-    execute = dask_worker.handlers["actor_execute"]
-
-    async def counted(**message):
-        answer = await execute(**message)
-        carried = answer.get("result", answer.get("exception"))
-        dask_worker.actor_answer_bytes += sizeof(getattr(carried, "data", carried))
-        return answer
-    dask_worker.actor_answer_bytes = 0
-    dask_worker.handlers["actor_execute"] = counted
-
-
 def counters_now(dask_worker):
     """On a worker: bytes it has sent so far (task results and actor answers), its process's
     CPU seconds, and the chunks its fastnet.dask holders keep."""
@@ -104,7 +85,7 @@ def cluster(n_workers):
                          memory_limit=0, env={"NUMBA_NUM_THREADS": "1"})
     client = Client(local)
     client.run(one_thread)
-    client.run(count_actor_answers)
+    client.run(fd.count_actor_answers)
     return local, client
 
 

@@ -338,6 +338,28 @@ class _Holder:
             np.random.SeedSequence(entropy, spawn_key=(round_index, position)), epochs, batch_size, shuffle))
 
 
+def count_actor_answers(dask_worker):
+    """For ``client.run(count_actor_answers)``: from now on, count in the worker's
+    ``actor_answer_bytes`` the size of what every answer to an actor's method call
+    carries, as Dask counts a task result it sends (``dask.sizeof``).  Dask's transfer
+    accounting (``transfer_outgoing_bytes_total``) sees task results only, and the
+    chunks' holders answer their calls directly: the two together are what a worker
+    sent.  A diagnostic for benchmarks and tests; it wraps a handler of Dask's worker."""
+    from dask.sizeof import sizeof
+
+    if hasattr(dask_worker, "actor_answer_bytes"):
+        return
+    execute = dask_worker.handlers["actor_execute"]
+
+    async def counted(**message):
+        answer = await execute(**message)
+        carried = answer.get("result", answer.get("exception"))
+        dask_worker.actor_answer_bytes += sizeof(getattr(carried, "data", carried))
+        return answer
+    dask_worker.actor_answer_bytes = 0
+    dask_worker.handlers["actor_execute"] = counted
+
+
 def _predict_block(block, snapshot, block_info=None):
     """The network's output for one row chunk of X; errors name the chunk."""
     net = snapshot.network()

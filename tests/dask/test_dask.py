@@ -336,30 +336,10 @@ def test_evaluate_equals_network_evaluate(client, backend):
 
 # -- only parameters move; kernels compile once per worker ----------------------------------------
 
-def count_actor_answers(dask_worker):
-    """On a worker: from now on, count in ``dask_worker.actor_answer_bytes`` the size of
-    what every answer to an actor's method call carries, as Dask counts a task result
-    it sends (``dask.sizeof``).  Dask's transfer accounting sees task results only, and
-    the chunks' holders answer their calls directly."""
-    from dask.sizeof import sizeof
-
-    if hasattr(dask_worker, "actor_answer_bytes"):
-        return
-    execute = dask_worker.handlers["actor_execute"]
-
-    async def counted(**message):
-        answer = await execute(**message)
-        carried = answer.get("result", answer.get("exception"))
-        dask_worker.actor_answer_bytes += sizeof(getattr(carried, "data", carried))
-        return answer
-    dask_worker.actor_answer_bytes = 0
-    dask_worker.handlers["actor_execute"] = counted
-
-
 def worker_counters(dask_worker):
     """On a worker (client.run's ``dask_worker``): bytes it has sent (Dask's own accounting of
     task results sent to peers and clients alike, plus the actor answers counted since
-    ``count_actor_answers``) and the compiled signatures of every Numba kernel of fastnet."""
+    ``fastnet.dask.count_actor_answers``) and the compiled signatures of every Numba kernel of fastnet."""
     import numba
     from fastnet.backends import numba_kernels
 
@@ -375,7 +355,7 @@ def test_a_step_moves_parameters_not_rows(client):
     y = rng.uniform(0.0, 1.0, size=(80_000, LAYERS[-1]), chunks=(10_000, LAYERS[-1]))
     net = network("numba")
     sent = []
-    client.run(count_actor_answers)
+    client.run(fd.count_actor_answers)
 
     def record(epoch, history):
         sent.append(sum(out for out, _ in client.run(worker_counters).values()))
