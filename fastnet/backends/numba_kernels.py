@@ -618,10 +618,6 @@ if numba.config.DISABLE_JIT:
         """lanes copies of array.flat[index]."""
         return np.full(_lanes(array), array.reshape(-1)[index])
 
-    def _vector_fma(a, b, c):
-        """a * b + c (rounded twice in plain Python)."""
-        return a * b + c
-
     def _blocked_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m):  # noqa: F811
         """The plain-Python twin of the intrinsic above: the same loops and sums, on numpy vectors."""
         lanes = _lanes(params)
@@ -640,7 +636,7 @@ if numba.config.DISABLE_JIT:
                             for p in range(4):
                                 u = _vector_splat_at(params, at + p * row_stride)
                                 for v in range(vectors):
-                                    sums[p * vectors + v] = _vector_fma(u, inputs[v], sums[p * vectors + v])
+                                    sums[p * vectors + v] = _fma(u, inputs[v], sums[p * vectors + v])
                             x, at = x + width, at + col_stride
                         for p in range(4):
                             for v in range(vectors):
