@@ -931,7 +931,7 @@ def _softmax_cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     e_t = -sum_j y_j (z_j - lse_t) = -sum_j y_j (z_j - top_t) + s_t log S_t,
     lse_t = top_t + log S_t, so e is finite for any z; p = softmax(z) and
     s_t = sum_j y_j (1 for one-hot or probability targets).  deltas[1]
-    holds top and S, deltas[0, 0] s until the delta overwrites it.
+    holds top and S, deltas[0, 0] s until unit 0's delta overwrites it.
     Arguments as in ``_squared_error_delta``; acts[out] is left holding exp(z - top).
     """
     m, n_out, weighted = Y_rows.shape[0], Y_rows.shape[1], w_rows.shape[0] > 0
@@ -949,10 +949,14 @@ def _softmax_cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
         total -= (w_rows[t] if weighted else one) * shifted
     _exponentials(acts, out, n_out, m, top, sums)
     for t in range(m):
-        weight, share = w_rows[t] if weighted else one, shares[t]
-        total += weight * share * math.log(sums[t])
-        for j in range(n_out):
-            deltas[0, j, t] = scale * weight * (acts[out, j, t] / sums[t] * share - Y_rows[t, j])
+        total += (w_rows[t] if weighted else one) * shares[t] * math.log(sums[t])
+    # Unit by unit, a loop over the tile's rows that vectorises; the last unit
+    # last, since its delta overwrites the shares (deltas[0, 0]) it reads.
+    for j in range(n_out - 1, -1, -1):
+        exps, delta = acts[out, j], deltas[0, j]
+        for t in range(m):
+            weight = w_rows[t] if weighted else one
+            delta[t] = scale * weight * (exps[t] / sums[t] * shares[t] - Y_rows[t, j])
     return total
 
 
@@ -979,6 +983,29 @@ def _binary_cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
 
 
 @_kernel()
+def _rows_to_tile(X_rows, acts):
+    """acts[0, k, t] = X_rows[t, k]: a tile of rows (m, n_0) made feature-major.
+
+    Eight inputs at a time: each pass reads every row's eight consecutive
+    inputs (one cache line in float64) and writes eight tile rows, where one
+    input at a time would read a whole column of rows, from L2, per input.
+    """
+    m, n_in = X_rows.shape
+    blocked = n_in - n_in % 8
+    for k in range(0, blocked, 8):
+        out0, out1, out2, out3 = acts[0, k], acts[0, k + 1], acts[0, k + 2], acts[0, k + 3]
+        out4, out5, out6, out7 = acts[0, k + 4], acts[0, k + 5], acts[0, k + 6], acts[0, k + 7]
+        for t in range(m):
+            row = X_rows[t]
+            out0[t], out1[t], out2[t], out3[t] = row[k], row[k + 1], row[k + 2], row[k + 3]
+            out4[t], out5[t], out6[t], out7[t] = row[k + 4], row[k + 5], row[k + 6], row[k + 7]
+    for k in range(blocked, n_in):
+        inputs = acts[0, k]
+        for t in range(m):
+            inputs[t] = X_rows[t, k]
+
+
+@_kernel()
 def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, scratch, calls):
     """Run one tile of rows X_rows (m, sizes[0]) through every layer, filling ``acts``.
 
@@ -991,10 +1018,7 @@ def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, scrat
     wraparound arithmetic from the loop.
     """
     m, n_weight_layers = X_rows.shape[0], sizes.shape[0] - 1
-    for k in range(X_rows.shape[1]):
-        inputs = acts[0, k]
-        for t in range(m):
-            inputs[t] = X_rows[t, k]
+    _rows_to_tile(X_rows, acts)
     for layer in range(n_weight_layers):
         fan_in, fan_out, b_first = sizes[layer], sizes[layer + 1], b_start[layer]
         for j in range(fan_out):
@@ -1209,9 +1233,12 @@ def _add_penalty(params, sizes, w_start, coefficient, grad):
         return
     factor = typed(coefficient, params)
     for layer in range(sizes.shape[0] - 1):
-        first = w_start[layer]
-        for i in range(first, first + sizes[layer] * sizes[layer + 1]):
-            grad[i] += factor * params[i]
+        first, count = w_start[layer], sizes[layer] * sizes[layer + 1]
+        # Slices indexed from 0: no index can be negative, so the loop has no
+        # wraparound selects and vectorises.
+        gradient, weights = grad[first:first + count], params[first:first + count]
+        for i in range(count):
+            gradient[i] += factor * weights[i]
 
 
 # The optimizers of fastnet.spec.OPTIMIZERS, one kernel each (kind _CALL_UPDATE):
