@@ -181,12 +181,19 @@ static void R(times_slope)(real *restrict d, const real *restrict a, int64_t m, 
 
 /* ---- one layer on one tile, feature-major --------------------------------- */
 
-/* tile[k*TILE + t] = rows[t*width + k] for t < m: (m, width) rows to a (width, TILE) tile. */
+/* tile[k*TILE + t] = rows[t*width + k] for t < m: (m, width) rows to a (width, TILE) tile.
+ * Eight columns at a time: a pass reads each row's eight consecutive items
+ * (a cache line of doubles) and writes eight tile rows in order, where all
+ * columns at once would write width tile rows a TILE apart per row, more
+ * lines than the L1 cache's ways can hold. */
 static void R(rows_to_tile)(const real *rows, int64_t width, int64_t m, real *tile)
 {
-    for (int64_t t = 0; t < m; t++)
-        for (int64_t k = 0; k < width; k++)
-            tile[k * TILE + t] = rows[t * width + k];
+    for (int64_t k0 = 0; k0 < width; k0 += 8) {
+        int64_t kb = rows_from(k0, 8, width);
+        for (int64_t t = 0; t < m; t++)
+            for (int64_t q = 0; q < kb; q++)
+                tile[(k0 + q) * TILE + t] = rows[t * width + k0 + q];
+    }
 }
 
 /* rows[t*width + k] = tile[k*TILE + t] for t < m: the inverse of rows_to_tile. */

@@ -797,18 +797,18 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
     Columns are added to the running sum in order c = 0, 1, ..., one fused
     multiply-add each, on every path, so each sum is the same.
 
-    With a multiple of four rows and at least PRODUCT_MIN_COLUMNS columns,
-    the register blocks of ``_blocked_products``.  Otherwise loops over
-    tile rows that LLVM vectorises: each pass adds four columns into two
-    rows (eight multiply-adds per six loads and two stores), or into the odd
-    last row.  This function stays small, so LLVM can still inline it for
+    With at least PRODUCT_MIN_COLUMNS columns, the rows in whole fours go
+    through the register blocks of ``_blocked_products``.  The rest (all of
+    them with fewer columns) go through loops over tile rows that LLVM
+    vectorises: each pass adds four columns into two rows (eight
+    multiply-adds per six loads and two stores), or into the odd last row.  This function stays small, so LLVM can still inline it for
     the narrow layers, whose calls are short.
     """
-    if n_rows % 4 == 0 and n_rows and n_cols >= PRODUCT_MIN_COLUMNS:
-        _blocked_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m)
-        return
-    paired, blocked_cols = n_rows - n_rows % 2, n_cols - n_cols % 4
-    for r in range(0, paired, 2):
+    blocked_rows = n_rows - n_rows % 4 if n_cols >= PRODUCT_MIN_COLUMNS else 0
+    if blocked_rows:
+        _blocked_products(params, weight, row_stride, col_stride, blocked_rows, n_cols, tiles, src, dst, m)
+    paired, blocked_cols = n_rows - (n_rows - blocked_rows) % 2, n_cols - n_cols % 4
+    for r in range(blocked_rows, paired, 2):
         first, second = weight + r * row_stride, weight + (r + 1) * row_stride
         out0, out1 = tiles[dst, r], tiles[dst, r + 1]
         for c in range(0, blocked_cols, 4):
