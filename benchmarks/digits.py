@@ -1,12 +1,17 @@
 """NetworkClassifier against scikit-learn's MLPClassifier on the digits data set, side by side.
 
-    python benchmarks/digits.py [--backends numba native] [--seeds 5]
+    python benchmarks/digits.py [--backends numba native] [--seeds 5] [--dtype float32]
 
 scikit-learn's digits (1,797 x 64, 10 classes), standardised, one fixed
 stratified 75/25 split; both estimators with the same settings: hidden
 (100,), logistic activation, adam, batch 200, learning rate 1e-3, alpha
 1e-4, 200 epochs, no early stopping (``n_iter_no_change=max_iter``, so
 neither stops before the 200th epoch).
+
+``--dtype float32`` fits the NetworkClassifier contenders in float32
+(``dtype="float32"``); MLPClassifier stays in float64 (the reference row,
+which the speed-ups divide), and a second MLPClassifier row is fed float32
+X, which scikit-learn then fits in float32.
 
 Each contender is fitted once untimed (its first fit, Numba compilation
 included, is reported on its own), then once per seed, the contenders in
@@ -50,12 +55,16 @@ def digits_split():
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
 
 
-def contenders(backends):
-    """Name -> function of a seed returning an unfitted estimator."""
-    made = {f"NetworkClassifier, {backend}": (lambda seed, backend=backend:
-                                              NetworkClassifier(backend=backend, random_state=seed, **SETTINGS))
+def contenders(backends, dtype="float64"):
+    """Name -> (function of a seed returning an unfitted estimator, dtype of the X it is fed)."""
+    suffix = "" if dtype == "float64" else f", {dtype}"
+    made = {f"NetworkClassifier, {backend}{suffix}": (lambda seed, backend=backend:
+                                                      NetworkClassifier(backend=backend, random_state=seed,
+                                                                        dtype=dtype, **SETTINGS), dtype)
             for backend in backends}
-    made["MLPClassifier"] = lambda seed: MLPClassifier(random_state=seed, **SETTINGS)
+    made["MLPClassifier"] = (lambda seed: MLPClassifier(random_state=seed, **SETTINGS)), "float64"
+    if dtype != "float64":
+        made[f"MLPClassifier, {dtype} X"] = (lambda seed: MLPClassifier(random_state=seed, **SETTINGS)), dtype
     return made
 
 
@@ -69,21 +78,22 @@ def fit_seconds(estimator, X, y):
     return seconds
 
 
-def run(backends, seeds):
+def run(backends, seeds, dtype="float64"):
     """{name: (first fit s, fit seconds per seed, accuracy per seed)}."""
     X_train, X_test, y_train, y_test = digits_split()
-    made = contenders(backends)
+    made = contenders(backends, dtype)
+    data = {name: (X_train.astype(fed), X_test.astype(fed)) for name, (_, fed) in made.items()}
     results = {name: ([], [], []) for name in made}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # 200 epochs without stopping, on purpose
-        for name, make in made.items():
-            results[name][0].append(fit_seconds(make(0), X_train, y_train))
+        for name, (make, _) in made.items():
+            results[name][0].append(fit_seconds(make(0), data[name][0], y_train))
         for index, seed in enumerate(seeds):
             names = list(made) if index % 2 == 0 else list(reversed(made))
             for name in names:
-                estimator = made[name](seed)
-                results[name][1].append(fit_seconds(estimator, X_train, y_train))
-                results[name][2].append(estimator.score(X_test, y_test))
+                estimator = made[name][0](seed)
+                results[name][1].append(fit_seconds(estimator, data[name][0], y_train))
+                results[name][2].append(estimator.score(data[name][1], y_test))
     return {name: (first[0], times, accuracies) for name, (first, times, accuracies) in results.items()}
 
 
@@ -91,9 +101,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", nargs="+", default=["numba", "native"], choices=fastnet.BACKENDS)
     parser.add_argument("--seeds", type=int, default=5, help="fits per contender, timed (default 5)")
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                        help="NetworkClassifier's dtype; float32 also adds MLPClassifier fed float32 X")
     arguments = parser.parse_args()
     seeds = range(arguments.seeds)
-    results = run(arguments.backends, seeds)
+    results = run(arguments.backends, seeds, arguments.dtype)
     reference = np.median(results["MLPClassifier"][1])
     reference_accuracy = np.mean(results["MLPClassifier"][2])
 
