@@ -286,8 +286,9 @@ static inline __attribute__((always_inline)) void R(affine_rows)(const R(Affine)
  * inputs come in chunks of FN_PRODUCT_CHUNK: the tile rows of one chunk
  * stay in the L1 cache while every block of outputs runs over them, where a
  * block running over all inputs would stream the whole input tile (which
- * may not fit in L2) once per block.  Rows go ROW_BLOCK at a time, then one
- * vector, then one by one. */
+ * may not fit in L2) once per block.  Rows go ROW_BLOCK at a time, then two
+ * vectors (more sums in flight than one vector's, to hide the latency of
+ * each multiply-add), then one vector, then one by one. */
 static void R(affine)(const R(Affine) *f, int64_t m, real *z)
 {
     int64_t i0 = 0;
@@ -296,6 +297,8 @@ static void R(affine)(const R(Affine) *f, int64_t m, real *z)
         int64_t t = 0;
         for (; t + ROW_BLOCK <= m; t += ROW_BLOCK)
             R(affine_rows)(f, t, ROW_BLOCK_VECTORS, i0, i1, z);
+        for (; t + 2 * LANES <= m; t += 2 * LANES)
+            R(affine_rows)(f, t, 2, i0, i1, z);
         for (; t + LANES <= m; t += LANES)
             R(affine_rows)(f, t, 1, i0, i1, z);
         for (; t < m; t++)

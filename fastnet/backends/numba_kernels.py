@@ -381,7 +381,9 @@ def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows,
     in the L1 cache while every block of rows runs over them): blocks of four
     rows by three vectors of tile rows (12 vector sums, each column step
     loading three vectors of inputs and broadcasting four weights), then
-    four rows by one vector for the tile rows left over (``_emit_block``).
+    four rows by two vectors and by one for the tile rows left over
+    (``_emit_block``): eight sums in flight hide the latency of a fused
+    multiply-add, where four alone would wait on it.
     Each sum runs over the columns in order, one fused multiply-add each.
     Tile rows go in whole vectors: up to lanes - 1 rows past m are computed
     too (from whatever they hold) and never read; TILE_ROWS is a whole number
@@ -406,13 +408,15 @@ def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows,
         width, plane = shape[2], builder.mul(shape[1], shape[2])
         whole = builder.mul(builder.sdiv(builder.add(m, i64(lanes - 1)), i64(lanes)), i64(lanes))
         bulk = builder.sub(whole, builder.srem(whole, i64(3 * lanes)))
+        pairs = builder.sub(whole, builder.srem(builder.sub(whole, bulk), i64(2 * lanes)))
         tiles, params = (tiles_type, tiles_data), (params_type, params_data)
         with cgutils.for_range_slice(builder, i64(0), n_cols, i64(PRODUCT_CHUNK)) as (c_first, _):
             left = builder.sub(n_cols, c_first)
             count = builder.select(builder.icmp_signed("<", left, i64(PRODUCT_CHUNK)), left, i64(PRODUCT_CHUNK))
             x_first = builder.add(builder.mul(src, plane), builder.mul(c_first, width))
             at_first = builder.add(weight, builder.mul(c_first, col_stride))
-            for first, last, step, vectors in ((i64(0), bulk, 3 * lanes, 3), (bulk, whole, lanes, 1)):
+            for first, last, step, vectors in ((i64(0), bulk, 3 * lanes, 3), (bulk, pairs, 2 * lanes, 2),
+                                               (pairs, whole, lanes, 1)):
                 with cgutils.for_range_slice(builder, first, last, i64(step)) as (t, _):
                     with cgutils.for_range_slice(builder, i64(0), n_rows, i64(4)) as (r, _):
                         out = builder.add(builder.add(builder.mul(dst, plane), builder.mul(r, width)), t)
@@ -624,9 +628,11 @@ if numba.config.DISABLE_JIT:
         width, plane = tiles.shape[2], tiles.shape[1] * tiles.shape[2]
         whole = (m + lanes - 1) // lanes * lanes
         bulk = whole - whole % (3 * lanes)
+        pairs = whole - (whole - bulk) % (2 * lanes)
         for c_first in range(0, n_cols, PRODUCT_CHUNK):
             count = min(n_cols - c_first, PRODUCT_CHUNK)
-            for first, last, step, vectors in ((0, bulk, 3 * lanes, 3), (bulk, whole, lanes, 1)):
+            for first, last, step, vectors in ((0, bulk, 3 * lanes, 3), (bulk, pairs, 2 * lanes, 2),
+                                               (pairs, whole, lanes, 1)):
                 for t in range(first, last, step):
                     for r in range(0, n_rows, 4):
                         out, x, at = dst * plane + r * width + t, src * plane + c_first * width + t, weight + r * row_stride + c_first * col_stride
