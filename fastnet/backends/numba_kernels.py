@@ -1021,29 +1021,6 @@ def _binary_cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
 
 
 @_kernel()
-def _rows_to_tile(X_rows, acts):
-    """acts[0, k, t] = X_rows[t, k]: a tile of rows (m, n_0) made feature-major.
-
-    Eight inputs at a time: each pass reads every row's eight consecutive
-    inputs (one cache line in float64) and writes eight tile rows, where one
-    input at a time would read a whole column of rows, from L2, per input.
-    """
-    m, n_in = X_rows.shape
-    blocked = n_in - n_in % 8
-    for k in range(0, blocked, 8):
-        out0, out1, out2, out3 = acts[0, k], acts[0, k + 1], acts[0, k + 2], acts[0, k + 3]
-        out4, out5, out6, out7 = acts[0, k + 4], acts[0, k + 5], acts[0, k + 6], acts[0, k + 7]
-        for t in range(m):
-            row = X_rows[t]
-            out0[t], out1[t], out2[t], out3[t] = row[k], row[k + 1], row[k + 2], row[k + 3]
-            out4[t], out5[t], out6[t], out7[t] = row[k + 4], row[k + 5], row[k + 6], row[k + 7]
-    for k in range(blocked, n_in):
-        inputs = acts[0, k]
-        for t in range(m):
-            inputs[t] = X_rows[t, k]
-
-
-@_kernel()
 def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, scratch, calls):
     """Run one tile of rows X_rows (m, sizes[0]) through every layer, filling ``acts``.
 
@@ -1055,8 +1032,22 @@ def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, scrat
     0, so LLVM can see that no index is negative and drops Numba's
     wraparound arithmetic from the loop.
     """
-    m, n_weight_layers = X_rows.shape[0], sizes.shape[0] - 1
-    _rows_to_tile(X_rows, acts)
+    m, n_inputs, n_weight_layers = X_rows.shape[0], X_rows.shape[1], sizes.shape[0] - 1
+    # Eight inputs per pass: each row's eight consecutive inputs (a cache line
+    # in float64) into eight tile rows, where one input per pass would read a
+    # whole column of the rows, from L2, for each input.  The inner loop's
+    # constant trip count lets LLVM unroll it.
+    blocked = n_inputs - n_inputs % 8
+    for k in range(0, blocked, 8):
+        block = acts[0, k:k + 8]
+        for t in range(m):
+            row = X_rows[t, k:k + 8]
+            for q in range(8):
+                block[q, t] = row[q]
+    for k in range(blocked, n_inputs):
+        inputs = acts[0, k]
+        for t in range(m):
+            inputs[t] = X_rows[t, k]
     for layer in range(n_weight_layers):
         fan_in, fan_out, b_first = sizes[layer], sizes[layer + 1], b_start[layer]
         for j in range(fan_out):
