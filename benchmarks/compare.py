@@ -8,6 +8,8 @@ Prints Markdown tables (the README's figures come from here):
      y once (X.sum() + y.sum());
   2. the MNIST shape [784, 128, 10], 60k rows: full-batch gradient against
      the same peers and against OpenBLAS doing only the matrix products;
+     and one epoch of that shape (batch 128, Adam, binary cross-entropy) with
+     a plain PyTorch loop;
   3. one epoch of mini-batch SGD (batch 32), with a plain PyTorch loop, a
      JAX loop (jit-compiled step) and scikit-learn's MLPRegressor;
   4. one epoch of a softmax classifier with Adam (batch 256), float32 and
@@ -42,6 +44,7 @@ GRADIENT_CASES = [
     ("article net, 10k rows", [4, 1, 1], 10_000, False, "article", "sse"),
     ("article net, 1M rows", [4, 1, 1], 1_000_000, False, "article", "sse"),
     ("[4, 1, 1] exact, 1M rows", [4, 1, 1], 1_000_000, False, "exact", "sse"),
+    ("[4, 1, 1] with biases, mse, 1M rows", [4, 1, 1], 1_000_000, True, "exact", "mse"),
     ("[64, 128, 1], 100k rows", [64, 128, 1], 100_000, True, "exact", "mse"),
 ]
 
@@ -116,6 +119,28 @@ def wide_table(rounds, layers=(784, 128, 10), rows=60_000):
         t = time_interleaved(contenders, max(3, rounds // 2))
         print(f"| {dtype} | {t['numba'] * 1e3:.1f} | {t['native'] * 1e3:.1f} | {t['blas'] * 1e3:.1f} "
               f"| {t['numba'] / t['blas']:.2f} | {_peer_cell(t, 'torch')} | {_peer_cell(t, 'jax')} |")
+
+
+def wide_epoch_table(rounds, layers=(784, 128, 10), rows=60_000, batch_size=128):
+    """Table 2b: the MNIST shape, one epoch of mini-batches with Adam and binary cross-entropy,
+    float32 and float64, against a plain PyTorch loop in the same precision."""
+    layers = list(layers)
+    print(f"\n### One epoch, {layers}, {rows:,} rows, batch {batch_size}, adam, bce (median s)\n")
+    print("| dtype | numba | native | torch | numba vs torch | native vs torch |")
+    print("|---|---|---|---|---|---|")
+    for dtype in ("float32", "float64"):
+        rng = np.random.default_rng(0)
+        X, y = rng.random((rows, layers[0])).astype(dtype), rng.random((rows, layers[-1])).astype(dtype)
+        contenders = {name: (lambda net=net: net.fit(X, y, batch_size=batch_size, optimizer="adam", lr=1e-3, seed=0))
+                      for name, net in networks(layers, True, "exact", "bce", dtype=dtype,
+                                                backends=("numba", "native")).items()}
+        peer = torch_epoch(X, y, layers, batch_size, 1e-3, optimizer="adam", loss="bce")
+        if peer is not None:
+            contenders["torch"] = peer
+        t = time_interleaved(contenders, 3)
+        versus = (f"{t['torch']:.3f} | {t['torch'] / t['numba']:.1f}x | {t['torch'] / t['native']:.1f}x"
+                  if "torch" in t else "- | - | -")
+        print(f"| {dtype} | {t['numba']:.3f} | {t['native']:.3f} | {versus} |")
 
 
 def epoch_table(rounds, rows=100_000, batch_size=32, layers=(4, 8, 1)):
@@ -253,6 +278,7 @@ def main():
     print(machine_line())
     gradient_table(args.rounds)
     wide_table(args.rounds)
+    wide_epoch_table(args.rounds)
     epoch_table(args.rounds)
     softmax_table(args.rounds)
     if not args.quick:

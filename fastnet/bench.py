@@ -99,13 +99,17 @@ def torch_gradient(layers, X, y, bias, loss):
     return run
 
 
-def torch_epoch(X, y, layers, batch_size, lr):
-    """A plain PyTorch epoch: nn.Sequential, optim.SGD, MSELoss, shuffled batches; None without torch."""
+def torch_epoch(X, y, layers, batch_size, lr, optimizer="sgd", loss="mse"):
+    """A plain PyTorch epoch: nn.Sequential of sigmoid layers, optim.SGD or optim.Adam
+    (``optimizer``), MSELoss or binary cross-entropy (``loss`` "mse" or "bce"), shuffled
+    batches; None without torch."""
     model = torch_model(layers, True, X.dtype.name)
     if model is None:
         return None
     import torch
-    return _epoch_loop(torch, model, torch.optim.SGD(model.parameters(), lr=lr), torch.nn.functional.mse_loss,
+    optimizers = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+    losses = {"mse": torch.nn.functional.mse_loss, "bce": torch.nn.functional.binary_cross_entropy}
+    return _epoch_loop(torch, model, optimizers[optimizer](model.parameters(), lr=lr), losses[loss],
                        torch.from_numpy(X), torch.from_numpy(y), batch_size)
 
 

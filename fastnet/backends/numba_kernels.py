@@ -180,6 +180,33 @@ def _muladd(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+@intrinsic
+def _held(typingctx, value):
+    """``value`` (a float), unchanged, but a number LLVM cannot see: an empty
+    inline-asm statement hands back the register it was given.
+
+    exp's series needs more constants than there are vector registers.  LLVM
+    then re-loads each constant from its constant pool inside the loop, two
+    instructions per constant in every iteration (a constant can always be
+    loaded again, so it is never spilled).  A held constant is the result of
+    a statement that touches no memory, so LLVM hoists it out of the loop and
+    keeps it in a register or spills it once to the stack, where the
+    multiply-adds read it as a memory operand.  Values, and so results, are
+    the same bit for bit; only the loop is shorter.
+    """
+    if not isinstance(value, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        kind = args[0].type
+        statement = llvm_ir.InlineAsm(llvm_ir.FunctionType(kind, [kind]), "", "=x,0", side_effect=False)
+        call = builder.call(statement, args)
+        call.attributes.add("nounwind")
+        call.attributes.add("readnone")  # what lets LLVM hoist it out of loops
+        return call
+    return value(value), codegen
+
+
 def _pick(comparison):
     """An intrinsic (a, b) -> b if b ``comparison`` a else a, for two numbers of one type:
     Python's and Numba's min (``<``) and max (``>``) of two numbers, NaN included, emitted
@@ -449,23 +476,24 @@ def _exp_parts64(x):
     degree 13 (error ~1e-16), and 2**k straight from its bits (a normal
     double, as k >= -1021).  As arithmetic, so loops over it vectorise.
     """
-    shifted = _fma(x, _LOG2E, _ROUND_SHIFT)
-    k = shifted - _ROUND_SHIFT
+    shift = _held(_ROUND_SHIFT)
+    shifted = _fma(x, _held(_LOG2E), shift)
+    k = shifted - shift
     two_to_k = _bits_as_float(_float_bits(shifted) << 52)
-    r = _fma(k, -_LN2_LO, _fma(k, -_LN2_HI, x))
-    q = 1.0 / 6227020800.0
-    q = _fma(q, r, 1.0 / 479001600.0)
-    q = _fma(q, r, 1.0 / 39916800.0)
-    q = _fma(q, r, 1.0 / 3628800.0)
-    q = _fma(q, r, 1.0 / 362880.0)
-    q = _fma(q, r, 1.0 / 40320.0)
-    q = _fma(q, r, 1.0 / 5040.0)
-    q = _fma(q, r, 1.0 / 720.0)
-    q = _fma(q, r, 1.0 / 120.0)
-    q = _fma(q, r, 1.0 / 24.0)
-    q = _fma(q, r, 1.0 / 6.0)
-    q = _fma(q, r, 0.5)
-    q = _fma(q, r, 1.0)
+    r = _fma(k, _held(-_LN2_LO), _fma(k, _held(-_LN2_HI), x))
+    q = _held(1.0 / 6227020800.0)
+    q = _fma(q, r, _held(1.0 / 479001600.0))
+    q = _fma(q, r, _held(1.0 / 39916800.0))
+    q = _fma(q, r, _held(1.0 / 3628800.0))
+    q = _fma(q, r, _held(1.0 / 362880.0))
+    q = _fma(q, r, _held(1.0 / 40320.0))
+    q = _fma(q, r, _held(1.0 / 5040.0))
+    q = _fma(q, r, _held(1.0 / 720.0))
+    q = _fma(q, r, _held(1.0 / 120.0))
+    q = _fma(q, r, _held(1.0 / 24.0))
+    q = _fma(q, r, _held(1.0 / 6.0))
+    q = _fma(q, r, _held(0.5))
+    q = _fma(q, r, _held(1.0))
     return two_to_k, r, q
 
 
@@ -474,17 +502,18 @@ def _exp_parts32(x):
     """``_exp_parts64`` for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0]: shifter
     1.5 * 2**23 + 127, 23-bit exponent shift, Taylor degree 7 (error below half a
     float32 ulp)."""
-    shifted = _fma(x, np.float32(_LOG2E), np.float32(_ROUND_SHIFT_FLOAT32))
-    k = shifted - np.float32(_ROUND_SHIFT_FLOAT32)
+    shift = _held(np.float32(_ROUND_SHIFT_FLOAT32))
+    shifted = _fma(x, _held(np.float32(_LOG2E)), shift)
+    k = shifted - shift
     two_to_k = _bits_as_float(np.int32(_float_bits(shifted) << 23))
-    r = _fma(k, np.float32(-_LN2_LO_FLOAT32), _fma(k, np.float32(-_LN2_HI_FLOAT32), x))
-    q = np.float32(1.0 / 5040.0)
-    q = _fma(q, r, np.float32(1.0 / 720.0))
-    q = _fma(q, r, np.float32(1.0 / 120.0))
-    q = _fma(q, r, np.float32(1.0 / 24.0))
-    q = _fma(q, r, np.float32(1.0 / 6.0))
-    q = _fma(q, r, np.float32(0.5))
-    q = _fma(q, r, np.float32(1.0))
+    r = _fma(k, _held(np.float32(-_LN2_LO_FLOAT32)), _fma(k, _held(np.float32(-_LN2_HI_FLOAT32)), x))
+    q = _held(np.float32(1.0 / 5040.0))
+    q = _fma(q, r, _held(np.float32(1.0 / 720.0)))
+    q = _fma(q, r, _held(np.float32(1.0 / 120.0)))
+    q = _fma(q, r, _held(np.float32(1.0 / 24.0)))
+    q = _fma(q, r, _held(np.float32(1.0 / 6.0)))
+    q = _fma(q, r, _held(np.float32(0.5)))
+    q = _fma(q, r, _held(np.float32(1.0)))
     return two_to_k, r, q
 
 
@@ -492,14 +521,14 @@ def _exp_parts32(x):
 def _exp_nonpositive64(x):
     """exp(x) = 2**k (1 + r q) for float64 x in [-SIGMOID_CLAMP, 0] (``_exp_parts64``)."""
     two_to_k, r, q = _exp_parts64(x)
-    return _fma(q, r, 1.0) * two_to_k
+    return _fma(q, r, _held(1.0)) * two_to_k
 
 
 @_kernel()
 def _exp_nonpositive32(x):
     """exp(x) for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0] (``_exp_parts32``)."""
     two_to_k, r, q = _exp_parts32(x)
-    return _fma(q, r, np.float32(1.0)) * two_to_k
+    return _fma(q, r, _held(np.float32(1.0))) * two_to_k
 
 
 @_kernel()
@@ -508,56 +537,57 @@ def _expm1_nonpositive64(x):
     2**k (r q) + (2**k - 1) (``_exp_parts64``).  For k = 0 no 1 is added and
     taken away, so small |x| keeps full relative precision."""
     two_to_k, r, q = _exp_parts64(x)
-    return _fma(two_to_k, r * q, two_to_k - 1.0)
+    return _fma(two_to_k, r * q, two_to_k - _held(1.0))
 
 
 @_kernel()
 def _expm1_nonpositive32(x):
     """exp(x) - 1 for float32 x in [-SIGMOID_CLAMP_FLOAT32, 0], as ``_expm1_nonpositive64``."""
     two_to_k, r, q = _exp_parts32(x)
-    return _fma(two_to_k, r * q, two_to_k - np.float32(1.0))
+    return _fma(two_to_k, r * q, two_to_k - _held(np.float32(1.0)))
 
 
 @_kernel()
 def _tanh64(z):
     """Float64 tanh: sign(z) (-m) / (2 + m), m = expm1(-min(2 |z|, SIGMOID_CLAMP))."""
-    m = _expm1_nonpositive64(-_smaller(2.0 * abs(z), SIGMOID_CLAMP))
-    t = -m / (2.0 + m)
+    m = _expm1_nonpositive64(-_smaller(2.0 * abs(z), _held(SIGMOID_CLAMP)))
+    t = -m / (_held(2.0) + m)
     return t if z >= 0.0 else -t
 
 
 @_kernel()
 def _tanh32(z):
     """Float32 tanh, as ``_tanh64`` with float32's clamp."""
-    m = _expm1_nonpositive32(-_smaller(np.float32(2.0) * abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
-    t = -m / (np.float32(2.0) + m)
+    m = _expm1_nonpositive32(-_smaller(np.float32(2.0) * abs(z), _held(np.float32(SIGMOID_CLAMP_FLOAT32))))
+    t = -m / (_held(np.float32(2.0)) + m)
     return t if z >= 0 else -t
 
 
 @_kernel()
 def _exp_of_negative64(d):
     """exp(-min(d, SIGMOID_CLAMP)) for float64 d >= 0: softmax's exp(z_j - max_k z_k)."""
-    return _exp_nonpositive64(-_smaller(d, SIGMOID_CLAMP))
+    return _exp_nonpositive64(-_smaller(d, _held(SIGMOID_CLAMP)))
 
 
 @_kernel()
 def _exp_of_negative32(d):
     """exp(-min(d, SIGMOID_CLAMP_FLOAT32)) for float32 d >= 0."""
-    return _exp_nonpositive32(-_smaller(d, np.float32(SIGMOID_CLAMP_FLOAT32)))
+    return _exp_nonpositive32(-_smaller(d, _held(np.float32(SIGMOID_CLAMP_FLOAT32))))
 
 
 @_kernel()
 def _sigmoid64(z):
     """Float64 sigmoid: e = exp(-min(|z|, clamp)); 1/(1+e) for z >= 0, e/(1+e) below."""
-    e = _exp_nonpositive64(-_smaller(abs(z), SIGMOID_CLAMP))
-    return (1.0 if z >= 0.0 else e) / (1.0 + e)
+    one = _held(1.0)
+    e = _exp_nonpositive64(-_smaller(abs(z), _held(SIGMOID_CLAMP)))
+    return (one if z >= 0.0 else e) / (one + e)
 
 
 @_kernel()
 def _sigmoid32(z):
     """Float32 sigmoid, as ``_sigmoid64`` with float32's clamp."""
-    one = np.float32(1.0)
-    e = _exp_nonpositive32(-_smaller(abs(z), np.float32(SIGMOID_CLAMP_FLOAT32)))
+    one = _held(np.float32(1.0))
+    e = _exp_nonpositive32(-_smaller(abs(z), _held(np.float32(SIGMOID_CLAMP_FLOAT32))))
     return (one if z >= 0 else e) / (one + e)
 
 
@@ -612,6 +642,10 @@ if numba.config.DISABLE_JIT:
         return np.dtype(getattr(like, "dtype", type(like))) == np.float64
 
     _muladd = _fma
+
+    def _held(value):  # noqa: F811
+        """``value`` itself (the intrinsic only hides it from LLVM)."""
+        return value
 
     def _bits_as_float(bits):
         """An int64's (int32's) bits as a float64 (float32)."""
