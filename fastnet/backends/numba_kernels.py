@@ -137,19 +137,6 @@ _float_bits = _bitcast({types.float64: types.int64, types.float32: types.int32})
 
 
 @intrinsic
-def _is_float64(typingctx, like):
-    """Whether ``like`` (an array or a scalar) holds float64: a constant of the
-    compiled code, so the branch not taken is dropped from each dtype's kernel."""
-    target = like.dtype if isinstance(like, types.Array) else like
-    if not isinstance(target, types.Float):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return context.get_constant(types.boolean, target == types.float64)
-    return types.boolean(like), codegen
-
-
-@intrinsic
 def _fma(typingctx, a, b, c):
     """a * b + c, rounded once, for three floats of one type.
 
@@ -637,10 +624,6 @@ if numba.config.DISABLE_JIT:
         """a * b + c (rounded twice in plain Python)."""
         return a * b + c
 
-    def _is_float64(like):
-        """Whether ``like`` (an array or a numpy scalar) holds float64."""
-        return np.dtype(getattr(like, "dtype", type(like))) == np.float64
-
     _muladd = _fma
 
     def _held(value):  # noqa: F811
@@ -734,25 +717,10 @@ if numba.config.DISABLE_JIT:
 
 @_kernel()
 def _sigmoid_tile(acts, layer, n_rows, m, scratch):
-    """f = the sigmoid (``_sigmoid``) on one layer's tile.
-
-    In float64, eight rows per pass (two vectors, which LLVM's SLP
-    vectoriser forms): the exp's polynomial has more constants than the
-    vector registers hold beside its work, so each pass reloads them, and
-    two vectors share those loads.  Float32's shorter polynomial runs
-    fastest one vector per pass, as the loop vectoriser makes it.
-    """
-    unrolled = m - m % 8 if _is_float64(acts) else 0
+    """f = the sigmoid (``_sigmoid``) on one layer's tile."""
     for r in range(n_rows):
         outputs = acts[layer, r]
-        for t in range(0, unrolled, 8):
-            z0, z1, z2, z3 = outputs[t], outputs[t + 1], outputs[t + 2], outputs[t + 3]
-            z4, z5, z6, z7 = outputs[t + 4], outputs[t + 5], outputs[t + 6], outputs[t + 7]
-            outputs[t], outputs[t + 1] = _sigmoid(z0), _sigmoid(z1)
-            outputs[t + 2], outputs[t + 3] = _sigmoid(z2), _sigmoid(z3)
-            outputs[t + 4], outputs[t + 5] = _sigmoid(z4), _sigmoid(z5)
-            outputs[t + 6], outputs[t + 7] = _sigmoid(z6), _sigmoid(z7)
-        for t in range(unrolled, m):
+        for t in range(m):
             outputs[t] = _sigmoid(outputs[t])
 
 

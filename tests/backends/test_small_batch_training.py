@@ -6,8 +6,7 @@ a small-batch step uses: inputs taken into the tile eight at a time with and
 without a remainder, output layers whose width is not a multiple of four next
 to at least 16 inputs (register blocks for the first rows, plain loops for the
 rest), tiles whose length leaves a tail of two vectors of rows (float64 at 200
-rows, float32 at 40) or one, and the float64 sigmoid's eight-row passes with
-and without leftover rows (partial last batches).
+rows, float32 at 40) or one, and partial last batches.
 """
 
 import numpy as np
@@ -72,8 +71,8 @@ def test_small_batch_adam_epoch_in_float32_follows_reference(backend, layers, ba
 
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
 def test_sigmoid_layer_over_a_wide_range_agrees_with_reference(backend):
-    """203 rows of pre-activations from -800 to 800 (saturated at both ends, eight-row passes
-    and three left over): the sigmoid layer's outputs match the reference's."""
+    """203 rows of pre-activations from -800 to 800 (saturated at both ends, a tile that is not
+    a whole number of vectors): the sigmoid layer's outputs match the reference's."""
     layers = [1, 3, 2]
     weights = [np.array([[1.0, -1.0, 0.25]]), np.ones((3, 2))]
     biases = [np.zeros(3), np.zeros(2)]
