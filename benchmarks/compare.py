@@ -49,6 +49,12 @@ GRADIENT_CASES = [
 ]
 
 
+def random_rows(rows, layers, dtype):
+    """(X, y): ``rows`` rows of uniform [0, 1) inputs and targets for ``layers``, in ``dtype``, seed 0."""
+    rng = np.random.default_rng(0)
+    return rng.random((rows, layers[0])).astype(dtype), rng.random((rows, layers[-1])).astype(dtype)
+
+
 def _peer_cell(t, peer, reference="numba"):
     """``peer``'s median ms and how it compares with ``reference``'s, or "-" when not installed."""
     if peer not in t:
@@ -74,8 +80,7 @@ def gradient_table(rounds):
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, layers, rows, bias, derivative, loss in GRADIENT_CASES:
         for dtype in ("float64", "float32"):
-            rng = np.random.default_rng(0)
-            X, y = rng.random((rows, layers[0])).astype(dtype), rng.random((rows, layers[-1])).astype(dtype)
+            X, y = random_rows(rows, layers, dtype)
             contenders = {name: (lambda net=net: net.gradients(X, y))
                           for name, net in networks(layers, bias, derivative, loss, dtype=dtype).items()}
             contenders["read"] = lambda: (X.sum(), y.sum())
@@ -109,8 +114,7 @@ def wide_table(rounds, layers=(784, 128, 10), rows=60_000):
     print("| dtype | numba | native | BLAS products alone | numba / BLAS | torch autograd | jax |")
     print("|---|---|---|---|---|---|---|")
     for dtype in ("float32", "float64"):
-        rng = np.random.default_rng(0)
-        X, y = rng.random((rows, layers[0])).astype(dtype), rng.random((rows, layers[-1])).astype(dtype)
+        X, y = random_rows(rows, layers, dtype)
         contenders = {name: (lambda net=net: net.gradients(X, y))
                       for name, net in networks(layers, True, "exact", "mse", dtype=dtype,
                                                 backends=("numba", "native")).items()}
@@ -129,8 +133,7 @@ def wide_epoch_table(rounds, layers=(784, 128, 10), rows=60_000, batch_size=128)
     print("| dtype | numba | native | torch | numba vs torch | native vs torch |")
     print("|---|---|---|---|---|---|")
     for dtype in ("float32", "float64"):
-        rng = np.random.default_rng(0)
-        X, y = rng.random((rows, layers[0])).astype(dtype), rng.random((rows, layers[-1])).astype(dtype)
+        X, y = random_rows(rows, layers, dtype)
         contenders = {name: (lambda net=net: net.fit(X, y, batch_size=batch_size, optimizer="adam", lr=1e-3, seed=0))
                       for name, net in networks(layers, True, "exact", "bce", dtype=dtype,
                                                 backends=("numba", "native")).items()}
