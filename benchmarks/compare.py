@@ -36,7 +36,7 @@ import numpy as np
 
 from fastnet import Network
 # The timing harness and the peers, shared with ``fastnet bench``.
-from fastnet.bench import (jax_epoch, jax_gradient, jax_softmax_epoch, machine_line, networks, sklearn_epoch,
+from fastnet.bench import (BACKENDS, jax_epoch, jax_gradient, jax_softmax_epoch, machine_line, networks, sklearn_epoch,
                            time_interleaved, torch_epoch, torch_gradient, torch_softmax_epoch)
 
 #: (label, layers, rows, bias, derivative, loss)
@@ -53,6 +53,13 @@ def random_rows(rows, layers, dtype):
     """(X, y): ``rows`` rows of uniform [0, 1) inputs and targets for ``layers``, in ``dtype``, seed 0."""
     rng = np.random.default_rng(0)
     return rng.random((rows, layers[0])).astype(dtype), rng.random((rows, layers[-1])).astype(dtype)
+
+
+def backend_calls(call, layers, loss, dtype, bias=True, derivative="exact", backends=("numba", "native")):
+    """{backend: a function of no arguments running ``call(net)``}, one sigmoid Network per
+    backend with the same initial parameters (``networks``)."""
+    return {name: (lambda net=net: call(net))
+            for name, net in networks(layers, bias, derivative, loss, dtype=dtype, backends=backends).items()}
 
 
 def _peer_cell(t, peer, reference="numba"):
@@ -81,8 +88,8 @@ def gradient_table(rounds):
     for label, layers, rows, bias, derivative, loss in GRADIENT_CASES:
         for dtype in ("float64", "float32"):
             X, y = random_rows(rows, layers, dtype)
-            contenders = {name: (lambda net=net: net.gradients(X, y))
-                          for name, net in networks(layers, bias, derivative, loss, dtype=dtype).items()}
+            contenders = backend_calls(lambda net: net.gradients(X, y), layers, loss, dtype, bias, derivative,
+                                       backends=BACKENDS)
             contenders["read"] = lambda: (X.sum(), y.sum())
             if derivative == "exact":
                 _gradient_peers(contenders, layers, X, y, bias, loss)
@@ -115,9 +122,7 @@ def wide_table(rounds, layers=(784, 128, 10), rows=60_000):
     print("|---|---|---|---|---|---|---|")
     for dtype in ("float32", "float64"):
         X, y = random_rows(rows, layers, dtype)
-        contenders = {name: (lambda net=net: net.gradients(X, y))
-                      for name, net in networks(layers, True, "exact", "mse", dtype=dtype,
-                                                backends=("numba", "native")).items()}
+        contenders = backend_calls(lambda net: net.gradients(X, y), layers, "mse", dtype)
         contenders["blas"] = blas_products(X, y, layers)
         _gradient_peers(contenders, layers, X, y, True, "mse")
         t = time_interleaved(contenders, max(3, rounds // 2))
@@ -134,9 +139,8 @@ def wide_epoch_table(rounds, layers=(784, 128, 10), rows=60_000, batch_size=128)
     print("|---|---|---|---|---|---|")
     for dtype in ("float32", "float64"):
         X, y = random_rows(rows, layers, dtype)
-        contenders = {name: (lambda net=net: net.fit(X, y, batch_size=batch_size, optimizer="adam", lr=1e-3, seed=0))
-                      for name, net in networks(layers, True, "exact", "bce", dtype=dtype,
-                                                backends=("numba", "native")).items()}
+        contenders = backend_calls(lambda net: net.fit(X, y, batch_size=batch_size, optimizer="adam", lr=1e-3, seed=0),
+                                   layers, "bce", dtype)
         peer = torch_epoch(X, y, layers, batch_size, 1e-3, optimizer="adam", loss="bce")
         if peer is not None:
             contenders["torch"] = peer
@@ -151,9 +155,8 @@ def epoch_table(rounds, rows=100_000, batch_size=32, layers=(4, 8, 1)):
     layers = list(layers)
     rng = np.random.default_rng(0)
     X, y = rng.random((rows, layers[0])), rng.random((rows, layers[-1]))
-    nets = networks(layers, True, "exact", "mse")
-    contenders = {name: (lambda net=net: net.fit(X, y, batch_size=batch_size, lr=0.1, seed=0))
-                  for name, net in nets.items()}
+    contenders = backend_calls(lambda net: net.fit(X, y, batch_size=batch_size, lr=0.1, seed=0), layers, "mse",
+                               "float64", backends=BACKENDS)
     for name, peer in (("torch", torch_epoch(X, y, layers, batch_size, 0.1)),
                        ("jax", jax_epoch(X, y, layers, batch_size, 0.1)),
                        ("sklearn", sklearn_epoch(X, y, tuple(layers[1:-1]), batch_size, 0.1))):

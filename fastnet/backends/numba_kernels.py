@@ -167,6 +167,13 @@ def _muladd(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+#: The inline-asm constraint of ``_held``: a float in a vector register, handed back
+#: in the same one ("x" on x86-64, "w" on aarch64); None elsewhere, where a held
+#: value is the value itself.
+_HELD_CONSTRAINT = {"x86_64": "=x,0", "aarch64": "=w,0", "arm64": "=w,0"}.get(
+    llvm_binding.get_process_triple().split("-")[0])
+
+
 @intrinsic
 def _held(typingctx, value):
     """``value`` (a float), unchanged, but a number LLVM cannot see: an empty
@@ -185,8 +192,10 @@ def _held(typingctx, value):
         return None
 
     def codegen(context, builder, signature, args):
+        if _HELD_CONSTRAINT is None:
+            return args[0]
         kind = args[0].type
-        statement = llvm_ir.InlineAsm(llvm_ir.FunctionType(kind, [kind]), "", "=x,0", side_effect=False)
+        statement = llvm_ir.InlineAsm(llvm_ir.FunctionType(kind, [kind]), "", _HELD_CONSTRAINT, side_effect=False)
         call = builder.call(statement, args)
         call.attributes.add("nounwind")
         call.attributes.add("readnone")  # what lets LLVM hoist it out of loops
@@ -841,8 +850,9 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
     through the register blocks of ``_blocked_products``.  The rest (all of
     them with fewer columns) go through loops over tile rows that LLVM
     vectorises: each pass adds four columns into two rows (eight
-    multiply-adds per six loads and two stores), or into the odd last row.  This function stays small, so LLVM can still inline it for
-    the narrow layers, whose calls are short.
+    multiply-adds per six loads and two stores), or into the odd last row.
+    This function stays small, so LLVM can still inline it for the narrow
+    layers, whose calls are short.
     """
     blocked_rows = n_rows - n_rows % 4 if n_cols >= PRODUCT_MIN_COLUMNS else 0
     if blocked_rows:

@@ -30,6 +30,20 @@ def test_a_held_value_is_the_value_bit_for_bit(dtype):
     np.testing.assert_array_equal(out.view(f"u{values.itemsize}"), values.view(f"u{values.itemsize}"))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_without_an_asm_constraint_for_the_cpu_a_held_value_is_passed_through(dtype, monkeypatch):
+    """Where no constraint is known (neither x86-64 nor aarch64) ``_held`` emits no statement
+    and hands the value on as it is: the same bits."""
+    monkeypatch.setattr(kernels, "_HELD_CONSTRAINT", None)
+    passed_through = numba.njit(cache=False)(_held_copy.py_func)  # compiled now, with the constraint gone
+    with np.errstate(over="ignore"):
+        values = np.array(SPECIAL, dtype)
+    out = np.empty_like(values)
+    passed_through(values, out)
+    assert "asm" not in passed_through.inspect_llvm(passed_through.signatures[0])
+    np.testing.assert_array_equal(out.view(f"u{values.itemsize}"), values.view(f"u{values.itemsize}"))
+
+
 def _fresh_llvm(kernel, kind, dtype):
     """The optimised LLVM IR of ``kernel`` compiled now for its call signature in ``dtype``,
     with its own options but without the disk cache (whose code cannot be inspected)."""
