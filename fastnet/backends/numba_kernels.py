@@ -409,6 +409,103 @@ def _emit_block(context, builder, rows, vectors, tiles, params, out, x, at, widt
             builder.store(builder.load(slots[p * vectors + v]), vector_at(offset(out, p, width, v)), align=align)
 
 
+def _emit_stream(context, builder, rows, columns, tiles, params, out, x, at, width, row_stride, col_stride, whole):
+    """LLVM IR for one pass of ``_streamed_products``: ``columns`` columns into ``rows`` rows.
+
+    The rows x columns weights u_pc = params[at + p row_stride + c col_stride]
+    are broadcast once; then for each vector of tile rows, t = 0, lanes, ...
+    below ``whole``, S_p = the vector at tiles.flat[out + p width + t] gets
+    S_p = fma(u_pc, X_c, S_p) for c in order, X_c the vector at
+    tiles.flat[x + c width + t], and is stored back.  Vectors of different
+    t are independent, so the pass runs at the rate of its loads.
+    """
+    (tiles_type, tiles_data), (params_type, params_data) = tiles, params
+    vector = _Vector(params_type.dtype)
+    kind = context.get_value_type(vector)
+    align = params_type.dtype.bitwidth // 8
+    fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3),
+                                         f"llvm.fma.v{vector.lanes}f{vector.dtype.bitwidth}")
+
+    def vector_at(index):
+        return builder.bitcast(_item_pointer(context, builder, tiles_type, tiles_data, index), kind.as_pointer())
+
+    def scaled(first, count, stride):
+        return builder.add(first, builder.mul(stride, stride.type(count)))
+
+    weights = [[_broadcast(builder, kind, builder.load(_item_pointer(
+        context, builder, params_type, params_data, scaled(scaled(at, p, row_stride), c, col_stride))))
+        for c in range(columns)] for p in range(rows)]
+    def add_at(t):
+        inputs = [builder.load(vector_at(builder.add(scaled(x, c, width), t)), align=align) for c in range(columns)]
+        for p in range(rows):
+            where = vector_at(builder.add(scaled(out, p, width), t))
+            total = builder.load(where, align=align)
+            for c in range(columns):
+                total = builder.call(fma, [weights[p][c], inputs[c], total])
+            builder.store(total, where, align=align)
+
+    # Two vectors per iteration, then the odd last one: the loop's own
+    # instructions would otherwise outnumber a narrow pass's arithmetic.
+    lanes = whole.type(vector.lanes)
+    pairs = builder.sub(whole, builder.srem(whole, builder.mul(lanes, lanes.type(2))))
+    with cgutils.for_range_slice(builder, whole.type(0), pairs, builder.mul(lanes, lanes.type(2))) as (t, _):
+        add_at(t)
+        add_at(builder.add(t, lanes))
+    with builder.if_then(builder.icmp_signed("<", pairs, whole)):
+        add_at(pairs)
+
+
+@intrinsic
+def _streamed_products(typingctx, params, weight, row_stride, col_stride, first_row, n_rows, n_cols, tiles, src,
+                       dst, m):
+    """``_add_products`` for rows first_row .. n_rows - 1, streamed over the tile rows (LLVM IR).
+
+    For the rows a register block does not take (the last n_rows % 4, or
+    all when there are few columns): pairs of rows, then the odd last one,
+    each gets four columns per pass, then the columns left over one per pass
+    (``_emit_stream``), the weights of a pass held in registers.  Each sum
+    runs over the columns in order, one fused multiply-add each.  Tile rows
+    go in whole vectors, as in ``_blocked_products``.  Emitted as IR: the
+    same loops in Python, left to the loop vectoriser, took more compile time
+    than every other part of the products.
+    """
+    integers = (weight, row_stride, col_stride, first_row, n_rows, n_cols, src, dst, m)
+    if not (isinstance(params, types.Array) and params.layout == "C" and isinstance(params.dtype, types.Float)
+            and isinstance(tiles, types.Array) and tiles.ndim == 3 and tiles.layout == "C"
+            and tiles.dtype == params.dtype and all(isinstance(value, types.Integer) for value in integers)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        params_type, tiles_type = signature.args[0], signature.args[7]
+        values = [context.cast(builder, value, kind, types.int64) if i not in (0, 7) else value
+                  for i, (value, kind) in enumerate(zip(args, signature.args))]
+        params_data, weight, row_stride, col_stride, first_row, n_rows, n_cols, tiles_data, src, dst, m = values
+        i64 = llvm_ir.IntType(64)
+        lanes = _Vector(params_type.dtype).lanes
+        shape = cgutils.unpack_tuple(builder, context.make_array(tiles_type)(context, builder, tiles_data).shape)
+        width, plane = shape[2], builder.mul(shape[1], shape[2])
+        whole = builder.mul(builder.sdiv(builder.add(m, i64(lanes - 1)), i64(lanes)), i64(lanes))
+        evens = builder.sub(n_rows, builder.srem(builder.sub(n_rows, first_row), i64(2)))
+        quads = builder.sub(n_cols, builder.srem(n_cols, i64(4)))
+        tiles, params = (tiles_type, tiles_data), (params_type, params_data)
+
+        def columns_into(rows, r):
+            out = builder.add(builder.mul(dst, plane), builder.mul(r, width))
+            for first, last, columns in ((i64(0), quads, 4), (quads, n_cols, 1)):
+                with cgutils.for_range_slice(builder, first, last, i64(columns)) as (c, _):
+                    _emit_stream(context, builder, rows, columns, tiles, params, out,
+                                 builder.add(builder.mul(src, plane), builder.mul(c, width)),
+                                 builder.add(builder.add(weight, builder.mul(r, row_stride)), builder.mul(c, col_stride)),
+                                 width, row_stride, col_stride, whole)
+
+        with cgutils.for_range_slice(builder, first_row, evens, i64(2)) as (r, _):
+            columns_into(2, r)
+        with builder.if_then(builder.icmp_signed("<", evens, n_rows)):
+            columns_into(1, evens)
+        return context.get_dummy_value()
+    return types.none(params, weight, row_stride, col_stride, first_row, n_rows, n_cols, tiles, src, dst, m), codegen
+
+
 @intrinsic
 def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m):
     """``_add_products`` for a multiple of four rows, as register-blocked micro-kernels (LLVM IR).
@@ -691,6 +788,27 @@ if numba.config.DISABLE_JIT:
                             for v in range(vectors):
                                 _vector_store(tiles, out + p * width + v * lanes, sums[p * vectors + v])
 
+    def _streamed_products(params, weight, row_stride, col_stride, first_row, n_rows, n_cols, tiles, src, dst,
+                           m):  # noqa: F811
+        """The plain-Python twin of the intrinsic above: the same passes and sums, on numpy vectors."""
+        lanes = _lanes(params)
+        width, plane = tiles.shape[2], tiles.shape[1] * tiles.shape[2]
+        whole = (m + lanes - 1) // lanes * lanes
+        evens, quads = n_rows - (n_rows - first_row) % 2, n_cols - n_cols % 4
+        row_blocks = [(r, 2) for r in range(first_row, evens, 2)] + ([(evens, 1)] if evens < n_rows else [])
+        for r, rows in row_blocks:
+            for c_first, columns in [(c, 4) for c in range(0, quads, 4)] + [(c, 1) for c in range(quads, n_cols)]:
+                weights = [[params[weight + (r + p) * row_stride + (c_first + c) * col_stride] for c in range(columns)]
+                           for p in range(rows)]
+                for t in range(0, whole, lanes):
+                    inputs = [_vector_load(tiles, src * plane + (c_first + c) * width + t) for c in range(columns)]
+                    for p in range(rows):
+                        where = dst * plane + (r + p) * width + t
+                        total = _vector_load(tiles, where)
+                        for c in range(columns):
+                            total = _fma(weights[p][c], inputs[c], total)
+                        _vector_store(tiles, where, total)
+
     def _sigmoid(z):
         """The sigmoid in z's own precision."""
         return _sigmoid32(z) if isinstance(z, np.float32) else _sigmoid64(z)
@@ -848,46 +966,15 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
 
     With at least PRODUCT_MIN_COLUMNS columns, the rows in whole fours go
     through the register blocks of ``_blocked_products``.  The rest (all of
-    them with fewer columns) go through loops over tile rows that LLVM
-    vectorises: each pass adds four columns into two rows (eight
-    multiply-adds per six loads and two stores), or into the odd last row.
-    This function stays small, so LLVM can still inline it for the narrow
-    layers, whose calls are short.
+    them with fewer columns) go through ``_streamed_products``, whose passes
+    add four columns into two rows (eight multiply-adds per six loads and
+    two stores), or into the odd last row.
     """
     blocked_rows = n_rows - n_rows % 4 if n_cols >= PRODUCT_MIN_COLUMNS else 0
     if blocked_rows:
         _blocked_products(params, weight, row_stride, col_stride, blocked_rows, n_cols, tiles, src, dst, m)
-    paired, blocked_cols = n_rows - (n_rows - blocked_rows) % 2, n_cols - n_cols % 4
-    for r in range(blocked_rows, paired, 2):
-        first, second = weight + r * row_stride, weight + (r + 1) * row_stride
-        out0, out1 = tiles[dst, r], tiles[dst, r + 1]
-        for c in range(0, blocked_cols, 4):
-            u0, u1, u2, u3 = (params[first + c * col_stride], params[first + (c + 1) * col_stride],
-                              params[first + (c + 2) * col_stride], params[first + (c + 3) * col_stride])
-            v0, v1, v2, v3 = (params[second + c * col_stride], params[second + (c + 1) * col_stride],
-                              params[second + (c + 2) * col_stride], params[second + (c + 3) * col_stride])
-            in0, in1, in2, in3 = tiles[src, c], tiles[src, c + 1], tiles[src, c + 2], tiles[src, c + 3]
-            for t in range(m):
-                x0, x1, x2, x3 = in0[t], in1[t], in2[t], in3[t]
-                out0[t] = _fma(u3, x3, _fma(u2, x2, _fma(u1, x1, _fma(u0, x0, out0[t]))))
-                out1[t] = _fma(v3, x3, _fma(v2, x2, _fma(v1, x1, _fma(v0, x0, out1[t]))))
-        for c in range(blocked_cols, n_cols):
-            u, v, column = params[first + c * col_stride], params[second + c * col_stride], tiles[src, c]
-            for t in range(m):
-                out0[t] = _fma(u, column[t], out0[t])
-                out1[t] = _fma(v, column[t], out1[t])
-    for r in range(paired, n_rows):
-        base, out0 = weight + r * row_stride, tiles[dst, r]
-        for c in range(0, blocked_cols, 4):
-            u0, u1, u2, u3 = (params[base + c * col_stride], params[base + (c + 1) * col_stride],
-                              params[base + (c + 2) * col_stride], params[base + (c + 3) * col_stride])
-            in0, in1, in2, in3 = tiles[src, c], tiles[src, c + 1], tiles[src, c + 2], tiles[src, c + 3]
-            for t in range(m):
-                out0[t] = _fma(u3, in3[t], _fma(u2, in2[t], _fma(u1, in1[t], _fma(u0, in0[t], out0[t]))))
-        for c in range(blocked_cols, n_cols):
-            w, column = params[base + c * col_stride], tiles[src, c]
-            for t in range(m):
-                out0[t] = _fma(w, column[t], out0[t])
+    if blocked_rows < n_rows:
+        _streamed_products(params, weight, row_stride, col_stride, blocked_rows, n_rows, n_cols, tiles, src, dst, m)
 
 
 @_kernel(FASTMATH_REDUCE)
