@@ -18,7 +18,8 @@ when ``fastnet._config.NUMBA_CACHE``.
 
 Compile time is kept down by compiling each piece of code once per dtype,
 and only the pieces a network uses.  One kernel, ``_rows``, serves
-forward, gradient and training (see ``_FORWARD``); it calls the tile
+forward and gradient (see ``_FORWARD``), and training's ``_train_batches``
+calls it for each batch's gradient; it calls the tile
 kernels (products, each activation and its slope, each loss's output
 delta, each optimizer's update) at addresses it is handed in a call
 table (``_call``, ``_call_table``) rather than linking their code in,
@@ -26,8 +27,9 @@ which Numba would optimise and compile again in every caller; so a first
 sigmoid network compiles no tanh, relu or softmax code, and a new kind
 of network compiles only the kernels it adds.  Inputs are passed as
 read-only views, so writable and read-only (memory-mapped) arrays share
-one signature; the parallel ``_blocks`` compiles only once a call has
-more than BLOCK_ROWS rows, and calls ``_rows`` at its address too.
+one signature; the training loop compiles only once a network is
+trained, and the parallel ``_blocks`` only once a call has more than
+BLOCK_ROWS rows; both call ``_rows`` at its address too.
 Measure it with ``benchmarks/compile_time.py``.
 """
 
@@ -249,10 +251,8 @@ def _signature(kind, f):
     indices, matrix = types.Array(types.int64, 1, "C"), types.Array(f, 2, "C")
     read_rows, read_vector = types.Array(f, 2, "C", readonly=True), types.Array(f, 1, "C", readonly=True)
     if kind == _CALL_ROWS:
-        training = types.Tuple((indices, i64, types.Array(types.float64, 1, "C"), matrix, indices, matrix, matrix,
-                                vector, read_rows, read_rows, read_vector))
         return types.float64, (i64, read_rows, read_rows, read_vector, i64, i64, vector, indices, types.boolean,
-                               i64, f, indices, indices, tiles, tiles, vector, vector, training, indices)
+                               f, indices, indices, tiles, tiles, vector, vector, indices)
     return {
         _CALL_FORWARD: (types.none, (read_rows, vector, indices, types.boolean, indices, indices, tiles, matrix,
                                      indices)),
@@ -809,6 +809,10 @@ if numba.config.DISABLE_JIT:
                             total = _fma(weights[p][c], inputs[c], total)
                         _vector_store(tiles, where, total)
 
+    def _inputs_by_eight(X_rows, n_inputs, acts):  # noqa: F811
+        """The plain-Python twin of the intrinsic above."""
+        acts[0, :n_inputs, :X_rows.shape[0]] = X_rows[:, :n_inputs].T
+
     def _sigmoid(z):
         """The sigmoid in z's own precision."""
         return _sigmoid32(z) if isinstance(z, np.float32) else _sigmoid64(z)
@@ -952,6 +956,50 @@ def _relu_slope(deltas, d, acts, layer, n_rows, m):
         delta, output = deltas[d, r], acts[layer, r]
         for t in range(m):
             delta[t] = delta[t] if output[t] > zero else zero
+
+
+#: Inputs per pass of ``_inputs_by_eight``.
+_INPUTS_PER_PASS = 8
+
+
+@intrinsic
+def _inputs_by_eight(typingctx, X_rows, n_inputs, acts):
+    """acts[0, k, t] = X_rows[t, k] for k < n_inputs (a multiple of eight), t < m (LLVM IR).
+
+    Eight inputs per pass: each row's eight consecutive inputs (a cache line
+    in float64) are loaded as one vector and stored into eight tile rows,
+    where one input per pass would read a whole column of the rows, from
+    L2, for each input.  Emitted as IR, with the vector load: written in
+    Python, the loop vectoriser spent more compile time on this loop than on
+    the rest of ``_forward_tile``, and left it scalar.
+    """
+    if not (isinstance(X_rows, types.Array) and X_rows.ndim == 2 and X_rows.layout == "C"
+            and isinstance(X_rows.dtype, types.Float) and isinstance(acts, types.Array) and acts.ndim == 3
+            and acts.layout == "C" and acts.dtype == X_rows.dtype and isinstance(n_inputs, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        rows_type, _, acts_type = signature.args
+        rows_data, acts_data = args[0], args[2]
+        n_inputs = context.cast(builder, args[1], signature.args[1], types.int64)
+        i64 = llvm_ir.IntType(64)
+        element = context.get_value_type(rows_type.dtype)
+        kind = llvm_ir.VectorType(element, _INPUTS_PER_PASS)
+        align = rows_type.dtype.bitwidth // 8
+        rows = context.make_array(rows_type)(context, builder, rows_data)
+        m, row_length = cgutils.unpack_tuple(builder, rows.shape)
+        width = cgutils.unpack_tuple(builder, context.make_array(acts_type)(context, builder, acts_data).shape)[2]
+        with cgutils.for_range_slice(builder, i64(0), n_inputs, i64(_INPUTS_PER_PASS)) as (k, _):
+            with cgutils.for_range(builder, m) as loop:
+                t = loop.index
+                source = _item_pointer(context, builder, rows_type, rows_data, builder.add(builder.mul(t, row_length), k))
+                values = builder.load(builder.bitcast(source, kind.as_pointer()), align=align)
+                for q in range(_INPUTS_PER_PASS):
+                    target = _item_pointer(context, builder, acts_type, acts_data,
+                                           builder.add(builder.mul(builder.add(k, i64(q)), width), t))
+                    builder.store(builder.extract_element(values, llvm_ir.IntType(32)(q)), target)
+        return context.get_dummy_value()
+    return types.none(X_rows, n_inputs, acts), codegen
 
 
 @_kernel()
@@ -1132,17 +1180,8 @@ def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, scrat
     wraparound arithmetic from the loop.
     """
     m, n_inputs, n_weight_layers = X_rows.shape[0], X_rows.shape[1], sizes.shape[0] - 1
-    # Eight inputs per pass: each row's eight consecutive inputs (a cache line
-    # in float64) into eight tile rows, where one input per pass would read a
-    # whole column of the rows, from L2, for each input.  The inner loop's
-    # constant trip count lets LLVM unroll it.
-    blocked = n_inputs - n_inputs % 8
-    for k in range(0, blocked, 8):
-        block = acts[0, k:k + 8]
-        for t in range(m):
-            row = X_rows[t, k:k + 8]
-            for q in range(8):
-                block[q, t] = row[q]
+    blocked = n_inputs - n_inputs % _INPUTS_PER_PASS
+    _inputs_by_eight(X_rows, blocked, acts)
     for k in range(blocked, n_inputs):
         inputs = acts[0, k]
         for t in range(m):
@@ -1160,98 +1199,110 @@ def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, scrat
             _call(_CALL_ACTIVATION, activation, (acts, layer + 1, fan_out, m, scratch))
 
 
-# What a call of ``_rows`` computes: forward's activations, the gradient,
-# or an epoch of training.  One kernel does all three so that predict,
-# gradient and fit share its compiled code; the tile kernels it runs come
-# from its table of addresses (see _CALL_ROWS), so it holds none of their code.
+# What a call of ``_rows`` (or ``_blocks``) computes: forward's activations,
+# the gradient, or (``_blocks`` only) one batch of training.  One kernel does
+# forward and gradient so that predict, gradient and fit share its compiled
+# code; the tile kernels it runs come from its table of addresses (see
+# _CALL_ROWS), so it holds none of their code.
 _FORWARD, _GRADIENT, _TRAIN = 0, 1, 2
 
 
 @_kernel(entry=True)
-def _rows(task, X, Y, w, first, last, params, sizes, has_bias, loss, scale, w_start, b_start, acts, deltas, grad,
-          out, training, calls):
+def _rows(task, X, Y, w, first, last, params, sizes, has_bias, scale, w_start, b_start, acts, deltas, grad, out,
+          calls):
     """Rows first .. last - 1 of X, tile by tile, on one thread's tiles acts, deltas (see above).
 
     _FORWARD: every layer's activations into ``out`` (see ``forward``);
     returns 0.  _GRADIENT: grad = their gradient; returns sum_i w_i e_i.
-    _TRAIN: one epoch of mini-batches (see ``train_epoch``): each batch's
-    gradient, with its own normaliser, into grad, then one update;
-    returns the epoch's sum_i w_i e_i.  X: (n, sizes[0]); Y: (n, sizes[-1]);
-    w: (n,) or empty; scale: the factor c of the output delta in params'
-    dtype (1 for the unnormalised sums of ``gradient``; unread by _TRAIN,
-    whose batches each take their own normaliser).  Per tile: the forward
-    pass, then for the gradient the output delta (see fastnet.backends) and,
-    from the last layer down, dW_l += A_l.T @ delta_{l+1},
-    db_l += sum(delta_{l+1}) and delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).
-    ``training`` is (order, batch_size, hyper, state, step, batch_X,
-    batch_Y, batch_w, read_X, read_Y, read_w), see ``train_epoch``;
-    read only by _TRAIN, as ``out`` only by _FORWARD.  ``calls``: the
-    addresses of the tile kernels (``_call_table``): the forward pass, the
-    products, the weight gradient, the loss's output delta, the writer of activations, the
-    update, then each weight layer's activation and slope.
+    X: (n, sizes[0]); Y: (n, sizes[-1]); w: (n,) or empty; scale: the
+    factor c of the output delta in params' dtype (1 for the unnormalised
+    sums of ``gradient``, a batch's normaliser in training).  Per tile: the
+    forward pass, then for the gradient the output delta (see
+    fastnet.backends) and, from the last layer down,
+    dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
+    delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  ``out`` is read only by
+    _FORWARD.  ``calls``: the addresses of the tile kernels
+    (``_call_table``): the forward pass, the products, the weight gradient,
+    the loss's output delta, the writer of activations, then each weight
+    layer's activation and slope.
     """
-    order, batch_size, hyper, state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w = training
-    n, out_layer, penalty = X.shape[0], sizes.shape[0] - 1, 0.0
+    n, out_layer = X.shape[0], sizes.shape[0] - 1
     slopes = _FIRST_LAYER_CALL + out_layer  # calls[slopes + l]: weight layer l's slope
-    if task != _TRAIN:
-        batch_size = last - first
     # The tile length is the workspace's, not TILE_ROWS: a kernel loaded from
     # Numba's cache keeps the constants it was compiled with (the cache does
     # not see edits to fastnet/_config.py) and must not run past the tiles
     # allocated in Python with today's.
     tile = acts.shape[2]
     total = 0.0
+    if task != _FORWARD:
+        for i in range(grad.shape[0]):
+            grad[i] = 0.0
+    for first_row in range(first, last, tile):
+        m = _smaller(tile, last - first_row)
+        _call(_CALL_FORWARD, calls[_CALL_FORWARD],
+              (X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts, deltas[1], calls))
+        if task == _FORWARD:
+            _call(_CALL_WRITE, calls[_CALL_WRITE], (acts, sizes, first_row, m, n, out))
+            continue
+        Y_rows = Y[first_row:first_row + m]
+        w_rows = w[first_row:first_row + m] if w.shape[0] else w
+        total += _call(_CALL_OUTPUT_DELTA, calls[_CALL_OUTPUT_DELTA], (acts, out_layer, Y_rows, w_rows, scale, deltas))
+        if calls[slopes + out_layer - 1]:  # none when the loss fuses the output delta
+            _call(_CALL_SLOPE, calls[slopes + out_layer - 1],
+                  (deltas, np.int64(0), acts, out_layer, sizes[out_layer], m))
+        d = np.int64(0)  # which half of ``deltas`` holds the current delta
+        for layer in range(out_layer - 1, -1, -1):
+            fan_in, fan_out = sizes[layer], sizes[layer + 1]
+            _call(_CALL_WEIGHT_GRADIENT, calls[_CALL_WEIGHT_GRADIENT],
+                  (acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_start[layer], b_start[layer], grad))
+            if layer > 0:  # deltas[1 - d] = (W_l @ deltas[d]) * f'(acts[layer])
+                below = 1 - d
+                for k in range(fan_in):
+                    for t in range(m):
+                        deltas[below, k, t] = 0.0
+                _call(_CALL_PRODUCTS, calls[_CALL_PRODUCTS],
+                      (params, w_start[layer], fan_out, np.int64(1), fan_in, fan_out, deltas, d, below, m))
+                # acts[layer] came out of weight layer layer - 1's activation.
+                if calls[slopes + layer - 1]:
+                    _call(_CALL_SLOPE, calls[slopes + layer - 1], (deltas, below, acts, layer, fan_in, m))
+                d = below
+    return total
+
+
+@_kernel(entry=True)
+def _train_batches(X, Y, w, first, last, params, sizes, has_bias, loss, w_start, b_start, acts, deltas, grad,
+                   training, calls):
+    """One epoch of mini-batches over visits first .. last - 1 (see ``train_epoch``): each
+    batch's gradient, with its own normaliser, into grad (``_rows`` at calls[_CALL_ROWS]),
+    then the L2 penalty and one update (calls[_CALL_UPDATE]); returns the sum_i w_i e_i
+    of the rows visited.
+
+    Arguments as in ``_rows``; ``training`` is (order, batch_size, hyper,
+    state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w), see
+    ``train_epoch``: with a visiting order, each batch's rows are gathered
+    into batch_X, batch_Y, batch_w and read through their read-only views.
+    """
+    order, batch_size, hyper, state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w = training
+    total = 0.0
     for batch_first in range(first, last, batch_size):
-        batch_last, errors = _smaller(batch_first + batch_size, last), 0.0
-        rows_X, rows_Y, rows_w, start, stop, c = X, Y, w, batch_first, batch_last, scale
-        if task == _TRAIN:
-            if order.shape[0]:
-                rows = order[batch_first:batch_last]
-                _gather_rows(X, rows, batch_X)
-                _gather_rows(Y, rows, batch_Y)
-                if w.shape[0]:
-                    for i in range(rows.shape[0]):
-                        batch_w[i] = w[rows[i]]
-                rows_X, rows_Y, rows_w, start, stop = read_X, read_Y, read_w, np.int64(0), batch_last - batch_first
-            weight = _batch_weight(rows_w, start, stop)
-            c = typed(_normaliser(weight, sizes[-1], loss), params)
-            penalty = hyper[_ALPHA] * _penalty_normaliser(weight, loss)
-        if task != _FORWARD:
-            for i in range(grad.shape[0]):
-                grad[i] = 0.0
-        for first_row in range(start, stop, tile):
-            m = _smaller(tile, stop - first_row)
-            _call(_CALL_FORWARD, calls[_CALL_FORWARD],
-                  (rows_X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts, deltas[1], calls))
-            if task == _FORWARD:
-                _call(_CALL_WRITE, calls[_CALL_WRITE], (acts, sizes, first_row, m, n, out))
-                continue
-            Y_rows = rows_Y[first_row:first_row + m]
-            w_rows = rows_w[first_row:first_row + m] if rows_w.shape[0] else rows_w
-            errors += _call(_CALL_OUTPUT_DELTA, calls[_CALL_OUTPUT_DELTA], (acts, out_layer, Y_rows, w_rows, c, deltas))
-            if calls[slopes + out_layer - 1]:  # none when the loss fuses the output delta
-                _call(_CALL_SLOPE, calls[slopes + out_layer - 1],
-                      (deltas, np.int64(0), acts, out_layer, sizes[out_layer], m))
-            d = np.int64(0)  # which half of ``deltas`` holds the current delta
-            for layer in range(out_layer - 1, -1, -1):
-                fan_in, fan_out = sizes[layer], sizes[layer + 1]
-                _call(_CALL_WEIGHT_GRADIENT, calls[_CALL_WEIGHT_GRADIENT],
-                      (acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_start[layer], b_start[layer], grad))
-                if layer > 0:  # deltas[1 - d] = (W_l @ deltas[d]) * f'(acts[layer])
-                    below = 1 - d
-                    for k in range(fan_in):
-                        for t in range(m):
-                            deltas[below, k, t] = 0.0
-                    _call(_CALL_PRODUCTS, calls[_CALL_PRODUCTS],
-                          (params, w_start[layer], fan_out, np.int64(1), fan_in, fan_out, deltas, d, below, m))
-                    # acts[layer] came out of weight layer layer - 1's activation.
-                    if calls[slopes + layer - 1]:
-                        _call(_CALL_SLOPE, calls[slopes + layer - 1], (deltas, below, acts, layer, fan_in, m))
-                    d = below
-        total += errors
-        if task == _TRAIN:
-            _add_penalty(params, sizes, w_start, penalty, grad)
-            _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step))
+        batch_last = _smaller(batch_first + batch_size, last)
+        rows_X, rows_Y, rows_w, start, stop = X, Y, w, batch_first, batch_last
+        if order.shape[0]:
+            rows = order[batch_first:batch_last]
+            _gather_rows(X, rows, batch_X)
+            _gather_rows(Y, rows, batch_Y)
+            if w.shape[0]:
+                for i in range(rows.shape[0]):
+                    batch_w[i] = w[rows[i]]
+            rows_X, rows_Y, rows_w, start, stop = read_X, read_Y, read_w, np.int64(0), batch_last - batch_first
+        weight = _batch_weight(rows_w, start, stop)
+        c = typed(_normaliser(weight, sizes[-1], loss), params)
+        # grad[:0]: ``_rows``'s ``out``, which a gradient does not write.
+        total += _call(_CALL_ROWS, calls[_CALL_ROWS], (np.int64(_GRADIENT), rows_X, rows_Y, rows_w, start, stop, params,
+                                                       sizes, has_bias, c, w_start, b_start, acts, deltas, grad,
+                                                       grad[:0], calls))
+        _add_penalty(params, sizes, w_start, hyper[_ALPHA] * _penalty_normaliser(weight, loss), grad)
+        _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step))
     return total
 
 
@@ -1276,7 +1327,7 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, gr
     the batch's own normaliser (``scale`` unread), then the L2 penalty and
     one update (calls[_CALL_UPDATE], with ``training``'s hyper, state and step).
 
-    Arguments as in ``_rows`` (scale may be float64); work and parts as
+    Arguments as in ``_rows`` and ``_train_batches`` (scale may be float64); work and parts as
     ``_work_memory`` returns them; ``_rows`` itself is called at
     calls[_CALL_ROWS], so its code is not compiled again here.  For the
     gradient, waves of ``parts.shape[0]`` blocks run in parallel, each block
@@ -1304,13 +1355,12 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, gr
             first, thread = (wave + np.int64(slot)) * BLOCK_ROWS, get_thread_id()  # prange's index is unsigned
             last = _smaller(first + BLOCK_ROWS, n)
             if task == _FORWARD:
-                _call(_CALL_ROWS, calls[_CALL_ROWS], (rows_task, X, Y, w, first, last, params, sizes, has_bias, loss,
-                                                      c, w_start, b_start, acts[thread], deltas[thread], grad, out,
-                                                      training, calls))
+                _call(_CALL_ROWS, calls[_CALL_ROWS], (rows_task, X, Y, w, first, last, params, sizes, has_bias, c,
+                                                      w_start, b_start, acts[thread], deltas[thread], grad, out, calls))
             else:
                 errors[slot] = _call(_CALL_ROWS, calls[_CALL_ROWS],
-                                     (rows_task, X, Y, w, first, last, params, sizes, has_bias, loss, c, w_start,
-                                      b_start, acts[thread], deltas[thread], parts[slot], out, training, calls))
+                                     (rows_task, X, Y, w, first, last, params, sizes, has_bias, c, w_start,
+                                      b_start, acts[thread], deltas[thread], parts[slot], out, calls))
         if task != _FORWARD:
             for slot in range(count):
                 for i in range(grad.shape[0]):
@@ -1488,7 +1538,7 @@ def _read_only(array):
     return view
 
 
-#: dtype char -> the ``training`` argument of ``_rows`` for the tasks that do not
+#: dtype char -> the ``training`` argument of ``_blocks`` for the tasks that do not
 #: read it: empty arrays of the right types, made once (a call must stay cheap).
 _NO_TRAINING = {}
 
@@ -1502,7 +1552,7 @@ def _empty(dtype):
 
 
 def _no_training(dtype):
-    """``_rows``'s ``training`` placeholder for params of ``dtype`` (see _NO_TRAINING)."""
+    """``_blocks``'s ``training`` placeholder for params of ``dtype`` (see _NO_TRAINING)."""
     if dtype.char not in _NO_TRAINING:
         empty, rows = np.empty(0, dtype), np.empty((0, 0), dtype)
         _NO_TRAINING[dtype.char] = (np.empty(0, np.int64), 1, np.zeros(len(spec.HYPER_FIELDS)),
@@ -1560,8 +1610,8 @@ def _address(kernel, kind, dtype):
 def _call_table(task, model, optimizer=None, parallel=False):
     """The ``calls`` argument of ``_rows`` for ``task`` on ``model``: int64 addresses of the
     kernels it runs (see _CALL_ROWS), each compiled on first use; for _TRAIN the update
-    of the optimizer code ``optimizer``; ``parallel`` adds ``_rows``'s own, which
-    ``_blocks`` calls.  Made once per kind of network."""
+    of the optimizer code ``optimizer``, and ``_rows``'s own, which ``_train_batches``
+    calls, as ``_blocks`` does (``parallel``).  Made once per kind of network."""
     dtype, codes, loss = model.params.dtype, model.activations, int(model.loss)
     optimizer = None if optimizer is None else int(optimizer)
     key = (task, optimizer, parallel, dtype.char, codes.tobytes(), int(model.derivative), loss)
@@ -1572,7 +1622,7 @@ def _call_table(task, model, optimizer=None, parallel=False):
     table = [0] * (_FIRST_LAYER_CALL + 2 * n_layers)
     table[_CALL_FORWARD] = _address(_forward_tile, _CALL_FORWARD, dtype)
     table[_CALL_PRODUCTS] = _address(_add_products, _CALL_PRODUCTS, dtype)
-    if parallel:
+    if parallel or task == _TRAIN:
         table[_CALL_ROWS] = _address(_rows, _CALL_ROWS, dtype)
     if task == _FORWARD:
         table[_CALL_WRITE] = _address(_write_activations, _CALL_WRITE, dtype)
@@ -1618,8 +1668,8 @@ def _run(task, model, X, Y, w, scale, memory, grad, out):
         finally:
             set_parallel_chunksize(previous)
     w_start, b_start, acts, deltas, _ = work
-    return _rows(task, X, Y, w, 0, X.shape[0], params, layout.sizes, *codes, params.dtype.type(scale), w_start,
-                 b_start, acts[0], deltas[0], grad, out, _no_training(params.dtype), _call_table(task, model))
+    return _rows(task, X, Y, w, 0, X.shape[0], params, layout.sizes, bool(layout.has_bias), params.dtype.type(scale),
+                 w_start, b_start, acts[0], deltas[0], grad, out, _call_table(task, model))
 
 
 def forward(model, X, out):
@@ -1672,8 +1722,8 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
 
     A Python loop over the batches, one compiled call each: ``_blocks``
     (_TRAIN: the batch's gradient in parallel, with its own normaliser, then
-    the penalty and one update), or ``_rows`` for a last batch of at most
-    BLOCK_ROWS rows.  A batch this large takes far longer than the loop.
+    the penalty and one update), or ``_train_batches`` for a last batch of at
+    most BLOCK_ROWS rows.  A batch this large takes far longer than the loop.
     Arguments as in ``train_epoch``, inputs already read-only.
     """
     params, layout = model.params, model.layout
@@ -1685,13 +1735,13 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
                 batch_X, batch_Y, batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
     work, parts = _work_memory(batch_size, params, layout)
     w_start, b_start, acts, deltas, _ = work
-    codes, one, no_output = (bool(layout.has_bias), int(model.loss)), params.dtype.type(1.0), _empty(params.dtype)
+    codes, no_output = (bool(layout.has_bias), int(model.loss)), _empty(params.dtype)
     visits, total = (order.shape[0] if order.shape[0] else X.shape[0]), 0.0
     for first in range(0, visits, batch_size):
         last = min(first + batch_size, visits)
         if last - first <= BLOCK_ROWS:
-            total += _rows(_TRAIN, X, Y, w, first, last, params, layout.sizes, *codes, one, w_start, b_start,
-                           acts[0], deltas[0], grad, no_output, training, _call_table(_TRAIN, model, optimizer.code))
+            total += _train_batches(X, Y, w, first, last, params, layout.sizes, *codes, w_start, b_start, acts[0],
+                                    deltas[0], grad, training, _call_table(_TRAIN, model, optimizer.code))
             continue
         if order.shape[0]:
             rows, m = order[first:last], last - first
@@ -1712,8 +1762,8 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
 
 
 def train_epoch(model, rows, order, batch_size, optimizer, grad):
-    """One epoch of mini-batch gradient descent: one compiled call (``_rows``, serial)
-    for batches of at most BLOCK_ROWS rows, one gradient call per batch above that.
+    """One epoch of mini-batch gradient descent: one compiled call (``_train_batches``,
+    serial) for batches of at most BLOCK_ROWS rows, one call per batch above that.
 
     Shapes, losses and update rules: the contract in fastnet.backends.
     Updates model.params and the optimizer's state and step in place;
@@ -1736,6 +1786,6 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     training = (order, batch_size, optimizer.hyper, optimizer.state, optimizer.step,
                 batch_X, batch_Y, batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
     w_start, b_start, acts, deltas, _ = _work_memory(batch_size, params, layout)[0]
-    return _rows(_TRAIN, X, Y, sample_weight, 0, visits, params, layout.sizes, bool(layout.has_bias),
-                 int(model.loss), params.dtype.type(1.0), w_start, b_start, acts[0], deltas[0], grad,
-                 _empty(params.dtype), training, _call_table(_TRAIN, model, optimizer.code))
+    return _train_batches(X, Y, sample_weight, 0, visits, params, layout.sizes, bool(layout.has_bias),
+                          int(model.loss), w_start, b_start, acts[0], deltas[0], grad, training,
+                          _call_table(_TRAIN, model, optimizer.code))
