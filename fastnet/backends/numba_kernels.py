@@ -1449,8 +1449,10 @@ def _adam_update(params, grad, hyper, state, step):
     one = typed(1.0, params)
     step[0] += 1
     first_moment, second_moment = state[0], state[1]
-    correction1 = typed(1.0 - hyper[2] ** step[0], params)
-    correction2 = typed(1.0 - hyper[3] ** step[0], params)
+    # pow, as the C kernels and Python compute b^t (Numba's ``**`` multiplies
+    # b by itself instead, another rounding, and compiles a helper for it).
+    correction1 = typed(1.0 - math.pow(hyper[2], float(step[0])), params)
+    correction2 = typed(1.0 - math.pow(hyper[3], float(step[0])), params)
     for i in range(params.shape[0]):
         first_moment[i] = beta1 * first_moment[i] + (one - beta1) * grad[i]
         second_moment[i] = beta2 * second_moment[i] + (one - beta2) * grad[i] * grad[i]
