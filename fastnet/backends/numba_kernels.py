@@ -560,6 +560,50 @@ def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows,
     return types.none(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m), codegen
 
 
+#: Inputs per pass of ``_inputs_by_eight``.
+_INPUTS_PER_PASS = 8
+
+
+@intrinsic
+def _inputs_by_eight(typingctx, X_rows, n_inputs, acts):
+    """acts[0, k, t] = X_rows[t, k] for k < n_inputs (a multiple of eight), t < m (LLVM IR).
+
+    Eight inputs per pass: each row's eight consecutive inputs (a cache line
+    in float64) are loaded as one vector and stored into eight tile rows,
+    where one input per pass would read a whole column of the rows, from
+    L2, for each input.  Emitted as IR, with the vector load: written in
+    Python, the loop vectoriser spent more compile time on this loop than on
+    the rest of ``_forward_tile``, and left it scalar.
+    """
+    if not (isinstance(X_rows, types.Array) and X_rows.ndim == 2 and X_rows.layout == "C"
+            and isinstance(X_rows.dtype, types.Float) and isinstance(acts, types.Array) and acts.ndim == 3
+            and acts.layout == "C" and acts.dtype == X_rows.dtype and isinstance(n_inputs, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        rows_type, _, acts_type = signature.args
+        rows_data, acts_data = args[0], args[2]
+        n_inputs = context.cast(builder, args[1], signature.args[1], types.int64)
+        i64 = llvm_ir.IntType(64)
+        element = context.get_value_type(rows_type.dtype)
+        kind = llvm_ir.VectorType(element, _INPUTS_PER_PASS)
+        align = rows_type.dtype.bitwidth // 8
+        rows = context.make_array(rows_type)(context, builder, rows_data)
+        m, row_length = cgutils.unpack_tuple(builder, rows.shape)
+        width = cgutils.unpack_tuple(builder, context.make_array(acts_type)(context, builder, acts_data).shape)[2]
+        with cgutils.for_range_slice(builder, i64(0), n_inputs, i64(_INPUTS_PER_PASS)) as (k, _):
+            with cgutils.for_range(builder, m) as loop:
+                t = loop.index
+                source = _item_pointer(context, builder, rows_type, rows_data, builder.add(builder.mul(t, row_length), k))
+                values = builder.load(builder.bitcast(source, kind.as_pointer()), align=align)
+                for q in range(_INPUTS_PER_PASS):
+                    target = _item_pointer(context, builder, acts_type, acts_data,
+                                           builder.add(builder.mul(builder.add(k, i64(q)), width), t))
+                    builder.store(builder.extract_element(values, llvm_ir.IntType(32)(q)), target)
+        return context.get_dummy_value()
+    return types.none(X_rows, n_inputs, acts), codegen
+
+
 @_kernel()
 def _exp_parts64(x):
     """(2**k, r, q) with exp(x) = 2**k (1 + r q), for float64 x in [-SIGMOID_CLAMP, 0].
@@ -956,50 +1000,6 @@ def _relu_slope(deltas, d, acts, layer, n_rows, m):
         delta, output = deltas[d, r], acts[layer, r]
         for t in range(m):
             delta[t] = delta[t] if output[t] > zero else zero
-
-
-#: Inputs per pass of ``_inputs_by_eight``.
-_INPUTS_PER_PASS = 8
-
-
-@intrinsic
-def _inputs_by_eight(typingctx, X_rows, n_inputs, acts):
-    """acts[0, k, t] = X_rows[t, k] for k < n_inputs (a multiple of eight), t < m (LLVM IR).
-
-    Eight inputs per pass: each row's eight consecutive inputs (a cache line
-    in float64) are loaded as one vector and stored into eight tile rows,
-    where one input per pass would read a whole column of the rows, from
-    L2, for each input.  Emitted as IR, with the vector load: written in
-    Python, the loop vectoriser spent more compile time on this loop than on
-    the rest of ``_forward_tile``, and left it scalar.
-    """
-    if not (isinstance(X_rows, types.Array) and X_rows.ndim == 2 and X_rows.layout == "C"
-            and isinstance(X_rows.dtype, types.Float) and isinstance(acts, types.Array) and acts.ndim == 3
-            and acts.layout == "C" and acts.dtype == X_rows.dtype and isinstance(n_inputs, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        rows_type, _, acts_type = signature.args
-        rows_data, acts_data = args[0], args[2]
-        n_inputs = context.cast(builder, args[1], signature.args[1], types.int64)
-        i64 = llvm_ir.IntType(64)
-        element = context.get_value_type(rows_type.dtype)
-        kind = llvm_ir.VectorType(element, _INPUTS_PER_PASS)
-        align = rows_type.dtype.bitwidth // 8
-        rows = context.make_array(rows_type)(context, builder, rows_data)
-        m, row_length = cgutils.unpack_tuple(builder, rows.shape)
-        width = cgutils.unpack_tuple(builder, context.make_array(acts_type)(context, builder, acts_data).shape)[2]
-        with cgutils.for_range_slice(builder, i64(0), n_inputs, i64(_INPUTS_PER_PASS)) as (k, _):
-            with cgutils.for_range(builder, m) as loop:
-                t = loop.index
-                source = _item_pointer(context, builder, rows_type, rows_data, builder.add(builder.mul(t, row_length), k))
-                values = builder.load(builder.bitcast(source, kind.as_pointer()), align=align)
-                for q in range(_INPUTS_PER_PASS):
-                    target = _item_pointer(context, builder, acts_type, acts_data,
-                                           builder.add(builder.mul(builder.add(k, i64(q)), width), t))
-                    builder.store(builder.extract_element(values, llvm_ir.IntType(32)(q)), target)
-        return context.get_dummy_value()
-    return types.none(X_rows, n_inputs, acts), codegen
 
 
 @_kernel()
