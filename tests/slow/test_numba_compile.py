@@ -13,16 +13,17 @@ from conftest import TESTS_DIR, run_python
 pytestmark = pytest.mark.slow
 
 #: Kernels whose compiled signatures the child reports.
-KERNELS = ["_rows", "_blocks", "_add_products", "_accumulate_weight_gradient", "_sigmoid_tile", "_tanh_tile",
+KERNELS = ["_rows", "_train_batches", "_blocks", "_add_products", "_accumulate_weight_gradient", "_sigmoid_tile", "_tanh_tile",
            "_relu_tile", "_softmax_tile", "_sigmoid_slope", "_sigmoid_article_slope", "_tanh_slope", "_relu_slope",
            "_squared_error_delta", "_binary_cross_entropy_delta", "_softmax_cross_entropy_delta",
            "_write_activations", "_sgd_update", "_momentum_update", "_adam_update"]
 
 
 def test_a_sigmoid_gradient_compiles_no_other_activation_or_loss_and_later_calls_reuse_rows(tmp_path):
-    """A first sigmoid-mse gradient compiles only its own kernels; a fit, a predict and
-    gradients in parallel blocks add their update, writer and parallel kernel but no
-    second ``_rows``; a relu-softmax classifier adds its activation, slope and loss."""
+    """A first sigmoid-mse gradient compiles only its own kernels (no training loop); a fit,
+    a predict and gradients in parallel blocks add the training loop, their update, writer
+    and parallel kernel but no second ``_rows``; a relu-softmax classifier adds its
+    activation, slope and loss, not a second training loop."""
     code = textwrap.dedent(f"""
         import json, sys
         import numpy as np
@@ -53,6 +54,7 @@ def test_a_sigmoid_gradient_compiles_no_other_activation_or_loss_and_later_calls
             "_squared_error_delta"}
     assert first == {name: int(name in used) for name in KERNELS}
     # Fit, predict and the parallel blocks run the same _rows; each optimizer its own update.
-    assert later == {**first, "_blocks": 1, "_write_activations": 1, "_adam_update": 1, "_sgd_update": 1}
+    assert later == {**first, "_train_batches": 1, "_blocks": 1, "_write_activations": 1, "_adam_update": 1,
+                     "_sgd_update": 1}
     # A relu-softmax classifier adds its own kernels, not a second _rows.
     assert last == {**later, "_relu_tile": 1, "_relu_slope": 1, "_softmax_cross_entropy_delta": 1}
