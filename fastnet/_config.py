@@ -3,8 +3,12 @@
 import os
 
 #: Rows per tile in the fused kernels.  Constant, so a tile's arithmetic (and
-#: so the result) never depends on the number of rows or threads.
-TILE_ROWS = 256
+#: so the result) never depends on the number of rows or threads.  Not a
+#: power of two: the products read one vector from each of many consecutive
+#: tile rows, and rows 2 KiB apart (256 float64) would all fall into the same
+#: few sets of the L1 cache and evict each other.  A multiple of 16, so
+#: every vector width (up to 16 float32) divides it.
+TILE_ROWS = 272
 
 #: Rows per block in the parallel kernels: blocks run on separate threads and
 #: their partial gradients are added in block order.  Constant (a multiple

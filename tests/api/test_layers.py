@@ -17,6 +17,7 @@ import pytest
 
 import fastnet
 from fastnet import Network, spec
+from fastnet._config import TILE_ROWS
 
 import naive
 from conftest import (FAST_BACKENDS, REFERENCE, assert_close_normwise, finite_difference_gradient,
@@ -30,8 +31,8 @@ COMBINATIONS = [(activation, output, loss) for activation in HIDDEN for output i
                 for loss, entry in spec.LOSSES.items() if output in entry.outputs]
 COMBINATION_IDS = ["-".join(c) for c in COMBINATIONS]
 
-#: Row counts around the kernels' 256-row tiles.
-ROW_COUNTS = [1, 255, 257, 1000]
+#: Row counts around the kernels' tiles (TILE_ROWS rows).
+ROW_COUNTS = [1, TILE_ROWS - 1, TILE_ROWS + 1, 1000]
 
 
 def test_the_specification_allows_exactly_the_issues_combinations():

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from fastnet import Network
+from fastnet._config import TILE_ROWS
 
 from conftest import (DERIVATIVES, FAST_BACKENDS, LOSSES, REFERENCE, assert_close_normwise,
                       random_data, random_parameters)
 
-#: Row counts around the kernels' 256-row tiles.
-ROW_COUNTS = [1, 2, 255, 256, 257, 1000]
+#: Row counts around the kernels' tiles (TILE_ROWS rows).
+ROW_COUNTS = [1, 2, TILE_ROWS - 1, TILE_ROWS, TILE_ROWS + 1, 1000]
 
 
 def agreement_cases():
@@ -115,8 +116,9 @@ WIDE_LAYERS = [[150, 20, 36, 3], [68, 132, 16, 4]]
 @pytest.mark.parametrize("layers", WIDE_LAYERS, ids=lambda layers: "-".join(map(str, layers)))
 @pytest.mark.parametrize("n", [13, 300, 525])
 def test_wide_layers_agree_with_reference(fast_backend, layers, n):
-    """Register-blocked products on tiles of any length (13 % 8, 300 % 256 = 44, 525 % 256 = 13
-    rows: not whole vectors) give the reference's activations and gradients, float64 and float32."""
+    """Register-blocked products on tiles of any length (13 rows, and 300 and 525 rows, whose
+    last tiles are not whole vectors either) give the reference's activations and gradients,
+    float64 and float32."""
     weights, biases = random_parameters(layers, seed=n)
     X, y = random_data(layers, n, seed=n + 1)
     reference = Network(layers, backend=REFERENCE, weights=weights, biases=biases)
@@ -165,7 +167,7 @@ def test_rows_are_independent_across_tile_boundaries(backend):
     net = Network(layers, backend=backend, weights=weights, biases=biases)
     X, _ = random_data(layers, 600, seed=10)
     full = net.forward(X)
-    for k in [0, 254, 255, 256, 257, 511, 512, 599]:
+    for k in [0, TILE_ROWS - 2, TILE_ROWS - 1, TILE_ROWS, TILE_ROWS + 1, 2 * TILE_ROWS - 1, 2 * TILE_ROWS, 599]:
         np.testing.assert_allclose(net.forward(X[k:k + 1]), full[k:k + 1], rtol=1e-14, atol=0)
 
 
@@ -265,9 +267,10 @@ def test_deep_network_with_huge_weights_stays_in_range(backend, scale):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("shape", [(1, 2, 1, 256), (2, 3, 17, 256), (5,), (3, 1)])
+@pytest.mark.parametrize("shape", [(1, 2, 1, TILE_ROWS), (2, 3, 17, TILE_ROWS), (5,), (3, 1)])
 def test_numba_work_memory_starts_on_a_cache_line(shape, dtype):
-    """Tiles of 256 values are then whole cache lines: no vector load straddles two."""
+    """Tile rows (TILE_ROWS values, a multiple of 16) are then whole cache lines: no vector
+    load straddles two."""
     from fastnet.backends.numba_kernels import _aligned_empty
     for _ in range(20):  # numpy itself guarantees only 16 bytes; try several allocations
         array = _aligned_empty(shape, dtype)
