@@ -362,6 +362,22 @@ def _broadcast(builder, vector_type, value):
                                   llvm_ir.Constant(llvm_ir.VectorType(i32, vector_type.count), [0] * vector_type.count))
 
 
+def _vector_parts(context, builder, tiles, params_type):
+    """What the products' IR builds with, for vectors of ``params_type``'s floats:
+    (the _Vector, its LLVM type, the alignment of its loads and stores, LLVM's
+    fused multiply-add of two such vectors, vector_at(i): a pointer to the
+    vector at tiles.flat[i]); ``tiles`` is an (array type, LLVM value) pair."""
+    tiles_type, tiles_data = tiles
+    vector = _Vector(params_type.dtype)
+    kind = context.get_value_type(vector)
+    fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3),
+                                         f"llvm.fma.v{vector.lanes}f{vector.dtype.bitwidth}")
+
+    def vector_at(index):
+        return builder.bitcast(_item_pointer(context, builder, tiles_type, tiles_data, index), kind.as_pointer())
+    return vector, kind, params_type.dtype.bitwidth // 8, fma, vector_at
+
+
 def _emit_block(context, builder, rows, vectors, tiles, params, out, x, at, width, row_stride, col_stride, count):
     """LLVM IR for one register block of ``_blocked_products``: rows x vectors vector sums.
 
@@ -372,15 +388,8 @@ def _emit_block(context, builder, rows, vectors, tiles, params, out, x, at, widt
     col_stride; then the sums are stored back.  ``tiles`` and ``params`` are
     (array type, LLVM value) pairs; the rest are LLVM int64 values.
     """
-    (tiles_type, tiles_data), (params_type, params_data) = tiles, params
-    vector = _Vector(params_type.dtype)
-    kind = context.get_value_type(vector)
-    align = params_type.dtype.bitwidth // 8
-    fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3),
-                                         f"llvm.fma.v{vector.lanes}f{vector.dtype.bitwidth}")
-
-    def vector_at(index):
-        return builder.bitcast(_item_pointer(context, builder, tiles_type, tiles_data, index), kind.as_pointer())
+    params_type, params_data = params
+    vector, kind, align, fma, vector_at = _vector_parts(context, builder, tiles, params_type)
 
     def offset(first, p, scale, v):
         return builder.add(builder.add(first, builder.mul(scale, scale.type(p))), first.type(v * vector.lanes))
@@ -419,15 +428,8 @@ def _emit_stream(context, builder, rows, columns, tiles, params, out, x, at, wid
     tiles.flat[x + c width + t], and is stored back.  Vectors of different
     t are independent, so the pass runs at the rate of its loads.
     """
-    (tiles_type, tiles_data), (params_type, params_data) = tiles, params
-    vector = _Vector(params_type.dtype)
-    kind = context.get_value_type(vector)
-    align = params_type.dtype.bitwidth // 8
-    fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3),
-                                         f"llvm.fma.v{vector.lanes}f{vector.dtype.bitwidth}")
-
-    def vector_at(index):
-        return builder.bitcast(_item_pointer(context, builder, tiles_type, tiles_data, index), kind.as_pointer())
+    params_type, params_data = params
+    vector, kind, align, fma, vector_at = _vector_parts(context, builder, tiles, params_type)
 
     def scaled(first, count, stride):
         return builder.add(first, builder.mul(stride, stride.type(count)))
