@@ -457,6 +457,23 @@ def _emit_stream(context, builder, rows, columns, tiles, params, out, x, at, wid
         add_at(pairs)
 
 
+def _products_types(params, tiles, integers):
+    """Whether the products' intrinsics take these Numba types: params a C-contiguous float
+    array, tiles a C-contiguous 3-D array of the same floats, ``integers`` all integers."""
+    return (isinstance(params, types.Array) and params.layout == "C" and isinstance(params.dtype, types.Float)
+            and isinstance(tiles, types.Array) and tiles.ndim == 3 and tiles.layout == "C"
+            and tiles.dtype == params.dtype and all(isinstance(value, types.Integer) for value in integers))
+
+
+def _tile_extent(context, builder, tiles_type, tiles_data, m, lanes):
+    """LLVM int64s of the tiles: (width, a row's length; plane, one layer's items; whole,
+    m rounded up to whole vectors of ``lanes``, the tile rows the products compute)."""
+    i64 = llvm_ir.IntType(64)
+    shape = cgutils.unpack_tuple(builder, context.make_array(tiles_type)(context, builder, tiles_data).shape)
+    whole = builder.mul(builder.sdiv(builder.add(m, i64(lanes - 1)), i64(lanes)), i64(lanes))
+    return shape[2], builder.mul(shape[1], shape[2]), whole
+
+
 @intrinsic
 def _streamed_products(typingctx, params, weight, row_stride, col_stride, first_row, n_rows, n_cols, tiles, src,
                        dst, m):
@@ -472,9 +489,7 @@ def _streamed_products(typingctx, params, weight, row_stride, col_stride, first_
     than every other part of the products.
     """
     integers = (weight, row_stride, col_stride, first_row, n_rows, n_cols, src, dst, m)
-    if not (isinstance(params, types.Array) and params.layout == "C" and isinstance(params.dtype, types.Float)
-            and isinstance(tiles, types.Array) and tiles.ndim == 3 and tiles.layout == "C"
-            and tiles.dtype == params.dtype and all(isinstance(value, types.Integer) for value in integers)):
+    if not _products_types(params, tiles, integers):
         return None
 
     def codegen(context, builder, signature, args):
@@ -484,9 +499,7 @@ def _streamed_products(typingctx, params, weight, row_stride, col_stride, first_
         params_data, weight, row_stride, col_stride, first_row, n_rows, n_cols, tiles_data, src, dst, m = values
         i64 = llvm_ir.IntType(64)
         lanes = _Vector(params_type.dtype).lanes
-        shape = cgutils.unpack_tuple(builder, context.make_array(tiles_type)(context, builder, tiles_data).shape)
-        width, plane = shape[2], builder.mul(shape[1], shape[2])
-        whole = builder.mul(builder.sdiv(builder.add(m, i64(lanes - 1)), i64(lanes)), i64(lanes))
+        width, plane, whole = _tile_extent(context, builder, tiles_type, tiles_data, m, lanes)
         evens = builder.sub(n_rows, builder.srem(builder.sub(n_rows, first_row), i64(2)))
         quads = builder.sub(n_cols, builder.srem(n_cols, i64(4)))
         tiles, params = (tiles_type, tiles_data), (params_type, params_data)
@@ -527,9 +540,7 @@ def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows,
     every statement it types and lowers.
     """
     integers = (weight, row_stride, col_stride, n_rows, n_cols, src, dst, m)
-    if not (isinstance(params, types.Array) and params.layout == "C" and isinstance(params.dtype, types.Float)
-            and isinstance(tiles, types.Array) and tiles.ndim == 3 and tiles.layout == "C"
-            and tiles.dtype == params.dtype and all(isinstance(value, types.Integer) for value in integers)):
+    if not _products_types(params, tiles, integers):
         return None
 
     def codegen(context, builder, signature, args):
@@ -539,9 +550,7 @@ def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows,
         params_data, weight, row_stride, col_stride, n_rows, n_cols, tiles_data, src, dst, m = values
         i64 = llvm_ir.IntType(64)
         lanes = _Vector(params_type.dtype).lanes
-        shape = cgutils.unpack_tuple(builder, context.make_array(tiles_type)(context, builder, tiles_data).shape)
-        width, plane = shape[2], builder.mul(shape[1], shape[2])
-        whole = builder.mul(builder.sdiv(builder.add(m, i64(lanes - 1)), i64(lanes)), i64(lanes))
+        width, plane, whole = _tile_extent(context, builder, tiles_type, tiles_data, m, lanes)
         bulk = builder.sub(whole, builder.srem(whole, i64(3 * lanes)))
         pairs = builder.sub(whole, builder.srem(builder.sub(whole, bulk), i64(2 * lanes)))
         tiles, params = (tiles_type, tiles_data), (params_type, params_data)
