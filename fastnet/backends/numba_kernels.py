@@ -1218,7 +1218,7 @@ def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, scrat
 _FORWARD, _GRADIENT, _TRAIN = 0, 1, 2
 
 
-@_kernel(entry=True)
+@_kernel()
 def _rows(task, X, Y, w, first, last, params, sizes, has_bias, scale, w_start, b_start, acts, deltas, grad, out,
           calls):
     """Rows first .. last - 1 of X, tile by tile, on one thread's tiles acts, deltas (see above).
@@ -1278,6 +1278,16 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, scale, w_start, b
                     _call(_CALL_SLOPE, calls[slopes + layer - 1], (deltas, below, acts, layer, fan_in, m))
                 d = below
     return total
+
+
+@_kernel(entry=True)
+def _pass(task, X, Y, w, params, sizes, has_bias, scale, w_start, b_start, acts, deltas, grad, out, calls):
+    """``_rows`` (at calls[_CALL_ROWS]) over all rows of X: what Python calls for a serial
+    forward or gradient.  Arguments as there.  ``_rows`` itself has no Python-call
+    wrapper (a sizeable compile of its own), so that training, which calls it only
+    from ``_train_batches``, does not compile one."""
+    return _call(_CALL_ROWS, calls[_CALL_ROWS], (task, X, Y, w, np.int64(0), X.shape[0], params, sizes, has_bias,
+                                                 scale, w_start, b_start, acts, deltas, grad, out, calls))
 
 
 @_kernel(entry=True)
@@ -1595,7 +1605,7 @@ _OUTPUT_DELTA_KERNELS = {spec.LOSSES["sse"].code: _squared_error_delta, spec.LOS
 #: (kernel, kind, dtype char) -> the address of the kernel compiled for ``_signature``.
 _ADDRESSES = {}
 
-#: (task, optimizer, parallel, dtype char, activation codes, derivative, loss) -> a call table (``_call_table``).
+#: (task, optimizer, dtype char, activation codes, derivative, loss) -> a call table (``_call_table``).
 _CALL_TABLES = {}
 
 
@@ -1620,14 +1630,14 @@ def _address(kernel, kind, dtype):
     return found
 
 
-def _call_table(task, model, optimizer=None, parallel=False):
-    """The ``calls`` argument of ``_rows`` for ``task`` on ``model``: int64 addresses of the
+def _call_table(task, model, optimizer=None):
+    """The ``calls`` argument of ``_rows`` for ``task`` on ``model``: int64 addresses of
+    ``_rows`` itself (which ``_pass``, ``_train_batches`` and ``_blocks`` call) and of the
     kernels it runs (see _CALL_ROWS), each compiled on first use; for _TRAIN the update
-    of the optimizer code ``optimizer``, and ``_rows``'s own, which ``_train_batches``
-    calls, as ``_blocks`` does (``parallel``).  Made once per kind of network."""
+    of the optimizer code ``optimizer``.  Made once per kind of network."""
     dtype, codes, loss = model.params.dtype, model.activations, int(model.loss)
     optimizer = None if optimizer is None else int(optimizer)
-    key = (task, optimizer, parallel, dtype.char, codes.tobytes(), int(model.derivative), loss)
+    key = (task, optimizer, dtype.char, codes.tobytes(), int(model.derivative), loss)
     table = _CALL_TABLES.get(key)
     if table is not None:
         return table
@@ -1635,8 +1645,7 @@ def _call_table(task, model, optimizer=None, parallel=False):
     table = [0] * (_FIRST_LAYER_CALL + 2 * n_layers)
     table[_CALL_FORWARD] = _address(_forward_tile, _CALL_FORWARD, dtype)
     table[_CALL_PRODUCTS] = _address(_add_products, _CALL_PRODUCTS, dtype)
-    if parallel or task == _TRAIN:
-        table[_CALL_ROWS] = _address(_rows, _CALL_ROWS, dtype)
+    table[_CALL_ROWS] = _address(_rows, _CALL_ROWS, dtype)
     if task == _FORWARD:
         table[_CALL_WRITE] = _address(_write_activations, _CALL_WRITE, dtype)
     else:
@@ -1672,7 +1681,7 @@ def _run(task, model, X, Y, w, scale, memory, grad, out):
     params, layout = model.params, model.layout
     codes = (bool(layout.has_bias), int(model.loss))
     if X.shape[0] > BLOCK_ROWS:
-        calls = _call_table(task, model, parallel=True)
+        calls = _call_table(task, model)
         previous = get_parallel_chunksize()
         set_parallel_chunksize(1)  # see _BALANCED; cheaper per call than numba.parallel_chunksize()
         try:
@@ -1681,8 +1690,8 @@ def _run(task, model, X, Y, w, scale, memory, grad, out):
         finally:
             set_parallel_chunksize(previous)
     w_start, b_start, acts, deltas, _ = work
-    return _rows(task, X, Y, w, 0, X.shape[0], params, layout.sizes, bool(layout.has_bias), params.dtype.type(scale),
-                 w_start, b_start, acts[0], deltas[0], grad, out, _call_table(task, model))
+    return _pass(task, X, Y, w, params, layout.sizes, bool(layout.has_bias), params.dtype.type(scale), w_start,
+                 b_start, acts[0], deltas[0], grad, out, _call_table(task, model))
 
 
 def forward(model, X, out):
@@ -1763,7 +1772,7 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
             rows_X, rows_Y, rows_w = _read_only(rows_X), _read_only(rows_Y), _read_only(rows_w)
         else:
             rows_X, rows_Y, rows_w = X[first:last], Y[first:last], w[first:last] if w.shape[0] else w
-        calls = _call_table(_TRAIN, model, optimizer.code, parallel=True)
+        calls = _call_table(_TRAIN, model, optimizer.code)
         previous = get_parallel_chunksize()
         set_parallel_chunksize(1)  # see _BALANCED
         try:

@@ -13,7 +13,7 @@ from conftest import TESTS_DIR, run_python
 pytestmark = pytest.mark.slow
 
 #: Kernels whose compiled signatures the child reports.
-KERNELS = ["_rows", "_train_batches", "_blocks", "_add_products", "_accumulate_weight_gradient", "_sigmoid_tile", "_tanh_tile",
+KERNELS = ["_rows", "_pass", "_train_batches", "_blocks", "_add_products", "_accumulate_weight_gradient", "_sigmoid_tile", "_tanh_tile",
            "_relu_tile", "_softmax_tile", "_sigmoid_slope", "_sigmoid_article_slope", "_tanh_slope", "_relu_slope",
            "_squared_error_delta", "_binary_cross_entropy_delta", "_softmax_cross_entropy_delta",
            "_write_activations", "_sgd_update", "_momentum_update", "_adam_update"]
@@ -50,7 +50,7 @@ def test_a_sigmoid_gradient_compiles_no_other_activation_or_loss_and_later_calls
     result = run_python("-c", code, timeout=900, extra_env={"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")})
     assert result.returncode == 0, result.stdout + result.stderr
     first, later, last = json.loads(result.stdout.splitlines()[-1])
-    used = {"_rows", "_add_products", "_accumulate_weight_gradient", "_sigmoid_tile", "_sigmoid_slope",
+    used = {"_rows", "_pass", "_add_products", "_accumulate_weight_gradient", "_sigmoid_tile", "_sigmoid_slope",
             "_squared_error_delta"}
     assert first == {name: int(name in used) for name in KERNELS}
     # Fit, predict and the parallel blocks run the same _rows; each optimizer its own update.
