@@ -18,8 +18,9 @@ when ``fastnet._config.NUMBA_CACHE``.
 
 Compile time is kept down by compiling each piece of code once per dtype,
 and only the pieces a network uses.  One kernel, ``_rows``, serves
-forward and gradient (see ``_FORWARD``), and training's ``_train_batches``
-calls it for each batch's gradient; it calls the tile
+forward and gradient (see ``_FORWARD``; Python enters it through
+``_pass``), and training's ``_train_batches`` calls it for each batch's
+gradient; it calls the tile
 kernels (products, each activation and its slope, each loss's output
 delta, each optimizer's update) at addresses it is handed in a call
 table (``_call``, ``_call_table``) rather than linking their code in,
