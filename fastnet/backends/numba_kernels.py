@@ -438,6 +438,7 @@ def _emit_stream(context, builder, rows, columns, tiles, params, out, x, at, wid
     weights = [[_broadcast(builder, kind, builder.load(_item_pointer(
         context, builder, params_type, params_data, scaled(scaled(at, p, row_stride), c, col_stride))))
         for c in range(columns)] for p in range(rows)]
+
     def add_at(t):
         inputs = [builder.load(vector_at(builder.add(scaled(x, c, width), t)), align=align) for c in range(columns)]
         for p in range(rows):
@@ -456,6 +457,12 @@ def _emit_stream(context, builder, rows, columns, tiles, params, out, x, at, wid
         add_at(builder.add(t, lanes))
     with builder.if_then(builder.icmp_signed("<", pairs, whole)):
         add_at(pairs)
+
+
+def _int64_arguments(context, builder, signature, args):
+    """An intrinsic's LLVM arguments with every integer cast to int64, arrays as they are."""
+    return [value if isinstance(kind, types.Array) else context.cast(builder, value, kind, types.int64)
+            for value, kind in zip(args, signature.args)]
 
 
 def _products_types(params, tiles, integers):
@@ -495,9 +502,8 @@ def _streamed_products(typingctx, params, weight, row_stride, col_stride, first_
 
     def codegen(context, builder, signature, args):
         params_type, tiles_type = signature.args[0], signature.args[7]
-        values = [context.cast(builder, value, kind, types.int64) if i not in (0, 7) else value
-                  for i, (value, kind) in enumerate(zip(args, signature.args))]
-        params_data, weight, row_stride, col_stride, first_row, n_rows, n_cols, tiles_data, src, dst, m = values
+        params_data, weight, row_stride, col_stride, first_row, n_rows, n_cols, tiles_data, src, dst, m = \
+            _int64_arguments(context, builder, signature, args)
         i64 = llvm_ir.IntType(64)
         lanes = _Vector(params_type.dtype).lanes
         width, plane, whole = _tile_extent(context, builder, tiles_type, tiles_data, m, lanes)
@@ -546,9 +552,8 @@ def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows,
 
     def codegen(context, builder, signature, args):
         params_type, tiles_type = signature.args[0], signature.args[6]
-        values = [context.cast(builder, value, kind, types.int64) if i not in (0, 6) else value
-                  for i, (value, kind) in enumerate(zip(args, signature.args))]
-        params_data, weight, row_stride, col_stride, n_rows, n_cols, tiles_data, src, dst, m = values
+        params_data, weight, row_stride, col_stride, n_rows, n_cols, tiles_data, src, dst, m = \
+            _int64_arguments(context, builder, signature, args)
         i64 = llvm_ir.IntType(64)
         lanes = _Vector(params_type.dtype).lanes
         width, plane, whole = _tile_extent(context, builder, tiles_type, tiles_data, m, lanes)
@@ -594,8 +599,7 @@ def _inputs_by_eight(typingctx, X_rows, n_inputs, acts):
 
     def codegen(context, builder, signature, args):
         rows_type, _, acts_type = signature.args
-        rows_data, acts_data = args[0], args[2]
-        n_inputs = context.cast(builder, args[1], signature.args[1], types.int64)
+        rows_data, n_inputs, acts_data = _int64_arguments(context, builder, signature, args)
         i64 = llvm_ir.IntType(64)
         element = context.get_value_type(rows_type.dtype)
         kind = llvm_ir.VectorType(element, _INPUTS_PER_PASS)
@@ -1299,7 +1303,8 @@ def _train_batches(X, Y, w, first, last, params, sizes, has_bias, loss, w_start,
     then the L2 penalty and one update (calls[_CALL_UPDATE]); returns the sum_i w_i e_i
     of the rows visited.
 
-    Arguments as in ``_rows``; ``training`` is (order, batch_size, hyper,
+    Arguments as in ``_rows``; ``loss``: the loss's code, for each batch's
+    normalisers; ``training`` is (order, batch_size, hyper,
     state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w), see
     ``train_epoch``: with a visiting order, each batch's rows are gathered
     into batch_X, batch_Y, batch_w and read through their read-only views.
@@ -1323,7 +1328,7 @@ def _train_batches(X, Y, w, first, last, params, sizes, has_bias, loss, w_start,
         total += _call(_CALL_ROWS, calls[_CALL_ROWS], (np.int64(_GRADIENT), rows_X, rows_Y, rows_w, start, stop, params,
                                                        sizes, has_bias, c, w_start, b_start, acts, deltas, grad,
                                                        grad[:0], calls))
-        _add_penalty(params, sizes, w_start, hyper[_ALPHA] * _penalty_normaliser(weight, loss), grad)
+        _add_penalty(params, sizes, w_start, hyper[_ALPHA], weight, loss, grad)
         _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step))
     return total
 
@@ -1390,7 +1395,7 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, gr
                 total += errors[slot]
     if task == _TRAIN:
         hyper, state, step = training[2], training[3], training[4]
-        _add_penalty(params, sizes, w_start, hyper[_ALPHA] * _penalty_normaliser(weight, loss), grad)
+        _add_penalty(params, sizes, w_start, hyper[_ALPHA], weight, loss, grad)
         _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step))
     return total
 
@@ -1426,9 +1431,11 @@ def _penalty_normaliser(weight, loss):
 
 
 @_kernel()
-def _add_penalty(params, sizes, w_start, coefficient, grad):
+def _add_penalty(params, sizes, w_start, alpha, weight, loss, grad):
     """grad[i] += coefficient * params[i] over every weight matrix W_l (not the biases):
-    the L2 penalty's gradient alpha r W, coefficient = alpha r (float64, rounded once)."""
+    the L2 penalty's gradient alpha r W for a batch of total row weight ``weight``,
+    coefficient = alpha r (float64, rounded once; r from ``_penalty_normaliser``)."""
+    coefficient = alpha * _penalty_normaliser(weight, loss)
     if coefficient == 0.0:
         return
     factor = typed(coefficient, params)
@@ -1491,9 +1498,9 @@ def _adam_update(params, grad, hyper, state, step):
 def _aligned_empty(shape, dtype, alignment=64):
     """np.empty(shape, dtype) starting on an ``alignment``-byte boundary.
 
-    numpy's allocator only promises 16 bytes; with a tile row of 256
-    doubles, a base 16 bytes off a cache line makes every vector load of
-    every tile row straddle two lines (measured: the [64, 128, 1]
+    numpy's allocator only promises 16 bytes; with tile rows of TILE_ROWS
+    doubles (whole cache lines), a base 16 bytes off a cache line makes every
+    vector load of every tile row straddle two lines (measured: the [64, 128, 1]
     gradient ran 15-20% slower in such runs).
     """
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize

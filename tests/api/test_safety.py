@@ -247,7 +247,7 @@ def test_interrupt_inside_partial_fit_keeps_the_previous_call(backend, monkeypat
 
 # -- threads ----------------------------------------------------------------------------------
 
-#: Large enough that a full batch is cut into several parallel blocks (BLOCK_ROWS = 8192).
+#: Large enough that a full batch is cut into several parallel blocks (BLOCK_ROWS = 8,704).
 THREAD_ROWS = 50_000
 THREAD_LAYERS = [8, 16, 4]
 #: The NumPy reference takes seconds on THREAD_ROWS: the fast tier runs it on fewer rows (still
