@@ -577,20 +577,43 @@ def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows,
     return types.none(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m), codegen
 
 
-#: Inputs per pass of ``_inputs_by_eight``.
-_INPUTS_PER_PASS = 8
+#: Bytes of the inputs of each row one pass of ``_inputs_transposed`` reads: a cache line.
+_PASS_BYTES = 64
+
+#: The side of the blocks ``_inputs_transposed`` transposes in registers.
+_TRANSPOSED_BLOCK = 4
+
+
+def _transpose_four(builder, rows):
+    """Four LLVM vectors of four lanes, rows[i][q], as their transpose: result[q][i].
+
+    First pairs within each half (a 128-bit lane of a float64 vector), then
+    halves: the shuffles AVX does in one instruction each, with no lane crossing
+    inside a half.
+    """
+    i32 = llvm_ir.IntType(32)
+
+    def pick(a, b, lanes):
+        return builder.shuffle_vector(a, b, llvm_ir.Constant(llvm_ir.VectorType(i32, 4), lanes))
+    even01, odd01 = pick(rows[0], rows[1], [0, 4, 2, 6]), pick(rows[0], rows[1], [1, 5, 3, 7])
+    even23, odd23 = pick(rows[2], rows[3], [0, 4, 2, 6]), pick(rows[2], rows[3], [1, 5, 3, 7])
+    return [pick(even01, even23, [0, 1, 4, 5]), pick(odd01, odd23, [0, 1, 4, 5]),
+            pick(even01, even23, [2, 3, 6, 7]), pick(odd01, odd23, [2, 3, 6, 7])]
 
 
 @intrinsic
-def _inputs_by_eight(typingctx, X_rows, n_inputs, acts):
-    """acts[0, k, t] = X_rows[t, k] for k < n_inputs (a multiple of eight), t < m (LLVM IR).
+def _inputs_transposed(typingctx, X_rows, n_inputs, acts):
+    """acts[0, k, t] = X_rows[t, k] for k < n_inputs (a multiple of four), t < m (LLVM IR).
 
-    Eight inputs per pass: each row's eight consecutive inputs (a cache line
-    in float64) are loaded as one vector and stored into eight tile rows,
-    where one input per pass would read a whole column of the rows, from
-    L2, for each input.  Emitted as IR, with the vector load: written in
-    Python, the loop vectoriser spent more compile time on this loop than on
-    the rest of ``_forward_tile``, and left it scalar.
+    In passes over the rows, each reading a cache line of every row's
+    inputs (eight float64 or sixteen float32 inputs; the last pass the
+    rest), so that each line is read once, where one input per pass would
+    read a column of the rows, from L2, for each input.  Within a pass,
+    blocks of four rows by four inputs are loaded as four vectors,
+    transposed in registers and stored as four vectors; the last m % 4
+    rows are stored item by item.  Emitted as IR: written in Python, the
+    loop vectoriser spent more compile time on this loop than on the rest
+    of ``_forward_tile``, and left it scalar.
     """
     if not (isinstance(X_rows, types.Array) and X_rows.ndim == 2 and X_rows.layout == "C"
             and isinstance(X_rows.dtype, types.Float) and isinstance(acts, types.Array) and acts.ndim == 3
@@ -600,22 +623,40 @@ def _inputs_by_eight(typingctx, X_rows, n_inputs, acts):
     def codegen(context, builder, signature, args):
         rows_type, _, acts_type = signature.args
         rows_data, n_inputs, acts_data = _int64_arguments(context, builder, signature, args)
-        i64 = llvm_ir.IntType(64)
-        element = context.get_value_type(rows_type.dtype)
-        kind = llvm_ir.VectorType(element, _INPUTS_PER_PASS)
+        i64, side = llvm_ir.IntType(64), _TRANSPOSED_BLOCK
+        kind = llvm_ir.VectorType(context.get_value_type(rows_type.dtype), side)
         align = rows_type.dtype.bitwidth // 8
-        rows = context.make_array(rows_type)(context, builder, rows_data)
-        m, row_length = cgutils.unpack_tuple(builder, rows.shape)
+        m, row_length = cgutils.unpack_tuple(builder, context.make_array(rows_type)(context, builder, rows_data).shape)
         width = cgutils.unpack_tuple(builder, context.make_array(acts_type)(context, builder, acts_data).shape)[2]
-        with cgutils.for_range_slice(builder, i64(0), n_inputs, i64(_INPUTS_PER_PASS)) as (k, _):
-            with cgutils.for_range(builder, m) as loop:
-                t = loop.index
-                source = _item_pointer(context, builder, rows_type, rows_data, builder.add(builder.mul(t, row_length), k))
-                values = builder.load(builder.bitcast(source, kind.as_pointer()), align=align)
-                for q in range(_INPUTS_PER_PASS):
-                    target = _item_pointer(context, builder, acts_type, acts_data,
-                                           builder.add(builder.mul(builder.add(k, i64(q)), width), t))
-                    builder.store(builder.extract_element(values, llvm_ir.IntType(32)(q)), target)
+        whole_rows = builder.sub(m, builder.srem(m, i64(side)))
+
+        def load(t, k):  # X_rows[t, k:k + side] as one vector
+            source = _item_pointer(context, builder, rows_type, rows_data, builder.add(builder.mul(t, row_length), k))
+            return builder.load(builder.bitcast(source, kind.as_pointer()), align=align)
+
+        def target(k, t):  # where acts[0, k, t] is
+            return _item_pointer(context, builder, acts_type, acts_data, builder.add(builder.mul(k, width), t))
+
+        def one_pass(first, last):  # inputs first .. last - 1 of every row
+            with cgutils.for_range_slice(builder, i64(0), whole_rows, i64(side)) as (t, _):
+                with cgutils.for_range_slice(builder, first, last, i64(side)) as (k, _):
+                    rows = [load(builder.add(t, i64(i)), k) for i in range(side)]
+                    for q, values in enumerate(_transpose_four(builder, rows)):
+                        builder.store(values, builder.bitcast(target(builder.add(k, i64(q)), t), kind.as_pointer()),
+                                      align=align)
+            with cgutils.for_range_slice(builder, whole_rows, m, i64(1)) as (t, _):
+                with cgutils.for_range_slice(builder, first, last, i64(side)) as (k, _):
+                    values = load(t, k)
+                    for q in range(side):
+                        builder.store(builder.extract_element(values, llvm_ir.IntType(32)(q)),
+                                      target(builder.add(k, i64(q)), t))
+
+        per_pass = i64(_PASS_BYTES // align)
+        whole_passes = builder.sub(n_inputs, builder.srem(n_inputs, per_pass))
+        with cgutils.for_range_slice(builder, i64(0), whole_passes, per_pass) as (k, _):
+            one_pass(k, builder.add(k, per_pass))
+        with builder.if_then(builder.icmp_signed("<", whole_passes, n_inputs)):
+            one_pass(whole_passes, n_inputs)
         return context.get_dummy_value()
     return types.none(X_rows, n_inputs, acts), codegen
 
@@ -869,7 +910,7 @@ if numba.config.DISABLE_JIT:
                             total = _fma(weights[p][c], inputs[c], total)
                         _vector_store(tiles, where, total)
 
-    def _inputs_by_eight(X_rows, n_inputs, acts):  # noqa: F811
+    def _inputs_transposed(X_rows, n_inputs, acts):  # noqa: F811
         """The plain-Python twin of the intrinsic above."""
         acts[0, :n_inputs, :X_rows.shape[0]] = X_rows[:, :n_inputs].T
 
@@ -1196,8 +1237,8 @@ def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, scrat
     wraparound arithmetic from the loop.
     """
     m, n_inputs, n_weight_layers = X_rows.shape[0], X_rows.shape[1], sizes.shape[0] - 1
-    blocked = n_inputs - n_inputs % _INPUTS_PER_PASS
-    _inputs_by_eight(X_rows, blocked, acts)
+    blocked = n_inputs - n_inputs % _TRANSPOSED_BLOCK
+    _inputs_transposed(X_rows, blocked, acts)
     for k in range(blocked, n_inputs):
         inputs = acts[0, k]
         for t in range(m):
