@@ -348,19 +348,32 @@ static int thread_number(void)
 
 /* ---- the kernels, once per type ------------------------------------------------ */
 
+/* Lanes i0..i3 of the eight of vectors a and b (four lanes each): Clang's
+ * builtin takes the indices as arguments, GCC's (before GCC 12) as a vector of
+ * integers as wide as the lanes, R(four_lanes) of the type being compiled. */
+#if defined(__clang__)
+#define SHUFFLE4(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
+#else
+#define SHUFFLE4(a, b, i0, i1, i2, i3) __builtin_shuffle(a, b, (R(four_lanes)){i0, i1, i2, i3})
+#endif
+
 #define real double
+#define real_bits int64_t
 #define R(name) name##_f64
 #define SQRT sqrt
 #include "network_impl.h"
 #undef real
+#undef real_bits
 #undef R
 #undef SQRT
 
 #define real float
+#define real_bits int32_t
 #define R(name) name##_f32
 #define SQRT sqrtf
 #include "network_impl.h"
 #undef real
+#undef real_bits
 #undef R
 #undef SQRT
 

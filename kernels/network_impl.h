@@ -181,19 +181,61 @@ static void R(times_slope)(real *restrict d, const real *restrict a, int64_t m, 
 
 /* ---- one layer on one tile, feature-major --------------------------------- */
 
-/* tile[k*TILE + t] = rows[t*width + k] for t < m: (m, width) rows to a (width, TILE) tile.
- * Eight columns at a time: a pass reads each row's eight consecutive items
- * (a cache line of doubles) and writes eight tile rows in order, where all
- * columns at once would write width tile rows a TILE apart per row, more
- * lines than the L1 cache's ways can hold. */
+/* Four reals, and four indices of their width (GCC's shuffle masks): the 4 x 4
+ * blocks rows_to_tile transposes in registers (each variant's compiler lowers
+ * the shuffles to its own instructions). */
+typedef real R(four) __attribute__((vector_size(4 * sizeof(real))));
+typedef real_bits R(four_lanes) __attribute__((vector_size(4 * sizeof(real))));
+
+/* The four reals at p (any alignment). */
+static inline R(four) R(load_four)(const real *p)
+{
+    R(four) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Store v's four reals at p (any alignment). */
+static inline void R(store_four)(real *p, R(four) v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* The 4 x 4 block rows[t + i][k + q] (rows of width reals), stored transposed
+ * at tile[(k + q) * TILE + t + i]: four vector loads, pairs interleaved within
+ * each half, then halves, four vector stores. */
+static inline void R(transpose_block)(const real *rows, int64_t width, real *tile)
+{
+    R(four) r0 = R(load_four)(rows), r1 = R(load_four)(rows + width);
+    R(four) r2 = R(load_four)(rows + 2 * width), r3 = R(load_four)(rows + 3 * width);
+    R(four) even01 = SHUFFLE4(r0, r1, 0, 4, 2, 6), odd01 = SHUFFLE4(r0, r1, 1, 5, 3, 7);
+    R(four) even23 = SHUFFLE4(r2, r3, 0, 4, 2, 6), odd23 = SHUFFLE4(r2, r3, 1, 5, 3, 7);
+    R(store_four)(tile, SHUFFLE4(even01, even23, 0, 1, 4, 5));
+    R(store_four)(tile + TILE, SHUFFLE4(odd01, odd23, 0, 1, 4, 5));
+    R(store_four)(tile + 2 * TILE, SHUFFLE4(even01, even23, 2, 3, 6, 7));
+    R(store_four)(tile + 3 * TILE, SHUFFLE4(odd01, odd23, 2, 3, 6, 7));
+}
+
+/* tile[k*TILE + t] = rows[t*width + k] for k < width, t < m: m rows made
+ * feature-major.  In passes over the rows, each reading a cache line of every
+ * row's inputs (so each line is read once), in 4 x 4 blocks transposed in
+ * registers; the last m % 4 rows and width % 4 inputs item by item. */
 static void R(rows_to_tile)(const real *rows, int64_t width, int64_t m, real *tile)
 {
-    for (int64_t k0 = 0; k0 < width; k0 += 8) {
-        int64_t kb = rows_from(k0, 8, width);
-        for (int64_t t = 0; t < m; t++)
-            for (int64_t q = 0; q < kb; q++)
-                tile[(k0 + q) * TILE + t] = rows[t * width + k0 + q];
+    const int64_t per_pass = 64 / (int64_t)sizeof(real);
+    int64_t whole_rows = m - m % 4, whole_inputs = width - width % 4;
+    for (int64_t k0 = 0; k0 < whole_inputs; k0 += per_pass) {
+        int64_t k1 = k0 + rows_from(k0, per_pass, whole_inputs);
+        for (int64_t t = 0; t < whole_rows; t += 4)
+            for (int64_t k = k0; k < k1; k += 4)
+                R(transpose_block)(rows + t * width + k, width, tile + k * TILE + t);
+        for (int64_t t = whole_rows; t < m; t++)
+            for (int64_t k = k0; k < k1; k++)
+                tile[k * TILE + t] = rows[t * width + k];
     }
+    for (int64_t k = whole_inputs; k < width; k++)
+        for (int64_t t = 0; t < m; t++)
+            tile[k * TILE + t] = rows[t * width + k];
 }
 
 /* rows[t*width + k] = tile[k*TILE + t] for t < m: the inverse of rows_to_tile. */
