@@ -238,11 +238,13 @@ _smaller, _larger = _pick("<"), _pick(">")
 # direct call of a kernel by linking a copy of the callee's code into the
 # caller and optimising and compiling it again there, at every level; a call
 # through an address compiles each kernel once, and only the kernels a
-# network uses (its activations, its loss).  The kernels are called once per
-# tile, never inlined, so the indirect call costs nothing measurable.
-_CALL_ROWS, _CALL_FORWARD, _CALL_PRODUCTS, _CALL_WEIGHT_GRADIENT, _CALL_OUTPUT_DELTA, _CALL_WRITE, _CALL_UPDATE = range(7)
-_FIRST_LAYER_CALL = 7
-_CALL_ACTIVATION, _CALL_SLOPE = 7, 8
+# network uses (its activations, its loss, the L2 penalty only when alpha > 0).
+# The kernels are called once per tile or batch, never inlined, so the
+# indirect call costs nothing measurable.
+(_CALL_ROWS, _CALL_FORWARD, _CALL_PRODUCTS, _CALL_WEIGHT_GRADIENT, _CALL_OUTPUT_DELTA, _CALL_WRITE, _CALL_UPDATE,
+ _CALL_PENALTY) = range(8)
+_FIRST_LAYER_CALL = 8
+_CALL_ACTIVATION, _CALL_SLOPE = 8, 9
 
 
 def _signature(kind, f):
@@ -262,6 +264,7 @@ def _signature(kind, f):
         _CALL_OUTPUT_DELTA: (types.float64, (tiles, i64, read_rows, read_vector, f, tiles)),
         _CALL_WRITE: (types.none, (tiles, indices, i64, i64, i64, vector)),
         _CALL_UPDATE: (types.none, (vector, vector, types.Array(types.float64, 1, "C"), matrix, indices)),
+        _CALL_PENALTY: (types.none, (vector, indices, indices, types.float64, types.float64, i64, vector)),
         _CALL_ACTIVATION: (types.none, (tiles, i64, i64, i64, matrix)),
         _CALL_SLOPE: (types.none, (tiles, i64, tiles, i64, i64, i64)),
     }[kind]
@@ -1341,8 +1344,8 @@ def _train_batches(X, Y, w, first, last, params, sizes, has_bias, loss, w_start,
                    training, calls):
     """One epoch of mini-batches over visits first .. last - 1 (see ``train_epoch``): each
     batch's gradient, with its own normaliser, into grad (``_rows`` at calls[_CALL_ROWS]),
-    then the L2 penalty and one update (calls[_CALL_UPDATE]); returns the sum_i w_i e_i
-    of the rows visited.
+    then the L2 penalty (calls[_CALL_PENALTY], when alpha > 0) and one update
+    (calls[_CALL_UPDATE]); returns the sum_i w_i e_i of the rows visited.
 
     Arguments as in ``_rows``; ``loss``: the loss's code, for each batch's
     normalisers; ``training`` is (order, batch_size, hyper,
@@ -1369,7 +1372,8 @@ def _train_batches(X, Y, w, first, last, params, sizes, has_bias, loss, w_start,
         total += _call(_CALL_ROWS, calls[_CALL_ROWS], (np.int64(_GRADIENT), rows_X, rows_Y, rows_w, start, stop, params,
                                                        sizes, has_bias, c, w_start, b_start, acts, deltas, grad,
                                                        grad[:0], calls))
-        _add_penalty(params, sizes, w_start, hyper[_ALPHA], weight, loss, grad)
+        if calls[_CALL_PENALTY]:
+            _call(_CALL_PENALTY, calls[_CALL_PENALTY], (params, sizes, w_start, hyper[_ALPHA], weight, loss, grad))
         _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step))
     return total
 
@@ -1392,8 +1396,9 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, gr
     """``_rows`` over all rows of X, in blocks of BLOCK_ROWS rows run in parallel:
     _FORWARD and _GRADIENT as there (grad = the gradient, returns sum_i w_i e_i),
     _TRAIN one batch of training: X, Y, w are the batch, its gradient takes
-    the batch's own normaliser (``scale`` unread), then the L2 penalty and
-    one update (calls[_CALL_UPDATE], with ``training``'s hyper, state and step).
+    the batch's own normaliser (``scale`` unread), then the L2 penalty
+    (calls[_CALL_PENALTY], when alpha > 0) and one update (calls[_CALL_UPDATE],
+    with ``training``'s hyper, state and step).
 
     Arguments as in ``_rows`` and ``_train_batches`` (scale may be float64); work and parts as
     ``_work_memory`` returns them; ``_rows`` itself is called at
@@ -1436,7 +1441,8 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, gr
                 total += errors[slot]
     if task == _TRAIN:
         hyper, state, step = training[2], training[3], training[4]
-        _add_penalty(params, sizes, w_start, hyper[_ALPHA], weight, loss, grad)
+        if calls[_CALL_PENALTY]:
+            _call(_CALL_PENALTY, calls[_CALL_PENALTY], (params, sizes, w_start, hyper[_ALPHA], weight, loss, grad))
         _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step))
     return total
 
@@ -1679,14 +1685,16 @@ def _address(kernel, kind, dtype):
     return found
 
 
-def _call_table(task, model, optimizer=None):
+def _call_table(task, model, optimizer=None, penalised=False):
     """The ``calls`` argument of ``_rows`` for ``task`` on ``model``: int64 addresses of
     ``_rows`` itself (which ``_pass``, ``_train_batches`` and ``_blocks`` call) and of the
     kernels it runs (see _CALL_ROWS), each compiled on first use; for _TRAIN the update
-    of the optimizer code ``optimizer``.  Made once per kind of network."""
+    of the optimizer code ``optimizer`` and, if ``penalised`` (alpha > 0), the L2
+    penalty.  Made once per kind of network."""
     dtype, codes, loss = model.params.dtype, model.activations, int(model.loss)
     optimizer = None if optimizer is None else int(optimizer)
-    key = (task, optimizer, dtype.char, codes.tobytes(), int(model.derivative), loss)
+    penalised = task == _TRAIN and bool(penalised)
+    key = (task, optimizer, penalised, dtype.char, codes.tobytes(), int(model.derivative), loss)
     table = _CALL_TABLES.get(key)
     if table is not None:
         return table
@@ -1702,6 +1710,8 @@ def _call_table(task, model, optimizer=None):
         table[_CALL_OUTPUT_DELTA] = _address(_OUTPUT_DELTA_KERNELS[loss], _CALL_OUTPUT_DELTA, dtype)
     if task == _TRAIN:
         table[_CALL_UPDATE] = _address(_UPDATE_KERNELS[optimizer], _CALL_UPDATE, dtype)
+    if penalised:
+        table[_CALL_PENALTY] = _address(_add_penalty, _CALL_PENALTY, dtype)
     for layer, code in enumerate(codes.tolist()):
         output = layer == n_layers - 1
         # Cross-entropy reads the output layer's pre-activations, and it and
@@ -1715,6 +1725,12 @@ def _call_table(task, model, optimizer=None):
         table = np.array(table, np.int64)
     _CALL_TABLES[key] = table
     return table
+
+
+def _training_calls(model, optimizer):
+    """``_call_table`` of _TRAIN for ``model`` trained by ``optimizer`` (a fastnet.backends
+    optimizer: its code, and its hyper-parameters' alpha)."""
+    return _call_table(_TRAIN, model, optimizer.code, optimizer.hyper[_ALPHA] > 0.0)
 
 
 def _run(task, model, X, Y, w, scale, memory, grad, out):
@@ -1812,7 +1828,7 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
         last = min(first + batch_size, visits)
         if last - first <= BLOCK_ROWS:
             total += _train_batches(X, Y, w, first, last, params, layout.sizes, *codes, w_start, b_start, acts[0],
-                                    deltas[0], grad, training, _call_table(_TRAIN, model, optimizer.code))
+                                    deltas[0], grad, training, _training_calls(model, optimizer))
             continue
         if order.shape[0]:
             rows, m = order[first:last], last - first
@@ -1821,7 +1837,7 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
             rows_X, rows_Y, rows_w = _read_only(rows_X), _read_only(rows_Y), _read_only(rows_w)
         else:
             rows_X, rows_Y, rows_w = X[first:last], Y[first:last], w[first:last] if w.shape[0] else w
-        calls = _call_table(_TRAIN, model, optimizer.code)
+        calls = _training_calls(model, optimizer)
         previous = get_parallel_chunksize()
         set_parallel_chunksize(1)  # see _BALANCED
         try:
@@ -1859,4 +1875,4 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     w_start, b_start, acts, deltas, _ = _work_memory(batch_size, params, layout)[0]
     return _train_batches(X, Y, sample_weight, 0, visits, params, layout.sizes, bool(layout.has_bias),
                           int(model.loss), w_start, b_start, acts[0], deltas[0], grad, training,
-                          _call_table(_TRAIN, model, optimizer.code))
+                          _training_calls(model, optimizer))
