@@ -16,14 +16,15 @@ pytestmark = pytest.mark.slow
 KERNELS = ["_rows", "_pass", "_train_batches", "_blocks", "_add_products", "_accumulate_weight_gradient", "_sigmoid_tile", "_tanh_tile",
            "_relu_tile", "_softmax_tile", "_sigmoid_slope", "_sigmoid_article_slope", "_tanh_slope", "_relu_slope",
            "_squared_error_delta", "_binary_cross_entropy_delta", "_softmax_cross_entropy_delta",
-           "_write_activations", "_sgd_update", "_momentum_update", "_adam_update"]
+           "_write_activations", "_sgd_update", "_momentum_update", "_adam_update", "_add_penalty"]
 
 
 def test_a_sigmoid_gradient_compiles_no_other_activation_or_loss_and_later_calls_reuse_rows(tmp_path):
     """A first sigmoid-mse gradient compiles only its own kernels (no training loop); a fit,
     a predict and gradients in parallel blocks add the training loop, their update, writer
     and parallel kernel but no second ``_rows``; a relu-softmax classifier adds its
-    activation, slope and loss, not a second training loop."""
+    activation, slope and loss, not a second training loop; the L2 penalty compiles
+    only for the first fit with alpha > 0."""
     code = textwrap.dedent(f"""
         import json, sys
         import numpy as np
@@ -45,11 +46,13 @@ def test_a_sigmoid_gradient_compiles_no_other_activation_or_loss_and_later_calls
         labels = np.eye(3)[np.arange(1000) % 3]
         Network([4, 6, 3], backend="numba", activation="relu", output="softmax", seed=0).fit(
             X[:1000], labels, batch_size=32, optimizer="adam")
-        print(json.dumps([first, later, compiled()]))
+        classifier = compiled()
+        net.fit(X[:1000], y[:1000], batch_size=32, optimizer="adam", alpha=1e-3)
+        print(json.dumps([first, later, classifier, compiled()]))
     """)
     result = run_python("-c", code, timeout=900, extra_env={"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")})
     assert result.returncode == 0, result.stdout + result.stderr
-    first, later, last = json.loads(result.stdout.splitlines()[-1])
+    first, later, classifier, penalised = json.loads(result.stdout.splitlines()[-1])
     used = {"_rows", "_pass", "_add_products", "_accumulate_weight_gradient", "_sigmoid_tile", "_sigmoid_slope",
             "_squared_error_delta"}
     assert first == {name: int(name in used) for name in KERNELS}
@@ -57,4 +60,5 @@ def test_a_sigmoid_gradient_compiles_no_other_activation_or_loss_and_later_calls
     assert later == {**first, "_train_batches": 1, "_blocks": 1, "_write_activations": 1, "_adam_update": 1,
                      "_sgd_update": 1}
     # A relu-softmax classifier adds its own kernels, not a second _rows.
-    assert last == {**later, "_relu_tile": 1, "_relu_slope": 1, "_softmax_cross_entropy_delta": 1}
+    assert classifier == {**later, "_relu_tile": 1, "_relu_slope": 1, "_softmax_cross_entropy_delta": 1}
+    assert penalised == {**classifier, "_add_penalty": 1}
