@@ -22,6 +22,11 @@ BLOCK_ROWS = 32 * TILE_ROWS
 #: runs over the inputs in order, so this changes the speed, never a result.
 PRODUCT_CHUNK = 64
 
+#: Bytes of each row's inputs that one pass of a tile's transposition (rows
+#: made feature-major) reads: a cache line, so each line of X is read once.
+#: Changes the speed, never a result.
+INPUT_PASS_BYTES = 64
+
 #: Fewest inputs (columns) for which the Numba products use their register
 #: blocks: each block loads and stores its sums once per chunk, which pays
 #: only when enough columns are added in between.

@@ -17,6 +17,7 @@ SHARED_CONSTANTS = {
     "BLOCK_ROWS": "int64",
     "PARTIAL_GRADIENT_BYTES": "int64",
     "PRODUCT_CHUNK": "int64",
+    "INPUT_PASS_BYTES": "int64",
     "SIGMOID_CLAMP": "double",
     "SIGMOID_CLAMP_FLOAT32": "float",
 }

@@ -348,7 +348,7 @@ static int thread_number(void)
 
 /* ---- the kernels, once per type ------------------------------------------------ */
 
-/* Lanes i0..i3 of the eight of vectors a and b (four lanes each): Clang's
+/* Lanes i0..i3 of the eight lanes of vectors a and b (four each): Clang's
  * builtin takes the indices as arguments, GCC's (before GCC 12) as a vector of
  * integers as wide as the lanes, R(four_lanes) of the type being compiled. */
 #if defined(__clang__)

@@ -217,12 +217,12 @@ static inline void R(transpose_block)(const real *rows, int64_t width, real *til
 }
 
 /* tile[k*TILE + t] = rows[t*width + k] for k < width, t < m: m rows made
- * feature-major.  In passes over the rows, each reading a cache line of every
- * row's inputs (so each line is read once), in 4 x 4 blocks transposed in
+ * feature-major.  In passes over the rows, each reading FN_INPUT_PASS_BYTES (a
+ * cache line) of every row's inputs (so each line is read once), in 4 x 4 blocks transposed in
  * registers; the last m % 4 rows and width % 4 inputs item by item. */
 static void R(rows_to_tile)(const real *rows, int64_t width, int64_t m, real *tile)
 {
-    const int64_t per_pass = 64 / (int64_t)sizeof(real);
+    const int64_t per_pass = FN_INPUT_PASS_BYTES / (int64_t)sizeof(real);
     int64_t whole_rows = m - m % 4, whole_inputs = width - width % 4;
     for (int64_t k0 = 0; k0 < whole_inputs; k0 += per_pass) {
         int64_t k1 = k0 + rows_from(k0, per_pass, whole_inputs);

@@ -46,8 +46,9 @@ from numba import (get_num_threads, get_parallel_chunksize, get_thread_id, njit,
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
-from fastnet._config import (BLOCK_ROWS, FASTMATH, PARTIAL_GRADIENT_BYTES, FASTMATH_REDUCE, NUMBA_CACHE, NUMBA_THREADING_LAYER,
-                             PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
+from fastnet._config import (BLOCK_ROWS, FASTMATH, INPUT_PASS_BYTES, PARTIAL_GRADIENT_BYTES, FASTMATH_REDUCE, NUMBA_CACHE,
+                             NUMBA_THREADING_LAYER, PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP,
+                             SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
@@ -580,9 +581,6 @@ def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows,
     return types.none(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m), codegen
 
 
-#: Bytes of the inputs of each row one pass of ``_inputs_transposed`` reads: a cache line.
-_PASS_BYTES = 64
-
 #: The side of the blocks ``_inputs_transposed`` transposes in registers.
 _TRANSPOSED_BLOCK = 4
 
@@ -608,15 +606,14 @@ def _transpose_four(builder, rows):
 def _inputs_transposed(typingctx, X_rows, n_inputs, acts):
     """acts[0, k, t] = X_rows[t, k] for k < n_inputs (a multiple of four), t < m (LLVM IR).
 
-    In passes over the rows, each reading a cache line of every row's
-    inputs (eight float64 or sixteen float32 inputs; the last pass the
-    rest), so that each line is read once, where one input per pass would
-    read a column of the rows, from L2, for each input.  Within a pass,
-    blocks of four rows by four inputs are loaded as four vectors,
-    transposed in registers and stored as four vectors; the last m % 4
-    rows are stored item by item.  Emitted as IR: written in Python, the
-    loop vectoriser spent more compile time on this loop than on the rest
-    of ``_forward_tile``, and left it scalar.
+    In passes over the rows, each reading INPUT_PASS_BYTES (a cache line)
+    of every row's inputs (the last pass the rest), so that each line is
+    read once, where one input per pass would read a column of the rows,
+    from L2, for each input.  Within a pass, blocks of four rows by four
+    inputs are loaded as four vectors, transposed in registers and stored
+    as four vectors; the last m % 4 rows are stored item by item.  Emitted
+    as IR: written in Python, the loop vectoriser spent more compile time on
+    this loop than on the rest of ``_forward_tile``, and left it scalar.
     """
     if not (isinstance(X_rows, types.Array) and X_rows.ndim == 2 and X_rows.layout == "C"
             and isinstance(X_rows.dtype, types.Float) and isinstance(acts, types.Array) and acts.ndim == 3
@@ -654,7 +651,7 @@ def _inputs_transposed(typingctx, X_rows, n_inputs, acts):
                         builder.store(builder.extract_element(values, llvm_ir.IntType(32)(q)),
                                       target(builder.add(k, i64(q)), t))
 
-        per_pass = i64(_PASS_BYTES // align)
+        per_pass = i64(INPUT_PASS_BYTES // align)
         whole_passes = builder.sub(n_inputs, builder.srem(n_inputs, per_pass))
         with cgutils.for_range_slice(builder, i64(0), whole_passes, per_pass) as (k, _):
             one_pass(k, builder.add(k, per_pass))
