@@ -267,13 +267,13 @@ def sklearn_epoch(X, y, hidden, batch_size, lr):
     return run
 
 
-def machine_line():
+def machine_line(peers=True):
     """One line: the machine, cores, threads, the versions of Python, numpy, numba,
-    fastnet and the peers, the native kernels' SIMD variant, and today's date."""
+    fastnet and (``peers``) the peers, the native kernels' SIMD variant, and today's date."""
     import numba
     versions = [f"Python {platform.python_version()}", f"numpy {np.__version__}", f"numba {numba.__version__}",
                 f"fastnet {fastnet.__version__}"]
-    for peer in ("torch", "jax", "sklearn"):
+    for peer in ("torch", "jax", "sklearn") if peers else ():
         try:
             versions.append(f"{peer} {__import__(peer).__version__}")
         except ImportError:
@@ -283,9 +283,10 @@ def machine_line():
             f"{', '.join(versions)}; native kernels: {native.simd()}; {time.strftime('%Y-%m-%d')}")
 
 
-def side_by_side(layers, rows, batch_size, dtype="float64", rounds=9, quick=False, seed=0):
+def side_by_side(layers, rows, batch_size, dtype="float64", rounds=9, quick=False, seed=0, peers=True):
     """Median seconds of a full-batch gradient and of one mini-batch SGD epoch
-    (lr 0.1, mean squared error, sigmoid layers) for each backend and installed peer.
+    (lr 0.1, mean squared error, sigmoid layers) for each backend and, with
+    ``peers``, each installed peer.
 
     Returns ``{contender: {"gradient": s or None, "epoch": s or None}}``,
     backends first.  ``quick``: one pass, one timed call, no warm-up beyond
@@ -297,15 +298,16 @@ def side_by_side(layers, rows, batch_size, dtype="float64", rounds=9, quick=Fals
     timing = {"rounds": 1, "passes": 1, "warm_up_seconds": 0.0} if quick else {"rounds": rounds}
     nets = networks(layers, dtype=dtype, seed=seed)
     gradient = {name: (lambda net=net: net.gradients(X, y)) for name, net in nets.items()}
-    for name, build in (("torch", torch_gradient), ("jax", jax_gradient)):
+    for name, build in (("torch", torch_gradient), ("jax", jax_gradient)) if peers else ():
         peer = build(layers, X, y, True, "mse")
         if peer is not None:
             gradient[name] = peer
     epoch = {name: (lambda net=net: net.fit(X, y, batch_size=batch_size, lr=0.1, seed=seed))
              for name, net in nets.items()}
-    for name, peer in (("torch", torch_epoch(X, y, layers, batch_size, 0.1)),
-                       ("jax", jax_epoch(X, y, layers, batch_size, 0.1)),
-                       ("sklearn", sklearn_epoch(X, y, tuple(layers[1:-1]), batch_size, 0.1))):
+    peer_epochs = ((("torch", torch_epoch(X, y, layers, batch_size, 0.1)),
+                    ("jax", jax_epoch(X, y, layers, batch_size, 0.1)),
+                    ("sklearn", sklearn_epoch(X, y, tuple(layers[1:-1]), batch_size, 0.1))) if peers else ())
+    for name, peer in peer_epochs:
         if peer is not None:
             epoch[name] = peer
     gradient_times = time_interleaved(gradient, **timing)

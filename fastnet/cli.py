@@ -540,10 +540,11 @@ example:
   fastnet bench --layers 64,128,1 --rows 100000 --batch-size 32
 
 Times a full-batch gradient and one epoch of mini-batch SGD for every
-backend and, when installed, PyTorch and scikit-learn, in alternating
+backend and, when installed, PyTorch, JAX and scikit-learn, in alternating
 passes (see fastnet.bench), and prints a Markdown table headed by the
 machine and versions.  --quick: 10,000 rows unless --rows is given, one
-timed call each.
+timed call each.  --no-peers: fastnet's backends only (importing the peers
+takes seconds).
 """
 
 
@@ -558,6 +559,8 @@ def add_bench(commands):
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="default float64")
     p.add_argument("--rounds", type=int, default=9, help="timed calls of each gradient (default 9)")
     p.add_argument("--quick", action="store_true", help="a quick look: fewer rows, one timed call each")
+    p.add_argument("--no-peers", dest="peers", action="store_false",
+                   help="fastnet's backends only: no PyTorch, JAX or scikit-learn, even where installed")
     p.set_defaults(run=bench)
 
 
@@ -568,10 +571,11 @@ def bench(args):
     if len(args.layers) < 2 or min(args.layers) < 1 or rows < 1 or args.batch_size < 1 or args.rounds < 1:
         raise io.DataError("--layers needs at least two positive widths (e.g. 64,128,1); --rows, --batch-size "
                            "and --rounds must be positive")
-    print(harness.machine_line())
+    print(harness.machine_line(args.peers))
     print(f"\n### {args.layers}, {rows:,} rows, {args.dtype}: full-batch gradient and one epoch of SGD, "
           f"batch {args.batch_size} (median ms)\n")
-    times = harness.side_by_side(args.layers, rows, args.batch_size, args.dtype, args.rounds, args.quick)
+    times = harness.side_by_side(args.layers, rows, args.batch_size, args.dtype, args.rounds, args.quick,
+                                 peers=args.peers)
     print(harness.markdown_table(times))
     return 0
 

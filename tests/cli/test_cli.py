@@ -7,6 +7,7 @@ cache, so each kernel compiles once; the networks are tiny and most runs use
 the NumPy reference backend, which compiles nothing.
 """
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -243,17 +244,31 @@ def test_history_plot_without_matplotlib_names_the_extra(monkeypatch):
         fastnet.History(loss=[1.0]).plot()
 
 
-def test_bench_quick_prints_a_row_per_backend(run):
-    done = run("bench", "--quick", "--layers", "3,4,1", "--rows", 300, "--batch-size", 16)
+def bench_rows(done):
+    """``fastnet bench``'s table rows by contender, after checking the machine line."""
     assert_ok(done)
     lines = done.stdout.splitlines()
     assert "numba" in lines[0] and "numpy" in lines[0]         # the machine and versions
     rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| ") and "contender" not in line}
-    assert {"numpy", "numba", "native"} <= set(rows)
     for backend in ("numpy", "numba", "native"):
         cells = [cell.strip() for cell in rows[backend].split("|")[2:-1]]
         assert float(cells[0]) > 0 and float(cells[2]) > 0     # gradient and epoch milliseconds
     assert rows["numba"].count("1.00x") == 2
+    return rows
+
+
+def test_bench_quick_without_peers_prints_a_row_per_backend_only(run):
+    done = run("bench", "--quick", "--no-peers", "--layers", "3,4,1", "--rows", 300, "--batch-size", 16)
+    assert set(bench_rows(done)) == {"numpy", "numba", "native"}
+    assert "torch" not in done.stdout and "sklearn" not in done.stdout
+
+
+@pytest.mark.slow
+def test_bench_quick_prints_a_row_per_backend_and_installed_peer(run):
+    done = run("bench", "--quick", "--layers", "3,4,1", "--rows", 300, "--batch-size", 16)
+    # The test extras install PyTorch and scikit-learn; JAX is the peers extra's.
+    jax = {"jax"} if importlib.util.find_spec("jax") else set()
+    assert set(bench_rows(done)) == {"numpy", "numba", "native", "torch", "sklearn"} | jax
 
 
 def default_sigint():
