@@ -207,6 +207,18 @@ def _held(typingctx, value):
     return value(value), codegen
 
 
+@intrinsic
+def _as_read_only(typingctx, array):
+    """``array`` itself, typed read-only: the kernels compiled for read-only inputs
+    take it (the readonly flag lives in Numba's type, not in the array's data)."""
+    if not isinstance(array, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return args[0]
+    return array.copy(readonly=True)(array), codegen
+
+
 def _pick(comparison):
     """An intrinsic (a, b) -> b if b ``comparison`` a else a, for two numbers of one type:
     Python's and Numba's min (``<``) and max (``>``) of two numbers, NaN included, emitted
@@ -910,6 +922,10 @@ if numba.config.DISABLE_JIT:
                             total = _fma(weights[p][c], inputs[c], total)
                         _vector_store(tiles, where, total)
 
+    def _as_read_only(array):  # noqa: F811
+        """A read-only view of ``array``."""
+        return _read_only(array)
+
     def _inputs_transposed(X_rows, n_inputs, acts):  # noqa: F811
         """The plain-Python twin of the intrinsic above."""
         acts[0, :n_inputs, :X_rows.shape[0]] = X_rows[:, :n_inputs].T
@@ -1346,11 +1362,11 @@ def _train_batches(X, Y, w, first, last, params, sizes, has_bias, loss, w_start,
 
     Arguments as in ``_rows``; ``loss``: the loss's code, for each batch's
     normalisers; ``training`` is (order, batch_size, hyper,
-    state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w), see
+    state, step, batch_X, batch_Y, batch_w), see
     ``train_epoch``: with a visiting order, each batch's rows are gathered
-    into batch_X, batch_Y, batch_w and read through their read-only views.
+    into batch_X, batch_Y, batch_w and read as read-only arrays.
     """
-    order, batch_size, hyper, state, step, batch_X, batch_Y, batch_w, read_X, read_Y, read_w = training
+    order, batch_size, hyper, state, step, batch_X, batch_Y, batch_w = training
     total = 0.0
     for batch_first in range(first, last, batch_size):
         batch_last = _smaller(batch_first + batch_size, last)
@@ -1362,7 +1378,8 @@ def _train_batches(X, Y, w, first, last, params, sizes, has_bias, loss, w_start,
             if w.shape[0]:
                 for i in range(rows.shape[0]):
                     batch_w[i] = w[rows[i]]
-            rows_X, rows_Y, rows_w, start, stop = read_X, read_Y, read_w, np.int64(0), batch_last - batch_first
+            rows_X, rows_Y, rows_w = _as_read_only(batch_X), _as_read_only(batch_Y), _as_read_only(batch_w)
+            start, stop = np.int64(0), batch_last - batch_first
         weight = _batch_weight(rows_w, start, stop)
         c = typed(_normaliser(weight, sizes[-1], loss), params)
         # grad[:0]: ``_rows``'s ``out``, which a gradient does not write.
@@ -1631,8 +1648,7 @@ def _no_training(dtype):
     if dtype.char not in _NO_TRAINING:
         empty, rows = np.empty(0, dtype), np.empty((0, 0), dtype)
         _NO_TRAINING[dtype.char] = (np.empty(0, np.int64), 1, np.zeros(len(spec.HYPER_FIELDS)),
-                                    np.empty((spec.STATE_ROWS, 0), dtype), np.zeros(1, np.int64), rows, rows, empty,
-                                    _read_only(rows), _read_only(rows), _read_only(empty))
+                                    np.empty((spec.STATE_ROWS, 0), dtype), np.zeros(1, np.int64), rows, rows, empty)
     return _NO_TRAINING[dtype.char]
 
 
@@ -1815,8 +1831,7 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
     batch_X = np.empty((gathered, X.shape[1]), params.dtype)
     batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
     batch_w = np.empty(gathered if w.shape[0] else 0, params.dtype)
-    training = (order, batch_size, optimizer.hyper, optimizer.state, optimizer.step,
-                batch_X, batch_Y, batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
+    training = (order, batch_size, optimizer.hyper, optimizer.state, optimizer.step, batch_X, batch_Y, batch_w)
     work, parts = _work_memory(batch_size, params, layout)
     w_start, b_start, acts, deltas, _ = work
     codes, no_output = (bool(layout.has_bias), int(model.loss)), _empty(params.dtype)
@@ -1867,8 +1882,7 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     batch_X = np.empty((gathered, X.shape[1]), params.dtype)
     batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
     batch_w = np.empty(gathered if sample_weight.shape[0] else 0, params.dtype)
-    training = (order, batch_size, optimizer.hyper, optimizer.state, optimizer.step,
-                batch_X, batch_Y, batch_w, _read_only(batch_X), _read_only(batch_Y), _read_only(batch_w))
+    training = (order, batch_size, optimizer.hyper, optimizer.state, optimizer.step, batch_X, batch_Y, batch_w)
     w_start, b_start, acts, deltas, _ = _work_memory(batch_size, params, layout)[0]
     return _train_batches(X, Y, sample_weight, 0, visits, params, layout.sizes, bool(layout.has_bias),
                           int(model.loss), w_start, b_start, acts[0], deltas[0], grad, training,
