@@ -1361,10 +1361,9 @@ def _train_batches(X, Y, w, first, last, params, sizes, has_bias, loss, w_start,
     (calls[_CALL_UPDATE]); returns the sum_i w_i e_i of the rows visited.
 
     Arguments as in ``_rows``; ``loss``: the loss's code, for each batch's
-    normalisers; ``training`` is (order, batch_size, hyper,
-    state, step, batch_X, batch_Y, batch_w), see
-    ``train_epoch``: with a visiting order, each batch's rows are gathered
-    into batch_X, batch_Y, batch_w and read as read-only arrays.
+    normalisers; ``training``: see ``_training_argument``.  With a visiting
+    order, each batch's rows are gathered into batch_X, batch_Y, batch_w and
+    read as read-only arrays.
     """
     order, batch_size, hyper, state, step, batch_X, batch_Y, batch_w = training
     total = 0.0
@@ -1817,6 +1816,17 @@ def _gather_rows(source, rows, target):
             target[i, j] = source[row, j]
 
 
+def _training_argument(order, batch_size, optimizer, X, Y, w, dtype):
+    """The ``training`` argument of ``_train_batches`` and ``_blocks``: (order, batch_size,
+    hyper, state, step, batch_X, batch_Y, batch_w), the batch arrays (of ``dtype``) empty
+    unless a visiting order gathers each batch into them."""
+    gathered = batch_size if order.shape[0] else 0
+    batch_X = np.empty((gathered, X.shape[1]), dtype)
+    batch_Y = np.empty((gathered, Y.shape[1]), dtype)
+    batch_w = np.empty(gathered if w.shape[0] else 0, dtype)
+    return order, batch_size, optimizer.hyper, optimizer.state, optimizer.step, batch_X, batch_Y, batch_w
+
+
 def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
     """One epoch of batches of more than BLOCK_ROWS rows; returns sum_i w_i e_i.
 
@@ -1827,11 +1837,8 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
     Arguments as in ``train_epoch``, inputs already read-only.
     """
     params, layout = model.params, model.layout
-    gathered = batch_size if order.shape[0] else 0
-    batch_X = np.empty((gathered, X.shape[1]), params.dtype)
-    batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
-    batch_w = np.empty(gathered if w.shape[0] else 0, params.dtype)
-    training = (order, batch_size, optimizer.hyper, optimizer.state, optimizer.step, batch_X, batch_Y, batch_w)
+    training = _training_argument(order, batch_size, optimizer, X, Y, w, params.dtype)
+    batch_X, batch_Y, batch_w = training[5:]
     work, parts = _work_memory(batch_size, params, layout)
     w_start, b_start, acts, deltas, _ = work
     codes, no_output = (bool(layout.has_bias), int(model.loss)), _empty(params.dtype)
@@ -1868,8 +1875,8 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     Updates model.params and the optimizer's state and step in place;
     returns the sum_i w_i e_i of the rows visited (all of them, or those of
     ``order``, which may be part of an epoch).  Shuffled batches are gathered into
-    batch arrays and read through read-only views of them, so that in-place
-    and gathered batches are one type to Numba.
+    batch arrays, which the kernel reads as read-only arrays (``_as_read_only``),
+    so that in-place and gathered batches are one type to Numba.
     """
     params, layout = model.params, model.layout
     X, Y, sample_weight = _read_only(rows.X), _read_only(rows.Y), _read_only(rows.sample_weight)
@@ -1878,11 +1885,7 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     batch_size = min(int(batch_size), visits)
     if batch_size > BLOCK_ROWS:
         return _train_large_batches(model, X, Y, sample_weight, order, batch_size, optimizer, grad)
-    gathered = batch_size if order.shape[0] else 0
-    batch_X = np.empty((gathered, X.shape[1]), params.dtype)
-    batch_Y = np.empty((gathered, Y.shape[1]), params.dtype)
-    batch_w = np.empty(gathered if sample_weight.shape[0] else 0, params.dtype)
-    training = (order, batch_size, optimizer.hyper, optimizer.state, optimizer.step, batch_X, batch_Y, batch_w)
+    training = _training_argument(order, batch_size, optimizer, X, Y, sample_weight, params.dtype)
     w_start, b_start, acts, deltas, _ = _work_memory(batch_size, params, layout)[0]
     return _train_batches(X, Y, sample_weight, 0, visits, params, layout.sizes, bool(layout.has_bias),
                           int(model.loss), w_start, b_start, acts[0], deltas[0], grad, training,
