@@ -379,34 +379,37 @@ def _broadcast(builder, vector_type, value):
                                   llvm_ir.Constant(llvm_ir.VectorType(i32, vector_type.count), [0] * vector_type.count))
 
 
-def _vector_parts(context, builder, tiles, params_type):
-    """What the products' IR builds with, for vectors of ``params_type``'s floats:
-    (the _Vector, its LLVM type, the alignment of its loads and stores, LLVM's
-    fused multiply-add of two such vectors, vector_at(i): a pointer to the
-    vector at tiles.flat[i]); ``tiles`` is an (array type, LLVM value) pair."""
-    tiles_type, tiles_data = tiles
-    vector = _Vector(params_type.dtype)
+def _vector_parts(context, builder, float_type):
+    """What the products' IR builds with, for vectors of ``float_type``: (the
+    _Vector, its LLVM type, the alignment of its loads and stores, LLVM's
+    fused multiply-add of two such vectors)."""
+    vector = _Vector(float_type)
     kind = context.get_value_type(vector)
     fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(kind, [kind] * 3),
                                          f"llvm.fma.v{vector.lanes}f{vector.dtype.bitwidth}")
-
-    def vector_at(index):
-        return builder.bitcast(_item_pointer(context, builder, tiles_type, tiles_data, index), kind.as_pointer())
-    return vector, kind, params_type.dtype.bitwidth // 8, fma, vector_at
+    return vector, kind, float_type.bitwidth // 8, fma
 
 
-def _emit_block(context, builder, rows, vectors, tiles, params, out, x, at, width, row_stride, col_stride, count):
-    """LLVM IR for one register block of ``_blocked_products``: rows x vectors vector sums.
+def _vector_pointer(context, builder, array, index, kind):
+    """Pointer to the vector of LLVM type ``kind`` at array.flat[index]; ``array``
+    is an (array type, LLVM value) pair."""
+    array_type, data = array
+    return builder.bitcast(_item_pointer(context, builder, array_type, data, index), kind.as_pointer())
 
-    S[p, v], the vector at tiles.flat[out + p width + v lanes], stays in
-    registers while, ``count`` times, X_v = the vector at tiles.flat[x + v lanes]
-    is loaded, u_p = params[at + p row_stride] broadcast and
-    S[p, v] = fma(u_p, X_v, S[p, v]), then x advances by width and at by
-    col_stride; then the sums are stored back.  ``tiles`` and ``params`` are
-    (array type, LLVM value) pairs; the rest are LLVM int64 values.
+
+def _emit_block(context, builder, rows, vectors, sums, inputs, params, out, x, at, width, x_step, row_stride,
+                col_stride, count):
+    """LLVM IR for one register block of products: rows x vectors vector sums.
+
+    S[p, v], the vector at sums.flat[out + p width + v lanes], stays in
+    registers while, ``count`` times, X_v = the vector at inputs.flat[x + v lanes]
+    is loaded, u_p = params.flat[at + p row_stride] broadcast and
+    S[p, v] = fma(u_p, X_v, S[p, v]), then x advances by x_step and at by
+    col_stride; then the sums are stored back.  ``sums``, ``inputs`` and
+    ``params`` are (array type, LLVM value) pairs; the rest are LLVM int64 values.
     """
     params_type, params_data = params
-    vector, kind, align, fma, vector_at = _vector_parts(context, builder, tiles, params_type)
+    vector, kind, align, fma = _vector_parts(context, builder, params_type.dtype)
 
     def offset(first, p, scale, v):
         return builder.add(builder.add(first, builder.mul(scale, scale.type(p))), first.type(v * vector.lanes))
@@ -415,24 +418,27 @@ def _emit_block(context, builder, rows, vectors, tiles, params, out, x, at, widt
     for p in range(rows):
         for v in range(vectors):
             slot = cgutils.alloca_once(builder, kind)
-            builder.store(builder.load(vector_at(offset(out, p, width, v)), align=align), slot)
+            builder.store(builder.load(_vector_pointer(context, builder, sums, offset(out, p, width, v), kind),
+                                       align=align), slot)
             slots.append(slot)
     x_slot, at_slot = cgutils.alloca_once_value(builder, x), cgutils.alloca_once_value(builder, at)
     with cgutils.for_range(builder, count):
         x_now, at_now = builder.load(x_slot), builder.load(at_slot)
-        inputs = [builder.load(vector_at(offset(x_now, 0, width, v)), align=align) for v in range(vectors)]
+        loaded = [builder.load(_vector_pointer(context, builder, inputs, offset(x_now, 0, x_step, v), kind),
+                               align=align) for v in range(vectors)]
         for p in range(rows):
             weight = builder.load(_item_pointer(context, builder, params_type, params_data,
                                                 builder.add(at_now, builder.mul(row_stride, row_stride.type(p)))))
             weight = _broadcast(builder, kind, weight)
             for v in range(vectors):
                 slot = slots[p * vectors + v]
-                builder.store(builder.call(fma, [weight, inputs[v], builder.load(slot)]), slot)
-        builder.store(builder.add(x_now, width), x_slot)
+                builder.store(builder.call(fma, [weight, loaded[v], builder.load(slot)]), slot)
+        builder.store(builder.add(x_now, x_step), x_slot)
         builder.store(builder.add(at_now, col_stride), at_slot)
     for p in range(rows):
         for v in range(vectors):
-            builder.store(builder.load(slots[p * vectors + v]), vector_at(offset(out, p, width, v)), align=align)
+            builder.store(builder.load(slots[p * vectors + v]),
+                          _vector_pointer(context, builder, sums, offset(out, p, width, v), kind), align=align)
 
 
 def _emit_stream(context, builder, rows, columns, tiles, params, out, x, at, width, row_stride, col_stride, whole):
@@ -446,7 +452,10 @@ def _emit_stream(context, builder, rows, columns, tiles, params, out, x, at, wid
     t are independent, so the pass runs at the rate of its loads.
     """
     params_type, params_data = params
-    vector, kind, align, fma, vector_at = _vector_parts(context, builder, tiles, params_type)
+    vector, kind, align, fma = _vector_parts(context, builder, params_type.dtype)
+
+    def vector_at(index):
+        return _vector_pointer(context, builder, tiles, index, kind)
 
     def scaled(first, count, stride):
         return builder.add(first, builder.mul(stride, stride.type(count)))
@@ -586,8 +595,8 @@ def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows,
                 with cgutils.for_range_slice(builder, first, last, i64(step)) as (t, _):
                     with cgutils.for_range_slice(builder, i64(0), n_rows, i64(4)) as (r, _):
                         out = builder.add(builder.add(builder.mul(dst, plane), builder.mul(r, width)), t)
-                        _emit_block(context, builder, 4, vectors, tiles, params, out, builder.add(x_first, t),
-                                    builder.add(at_first, builder.mul(r, row_stride)), width, row_stride,
+                        _emit_block(context, builder, 4, vectors, tiles, tiles, params, out, builder.add(x_first, t),
+                                    builder.add(at_first, builder.mul(r, row_stride)), width, width, row_stride,
                                     col_stride, count)
         return context.get_dummy_value()
     return types.none(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m), codegen
@@ -595,6 +604,11 @@ def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows,
 
 #: The side of the blocks ``_inputs_transposed`` transposes in registers.
 _TRANSPOSED_BLOCK = 4
+
+#: The tile rows one pass of ``_outer_weight_gradient`` runs over: the part of
+#: the transposed delta a block of outputs reads (rows x three vectors) stays
+#: in the L1 cache while every block of inputs runs over it.
+OUTER_CHUNK_ROWS = 128
 
 
 def _transpose_four(builder, rows):
@@ -614,18 +628,62 @@ def _transpose_four(builder, rows):
             pick(even01, even23, [2, 3, 6, 7]), pick(odd01, odd23, [2, 3, 6, 7])]
 
 
-@intrinsic
-def _inputs_transposed(typingctx, X_rows, n_inputs, acts):
-    """acts[0, k, t] = X_rows[t, k] for k < n_inputs (a multiple of four), t < m (LLVM IR).
+def _emit_transposed(context, builder, source, source_first, n_rows, row_length, dest, dest_first, dest_width,
+                     n_columns):
+    """LLVM IR for dest.flat[dest_first + k dest_width + t] = source.flat[source_first + t row_length + k]
+    for t < n_rows, k < n_columns (a multiple of four): a block of rows made column-major.
 
     In passes over the rows, each reading INPUT_PASS_BYTES (a cache line)
-    of every row's inputs (the last pass the rest), so that each line is
-    read once, where one input per pass would read a column of the rows,
-    from L2, for each input.  Within a pass, blocks of four rows by four
-    inputs are loaded as four vectors, transposed in registers and stored
-    as four vectors; the last m % 4 rows are stored item by item.  Emitted
-    as IR: written in Python, the loop vectoriser spent more compile time on
-    this loop than on the rest of ``_forward_tile``, and left it scalar.
+    of every row's columns (the last pass the rest), so that each line is
+    read once, where one column per pass would read every row, from L2, for
+    each column.  Within a pass, blocks of four rows by four columns are
+    loaded as four vectors, transposed in registers and stored as four
+    vectors; the last n_rows % 4 rows are stored item by item.  ``source``
+    and ``dest`` are (array type, LLVM value) pairs of one float type; the
+    rest are LLVM int64 values.
+    """
+    i64, side = llvm_ir.IntType(64), _TRANSPOSED_BLOCK
+    float_type = source[0].dtype
+    kind = llvm_ir.VectorType(context.get_value_type(float_type), side)
+    align = float_type.bitwidth // 8
+    whole_rows = builder.sub(n_rows, builder.srem(n_rows, i64(side)))
+
+    def load(t, k):  # source row t, columns k .. k + side - 1, as one vector
+        index = builder.add(source_first, builder.add(builder.mul(t, row_length), k))
+        return builder.load(builder.bitcast(_item_pointer(context, builder, *source, index), kind.as_pointer()),
+                            align=align)
+
+    def target(k, t):  # where column k of row t goes
+        return _item_pointer(context, builder, *dest, builder.add(dest_first, builder.add(builder.mul(k, dest_width), t)))
+
+    def one_pass(first, last):  # columns first .. last - 1 of every row
+        with cgutils.for_range_slice(builder, i64(0), whole_rows, i64(side)) as (t, _):
+            with cgutils.for_range_slice(builder, first, last, i64(side)) as (k, _):
+                rows = [load(builder.add(t, i64(i)), k) for i in range(side)]
+                for q, values in enumerate(_transpose_four(builder, rows)):
+                    builder.store(values, builder.bitcast(target(builder.add(k, i64(q)), t), kind.as_pointer()),
+                                  align=align)
+        with cgutils.for_range_slice(builder, whole_rows, n_rows, i64(1)) as (t, _):
+            with cgutils.for_range_slice(builder, first, last, i64(side)) as (k, _):
+                values = load(t, k)
+                for q in range(side):
+                    builder.store(builder.extract_element(values, llvm_ir.IntType(32)(q)),
+                                  target(builder.add(k, i64(q)), t))
+
+    per_pass = i64(INPUT_PASS_BYTES // align)
+    whole_passes = builder.sub(n_columns, builder.srem(n_columns, per_pass))
+    with cgutils.for_range_slice(builder, i64(0), whole_passes, per_pass) as (k, _):
+        one_pass(k, builder.add(k, per_pass))
+    with builder.if_then(builder.icmp_signed("<", whole_passes, n_columns)):
+        one_pass(whole_passes, n_columns)
+
+
+@intrinsic
+def _inputs_transposed(typingctx, X_rows, n_inputs, acts):
+    """acts[0, k, t] = X_rows[t, k] for k < n_inputs (a multiple of four), t < m (LLVM IR,
+    ``_emit_transposed``).  Emitted as IR: written in Python, the loop
+    vectoriser spent more compile time on this loop than on the rest of
+    ``_forward_tile``, and left it scalar.
     """
     if not (isinstance(X_rows, types.Array) and X_rows.ndim == 2 and X_rows.layout == "C"
             and isinstance(X_rows.dtype, types.Float) and isinstance(acts, types.Array) and acts.ndim == 3
@@ -635,42 +693,96 @@ def _inputs_transposed(typingctx, X_rows, n_inputs, acts):
     def codegen(context, builder, signature, args):
         rows_type, _, acts_type = signature.args
         rows_data, n_inputs, acts_data = _int64_arguments(context, builder, signature, args)
-        i64, side = llvm_ir.IntType(64), _TRANSPOSED_BLOCK
-        kind = llvm_ir.VectorType(context.get_value_type(rows_type.dtype), side)
-        align = rows_type.dtype.bitwidth // 8
         m, row_length = cgutils.unpack_tuple(builder, context.make_array(rows_type)(context, builder, rows_data).shape)
         width = cgutils.unpack_tuple(builder, context.make_array(acts_type)(context, builder, acts_data).shape)[2]
-        whole_rows = builder.sub(m, builder.srem(m, i64(side)))
-
-        def load(t, k):  # X_rows[t, k:k + side] as one vector
-            source = _item_pointer(context, builder, rows_type, rows_data, builder.add(builder.mul(t, row_length), k))
-            return builder.load(builder.bitcast(source, kind.as_pointer()), align=align)
-
-        def target(k, t):  # where acts[0, k, t] is
-            return _item_pointer(context, builder, acts_type, acts_data, builder.add(builder.mul(k, width), t))
-
-        def one_pass(first, last):  # inputs first .. last - 1 of every row
-            with cgutils.for_range_slice(builder, i64(0), whole_rows, i64(side)) as (t, _):
-                with cgutils.for_range_slice(builder, first, last, i64(side)) as (k, _):
-                    rows = [load(builder.add(t, i64(i)), k) for i in range(side)]
-                    for q, values in enumerate(_transpose_four(builder, rows)):
-                        builder.store(values, builder.bitcast(target(builder.add(k, i64(q)), t), kind.as_pointer()),
-                                      align=align)
-            with cgutils.for_range_slice(builder, whole_rows, m, i64(1)) as (t, _):
-                with cgutils.for_range_slice(builder, first, last, i64(side)) as (k, _):
-                    values = load(t, k)
-                    for q in range(side):
-                        builder.store(builder.extract_element(values, llvm_ir.IntType(32)(q)),
-                                      target(builder.add(k, i64(q)), t))
-
-        per_pass = i64(INPUT_PASS_BYTES // align)
-        whole_passes = builder.sub(n_inputs, builder.srem(n_inputs, per_pass))
-        with cgutils.for_range_slice(builder, i64(0), whole_passes, per_pass) as (k, _):
-            one_pass(k, builder.add(k, per_pass))
-        with builder.if_then(builder.icmp_signed("<", whole_passes, n_inputs)):
-            one_pass(whole_passes, n_inputs)
+        zero = llvm_ir.IntType(64)(0)
+        _emit_transposed(context, builder, (rows_type, rows_data), zero, m, row_length, (acts_type, acts_data), zero,
+                         width, n_inputs)
         return context.get_dummy_value()
     return types.none(X_rows, n_inputs, acts), codegen
+
+
+def _weight_gradient_types(acts, deltas, grad, integers):
+    """Whether ``_outer_weight_gradient`` takes these Numba types: acts and deltas
+    C-contiguous 3-D float arrays, grad a C-contiguous 1-D one, all of one float
+    type, ``integers`` all integers."""
+    return (all(isinstance(array, types.Array) and array.layout == "C" and isinstance(array.dtype, types.Float)
+                and array.dtype == grad.dtype for array in (acts, deltas, grad))
+            and acts.ndim == deltas.ndim == 3 and grad.ndim == 1
+            and all(isinstance(value, types.Integer) for value in integers))
+
+
+@intrinsic
+def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad):
+    """dW[k, j] = grad[w_first + k fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
+    over the tile's rows t < m, for the first fan_in - fan_in % 4 inputs k and the first
+    J = fan_out - fan_out % lanes outputs j (LLVM IR); returns J, which is 0 when fan_out
+    is narrower than a vector or there are fewer than PRODUCT_MIN_COLUMNS inputs (too
+    few for the blocks to repay the transposition).
+
+    The outer-product form: the delta tile's first J rows are transposed
+    (``_emit_transposed``) into the other half of ``deltas``, free until
+    the delta below is written there, as D[t, j] in rows of fan_out + lanes
+    items: one vector of padding, so that the rows of a column of D do not
+    all fall in the same few sets of the L1 cache (with fan_out 128 they
+    would be a multiple of 4 KiB apart; ``deltas`` has a vector's room
+    for it).  Then, in chunks of tile rows (OUTER_CHUNK_ROWS), blocks of
+    four inputs by three vectors of outputs (12 vector sums, each tile row
+    loading three vectors of D and broadcasting four activations), then by
+    one vector (``_emit_block``), add acts[layer, k, t] D[t, j] into vector
+    sums held in registers, one fused multiply-add per tile row, in order
+    t = 0, 1, ..., m - 1, and add them to dW once per chunk.  Unlike dot
+    products over t, nothing is summed across a vector's lanes.
+    """
+    if not _weight_gradient_types(acts, deltas, grad, (layer, d, m, fan_in, fan_out, w_first)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        acts_type, deltas_type, grad_type = signature.args[0], signature.args[2], signature.args[8]
+        acts_data, layer, deltas_data, d, m, fan_in, fan_out, w_first, grad_data = \
+            _int64_arguments(context, builder, signature, args)
+        i64 = llvm_ir.IntType(64)
+        lanes = _Vector(grad_type.dtype).lanes
+        covered = builder.select(builder.icmp_signed(">=", fan_in, i64(PRODUCT_MIN_COLUMNS)),
+                                 builder.sub(fan_out, builder.srem(fan_out, i64(lanes))), i64(0))
+        acts, deltas, grad = (acts_type, acts_data), (deltas_type, deltas_data), (grad_type, grad_data)
+        with builder.if_then(builder.icmp_signed(">", covered, i64(0))):
+            _, units, tile = cgutils.unpack_tuple(builder, context.make_array(deltas_type)(
+                context, builder, deltas_data).shape)
+            plane = builder.mul(units, tile)
+            source_first, dest_first = builder.mul(d, plane), builder.mul(builder.sub(i64(1), d), plane)
+            d_width = builder.add(fan_out, i64(lanes))
+            whole_rows = builder.sub(m, builder.srem(m, i64(_TRANSPOSED_BLOCK)))
+            _emit_transposed(context, builder, deltas, source_first, covered, tile, deltas, dest_first, d_width,
+                             whole_rows)
+            with cgutils.for_range_slice(builder, whole_rows, m, i64(1)) as (t, _):
+                with cgutils.for_range(builder, covered) as loop:
+                    j = loop.index
+                    value = builder.load(_item_pointer(context, builder, *deltas, builder.add(
+                        source_first, builder.add(builder.mul(j, tile), t))))
+                    builder.store(value, _item_pointer(context, builder, *deltas, builder.add(
+                        dest_first, builder.add(builder.mul(t, d_width), j))))
+            _, a_units, a_width = cgutils.unpack_tuple(builder, context.make_array(acts_type)(
+                context, builder, acts_data).shape)
+            a_first = builder.mul(layer, builder.mul(a_units, a_width))
+            bulk = builder.sub(covered, builder.srem(covered, i64(3 * lanes)))
+            blocked = builder.sub(fan_in, builder.srem(fan_in, i64(4)))
+            # Tile rows in chunks of at most OUTER_CHUNK_ROWS, of equal length.
+            chunks = builder.sdiv(builder.add(m, i64(OUTER_CHUNK_ROWS - 1)), i64(OUTER_CHUNK_ROWS))
+            chunk_rows = builder.sdiv(builder.add(m, builder.sub(chunks, i64(1))), chunks)
+            with cgutils.for_range_slice(builder, i64(0), m, chunk_rows) as (t, _):
+                left = builder.sub(m, t)
+                count = builder.select(builder.icmp_signed("<", left, chunk_rows), left, chunk_rows)
+                x_first = builder.add(dest_first, builder.mul(t, d_width))
+                with cgutils.for_range_slice(builder, i64(0), blocked, i64(4)) as (k, _):
+                    at = builder.add(builder.add(a_first, builder.mul(k, a_width)), t)
+                    for first, last, vectors in ((i64(0), bulk, 3), (bulk, covered, 1)):
+                        with cgutils.for_range_slice(builder, first, last, i64(vectors * lanes)) as (j, _):
+                            _emit_block(context, builder, 4, vectors, grad, deltas, acts,
+                                        builder.add(w_first, builder.add(builder.mul(k, fan_out), j)),
+                                        builder.add(x_first, j), at, fan_out, d_width, a_width, i64(1), count)
+        return covered
+    return types.int64(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad), codegen
 
 
 @_kernel()
@@ -922,6 +1034,16 @@ if numba.config.DISABLE_JIT:
                             total = _fma(weights[p][c], inputs[c], total)
                         _vector_store(tiles, where, total)
 
+    def _outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad):  # noqa: F811
+        """The plain-Python twin of the intrinsic above: the same sums over t in order."""
+        covered = fan_out - fan_out % _lanes(grad) if fan_in >= PRODUCT_MIN_COLUMNS else 0
+        blocked = fan_in - fan_in % 4
+        if covered:
+            dW = grad[w_first:w_first + blocked * fan_out].reshape(blocked, fan_out)[:, :covered]
+            for t in range(m):
+                dW[...] = _fma(acts[layer, :blocked, t, None], deltas[d, None, :covered, t], dW)
+        return covered
+
     def _as_read_only(array):  # noqa: F811
         """A read-only view of ``array``."""
         return _read_only(array)
@@ -1105,36 +1227,19 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
     A_l is acts[layer] and delta is deltas[d], both feature-major, so
     dW[k, j] = grad[w_first + k * fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
     and db[j] = grad[b_first + j] += sum_t deltas[d, j, t], for t < m.
-    Each is a dot product over the tile's rows, a reduction LLVM vectorises
-    (with ``reassoc``, its vector sums held in registers).  They go four
-    inputs by two outputs at a time (eight sums from six loads), then four
-    by one, then one by one.  Inputs are the outer loop: their four tile
-    rows stay in the L1 cache while every output's deltas pass (from L2),
-    where outputs outside would stream the whole input tile, which may not
-    fit in L2, once per pair of outputs.
+    Inputs in fours by outputs in whole vectors go through
+    ``_outer_weight_gradient``'s register blocks (which write deltas[1 - d]).
+    The rest (every output when fan_out is narrower than a vector) are dot
+    products over the tile's rows, a reduction LLVM vectorises (with
+    ``reassoc``, its vector sums held in registers): four inputs by one
+    output at a time, then the last fan_in % 4 inputs one by one.
     """
-    paired, blocked = fan_out - fan_out % 2, fan_in - fan_in % 4
+    covered = _outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad)
+    blocked = fan_in - fan_in % 4
     zero = typed(0.0, grad)
     for k in range(0, blocked, 4):
         in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
-        for j in range(0, paired, 2):
-            delta0, delta1 = deltas[d, j], deltas[d, j + 1]
-            s00 = s10 = s20 = s30 = s01 = s11 = s21 = s31 = zero
-            for t in range(m):
-                d0, d1 = delta0[t], delta1[t]
-                a0, a1, a2, a3 = in0[t], in1[t], in2[t], in3[t]
-                s00, s10, s20, s30 = _muladd(a0, d0, s00), _muladd(a1, d0, s10), _muladd(a2, d0, s20), _muladd(a3, d0, s30)
-                s01, s11, s21, s31 = _muladd(a0, d1, s01), _muladd(a1, d1, s11), _muladd(a2, d1, s21), _muladd(a3, d1, s31)
-            row = w_first + k * fan_out + j
-            grad[row] += s00
-            grad[row + 1] += s01
-            grad[row + fan_out] += s10
-            grad[row + fan_out + 1] += s11
-            grad[row + 2 * fan_out] += s20
-            grad[row + 2 * fan_out + 1] += s21
-            grad[row + 3 * fan_out] += s30
-            grad[row + 3 * fan_out + 1] += s31
-        for j in range(paired, fan_out):
+        for j in range(covered, fan_out):
             delta_row = deltas[d, j]
             s0 = s1 = s2 = s3 = zero
             for t in range(m):
@@ -1611,7 +1716,10 @@ def _allocate_work_memory(threads, slots, params, layout):
     """The arrays of ``_work_memory``, freshly allocated."""
     sizes = layout.sizes
     acts = _aligned_empty((threads, sizes.shape[0], int(sizes.max()), TILE_ROWS), params.dtype)
-    deltas = _aligned_empty((threads, 2, int(sizes[1:].max()), TILE_ROWS), params.dtype)
+    # One vector more than the widest layer's units: room for the padded rows
+    # of the transposed delta (see ``_outer_weight_gradient``).
+    units = int(sizes[1:].max()) + VECTOR_BYTES // params.dtype.itemsize
+    deltas = _aligned_empty((threads, 2, units, TILE_ROWS), params.dtype)
     work = (layout.weight_offsets, layout.bias_offsets, acts, deltas, np.zeros(slots))
     return work, np.empty((slots, params.shape[0]), params.dtype)
 

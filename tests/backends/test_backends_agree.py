@@ -93,6 +93,32 @@ def test_step_agrees_with_reference(fast_backend, case):
         assert_close_normwise(a, e)
 
 
+#: (inputs, units) of a hidden layer around the weight gradient's register blocks
+#: (four inputs by whole vectors of 4, 8 or 16 units, from 16 inputs on): fewer
+#: inputs than that, a multiple of four and not, units one short of a vector, whole
+#: vectors, and whole vectors plus some.
+WEIGHT_GRADIENT_SHAPES = [(15, 24), (16, 8), (18, 25), (19, 37), (32, 7), (20, 52)]
+
+#: Row counts around the blocks' chunks of tile rows (up to 128) and the tiles.
+WEIGHT_GRADIENT_ROWS = [1, 5, 127, 128, 129, TILE_ROWS + 3]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n_inputs, n_units", WEIGHT_GRADIENT_SHAPES)
+def test_weight_gradients_at_the_edges_of_the_register_blocks_agree_with_reference(fast_backend, dtype,
+                                                                                    n_inputs, n_units):
+    layers = [n_inputs, n_units, 3]
+    weights, biases = random_parameters(layers, seed=n_inputs * 100 + n_units)
+    reference = Network(layers, backend=REFERENCE, weights=weights, biases=biases)
+    net = Network(layers, backend=fast_backend, weights=weights, biases=biases, dtype=dtype)
+    for n in WEIGHT_GRADIENT_ROWS:
+        X, y = random_data(layers, n, seed=n)
+        for actual, expected in zip(net.gradients(X, y)[0] + net.gradients(X, y)[1],
+                                    reference.gradients(X, y)[0] + reference.gradients(X, y)[1]):
+            # float32 rounds each of up to 275 terms to 24 bits.
+            assert_close_normwise(actual, expected, rtol=1e-12 if dtype == "float64" else 2e-5)
+
+
 def test_gradient_is_repeatable(fast_backend):
     """Same data, same parameters: bit-identical gradients (no thread-order dependence)."""
     layers = [30, 40, 20, 3]
