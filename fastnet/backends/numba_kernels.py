@@ -671,11 +671,9 @@ def _emit_transposed(context, builder, source, source_first, n_rows, row_length,
                                   target(builder.add(k, i64(q)), t))
 
     per_pass = i64(INPUT_PASS_BYTES // align)
-    whole_passes = builder.sub(n_columns, builder.srem(n_columns, per_pass))
-    with cgutils.for_range_slice(builder, i64(0), whole_passes, per_pass) as (k, _):
-        one_pass(k, builder.add(k, per_pass))
-    with builder.if_then(builder.icmp_signed("<", whole_passes, n_columns)):
-        one_pass(whole_passes, n_columns)
+    with cgutils.for_range_slice(builder, i64(0), n_columns, per_pass) as (k, _):
+        end = builder.add(k, per_pass)
+        one_pass(k, builder.select(builder.icmp_signed("<", end, n_columns), end, n_columns))
 
 
 @intrinsic
@@ -752,16 +750,13 @@ def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out
             plane = builder.mul(units, tile)
             source_first, dest_first = builder.mul(d, plane), builder.mul(builder.sub(i64(1), d), plane)
             d_width = builder.add(fan_out, i64(lanes))
-            whole_rows = builder.sub(m, builder.srem(m, i64(_TRANSPOSED_BLOCK)))
+            # The tile rows rounded up to whole blocks: up to three rows past m
+            # (inside the tile: TILE_ROWS is a multiple of four) are transposed
+            # too, from whatever they hold, and never read.
+            side = i64(_TRANSPOSED_BLOCK)
+            rounded_rows = builder.mul(builder.sdiv(builder.add(m, i64(_TRANSPOSED_BLOCK - 1)), side), side)
             _emit_transposed(context, builder, deltas, source_first, covered, tile, deltas, dest_first, d_width,
-                             whole_rows)
-            with cgutils.for_range_slice(builder, whole_rows, m, i64(1)) as (t, _):
-                with cgutils.for_range(builder, covered) as loop:
-                    j = loop.index
-                    value = builder.load(_item_pointer(context, builder, *deltas, builder.add(
-                        source_first, builder.add(builder.mul(j, tile), t))))
-                    builder.store(value, _item_pointer(context, builder, *deltas, builder.add(
-                        dest_first, builder.add(builder.mul(t, d_width), j))))
+                             rounded_rows)
             _, a_units, a_width = cgutils.unpack_tuple(builder, context.make_array(acts_type)(
                 context, builder, acts_data).shape)
             a_first = builder.mul(layer, builder.mul(a_units, a_width))
