@@ -610,6 +610,10 @@ _TRANSPOSED_BLOCK = 4
 #: in the L1 cache while every block of inputs runs over it.
 OUTER_CHUNK_ROWS = 128
 
+#: The inputs in one of its register blocks; ``_accumulate_weight_gradient``
+#: takes the inputs past the last whole block (its dot products go four at a time).
+_OUTER_BLOCK_INPUTS = 4
+
 
 def _transpose_four(builder, rows):
     """Four LLVM vectors of four lanes, rows[i][q], as their transpose: result[q][i].
@@ -654,7 +658,8 @@ def _emit_transposed(context, builder, source, source_first, n_rows, row_length,
                             align=align)
 
     def target(k, t):  # where column k of row t goes
-        return _item_pointer(context, builder, *dest, builder.add(dest_first, builder.add(builder.mul(k, dest_width), t)))
+        index = builder.add(dest_first, builder.add(builder.mul(k, dest_width), t))
+        return _item_pointer(context, builder, *dest, index)
 
     def one_pass(first, last):  # columns first .. last - 1 of every row
         with cgutils.for_range_slice(builder, i64(0), whole_rows, i64(side)) as (t, _):
@@ -713,7 +718,7 @@ def _weight_gradient_types(acts, deltas, grad, integers):
 @intrinsic
 def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad):
     """dW[k, j] = grad[w_first + k fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
-    over the tile's rows t < m, for the first fan_in - fan_in % 4 inputs k and the first
+    over the tile's rows t < m, for the first fan_in - fan_in % 4 (_OUTER_BLOCK_INPUTS) inputs k and the first
     J = fan_out - fan_out % lanes outputs j (LLVM IR); returns J, which is 0 when fan_out
     is narrower than a vector or there are fewer than PRODUCT_MIN_COLUMNS inputs (too
     few for the blocks to repay the transposition).
@@ -761,7 +766,8 @@ def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out
                 context, builder, acts_data).shape)
             a_first = builder.mul(layer, builder.mul(a_units, a_width))
             bulk = builder.sub(covered, builder.srem(covered, i64(3 * lanes)))
-            blocked = builder.sub(fan_in, builder.srem(fan_in, i64(4)))
+            block = i64(_OUTER_BLOCK_INPUTS)
+            blocked = builder.sub(fan_in, builder.srem(fan_in, block))
             # Tile rows in chunks of at most OUTER_CHUNK_ROWS, of equal length.
             chunks = builder.sdiv(builder.add(m, i64(OUTER_CHUNK_ROWS - 1)), i64(OUTER_CHUNK_ROWS))
             chunk_rows = builder.sdiv(builder.add(m, builder.sub(chunks, i64(1))), chunks)
@@ -769,11 +775,11 @@ def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out
                 left = builder.sub(m, t)
                 count = builder.select(builder.icmp_signed("<", left, chunk_rows), left, chunk_rows)
                 x_first = builder.add(dest_first, builder.mul(t, d_width))
-                with cgutils.for_range_slice(builder, i64(0), blocked, i64(4)) as (k, _):
+                with cgutils.for_range_slice(builder, i64(0), blocked, block) as (k, _):
                     at = builder.add(builder.add(a_first, builder.mul(k, a_width)), t)
                     for first, last, vectors in ((i64(0), bulk, 3), (bulk, covered, 1)):
                         with cgutils.for_range_slice(builder, first, last, i64(vectors * lanes)) as (j, _):
-                            _emit_block(context, builder, 4, vectors, grad, deltas, acts,
+                            _emit_block(context, builder, _OUTER_BLOCK_INPUTS, vectors, grad, deltas, acts,
                                         builder.add(w_first, builder.add(builder.mul(k, fan_out), j)),
                                         builder.add(x_first, j), at, fan_out, d_width, a_width, i64(1), count)
         return covered
@@ -1032,7 +1038,7 @@ if numba.config.DISABLE_JIT:
     def _outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad):  # noqa: F811
         """The plain-Python twin of the intrinsic above: the same sums over t in order."""
         covered = fan_out - fan_out % _lanes(grad) if fan_in >= PRODUCT_MIN_COLUMNS else 0
-        blocked = fan_in - fan_in % 4
+        blocked = fan_in - fan_in % _OUTER_BLOCK_INPUTS
         if covered:
             dW = grad[w_first:w_first + blocked * fan_out].reshape(blocked, fan_out)[:, :covered]
             for t in range(m):
@@ -1230,7 +1236,7 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
     output at a time, then the last fan_in % 4 inputs one by one.
     """
     covered = _outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad)
-    blocked = fan_in - fan_in % 4
+    blocked = fan_in - fan_in % _OUTER_BLOCK_INPUTS
     zero = typed(0.0, grad)
     for k in range(0, blocked, 4):
         in0, in1, in2, in3 = acts[layer, k], acts[layer, k + 1], acts[layer, k + 2], acts[layer, k + 3]
