@@ -490,12 +490,13 @@ def _int64_arguments(context, builder, signature, args):
             for value, kind in zip(args, signature.args)]
 
 
-def _products_types(params, tiles, integers):
-    """Whether the products' intrinsics take these Numba types: params a C-contiguous float
-    array, tiles a C-contiguous 3-D array of the same floats, ``integers`` all integers."""
-    return (isinstance(params, types.Array) and params.layout == "C" and isinstance(params.dtype, types.Float)
-            and isinstance(tiles, types.Array) and tiles.ndim == 3 and tiles.layout == "C"
-            and tiles.dtype == params.dtype and all(isinstance(value, types.Integer) for value in integers))
+def _intrinsic_types(arrays, ndims, integers):
+    """Whether an intrinsic takes these Numba types: ``arrays`` C-contiguous arrays of
+    one float type, with ``ndims`` dimensions (None: any), ``integers`` all integers."""
+    return (all(isinstance(array, types.Array) and array.layout == "C" and isinstance(array.dtype, types.Float)
+                and (ndim is None or array.ndim == ndim) for array, ndim in zip(arrays, ndims))
+            and all(array.dtype == arrays[0].dtype for array in arrays)
+            and all(isinstance(value, types.Integer) for value in integers))
 
 
 def _tile_extent(context, builder, tiles_type, tiles_data, m, lanes):
@@ -522,7 +523,7 @@ def _streamed_products(typingctx, params, weight, row_stride, col_stride, first_
     than every other part of the products.
     """
     integers = (weight, row_stride, col_stride, first_row, n_rows, n_cols, src, dst, m)
-    if not _products_types(params, tiles, integers):
+    if not _intrinsic_types((params, tiles), (None, 3), integers):
         return None
 
     def codegen(context, builder, signature, args):
@@ -572,7 +573,7 @@ def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows,
     every statement it types and lowers.
     """
     integers = (weight, row_stride, col_stride, n_rows, n_cols, src, dst, m)
-    if not _products_types(params, tiles, integers):
+    if not _intrinsic_types((params, tiles), (None, 3), integers):
         return None
 
     def codegen(context, builder, signature, args):
@@ -688,9 +689,7 @@ def _inputs_transposed(typingctx, X_rows, n_inputs, acts):
     vectoriser spent more compile time on this loop than on the rest of
     ``_forward_tile``, and left it scalar.
     """
-    if not (isinstance(X_rows, types.Array) and X_rows.ndim == 2 and X_rows.layout == "C"
-            and isinstance(X_rows.dtype, types.Float) and isinstance(acts, types.Array) and acts.ndim == 3
-            and acts.layout == "C" and acts.dtype == X_rows.dtype and isinstance(n_inputs, types.Integer)):
+    if not _intrinsic_types((X_rows, acts), (2, 3), (n_inputs,)):
         return None
 
     def codegen(context, builder, signature, args):
@@ -705,23 +704,13 @@ def _inputs_transposed(typingctx, X_rows, n_inputs, acts):
     return types.none(X_rows, n_inputs, acts), codegen
 
 
-def _weight_gradient_types(acts, deltas, grad, integers):
-    """Whether ``_outer_weight_gradient`` takes these Numba types: acts and deltas
-    C-contiguous 3-D float arrays, grad a C-contiguous 1-D one, all of one float
-    type, ``integers`` all integers."""
-    return (all(isinstance(array, types.Array) and array.layout == "C" and isinstance(array.dtype, types.Float)
-                and array.dtype == grad.dtype for array in (acts, deltas, grad))
-            and acts.ndim == deltas.ndim == 3 and grad.ndim == 1
-            and all(isinstance(value, types.Integer) for value in integers))
-
-
 @intrinsic
 def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad):
     """dW[k, j] = grad[w_first + k fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
-    over the tile's rows t < m, for the first fan_in - fan_in % 4 (_OUTER_BLOCK_INPUTS) inputs k and the first
-    J = fan_out - fan_out % lanes outputs j (LLVM IR); returns J, which is 0 when fan_out
-    is narrower than a vector or there are fewer than PRODUCT_MIN_COLUMNS inputs (too
-    few for the blocks to repay the transposition).
+    over the tile's rows t < m, for the first fan_in - fan_in % 4 inputs k (whole blocks
+    of _OUTER_BLOCK_INPUTS) and the first J = fan_out - fan_out % lanes outputs j (LLVM
+    IR); returns J, which is 0 when fan_out is narrower than a vector or there are fewer
+    than PRODUCT_MIN_COLUMNS inputs (too few for the blocks to repay the transposition).
 
     The outer-product form: the delta tile's first J rows are transposed
     (``_emit_transposed``) into the other half of ``deltas``, free until
@@ -737,7 +726,7 @@ def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out
     t = 0, 1, ..., m - 1, and add them to dW once per chunk.  Unlike dot
     products over t, nothing is summed across a vector's lanes.
     """
-    if not _weight_gradient_types(acts, deltas, grad, (layer, d, m, fan_in, fan_out, w_first)):
+    if not _intrinsic_types((acts, deltas, grad), (3, 3, 1), (layer, d, m, fan_in, fan_out, w_first)):
         return None
 
     def codegen(context, builder, signature, args):
@@ -750,21 +739,16 @@ def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out
                                  builder.sub(fan_out, builder.srem(fan_out, i64(lanes))), i64(0))
         acts, deltas, grad = (acts_type, acts_data), (deltas_type, deltas_data), (grad_type, grad_data)
         with builder.if_then(builder.icmp_signed(">", covered, i64(0))):
-            _, units, tile = cgutils.unpack_tuple(builder, context.make_array(deltas_type)(
-                context, builder, deltas_data).shape)
-            plane = builder.mul(units, tile)
-            source_first, dest_first = builder.mul(d, plane), builder.mul(builder.sub(i64(1), d), plane)
-            d_width = builder.add(fan_out, i64(lanes))
             # The tile rows rounded up to whole blocks: up to three rows past m
             # (inside the tile: TILE_ROWS is a multiple of four) are transposed
             # too, from whatever they hold, and never read.
-            side = i64(_TRANSPOSED_BLOCK)
-            rounded_rows = builder.mul(builder.sdiv(builder.add(m, i64(_TRANSPOSED_BLOCK - 1)), side), side)
+            tile, plane, rounded_rows = _tile_extent(context, builder, deltas_type, deltas_data, m, _TRANSPOSED_BLOCK)
+            source_first, dest_first = builder.mul(d, plane), builder.mul(builder.sub(i64(1), d), plane)
+            d_width = builder.add(fan_out, i64(lanes))
             _emit_transposed(context, builder, deltas, source_first, covered, tile, deltas, dest_first, d_width,
                              rounded_rows)
-            _, a_units, a_width = cgutils.unpack_tuple(builder, context.make_array(acts_type)(
-                context, builder, acts_data).shape)
-            a_first = builder.mul(layer, builder.mul(a_units, a_width))
+            a_width, a_plane, _ = _tile_extent(context, builder, acts_type, acts_data, m, lanes)
+            a_first = builder.mul(layer, a_plane)
             bulk = builder.sub(covered, builder.srem(covered, i64(3 * lanes)))
             block = i64(_OUTER_BLOCK_INPUTS)
             blocked = builder.sub(fan_in, builder.srem(fan_in, block))
