@@ -51,37 +51,63 @@ static inline R(vec) R(splat)(real x)
 
 /* ---- loops over the first m rows of a tile ------------------------------- */
 
-/* sum over t < m of x[t] * y[t], in DOT_LANES partial sums added in a fixed order. */
-static real R(dot)(const real *restrict x, const real *restrict y, int64_t m)
+/* The DOT_LANES partial sums of dot() and sum() are PARTS vectors of
+ * PART_LANES reals, each at most one register wide: written as vectors, not as
+ * an array of scalars, so every variant's compiler keeps them in registers
+ * (with 16-float registers, an array of eight floats was vectorised across
+ * two blocks of rows and taken apart lane by lane in every iteration), and
+ * never wider than a register (a vector of eight doubles on AVX2 is split
+ * through memory). */
+#define PART_LANES (LANES < DOT_LANES ? LANES : DOT_LANES)
+#define PARTS (DOT_LANES / PART_LANES)
+typedef real R(part) __attribute__((vector_size(PART_LANES * sizeof(real))));
+
+/* The PART_LANES reals at p (any alignment). */
+static inline R(part) R(load_part)(const real *p)
 {
-    real lane[DOT_LANES] = {0};
-    int64_t t = 0;
-    for (; t + DOT_LANES <= m; t += DOT_LANES)
-        for (int l = 0; l < DOT_LANES; l++)
-            lane[l] += x[t + l] * y[t + l];
-    real total = 0;
-    for (; t < m; t++)
-        total += x[t] * y[t];
-    for (int l = 0; l < DOT_LANES; l++)
-        total += lane[l];
+    R(part) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* total + the DOT_LANES partial sums, added in lane order. */
+static inline real R(add_parts)(real total, const R(part) *parts)
+{
+    for (int p = 0; p < PARTS; p++)
+        for (int l = 0; l < PART_LANES; l++)
+            total += parts[p][l];
     return total;
 }
 
-/* sum over t < m of x[t], in DOT_LANES partial sums added in a fixed order
- * (one running sum would be a chain of m dependent additions). */
-static real R(sum)(const real *x, int64_t m)
+/* sum over t < m of x[t] * y[t]: DOT_LANES partial sums, lane l summing the
+ * terms t % DOT_LANES == l of the whole blocks, then the last m % DOT_LANES
+ * terms, then the lanes in order. */
+static real R(dot)(const real *restrict x, const real *restrict y, int64_t m)
 {
-    real lane[DOT_LANES] = {0};
+    R(part) parts[PARTS] = {{0}};
     int64_t t = 0;
     for (; t + DOT_LANES <= m; t += DOT_LANES)
-        for (int l = 0; l < DOT_LANES; l++)
-            lane[l] += x[t + l];
+        for (int p = 0; p < PARTS; p++)
+            parts[p] += R(load_part)(x + t + p * PART_LANES) * R(load_part)(y + t + p * PART_LANES);
+    real total = 0;
+    for (; t < m; t++)
+        total += x[t] * y[t];
+    return R(add_parts)(total, parts);
+}
+
+/* sum over t < m of x[t], in the order of dot() (one running sum would be a
+ * chain of m dependent additions). */
+static real R(sum)(const real *x, int64_t m)
+{
+    R(part) parts[PARTS] = {{0}};
+    int64_t t = 0;
+    for (; t + DOT_LANES <= m; t += DOT_LANES)
+        for (int p = 0; p < PARTS; p++)
+            parts[p] += R(load_part)(x + t + p * PART_LANES);
     real total = 0;
     for (; t < m; t++)
         total += x[t];
-    for (int l = 0; l < DOT_LANES; l++)
-        total += lane[l];
-    return total;
+    return R(add_parts)(total, parts);
 }
 
 /* ---- the activations of fastnet.spec.ACTIVATIONS: one case each ------------ */
