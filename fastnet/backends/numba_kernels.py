@@ -25,8 +25,10 @@ kernels (products, each activation and its slope, each loss's output
 delta, each optimizer's update) at addresses it is handed in a call
 table (``_call``, ``_call_table``) rather than linking their code in,
 which Numba would optimise and compile again in every caller; so a first
-sigmoid network compiles no tanh, relu or softmax code, and a new kind
-of network compiles only the kernels it adds.  Inputs are passed as
+sigmoid network compiles no tanh, relu or softmax code, a network with no
+layer of PRODUCT_MIN_COLUMNS inputs or outputs no register-blocked
+products or outer-product weight gradient, and a new kind of network
+compiles only the kernels it adds.  Inputs are passed as
 read-only views, so writable and read-only (memory-mapped) arrays share
 one signature; the training loop compiles only once a network is
 trained, and the parallel ``_blocks`` only once a call has more than
@@ -251,13 +253,15 @@ _smaller, _larger = _pick("<"), _pick(">")
 # direct call of a kernel by linking a copy of the callee's code into the
 # caller and optimising and compiling it again there, at every level; a call
 # through an address compiles each kernel once, and only the kernels a
-# network uses (its activations, its loss, the L2 penalty only when alpha > 0).
+# network uses (its activations, its loss, the L2 penalty only when alpha > 0,
+# the register-blocked products and the outer-product weight gradient only
+# when a layer is wide enough for them).
 # The kernels are called once per tile or batch, never inlined, so the
 # indirect call costs nothing measurable.
 (_CALL_ROWS, _CALL_FORWARD, _CALL_PRODUCTS, _CALL_WEIGHT_GRADIENT, _CALL_OUTPUT_DELTA, _CALL_WRITE, _CALL_UPDATE,
- _CALL_PENALTY) = range(8)
-_FIRST_LAYER_CALL = 8
-_CALL_ACTIVATION, _CALL_SLOPE = 8, 9
+ _CALL_PENALTY, _CALL_OUTER_GRADIENT) = range(9)
+_FIRST_LAYER_CALL = 9
+_CALL_ACTIVATION, _CALL_SLOPE = 9, 10
 
 
 def _signature(kind, f):
@@ -273,7 +277,9 @@ def _signature(kind, f):
         _CALL_FORWARD: (types.none, (read_rows, vector, indices, types.boolean, indices, indices, tiles, matrix,
                                      indices)),
         _CALL_PRODUCTS: (types.none, (vector, i64, i64, i64, i64, i64, tiles, i64, i64, i64)),
-        _CALL_WEIGHT_GRADIENT: (types.none, (tiles, i64, tiles, i64, i64, i64, i64, types.boolean, i64, i64, vector)),
+        _CALL_WEIGHT_GRADIENT: (types.none, (tiles, i64, tiles, i64, i64, i64, i64, types.boolean, i64, i64, vector,
+                                             i64)),
+        _CALL_OUTER_GRADIENT: (types.int64, (tiles, i64, tiles, i64, i64, i64, i64, i64, vector)),
         _CALL_OUTPUT_DELTA: (types.float64, (tiles, i64, read_rows, read_vector, f, tiles)),
         _CALL_WRITE: (types.none, (tiles, indices, i64, i64, i64, vector)),
         _CALL_UPDATE: (types.none, (vector, vector, types.Array(types.float64, 1, "C"), matrix, indices)),
@@ -1205,21 +1211,37 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
         _streamed_products(params, weight, row_stride, col_stride, blocked_rows, n_rows, n_cols, tiles, src, dst, m)
 
 
+@_kernel()
+def _add_streamed_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m):
+    """``_add_products`` for networks none of whose layers has PRODUCT_MIN_COLUMNS
+    inputs or outputs, which never reach the register blocks: every row streamed,
+    the same sums, without compiling the blocks."""
+    _streamed_products(params, weight, row_stride, col_stride, np.int64(0), n_rows, n_cols, tiles, src, dst, m)
+
+
+@_kernel()
+def _add_outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad):
+    """The part of ``_accumulate_weight_gradient`` that ``_outer_weight_gradient``'s
+    register blocks take (it writes deltas[1 - d]); returns the outputs covered.  Its
+    own kernel, in the call table of networks with a layer it can take only."""
+    return _outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad)
+
+
 @_kernel(FASTMATH_REDUCE)
-def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_first, b_first, grad):
+def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_first, b_first, grad,
+                                covered):
     """dW_l += A_l.T @ delta and db_l += column sums of delta, over one tile.
 
     A_l is acts[layer] and delta is deltas[d], both feature-major, so
     dW[k, j] = grad[w_first + k * fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
     and db[j] = grad[b_first + j] += sum_t deltas[d, j, t], for t < m.
-    Inputs in fours by outputs in whole vectors go through
-    ``_outer_weight_gradient``'s register blocks (which write deltas[1 - d]).
-    The rest (every output when fan_out is narrower than a vector) are dot
+    The first ``covered`` outputs of the inputs in whole fours are done
+    already (``_add_outer_weight_gradient``; 0 when it did not run).  The rest
+    (every output when fan_out is narrower than a vector) are dot
     products over the tile's rows, a reduction LLVM vectorises (with
     ``reassoc``, its vector sums held in registers): four inputs by one
     output at a time, then the last fan_in % 4 inputs one by one.
     """
-    covered = _outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad)
     blocked = fan_in - fan_in % _OUTER_BLOCK_INPUTS
     zero = typed(0.0, grad)
     for k in range(0, blocked, 4):
@@ -1385,7 +1407,8 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, scale, w_start, b
     dW_l += A_l.T @ delta_{l+1}, db_l += sum(delta_{l+1}) and
     delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).  ``out`` is read only by
     _FORWARD.  ``calls``: the addresses of the tile kernels
-    (``_call_table``): the forward pass, the products, the weight gradient,
+    (``_call_table``): the forward pass, the products, the weight gradient
+    (and its outer-product part, 0 when no layer is wide enough for it),
     the loss's output delta, the writer of activations, then each weight
     layer's activation and slope.
     """
@@ -1416,8 +1439,13 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, scale, w_start, b
         d = np.int64(0)  # which half of ``deltas`` holds the current delta
         for layer in range(out_layer - 1, -1, -1):
             fan_in, fan_out = sizes[layer], sizes[layer + 1]
+            covered = np.int64(0)
+            if calls[_CALL_OUTER_GRADIENT]:
+                covered = _call(_CALL_OUTER_GRADIENT, calls[_CALL_OUTER_GRADIENT],
+                                (acts, layer, deltas, d, m, fan_in, fan_out, w_start[layer], grad))
             _call(_CALL_WEIGHT_GRADIENT, calls[_CALL_WEIGHT_GRADIENT],
-                  (acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_start[layer], b_start[layer], grad))
+                  (acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_start[layer], b_start[layer], grad,
+                   covered))
             if layer > 0:  # deltas[1 - d] = (W_l @ deltas[d]) * f'(acts[layer])
                 below = 1 - d
                 for k in range(fan_in):
@@ -1765,7 +1793,8 @@ _OUTPUT_DELTA_KERNELS = {spec.LOSSES["sse"].code: _squared_error_delta, spec.LOS
 #: (kernel, kind, dtype char) -> the address of the kernel compiled for ``_signature``.
 _ADDRESSES = {}
 
-#: (task, optimizer, dtype char, activation codes, derivative, loss) -> a call table (``_call_table``).
+#: (task, optimizer, penalised, dtype char, activation codes, derivative, loss, blocked, outer) -> a call
+#: table (``_call_table``).
 _CALL_TABLES = {}
 
 
@@ -1799,19 +1828,22 @@ def _call_table(task, model, optimizer=None, penalised=False):
     dtype, codes, loss = model.params.dtype, model.activations, int(model.loss)
     optimizer = None if optimizer is None else int(optimizer)
     penalised = task == _TRAIN and bool(penalised)
-    key = (task, optimizer, penalised, dtype.char, codes.tobytes(), int(model.derivative), loss)
+    blocked, outer = _wide_layers(model.layout.sizes, dtype)
+    key = (task, optimizer, penalised, dtype.char, codes.tobytes(), int(model.derivative), loss, blocked, outer)
     table = _CALL_TABLES.get(key)
     if table is not None:
         return table
     n_layers = codes.shape[0]
     table = [0] * (_FIRST_LAYER_CALL + 2 * n_layers)
     table[_CALL_FORWARD] = _address(_forward_tile, _CALL_FORWARD, dtype)
-    table[_CALL_PRODUCTS] = _address(_add_products, _CALL_PRODUCTS, dtype)
+    table[_CALL_PRODUCTS] = _address(_add_products if blocked else _add_streamed_products, _CALL_PRODUCTS, dtype)
     table[_CALL_ROWS] = _address(_rows, _CALL_ROWS, dtype)
     if task == _FORWARD:
         table[_CALL_WRITE] = _address(_write_activations, _CALL_WRITE, dtype)
     else:
         table[_CALL_WEIGHT_GRADIENT] = _address(_accumulate_weight_gradient, _CALL_WEIGHT_GRADIENT, dtype)
+        if outer:
+            table[_CALL_OUTER_GRADIENT] = _address(_add_outer_weight_gradient, _CALL_OUTER_GRADIENT, dtype)
         table[_CALL_OUTPUT_DELTA] = _address(_OUTPUT_DELTA_KERNELS[loss], _CALL_OUTPUT_DELTA, dtype)
     if task == _TRAIN:
         table[_CALL_UPDATE] = _address(_UPDATE_KERNELS[optimizer], _CALL_UPDATE, dtype)
@@ -1830,6 +1862,19 @@ def _call_table(task, model, optimizer=None, penalised=False):
         table = np.array(table, np.int64)
     _CALL_TABLES[key] = table
     return table
+
+
+def _wide_layers(sizes, dtype):
+    """(blocked, outer): whether a layer of these sizes can reach the register-blocked
+    products (PRODUCT_MIN_COLUMNS inputs or outputs: its forward or backward product
+    has that many columns) and the outer-product weight gradient (that many inputs
+    and at least a vector of outputs).  The call table holds those kernels only
+    then, so a first call on a narrow network does not compile them."""
+    lanes = VECTOR_BYTES // dtype.itemsize
+    layers = list(zip(sizes[:-1].tolist(), sizes[1:].tolist()))
+    blocked = any(max(fan_in, fan_out) >= PRODUCT_MIN_COLUMNS for fan_in, fan_out in layers)
+    outer = any(fan_in >= PRODUCT_MIN_COLUMNS and fan_out >= lanes for fan_in, fan_out in layers)
+    return blocked, outer
 
 
 def _training_calls(model, optimizer):

@@ -13,7 +13,8 @@ from conftest import TESTS_DIR, run_python
 pytestmark = pytest.mark.slow
 
 #: Kernels whose compiled signatures the child reports.
-KERNELS = ["_rows", "_pass", "_train_batches", "_blocks", "_add_products", "_accumulate_weight_gradient", "_sigmoid_tile", "_tanh_tile",
+KERNELS = ["_rows", "_pass", "_train_batches", "_blocks", "_add_products", "_add_streamed_products",
+           "_accumulate_weight_gradient", "_add_outer_weight_gradient", "_sigmoid_tile", "_tanh_tile",
            "_relu_tile", "_softmax_tile", "_sigmoid_slope", "_sigmoid_article_slope", "_tanh_slope", "_relu_slope",
            "_squared_error_delta", "_binary_cross_entropy_delta", "_softmax_cross_entropy_delta",
            "_write_activations", "_sgd_update", "_momentum_update", "_adam_update", "_add_penalty"]
@@ -24,7 +25,8 @@ def test_a_sigmoid_gradient_compiles_no_other_activation_or_loss_and_later_calls
     a predict and gradients in parallel blocks add the training loop, their update, writer
     and parallel kernel but no second ``_rows``; a relu-softmax classifier adds its
     activation, slope and loss, not a second training loop; the L2 penalty compiles
-    only for the first fit with alpha > 0."""
+    only for the first fit with alpha > 0; a wide network adds the register-blocked
+    products and the outer-product weight gradient, which the narrow ones never reach."""
     code = textwrap.dedent(f"""
         import json, sys
         import numpy as np
@@ -48,13 +50,16 @@ def test_a_sigmoid_gradient_compiles_no_other_activation_or_loss_and_later_calls
             X[:1000], labels, batch_size=32, optimizer="adam")
         classifier = compiled()
         net.fit(X[:1000], y[:1000], batch_size=32, optimizer="adam", alpha=1e-3)
-        print(json.dumps([first, later, classifier, compiled()]))
+        penalised = compiled()
+        X_wide, y_wide = random_data([20, 16, 1], 1000, seed=2)
+        Network([20, 16, 1], backend="numba", seed=0).gradients(X_wide, y_wide)
+        print(json.dumps([first, later, classifier, penalised, compiled()]))
     """)
     result = run_python("-c", code, timeout=900, extra_env={"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")})
     assert result.returncode == 0, result.stdout + result.stderr
-    first, later, classifier, penalised = json.loads(result.stdout.splitlines()[-1])
-    used = {"_rows", "_pass", "_add_products", "_accumulate_weight_gradient", "_sigmoid_tile", "_sigmoid_slope",
-            "_squared_error_delta"}
+    first, later, classifier, penalised, wide = json.loads(result.stdout.splitlines()[-1])
+    used = {"_rows", "_pass", "_add_streamed_products", "_accumulate_weight_gradient", "_sigmoid_tile",
+            "_sigmoid_slope", "_squared_error_delta"}
     assert first == {name: int(name in used) for name in KERNELS}
     # Fit, predict and the parallel blocks run the same _rows; each optimizer its own update.
     assert later == {**first, "_train_batches": 1, "_blocks": 1, "_write_activations": 1, "_adam_update": 1,
@@ -62,3 +67,5 @@ def test_a_sigmoid_gradient_compiles_no_other_activation_or_loss_and_later_calls
     # A relu-softmax classifier adds its own kernels, not a second _rows.
     assert classifier == {**later, "_relu_tile": 1, "_relu_slope": 1, "_softmax_cross_entropy_delta": 1}
     assert penalised == {**classifier, "_add_penalty": 1}
+    # Layers of 16 or more: the register blocks, in kernels of their own.
+    assert wide == {**penalised, "_add_products": 1, "_add_outer_weight_gradient": 1}
