@@ -43,8 +43,7 @@ import numba
 import numpy as np
 from llvmlite import binding as llvm_binding
 from llvmlite import ir as llvm_ir
-from numba import (get_num_threads, get_parallel_chunksize, get_thread_id, njit, prange, set_parallel_chunksize,
-                   types)
+from numba import get_num_threads, get_thread_id, njit, prange, set_parallel_chunksize, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
@@ -1793,7 +1792,7 @@ _OUTPUT_DELTA_KERNELS = {spec.LOSSES["sse"].code: _squared_error_delta, spec.LOS
 #: (kernel, kind, dtype char) -> the address of the kernel compiled for ``_signature``.
 _ADDRESSES = {}
 
-#: (task, optimizer, penalised, dtype char, activation codes, derivative, loss, blocked, outer) -> a call
+#: (task, optimizer, penalised, dtype char, activation codes, derivative, loss, layer sizes) -> a call
 #: table (``_call_table``).
 _CALL_TABLES = {}
 
@@ -1824,15 +1823,16 @@ def _call_table(task, model, optimizer=None, penalised=False):
     ``_rows`` itself (which ``_pass``, ``_train_batches`` and ``_blocks`` call) and of the
     kernels it runs (see _CALL_ROWS), each compiled on first use; for _TRAIN the update
     of the optimizer code ``optimizer`` and, if ``penalised`` (alpha > 0), the L2
-    penalty.  Made once per kind of network."""
+    penalty.  Made once per kind and shape of network."""
     dtype, codes, loss = model.params.dtype, model.activations, int(model.loss)
     optimizer = None if optimizer is None else int(optimizer)
     penalised = task == _TRAIN and bool(penalised)
-    blocked, outer = _wide_layers(model.layout.sizes, dtype)
-    key = (task, optimizer, penalised, dtype.char, codes.tobytes(), int(model.derivative), loss, blocked, outer)
+    sizes = model.layout.sizes
+    key = (task, optimizer, penalised, dtype.char, codes.tobytes(), int(model.derivative), loss, sizes.tobytes())
     table = _CALL_TABLES.get(key)
     if table is not None:
         return table
+    blocked, outer = _wide_layers(sizes, dtype)
     n_layers = codes.shape[0]
     table = [0] * (_FIRST_LAYER_CALL + 2 * n_layers)
     table[_CALL_FORWARD] = _address(_forward_tile, _CALL_FORWARD, dtype)
@@ -1897,8 +1897,9 @@ def _run(task, model, X, Y, w, scale, memory, grad, out):
     codes = (bool(layout.has_bias), int(model.loss))
     if X.shape[0] > BLOCK_ROWS:
         calls = _call_table(task, model)
-        previous = get_parallel_chunksize()
-        set_parallel_chunksize(1)  # see _BALANCED; cheaper per call than numba.parallel_chunksize()
+        # see _BALANCED; set_parallel_chunksize returns the chunk size it replaces, and
+        # costs less per call than the numba.parallel_chunksize() context manager.
+        previous = set_parallel_chunksize(1)
         try:
             return _blocks(task, X, Y, w, params, layout.sizes, *codes, scale, work, parts, grad, out,
                            _no_training(params.dtype), calls)
@@ -1995,8 +1996,7 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
         else:
             rows_X, rows_Y, rows_w = X[first:last], Y[first:last], w[first:last] if w.shape[0] else w
         calls = _training_calls(model, optimizer)
-        previous = get_parallel_chunksize()
-        set_parallel_chunksize(1)  # see _BALANCED
+        previous = set_parallel_chunksize(1)  # see _BALANCED and _run
         try:
             total += _blocks(_TRAIN, rows_X, rows_Y, rows_w, params, layout.sizes, *codes, 1.0, work, parts, grad,
                              no_output, training, calls)

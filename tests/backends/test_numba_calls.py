@@ -41,3 +41,18 @@ def test_a_kernel_called_with_other_types_than_its_signature_fails_to_compile():
 
     with pytest.raises(numba.core.errors.TypingError, match="compiled for"):
         wrong_call(np.zeros((2, 2, 2)))
+
+
+def test_parallel_calls_leave_the_callers_chunk_size_as_they_found_it():
+    """Gradients and a fit over more than BLOCK_ROWS rows hand out their blocks one at a
+    time (chunk size 1), and then give the thread back the chunk size it had."""
+    X, y = random_data([3, 5, 2], 20_000, seed=4)
+    net = Network([3, 5, 2], backend="numba", seed=0)
+    previous = numba.set_parallel_chunksize(7)
+    try:
+        net.gradients(X, y)
+        assert numba.get_parallel_chunksize() == 7
+        net.fit(X, y, batch_size=10_000)
+        assert numba.get_parallel_chunksize() == 7
+    finally:
+        numba.set_parallel_chunksize(previous)
