@@ -63,7 +63,7 @@ _Static_assert(FN_BLOCK_ROWS % FN_TILE_ROWS == 0, "a block must be whole tiles")
 enum {
     TILE = FN_TILE_ROWS,
     ALIGN = 64,     /* bytes; TILE doubles or floats are a multiple, so every row of a tile is aligned */
-    DOT_LANES = 8,  /* independent partial sums in dot(): lets the reduction vectorise */
+    DOT_LANES = 16, /* partial sums in dot() and sum(), lane l over the rows t % 16 == l */
     /* Register blocks: sums kept in registers while the inner loop runs.
      * affine_block: OUT_BLOCK outputs x ROW_BLOCK_VECTORS vectors of rows
      * (12 sums, plus the loaded inputs and a broadcast weight: 16 registers). */

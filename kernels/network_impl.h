@@ -52,13 +52,15 @@ static inline R(vec) R(splat)(real x)
 /* ---- loops over the first m rows of a tile ------------------------------- */
 
 /* The DOT_LANES partial sums of dot() and sum() are PARTS vectors of
- * PART_LANES reals, each at most one register wide: written as vectors, not as
- * an array of scalars, so every variant's compiler keeps them in registers
- * (with 16-float registers, an array of eight floats was vectorised across
- * two blocks of rows and taken apart lane by lane in every iteration), and
- * never wider than a register (a vector of eight doubles on AVX2 is split
- * through memory). */
-#define PART_LANES (LANES < DOT_LANES ? LANES : DOT_LANES)
+ * PART_LANES reals, each at most one register wide and at least two of them:
+ * written as vectors, not as an array of scalars, so every variant's compiler
+ * keeps them in registers (with 16-float registers, an array of eight floats
+ * was vectorised across two blocks of rows and taken apart lane by lane in
+ * every iteration); never wider than a register (a vector of eight doubles on
+ * AVX2 is split through memory); two or more, so that the additions run in
+ * independent chains instead of waiting on one register's latency.  Which
+ * lanes share a vector changes the speed, never a sum. */
+#define PART_LANES (LANES < DOT_LANES / 2 ? LANES : DOT_LANES / 2)
 #define PARTS (DOT_LANES / PART_LANES)
 typedef real R(part) __attribute__((vector_size(PART_LANES * sizeof(real))));
 
