@@ -25,9 +25,9 @@ kernels (products, each activation and its slope, each loss's output
 delta, each optimizer's update) at addresses it is handed in a call
 table (``_call``, ``_call_table``) rather than linking their code in,
 which Numba would optimise and compile again in every caller; so a first
-sigmoid network compiles no tanh, relu or softmax code, a network with no
-layer of PRODUCT_MIN_COLUMNS inputs or outputs no register-blocked
-products or outer-product weight gradient, and a new kind of network
+sigmoid network compiles no tanh, relu or softmax code, a network whose
+layers are too narrow for them no register-blocked products or
+outer-product weight gradient (``_wide_layers``), and a new kind of network
 compiles only the kernels it adds.  Inputs are passed as
 read-only views, so writable and read-only (memory-mapped) arrays share
 one signature; the training loop compiles only once a network is
@@ -45,7 +45,7 @@ from llvmlite import binding as llvm_binding
 from llvmlite import ir as llvm_ir
 from numba import get_num_threads, get_thread_id, njit, prange, set_parallel_chunksize, types
 from numba.core import cgutils
-from numba.extending import intrinsic, models, overload, register_model
+from numba.extending import intrinsic, models, overload, register_jitable, register_model
 
 from fastnet._config import (BLOCK_ROWS, FASTMATH, INPUT_PASS_BYTES, PARTIAL_GRADIENT_BYTES, FASTMATH_REDUCE, NUMBA_CACHE,
                              NUMBA_THREADING_LAYER, PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP,
@@ -350,6 +350,25 @@ VECTOR_BYTES = _host_vector_bytes()
 if TILE_ROWS % (VECTOR_BYTES // 4):
     raise ImportError(f"fastnet._config.TILE_ROWS ({TILE_ROWS}) must be a multiple of {VECTOR_BYTES // 4}, the float32 "
                       "items in one vector: the products compute tile rows in whole vectors")
+
+
+def _vector_lanes(dtype):
+    """Items of the NumPy ``dtype`` in one vector register (VECTOR_BYTES)."""
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def _outer_outputs(fan_in, fan_out, lanes):
+    """The outputs of a layer that ``_outer_weight_gradient`` takes: its whole vectors
+    of ``lanes`` outputs when it has PRODUCT_MIN_COLUMNS inputs or more (fewer are too
+    few to repay the transposition), else none."""
+    return fan_out - fan_out % lanes if fan_in >= PRODUCT_MIN_COLUMNS else 0
+
+
+@register_jitable
+def _blocked_rows(n_rows, n_cols):
+    """The rows of a product that ``_blocked_products``' register blocks take: whole
+    fours, when there are PRODUCT_MIN_COLUMNS columns or more, else none."""
+    return n_rows - n_rows % 4 if n_cols >= PRODUCT_MIN_COLUMNS else 0
 
 
 class _Vector(types.Type):
@@ -713,9 +732,8 @@ def _inputs_transposed(typingctx, X_rows, n_inputs, acts):
 def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad):
     """dW[k, j] = grad[w_first + k fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
     over the tile's rows t < m, for the first fan_in - fan_in % 4 inputs k (whole blocks
-    of _OUTER_BLOCK_INPUTS) and the first J = fan_out - fan_out % lanes outputs j (LLVM
-    IR); returns J, which is 0 when fan_out is narrower than a vector or there are fewer
-    than PRODUCT_MIN_COLUMNS inputs (too few for the blocks to repay the transposition).
+    of _OUTER_BLOCK_INPUTS) and the first J outputs j, J = ``_outer_outputs`` (LLVM IR,
+    which computes J as that function does); returns J.
 
     The outer-product form: the delta tile's first J rows are transposed
     (``_emit_transposed``) into the other half of ``deltas``, free until
@@ -963,7 +981,7 @@ if numba.config.DISABLE_JIT:
 
     def _lanes(like):
         """Floats per vector (any width computes the same in plain Python)."""
-        return VECTOR_BYTES // np.dtype(getattr(like, "dtype", type(like))).itemsize
+        return _vector_lanes(getattr(like, "dtype", type(like)))
 
     def _vector_load(array, index):
         """array.flat[index : index + lanes], copied."""
@@ -1026,7 +1044,7 @@ if numba.config.DISABLE_JIT:
 
     def _outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad):  # noqa: F811
         """The plain-Python twin of the intrinsic above: the same sums over t in order."""
-        covered = fan_out - fan_out % _lanes(grad) if fan_in >= PRODUCT_MIN_COLUMNS else 0
+        covered = _outer_outputs(fan_in, fan_out, _lanes(grad))
         blocked = fan_in - fan_in % _OUTER_BLOCK_INPUTS
         if covered:
             dW = grad[w_first:w_first + blocked * fan_out].reshape(blocked, fan_out)[:, :covered]
@@ -1203,7 +1221,7 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
     add four columns into two rows (eight multiply-adds per six loads and
     two stores), or into the odd last row.
     """
-    blocked_rows = n_rows - n_rows % 4 if n_cols >= PRODUCT_MIN_COLUMNS else 0
+    blocked_rows = _blocked_rows(n_rows, n_cols)
     if blocked_rows:
         _blocked_products(params, weight, row_stride, col_stride, blocked_rows, n_cols, tiles, src, dst, m)
     if blocked_rows < n_rows:
@@ -1212,9 +1230,9 @@ def _add_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles,
 
 @_kernel()
 def _add_streamed_products(params, weight, row_stride, col_stride, n_rows, n_cols, tiles, src, dst, m):
-    """``_add_products`` for networks none of whose layers has PRODUCT_MIN_COLUMNS
-    inputs or outputs, which never reach the register blocks: every row streamed,
-    the same sums, without compiling the blocks."""
+    """``_add_products`` for networks none of whose products reaches the register
+    blocks (``_wide_layers``): every row streamed, the same sums, without compiling
+    the blocks."""
     _streamed_products(params, weight, row_stride, col_stride, np.int64(0), n_rows, n_cols, tiles, src, dst, m)
 
 
@@ -1730,7 +1748,7 @@ def _allocate_work_memory(threads, slots, params, layout):
     acts = _aligned_empty((threads, sizes.shape[0], int(sizes.max()), TILE_ROWS), params.dtype)
     # One vector more than the widest layer's units: room for the padded rows
     # of the transposed delta (see ``_outer_weight_gradient``).
-    units = int(sizes[1:].max()) + VECTOR_BYTES // params.dtype.itemsize
+    units = int(sizes[1:].max()) + _vector_lanes(params.dtype)
     deltas = _aligned_empty((threads, 2, units, TILE_ROWS), params.dtype)
     work = (layout.weight_offsets, layout.bias_offsets, acts, deltas, np.zeros(slots))
     return work, np.empty((slots, params.shape[0]), params.dtype)
@@ -1865,15 +1883,17 @@ def _call_table(task, model, optimizer=None, penalised=False):
 
 
 def _wide_layers(sizes, dtype):
-    """(blocked, outer): whether a layer of these sizes can reach the register-blocked
-    products (PRODUCT_MIN_COLUMNS inputs or outputs: its forward or backward product
-    has that many columns) and the outer-product weight gradient (that many inputs
-    and at least a vector of outputs).  The call table holds those kernels only
-    then, so a first call on a narrow network does not compile them."""
-    lanes = VECTOR_BYTES // dtype.itemsize
+    """(blocked, outer): whether a layer of these sizes reaches the register-blocked
+    products (``_blocked_rows`` of its forward product, rows its outputs and columns
+    its inputs, or of its backward one, computed for every layer but the first) and
+    the outer-product weight gradient (``_outer_outputs``).  The call table holds
+    those kernels only then, so a first call on a narrow network does not compile
+    them."""
+    lanes = _vector_lanes(dtype)
     layers = list(zip(sizes[:-1].tolist(), sizes[1:].tolist()))
-    blocked = any(max(fan_in, fan_out) >= PRODUCT_MIN_COLUMNS for fan_in, fan_out in layers)
-    outer = any(fan_in >= PRODUCT_MIN_COLUMNS and fan_out >= lanes for fan_in, fan_out in layers)
+    blocked = any(_blocked_rows(fan_out, fan_in) or (layer > 0 and _blocked_rows(fan_in, fan_out))
+                  for layer, (fan_in, fan_out) in enumerate(layers))
+    outer = any(_outer_outputs(fan_in, fan_out, lanes) for fan_in, fan_out in layers)
     return blocked, outer
 
 
