@@ -113,8 +113,8 @@ def test_weight_gradients_at_the_edges_of_the_register_blocks_agree_with_referen
     net = Network(layers, backend=fast_backend, weights=weights, biases=biases, dtype=dtype)
     for n in WEIGHT_GRADIENT_ROWS:
         X, y = random_data(layers, n, seed=n)
-        for actual, expected in zip(net.gradients(X, y)[0] + net.gradients(X, y)[1],
-                                    reference.gradients(X, y)[0] + reference.gradients(X, y)[1]):
+        (dW, db), (expected_dW, expected_db) = net.gradients(X, y), reference.gradients(X, y)
+        for actual, expected in zip(dW + db, expected_dW + expected_db):
             # float32 rounds each of up to 275 terms to 24 bits.
             assert_close_normwise(actual, expected, rtol=1e-12 if dtype == "float64" else 2e-5)
 
