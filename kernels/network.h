@@ -108,7 +108,9 @@ int fn_threads(int requested);
  *   sgd       p -= lr g
  *   momentum  v = mu v + g;  p -= lr v                       (v = state row 0)
  *   adam      t += 1;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
- *             p -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+ *             p -= lr_t (m / (sqrt(v) + eps_t)),
+ *             lr_t = lr sqrt(1-b2^t) / (1-b1^t), eps_t = eps sqrt(1-b2^t)
+ *             (both in double, then rounded to real)
  *                                         (m, v = state rows 0, 1; t = *step)
  * grad (n_params) is work memory.  *errors = sum over all rows of w_i e_i
  * (the data term only), each row with the params its batch saw.  Returns 0,

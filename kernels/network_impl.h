@@ -825,16 +825,18 @@ static void R(update)(real *params, const real *g, int64_t n_params, int optimiz
             params[i] -= lr * v[i];
         }
     } else {
-        real b1 = (real)hyper[FN_HYPER_BETA1], b2 = (real)hyper[FN_HYPER_BETA2], eps = (real)hyper[FN_HYPER_EPS];
+        real b1 = (real)hyper[FN_HYPER_BETA1], b2 = (real)hyper[FN_HYPER_BETA2];
         real *m = state, *v = state + n_params;
         if (*step < INT64_MAX) /* saturate rather than overflow */
             *step += 1;
-        real unbias1 = (real)(1.0 - pow(hyper[FN_HYPER_BETA1], (double)*step));
-        real unbias2 = (real)(1.0 - pow(hyper[FN_HYPER_BETA2], (double)*step));
+        /* lr_t and eps_t as fastnet.spec.adam_scalars computes them */
+        double root = sqrt(1.0 - pow(hyper[FN_HYPER_BETA2], (double)*step));
+        real lr_t = (real)(hyper[FN_HYPER_LR] * root / (1.0 - pow(hyper[FN_HYPER_BETA1], (double)*step)));
+        real eps_t = (real)(hyper[FN_HYPER_EPS] * root);
         for (int64_t i = 0; i < n_params; i++) {
             m[i] = b1 * m[i] + ((real)1 - b1) * g[i];
             v[i] = b2 * v[i] + ((real)1 - b2) * g[i] * g[i];
-            params[i] -= lr * (m[i] / unbias1) / (SQRT(v[i] / unbias2) + eps);
+            params[i] -= lr_t * (m[i] / (SQRT(v[i]) + eps_t));
         }
     }
 }

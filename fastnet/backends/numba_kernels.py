@@ -1665,22 +1665,25 @@ def _momentum_update(params, grad, hyper, state, step):
         params[i] -= lr * velocity[i]
 
 
+#: spec.adam_scalars, compiled: the one definition of Adam's per-step scalars.
+_adam_scalars = register_jitable(spec.adam_scalars)
+
+
 @_kernel()
 def _adam_update(params, grad, hyper, state, step):
-    """Adam: t += 1 (step[0]); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
-    p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), m and v in state[0] and state[1]."""
-    lr, beta1, beta2, eps = typed(hyper[0], params), typed(hyper[2], params), typed(hyper[3], params), typed(hyper[4], params)
+    """Adam (fastnet.spec.OPTIMIZERS): t += 1 (step[0]); m = b1 m + (1 - b1) g;
+    v = b2 v + (1 - b2) g^2; p -= lr_t (m / (sqrt(v) + eps_t)), m and v in state[0]
+    and state[1], lr_t and eps_t from ``spec.adam_scalars`` rounded to params' dtype."""
+    beta1, beta2 = typed(hyper[2], params), typed(hyper[3], params)
     one = typed(1.0, params)
     step[0] += 1
+    lr_t, eps_t = _adam_scalars(hyper[0], hyper[2], hyper[3], hyper[4], float(step[0]))
+    lr_t, eps_t = typed(lr_t, params), typed(eps_t, params)
     first_moment, second_moment = state[0], state[1]
-    # pow, as the C kernels and Python compute b^t (Numba's ``**`` multiplies
-    # b by itself instead, another rounding, and compiles a helper for it).
-    correction1 = typed(1.0 - math.pow(hyper[2], float(step[0])), params)
-    correction2 = typed(1.0 - math.pow(hyper[3], float(step[0])), params)
     for i in range(params.shape[0]):
         first_moment[i] = beta1 * first_moment[i] + (one - beta1) * grad[i]
         second_moment[i] = beta2 * second_moment[i] + (one - beta2) * grad[i] * grad[i]
-        params[i] -= lr * (first_moment[i] / correction1) / (math.sqrt(second_moment[i] / correction2) + eps)
+        params[i] -= lr_t * (first_moment[i] / (math.sqrt(second_moment[i]) + eps_t))
 
 
 # _BALANCED: the parallel loops hand out blocks one at a time (chunk size 1),

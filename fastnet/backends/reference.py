@@ -244,9 +244,8 @@ def update(params, grad, optimizer):
         step[0] += 1
         state[0] = beta1 * state[0] + (1.0 - beta1) * grad
         state[1] = beta2 * state[1] + (1.0 - beta2) * grad * grad
-        m_hat = state[0] / (1.0 - beta1 ** int(step[0]))
-        v_hat = state[1] / (1.0 - beta2 ** int(step[0]))
-        params -= lr * m_hat / (np.sqrt(v_hat) + eps)
+        lr_t, eps_t = (params.dtype.type(value) for value in spec.adam_scalars(lr, beta1, beta2, eps, int(step[0])))
+        params -= lr_t * (state[0] / (np.sqrt(state[1]) + eps_t))
 
 
 def train_epoch(model, rows, order, batch_size, optimizer, grad):
