@@ -989,6 +989,9 @@ if numba.config.DISABLE_JIT:
         """``value`` itself (the intrinsic only hides it from LLVM)."""
         return value
 
+    def _prefetch(array, index):  # noqa: F811
+        """Nothing: a hint to the CPU has no plain-Python meaning."""
+
     def _bits_as_float(bits):
         """An int64's (int32's) bits as a float64 (float32)."""
         bits = np.asarray(bits)

@@ -6,7 +6,9 @@ a small-batch step uses: inputs taken into the tile eight at a time with and
 without a remainder, output layers whose width is not a multiple of four next
 to at least 16 inputs (register blocks for the first rows, plain loops for the
 rest), tiles whose length leaves a tail of two vectors of rows (float64 at 200
-rows, float32 at 40) or one, and partial last batches.
+rows, float32 at 40) or one, and partial last batches.  The widest inputs (300:
+rows of 1 KiB and more in either precision) take the Numba gather's prefetching
+path, with a last batch of two rows, shorter than its prefetch distance.
 """
 
 import numpy as np
@@ -17,7 +19,7 @@ from fastnet import Network
 from conftest import FAST_BACKENDS, REFERENCE, assert_close_normwise, random_parameters
 
 #: (layers, batch size, rows): the last batch of each epoch is partial.
-SHAPES = [([64, 100, 10], 200, 617), ([13, 20, 6], 43, 146), ([21, 36, 10], 40, 157)]
+SHAPES = [([64, 100, 10], 200, 617), ([13, 20, 6], 43, 146), ([21, 36, 10], 40, 157), ([300, 20, 10], 64, 130)]
 
 
 def classifier(layers, backend, dtype="float64"):
