@@ -1742,21 +1742,25 @@ _recent_work = threading.local()
 KEPT_WORK_BYTES = 8 * 2**20
 
 
-def _work_memory(n_rows, params, layout):
-    """Work memory for a batch of up to n_rows rows, in params' dtype:
-    ((w_start, b_start, acts, deltas, errors), parts).
+def _work_memory(n_rows, params, layout, partial_gradients=True):
+    """Work memory for a call on up to n_rows rows, in params' dtype:
+    ((w_start, b_start, acts, deltas, errors), parts); ``partial_gradients``
+    False (a forward pass, which reads neither) keeps errors and parts to one slot.
 
     w_start, b_start are the layout's offsets of each W_l and b_l; acts
     (threads, n_layers, widest, TILE_ROWS) and deltas (threads, 2, widest
-    output, TILE_ROWS) are each thread's tiles (see "Work memory" above);
+    output, TILE_ROWS) are each thread's tiles, threads = 1 up to BLOCK_ROWS
+    rows (see "Work memory" above);
     errors (slots,) and parts (slots, len(params)) the sum_i w_i e_i and
     partial gradient of each block of a parallel wave.  Allocated in
     Python, so that the kernels need no reference counting (see _kernel),
     and, up to KEPT_WORK_BYTES, kept for the calling thread's next call of
     the same shape (kernels overwrite all of it before reading).
     """
-    threads = get_num_threads()
-    slots = _slots(n_rows, params, threads)
+    # A batch of at most one block runs serially (``_run``): one thread's tiles,
+    # without asking Numba for its thread count, which costs microseconds a call.
+    threads = get_num_threads() if n_rows > BLOCK_ROWS else 1
+    slots = _slots(n_rows, params, threads) if partial_gradients else 1
     key = (layout, threads, slots, params.dtype.char)
     if getattr(_recent_work, "key", None) == key:
         return _recent_work.memory
@@ -1966,9 +1970,7 @@ def forward(model, X, out):
     params, layout = model.params, model.layout
     no_targets = _read_only(np.empty((0, int(layout.sizes[-1])), params.dtype))
     no_weights = _read_only(_empty(params.dtype))
-    # Only the tiles are used: asking for one block's rows keeps the unused
-    # partial gradients to a single row (and shares the memory with one-block calls).
-    memory = _work_memory(min(X.shape[0], BLOCK_ROWS), params, layout)
+    memory = _work_memory(X.shape[0], params, layout, partial_gradients=False)
     _run(_FORWARD, model, _read_only(X), no_targets, no_weights, 1.0, memory, _empty(params.dtype), out)
 
 
