@@ -297,8 +297,8 @@ def _signature(kind, f):
                                      indices)),
         _CALL_PRODUCTS: (types.none, (vector, i64, i64, i64, i64, i64, tiles, i64, i64, i64)),
         _CALL_WEIGHT_GRADIENT: (types.none, (tiles, i64, tiles, i64, i64, i64, i64, types.boolean, i64, i64, vector,
-                                             i64)),
-        _CALL_OUTER_GRADIENT: (types.int64, (tiles, i64, tiles, i64, i64, i64, i64, i64, vector)),
+                                             i64, types.boolean)),
+        _CALL_OUTER_GRADIENT: (types.int64, (tiles, i64, tiles, i64, i64, i64, i64, i64, vector, types.boolean)),
         _CALL_OUTPUT_DELTA: (types.float64, (tiles, i64, read_rows, read_vector, f, tiles)),
         _CALL_WRITE: (types.none, (tiles, indices, i64, i64, i64, vector)),
         _CALL_UPDATE: (types.none, (vector, vector, types.Array(types.float64, 1, "C"), matrix, indices)),
@@ -442,7 +442,7 @@ def _vector_pointer(context, builder, array, index, kind):
 
 
 def _emit_block(context, builder, rows, vectors, sums, inputs, params, out, x, at, width, x_step, row_stride,
-                col_stride, count):
+                col_stride, count, overwrite=None):
     """LLVM IR for one register block of products: rows x vectors vector sums.
 
     S[p, v], the vector at sums.flat[out + p width + v lanes], stays in
@@ -451,6 +451,8 @@ def _emit_block(context, builder, rows, vectors, sums, inputs, params, out, x, a
     S[p, v] = fma(u_p, X_v, S[p, v]), then x advances by x_step and at by
     col_stride; then the sums are stored back.  ``sums``, ``inputs`` and
     ``params`` are (array type, LLVM value) pairs; the rest are LLVM int64 values.
+    ``overwrite``, an LLVM i1 or None: when true, the sums start from zero
+    instead of from what they hold (which is then never read).
     """
     params_type, params_data = params
     vector, kind, align, fma = _vector_parts(context, builder, params_type.dtype)
@@ -458,13 +460,22 @@ def _emit_block(context, builder, rows, vectors, sums, inputs, params, out, x, a
     def offset(first, p, scale, v):
         return builder.add(builder.add(first, builder.mul(scale, scale.type(p))), first.type(v * vector.lanes))
 
-    slots = []
-    for p in range(rows):
-        for v in range(vectors):
-            slot = cgutils.alloca_once(builder, kind)
-            builder.store(builder.load(_vector_pointer(context, builder, sums, offset(out, p, width, v), kind),
-                                       align=align), slot)
-            slots.append(slot)
+    slots = [cgutils.alloca_once(builder, kind) for _ in range(rows * vectors)]
+
+    def start_from_sums():
+        for p in range(rows):
+            for v in range(vectors):
+                builder.store(builder.load(_vector_pointer(context, builder, sums, offset(out, p, width, v), kind),
+                                           align=align), slots[p * vectors + v])
+    if overwrite is None:
+        start_from_sums()
+    else:
+        with builder.if_else(overwrite) as (from_zero, from_sums):
+            with from_zero:
+                for slot in slots:
+                    builder.store(llvm_ir.Constant(kind, None), slot)
+            with from_sums:
+                start_from_sums()
     x_slot, at_slot = cgutils.alloca_once_value(builder, x), cgutils.alloca_once_value(builder, at)
     with cgutils.for_range(builder, count):
         x_now, at_now = builder.load(x_slot), builder.load(at_slot)
@@ -749,11 +760,12 @@ def _inputs_transposed(typingctx, X_rows, n_inputs, acts):
 
 
 @intrinsic
-def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad):
+def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad, fresh):
     """dW[k, j] = grad[w_first + k fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
     over the tile's rows t < m, for the first fan_in - fan_in % 4 inputs k (whole blocks
     of _OUTER_BLOCK_INPUTS) and the first J outputs j, J = ``_outer_outputs`` (LLVM IR,
-    which computes J as that function does); returns J.
+    which computes J as that function does); returns J.  ``fresh`` (an integer, 0 or
+    1): 1 writes dW = the sum instead, reading nothing of grad (a call's first tile).
 
     The outer-product form: the delta tile's first J rows are transposed
     (``_emit_transposed``) into the other half of ``deltas``, free until
@@ -766,15 +778,16 @@ def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out
     loading three vectors of D and broadcasting four activations), then by
     one vector (``_emit_block``), add acts[layer, k, t] D[t, j] into vector
     sums held in registers, one fused multiply-add per tile row, in order
-    t = 0, 1, ..., m - 1, and add them to dW once per chunk.  Unlike dot
-    products over t, nothing is summed across a vector's lanes.
+    t = 0, 1, ..., m - 1, and add them to dW once per chunk (a fresh tile's
+    first chunk starts them from zero).  Unlike dot products over t, nothing
+    is summed across a vector's lanes.
     """
-    if not _intrinsic_types((acts, deltas, grad), (3, 3, 1), (layer, d, m, fan_in, fan_out, w_first)):
+    if not _intrinsic_types((acts, deltas, grad), (3, 3, 1), (layer, d, m, fan_in, fan_out, w_first, fresh)):
         return None
 
     def codegen(context, builder, signature, args):
         acts_type, deltas_type, grad_type = signature.args[0], signature.args[2], signature.args[8]
-        acts_data, layer, deltas_data, d, m, fan_in, fan_out, w_first, grad_data = \
+        acts_data, layer, deltas_data, d, m, fan_in, fan_out, w_first, grad_data, fresh = \
             _int64_arguments(context, builder, signature, args)
         i64 = llvm_ir.IntType(64)
         lanes = _Vector(grad_type.dtype).lanes
@@ -802,15 +815,17 @@ def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out
                 left = builder.sub(m, t)
                 count = builder.select(builder.icmp_signed("<", left, chunk_rows), left, chunk_rows)
                 x_first = builder.add(dest_first, builder.mul(t, d_width))
+                overwrite = builder.and_(builder.icmp_signed("!=", fresh, i64(0)), builder.icmp_signed("==", t, i64(0)))
                 with cgutils.for_range_slice(builder, i64(0), blocked, block) as (k, _):
                     at = builder.add(builder.add(a_first, builder.mul(k, a_width)), t)
                     for first, last, vectors in ((i64(0), bulk, 3), (bulk, covered, 1)):
                         with cgutils.for_range_slice(builder, first, last, i64(vectors * lanes)) as (j, _):
                             _emit_block(context, builder, _OUTER_BLOCK_INPUTS, vectors, grad, deltas, acts,
                                         builder.add(w_first, builder.add(builder.mul(k, fan_out), j)),
-                                        builder.add(x_first, j), at, fan_out, d_width, a_width, i64(1), count)
+                                        builder.add(x_first, j), at, fan_out, d_width, a_width, i64(1), count,
+                                        overwrite)
         return covered
-    return types.int64(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad), codegen
+    return types.int64(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad, fresh), codegen
 
 
 @_kernel()
@@ -1065,12 +1080,14 @@ if numba.config.DISABLE_JIT:
                             total = _fma(weights[p][c], inputs[c], total)
                         _vector_store(tiles, where, total)
 
-    def _outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad):  # noqa: F811
+    def _outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad, fresh):  # noqa: F811
         """The plain-Python twin of the intrinsic above: the same sums over t in order."""
         covered = _outer_outputs(fan_in, fan_out, _lanes(grad))
         blocked = fan_in - fan_in % _OUTER_BLOCK_INPUTS
         if covered:
             dW = grad[w_first:w_first + blocked * fan_out].reshape(blocked, fan_out)[:, :covered]
+            if fresh:
+                dW[...] = 0.0
             for t in range(m):
                 dW[...] = _fma(acts[layer, :blocked, t, None], deltas[d, None, :covered, t], dW)
         return covered
@@ -1260,17 +1277,25 @@ def _add_streamed_products(params, weight, row_stride, col_stride, n_rows, n_col
 
 
 @_kernel()
-def _add_outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad):
+def _add_outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad, fresh):
     """The part of ``_accumulate_weight_gradient`` that ``_outer_weight_gradient``'s
     register blocks take (it writes deltas[1 - d]); returns the outputs covered.  Its
     own kernel, in the call table of networks with a layer it can take only."""
-    return _outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad)
+    return _outer_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, w_first, grad, np.int64(fresh))
+
+
+@register_jitable
+def _add_to(grad, i, value, fresh):
+    """grad[i] += value, or grad[i] = value when ``fresh`` (what 0 + value would give,
+    bar the sign of a zero)."""
+    grad[i] = value if fresh else grad[i] + value
 
 
 @_kernel(FASTMATH_REDUCE)
 def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_first, b_first, grad,
-                                covered):
-    """dW_l += A_l.T @ delta and db_l += column sums of delta, over one tile.
+                                covered, fresh):
+    """dW_l += A_l.T @ delta and db_l += column sums of delta, over one tile (``fresh``, a
+    call's first tile: = instead of +=, so that grad need not be zeroed first).
 
     A_l is acts[layer] and delta is deltas[d], both feature-major, so
     dW[k, j] = grad[w_first + k * fan_out + j] += sum_t acts[layer, k, t] deltas[d, j, t]
@@ -1293,23 +1318,23 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
                 delta = delta_row[t]
                 s0, s1 = _muladd(in0[t], delta, s0), _muladd(in1[t], delta, s1)
                 s2, s3 = _muladd(in2[t], delta, s2), _muladd(in3[t], delta, s3)
-            grad[w_first + k * fan_out + j] += s0
-            grad[w_first + (k + 1) * fan_out + j] += s1
-            grad[w_first + (k + 2) * fan_out + j] += s2
-            grad[w_first + (k + 3) * fan_out + j] += s3
+            _add_to(grad, w_first + k * fan_out + j, s0, fresh)
+            _add_to(grad, w_first + (k + 1) * fan_out + j, s1, fresh)
+            _add_to(grad, w_first + (k + 2) * fan_out + j, s2, fresh)
+            _add_to(grad, w_first + (k + 3) * fan_out + j, s3, fresh)
     for k in range(blocked, fan_in):
         inputs = acts[layer, k]
         for j in range(fan_out):
             delta_row, total = deltas[d, j], zero
             for t in range(m):
                 total = _muladd(inputs[t], delta_row[t], total)
-            grad[w_first + k * fan_out + j] += total
+            _add_to(grad, w_first + k * fan_out + j, total, fresh)
     if has_bias:
         for j in range(fan_out):
             delta_row, total = deltas[d, j], zero
             for t in range(m):
                 total += delta_row[t]
-            grad[b_first + j] += total
+            _add_to(grad, b_first + j, total, fresh)
 
 
 @_kernel(FASTMATH_REDUCE)
@@ -1460,11 +1485,14 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, scale, w_start, b
     # allocated in Python with today's.
     tile = acts.shape[2]
     total = 0.0
-    if task != _FORWARD:
+    if task != _FORWARD and first >= last:  # no tile to write the gradient
         for i in range(grad.shape[0]):
             grad[i] = 0.0
     for first_row in range(first, last, tile):
         m = _smaller(tile, last - first_row)
+        # The first tile writes every item of grad (each layer's dW and db) rather
+        # than adding to it: grad is not zeroed first.
+        fresh = first_row == first
         _call(_CALL_FORWARD, calls[_CALL_FORWARD],
               (X[first_row:first_row + m], params, sizes, has_bias, w_start, b_start, acts, deltas[1], calls))
         if task == _FORWARD:
@@ -1482,10 +1510,10 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, scale, w_start, b
             covered = np.int64(0)
             if calls[_CALL_OUTER_GRADIENT]:
                 covered = _call(_CALL_OUTER_GRADIENT, calls[_CALL_OUTER_GRADIENT],
-                                (acts, layer, deltas, d, m, fan_in, fan_out, w_start[layer], grad))
+                                (acts, layer, deltas, d, m, fan_in, fan_out, w_start[layer], grad, fresh))
             _call(_CALL_WEIGHT_GRADIENT, calls[_CALL_WEIGHT_GRADIENT],
                   (acts, layer, deltas, d, m, fan_in, fan_out, has_bias, w_start[layer], b_start[layer], grad,
-                   covered))
+                   covered, fresh))
             if layer > 0:  # deltas[1 - d] = (W_l @ deltas[d]) * f'(acts[layer])
                 below = 1 - d
                 for k in range(fan_in):
