@@ -27,13 +27,6 @@ PRODUCT_CHUNK = 64
 #: Changes the speed, never a result.
 INPUT_PASS_BYTES = 64
 
-#: Gathering a shuffled mini-batch, the Numba kernels ask the CPU to start loading the
-#: first GATHER_AHEAD_BYTES of the row GATHER_AHEAD_ROWS ahead of the one they
-#: copy: a batch's rows lie anywhere in memory, and the hardware prefetcher
-#: follows a row only once it is being read.  Changes the speed, never a result.
-GATHER_AHEAD_ROWS = 4
-GATHER_AHEAD_BYTES = 1024
-
 #: Fewest inputs (columns) for which the Numba products use their register
 #: blocks: each block loads and stores its sums once per chunk, which pays
 #: only when enough columns are added in between.

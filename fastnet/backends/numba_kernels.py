@@ -47,9 +47,9 @@ from numba import get_num_threads, get_thread_id, njit, prange, set_parallel_chu
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_jitable, register_model
 
-from fastnet._config import (BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, GATHER_AHEAD_BYTES, GATHER_AHEAD_ROWS,
-                             INPUT_PASS_BYTES, NUMBA_CACHE, NUMBA_THREADING_LAYER, PARTIAL_GRADIENT_BYTES,
-                             PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
+from fastnet._config import (BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, INPUT_PASS_BYTES, NUMBA_CACHE, NUMBA_THREADING_LAYER,
+                             PARTIAL_GRADIENT_BYTES, PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP,
+                             SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
@@ -206,26 +206,6 @@ def _held(typingctx, value):
         call.attributes.add("readnone")  # what lets LLVM hoist it out of loops
         return call
     return value(value), codegen
-
-
-@intrinsic
-def _prefetch(typingctx, array, index):
-    """Ask the CPU to start loading the cache line holding item ``index`` (counted flat)
-    of the C-contiguous ``array`` for reading (LLVM's prefetch: a hint, no fault, no
-    value; an index past the end loads nothing useful but does no harm)."""
-    if not (isinstance(array, types.Array) and array.layout == "C" and isinstance(index, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        bytes_pointer = llvm_ir.IntType(8).as_pointer()
-        address = builder.bitcast(_item_pointer(context, builder, signature.args[0], args[0], args[1]), bytes_pointer)
-        i32 = llvm_ir.IntType(32)
-        hint = builder.module.declare_intrinsic(
-            "llvm.prefetch", fnty=llvm_ir.FunctionType(llvm_ir.VoidType(), [bytes_pointer, i32, i32, i32]))
-        # read (0), keep in every cache level (3), data (1)
-        builder.call(hint, [address, i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-    return types.none(array, index), codegen
 
 
 @intrinsic
@@ -1003,9 +983,6 @@ if numba.config.DISABLE_JIT:
     def _held(value):  # noqa: F811
         """``value`` itself (the intrinsic only hides it from LLVM)."""
         return value
-
-    def _prefetch(array, index):  # noqa: F811
-        """Nothing: a hint to the CPU has no plain-Python meaning."""
 
     def _bits_as_float(bits):
         """An int64's (int32's) bits as a float64 (float32)."""
@@ -2024,20 +2001,10 @@ def gradient(model, rows, grad):
 
 @_kernel()
 def _gather_rows(source, rows, target):
-    """target[i, :] = source[rows[i], :] for each i: one mini-batch, in the visiting order
-    (source (n, width), C-contiguous; rows int64 (m,); target (m, width)).  Rows of
-    GATHER_AHEAD_BYTES or more are prefetched ahead as _config says; shorter ones
-    are not (measured: the hints then cost more than they hide)."""
-    m, width = rows.shape[0], source.shape[1]
-    line, ahead_items = 64 // source.itemsize, GATHER_AHEAD_BYTES // source.itemsize
-    prefetched = np.int64(0) if width < ahead_items else _larger(m - GATHER_AHEAD_ROWS, np.int64(0))
-    for i in range(m):
-        if i < prefetched:
-            ahead = rows[i + GATHER_AHEAD_ROWS] * width
-            for j in range(0, ahead_items, line):
-                _prefetch(source, ahead + j)
+    """target[i, :] = source[rows[i], :] for each i: one mini-batch, in the visiting order."""
+    for i in range(rows.shape[0]):
         row = rows[i]
-        for j in range(width):
+        for j in range(source.shape[1]):
             target[i, j] = source[row, j]
 
 

@@ -6,9 +6,8 @@ a small-batch step uses: inputs taken into the tile eight at a time with and
 without a remainder, output layers whose width is not a multiple of four next
 to at least 16 inputs (register blocks for the first rows, plain loops for the
 rest), tiles whose length leaves a tail of two vectors of rows (float64 at 200
-rows, float32 at 40) or one, and partial last batches.  The widest inputs (300:
-rows of 1 KiB and more in either precision) take the Numba gather's prefetching
-path, with a last batch of two rows, shorter than its prefetch distance.
+rows, float32 at 40) or one, and partial last batches.  The widest inputs (300,
+a last batch of two rows) gather rows of more than a kilobyte.
 """
 
 import numpy as np
