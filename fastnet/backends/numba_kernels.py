@@ -756,7 +756,7 @@ def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out
     for it).  Then, in chunks of tile rows (OUTER_CHUNK_ROWS), blocks of
     four inputs by three vectors of outputs (12 vector sums, each tile row
     loading three vectors of D and broadcasting four activations), then by
-    one vector (``_emit_block``), add acts[layer, k, t] D[t, j] into vector
+    two vectors and by one (``_emit_block``), add acts[layer, k, t] D[t, j] into vector
     sums held in registers, one fused multiply-add per tile row, in order
     t = 0, 1, ..., m - 1, and add them to dW once per chunk (a fresh tile's
     first chunk starts them from zero).  Unlike dot products over t, nothing
@@ -785,7 +785,10 @@ def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out
                              rounded_rows)
             a_width, a_plane, _ = _tile_extent(context, builder, acts_type, acts_data, m, lanes)
             a_first = builder.mul(layer, a_plane)
+            # Outputs in blocks of three vectors, then two, then one: the one-vector
+            # blocks' four sums are too few to hide the multiply-add's latency.
             bulk = builder.sub(covered, builder.srem(covered, i64(3 * lanes)))
+            pairs = builder.sub(covered, builder.srem(builder.sub(covered, bulk), i64(2 * lanes)))
             block = i64(_OUTER_BLOCK_INPUTS)
             blocked = builder.sub(fan_in, builder.srem(fan_in, block))
             # Tile rows in chunks of at most OUTER_CHUNK_ROWS, of equal length.
@@ -798,7 +801,7 @@ def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out
                 overwrite = builder.and_(builder.icmp_signed("!=", fresh, i64(0)), builder.icmp_signed("==", t, i64(0)))
                 with cgutils.for_range_slice(builder, i64(0), blocked, block) as (k, _):
                     at = builder.add(builder.add(a_first, builder.mul(k, a_width)), t)
-                    for first, last, vectors in ((i64(0), bulk, 3), (bulk, covered, 1)):
+                    for first, last, vectors in ((i64(0), bulk, 3), (bulk, pairs, 2), (pairs, covered, 1)):
                         with cgutils.for_range_slice(builder, first, last, i64(vectors * lanes)) as (j, _):
                             _emit_block(context, builder, _OUTER_BLOCK_INPUTS, vectors, grad, deltas, acts,
                                         builder.add(w_first, builder.add(builder.mul(k, fan_out), j)),
