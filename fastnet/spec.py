@@ -118,11 +118,6 @@ HYPER_FIELDS = ("lr", "momentum", "beta1", "beta2", "eps", "alpha")
 #: Rows of optimizer state every network keeps (the most any optimizer needs).
 STATE_ROWS = max(optimizer.state_rows for optimizer in OPTIMIZERS.values())
 
-#: Adam's step is Kingma & Ba's lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps),
-#: with the bias corrections moved into the two scalars lr_t and eps_t (each
-#: computed in float64 and rounded once per step): the same value, with one
-#: square root and one division per parameter instead of a root and three
-#: divisions, which bound the step's speed.
 #: Adam's standard constants (Kingma & Ba; torch.optim.Adam's defaults).
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -143,8 +138,13 @@ def default_loss(output):
 
 def adam_scalars(lr, beta1, beta2, eps, t):
     """(lr_t, eps_t) of Adam's step t >= 1 (see OPTIMIZERS), in float64:
-    lr sqrt(1 - b2^t) / (1 - b1^t) and eps sqrt(1 - b2^t).  math.pow, as C's
-    pow, so every backend gets the same float64 values.  Plain Python that
+    lr sqrt(1 - b2^t) / (1 - b1^t) and eps sqrt(1 - b2^t).
+
+    With them, p -= lr_t (m / (sqrt(v) + eps_t)) is Kingma & Ba's
+    lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) up to rounding, with
+    one division and one square root per parameter instead of three
+    divisions and a root, which bound the step's speed.  math.pow, as C's
+    pow, so every backend gets the same float64 values; plain Python that
     Numba also compiles (fastnet.backends.numba_kernels)."""
     root = math.sqrt(1.0 - math.pow(beta2, t))
     return lr * root / (1.0 - math.pow(beta1, t)), eps * root
