@@ -57,7 +57,9 @@ from fastnet import spec
 _SIGMOID, _TANH, _RELU, _SOFTMAX = (spec.ACTIVATIONS[name].code for name in ("sigmoid", "tanh", "relu", "softmax"))
 _ARTICLE = spec.DERIVATIVES["article"].code
 _BCE, _CROSS_ENTROPY = spec.LOSSES["bce"].code, spec.LOSSES["cross_entropy"].code
-_ALPHA = spec.hyper_index("alpha")
+#: Positions in the hyper-parameter vector (fastnet.spec.HYPER_FIELDS).
+_LR, _MOMENTUM, _BETA1, _BETA2, _EPS, _ALPHA = (spec.hyper_index(field) for field in
+                                               ("lr", "momentum", "beta1", "beta2", "eps", "alpha"))
 _BCE_LOG_FLOOR = spec.BCE_LOG_FLOOR
 #: Each loss's ``mean`` and ``per_output`` (fastnet.spec.Loss), indexed by its code.
 _LOSS_MEAN = tuple(entry.mean for entry in sorted(spec.LOSSES.values(), key=lambda entry: entry.code))
@@ -1681,7 +1683,7 @@ def _add_penalty(params, sizes, w_start, alpha, weight, loss, grad):
 @_kernel()
 def _sgd_update(params, grad, hyper, state, step):
     """p -= lr g."""
-    lr = typed(hyper[0], params)
+    lr = typed(hyper[_LR], params)
     for i in range(params.shape[0]):
         params[i] -= lr * grad[i]
 
@@ -1689,7 +1691,7 @@ def _sgd_update(params, grad, hyper, state, step):
 @_kernel()
 def _momentum_update(params, grad, hyper, state, step):
     """v = mu v + g; p -= lr v, the velocity v in state[0]."""
-    lr, momentum = typed(hyper[0], params), typed(hyper[1], params)
+    lr, momentum = typed(hyper[_LR], params), typed(hyper[_MOMENTUM], params)
     velocity = state[0]
     for i in range(params.shape[0]):
         velocity[i] = momentum * velocity[i] + grad[i]
@@ -1705,10 +1707,10 @@ def _adam_update(params, grad, hyper, state, step):
     """Adam (fastnet.spec.OPTIMIZERS): t += 1 (step[0]); m = b1 m + (1 - b1) g;
     v = b2 v + (1 - b2) g^2; p -= lr_t (m / (sqrt(v) + eps_t)), m and v in state[0]
     and state[1], lr_t and eps_t from ``spec.adam_scalars`` rounded to params' dtype."""
-    beta1, beta2 = typed(hyper[2], params), typed(hyper[3], params)
+    beta1, beta2 = typed(hyper[_BETA1], params), typed(hyper[_BETA2], params)
     one = typed(1.0, params)
     step[0] += 1
-    lr_t, eps_t = _adam_scalars(hyper[0], hyper[2], hyper[3], hyper[4], float(step[0]))
+    lr_t, eps_t = _adam_scalars(hyper[_LR], hyper[_BETA1], hyper[_BETA2], hyper[_EPS], float(step[0]))
     lr_t, eps_t = typed(lr_t, params), typed(eps_t, params)
     first_moment, second_moment = state[0], state[1]
     for i in range(params.shape[0]):
