@@ -354,6 +354,33 @@ if TILE_ROWS % (VECTOR_BYTES // 4):
                       "items in one vector: the products compute tile rows in whole vectors")
 
 
+#: The LLVM function attribute that ``_full_width_loops`` sets, on CPUs with 64-byte vectors.
+_FULL_WIDTH_ATTRIBUTE = '"prefer-vector-width"="512"' if VECTOR_BYTES == 64 else None
+
+
+@intrinsic
+def _full_width_loops(typingctx):
+    """Let LLVM vectorise the calling kernel's plain loops with whole 64-byte vectors
+    on AVX-512 CPUs (no effect elsewhere).
+
+    LLVM's tuning for AVX-512 server CPUs prefers 32-byte vectors in the
+    loops it vectorises itself (older Xeons lowered their clock for 64-byte
+    ones), so the sigmoid, slope and update loops would run at half the
+    width that the C ``avx512`` variant and the register blocks here use.
+    The function attribute ``prefer-vector-width`` overrides that tuning
+    for the one function that carries it, as clang's
+    ``-mprefer-vector-width=512`` does, leaving every other Numba function
+    of the process alone.  llvmlite's ``FunctionAttributes`` accepts only
+    LLVM's keyword attributes, so this string attribute goes into the set
+    directly; it is printed into the function's definition as is.
+    """
+    def codegen(context, builder, signature, args):
+        if _FULL_WIDTH_ATTRIBUTE:
+            set.add(builder.function.attributes, _FULL_WIDTH_ATTRIBUTE)
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
 def _vector_lanes(dtype):
     """Items of the NumPy ``dtype`` in one vector register (VECTOR_BYTES)."""
     return VECTOR_BYTES // np.dtype(dtype).itemsize
@@ -985,6 +1012,9 @@ if numba.config.DISABLE_JIT:
 
     _muladd = _fma
 
+    def _full_width_loops():  # noqa: F811
+        """Nothing: plain Python has no vector loops to widen."""
+
     def _held(value):  # noqa: F811
         """``value`` itself (the intrinsic only hides it from LLVM)."""
         return value
@@ -1118,6 +1148,7 @@ if numba.config.DISABLE_JIT:
 @_kernel()
 def _sigmoid_tile(acts, layer, n_rows, m, scratch):
     """f = the sigmoid (``_sigmoid``) on one layer's tile."""
+    _full_width_loops()
     for r in range(n_rows):
         outputs = acts[layer, r]
         for t in range(m):
@@ -1127,6 +1158,7 @@ def _sigmoid_tile(acts, layer, n_rows, m, scratch):
 @_kernel()
 def _tanh_tile(acts, layer, n_rows, m, scratch):
     """f = tanh (``_tanh``) on one layer's tile."""
+    _full_width_loops()
     for r in range(n_rows):
         outputs = acts[layer, r]
         for t in range(m):
@@ -1136,6 +1168,7 @@ def _tanh_tile(acts, layer, n_rows, m, scratch):
 @_kernel()
 def _relu_tile(acts, layer, n_rows, m, scratch):
     """f = max(z, 0) on one layer's tile."""
+    _full_width_loops()
     zero = typed(0.0, acts)
     for r in range(n_rows):
         outputs = acts[layer, r]
@@ -1147,6 +1180,7 @@ def _relu_tile(acts, layer, n_rows, m, scratch):
 def _softmax_tile(acts, layer, n_rows, m, scratch):
     """f = softmax across the layer's units r, for each tile row t: scratch[0] and
     scratch[1] hold the rows' max and sum of exp(z - max)."""
+    _full_width_loops()
     top, total = scratch[0], scratch[1]
     _row_max(acts, layer, n_rows, m, top)
     _exponentials(acts, layer, n_rows, m, top, total)
@@ -1159,6 +1193,7 @@ def _softmax_tile(acts, layer, n_rows, m, scratch):
 @_kernel()
 def _row_max(acts, layer, n_rows, m, top):
     """top[t] = max over r < n_rows of acts[layer, r, t], for each tile row t < m."""
+    _full_width_loops()
     for t in range(m):
         top[t] = acts[layer, 0, t]
     for r in range(1, n_rows):
@@ -1171,6 +1206,7 @@ def _row_max(acts, layer, n_rows, m, top):
 def _exponentials(acts, layer, n_rows, m, top, total):
     """acts[layer, r, t] = exp(z - top[t]) (each exp of at least -clamp), z its value on
     entry, and total[t] = their sum over r < n_rows, for each tile row t < m."""
+    _full_width_loops()
     for t in range(m):
         total[t] = 0.0
     for r in range(n_rows):
@@ -1187,6 +1223,7 @@ def _exponentials(acts, layer, n_rows, m, top, total):
 @_kernel()
 def _sigmoid_slope(deltas, d, acts, layer, n_rows, m):
     """The sigmoid's exact f' = a (1 - a)."""
+    _full_width_loops()
     one = typed(1.0, acts)
     for r in range(n_rows):
         delta, output = deltas[d, r], acts[layer, r]
@@ -1198,6 +1235,7 @@ def _sigmoid_slope(deltas, d, acts, layer, n_rows, m):
 @_kernel()
 def _sigmoid_article_slope(deltas, d, acts, layer, n_rows, m):
     """The article's sigmoid slope f' = s(a) (1 - s(a)), s the sigmoid (see ARTICLE.md)."""
+    _full_width_loops()
     one = typed(1.0, acts)
     for r in range(n_rows):
         delta, output = deltas[d, r], acts[layer, r]
@@ -1209,6 +1247,7 @@ def _sigmoid_article_slope(deltas, d, acts, layer, n_rows, m):
 @_kernel()
 def _tanh_slope(deltas, d, acts, layer, n_rows, m):
     """tanh's f' = 1 - a^2."""
+    _full_width_loops()
     one = typed(1.0, acts)
     for r in range(n_rows):
         delta, output = deltas[d, r], acts[layer, r]
@@ -1220,6 +1259,7 @@ def _tanh_slope(deltas, d, acts, layer, n_rows, m):
 @_kernel()
 def _relu_slope(deltas, d, acts, layer, n_rows, m):
     """relu's f' = 1 where a > 0, else 0."""
+    _full_width_loops()
     zero = typed(0.0, acts)
     for r in range(n_rows):
         delta, output = deltas[d, r], acts[layer, r]
@@ -1289,6 +1329,7 @@ def _accumulate_weight_gradient(acts, layer, deltas, d, m, fan_in, fan_out, has_
     ``reassoc``, its vector sums held in registers): four inputs by one
     output at a time, then the last fan_in % 4 inputs one by one.
     """
+    _full_width_loops()
     blocked = fan_in - fan_in % _OUTER_BLOCK_INPUTS
     zero = typed(0.0, grad)
     for k in range(0, blocked, 4):
@@ -1326,6 +1367,7 @@ def _squared_error_delta(acts, out, Y_rows, w_rows, scale, deltas):
     a = acts[out, j, t], the output layer's; Y_rows: the tile's (m, n_out)
     targets, y = Y_rows[t, j]; w_rows: its (m,) row weights, or empty for ones.
     """
+    _full_width_loops()
     m, weighted = Y_rows.shape[0], w_rows.shape[0] > 0
     one, twice_scale = typed(1.0, deltas), typed(2.0, deltas) * scale
     total = 0.0
@@ -1351,6 +1393,7 @@ def _softmax_cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     holds top and S, deltas[0, 0] s until unit 0's delta overwrites it.
     Arguments as in ``_squared_error_delta``; acts[out] is left holding exp(z - top).
     """
+    _full_width_loops()
     m, n_out, weighted = Y_rows.shape[0], Y_rows.shape[1], w_rows.shape[0] > 0
     one = typed(1.0, deltas)
     top, sums, shares = deltas[1, 0], deltas[1, 1], deltas[0, 0]
@@ -1384,6 +1427,7 @@ def _binary_cross_entropy_delta(acts, out, Y_rows, w_rows, scale, deltas):
     e = -sum_j [y log a + (1 - y) log(1 - a)], each log at least
     spec.BCE_LOG_FLOOR (as torch.nn.BCELoss).  Arguments as in ``_squared_error_delta``.
     """
+    _full_width_loops()
     m, weighted = Y_rows.shape[0], w_rows.shape[0] > 0
     one = typed(1.0, deltas)
     total = 0.0
@@ -1411,6 +1455,7 @@ def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, scrat
     0, so LLVM can see that no index is negative and drops Numba's
     wraparound arithmetic from the loop.
     """
+    _full_width_loops()
     m, n_inputs, n_weight_layers = X_rows.shape[0], X_rows.shape[1], sizes.shape[0] - 1
     blocked = n_inputs - n_inputs % _TRANSPOSED_BLOCK
     _inputs_transposed(X_rows, blocked, acts)
@@ -1459,6 +1504,7 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, scale, w_start, b
     the loss's output delta, the writer of activations, then each weight
     layer's activation and slope.
     """
+    _full_width_loops()
     n, out_layer = X.shape[0], sizes.shape[0] - 1
     slopes = _FIRST_LAYER_CALL + out_layer  # calls[slopes + l]: weight layer l's slope
     # The tile length is the workspace's, not TILE_ROWS: a kernel loaded from
@@ -1563,6 +1609,7 @@ def _train_batches(X, Y, w, first, last, params, sizes, has_bias, loss, w_start,
 def _write_activations(acts, sizes, first_row, m, n, out):
     """A tile's activations (rows first_row .. first_row + m - 1) into ``out``, row-major
     per layer: layer l's block (n, sizes[l]) starts at n * (sizes[1] + ... + sizes[l - 1])."""
+    _full_width_loops()
     block = 0
     for layer in range(1, sizes.shape[0]):
         width = sizes[layer]
@@ -1663,6 +1710,7 @@ def _add_penalty(params, sizes, w_start, alpha, weight, loss, grad):
     """grad[i] += coefficient * params[i] over every weight matrix W_l (not the biases):
     the L2 penalty's gradient alpha r W for a batch of total row weight ``weight``,
     coefficient = alpha r (float64, rounded once; r from ``_penalty_normaliser``)."""
+    _full_width_loops()
     coefficient = alpha * _penalty_normaliser(weight, loss)
     if coefficient == 0.0:
         return
@@ -1683,6 +1731,7 @@ def _add_penalty(params, sizes, w_start, alpha, weight, loss, grad):
 @_kernel()
 def _sgd_update(params, grad, hyper, state, step):
     """p -= lr g."""
+    _full_width_loops()
     lr = typed(hyper[_LR], params)
     for i in range(params.shape[0]):
         params[i] -= lr * grad[i]
@@ -1691,6 +1740,7 @@ def _sgd_update(params, grad, hyper, state, step):
 @_kernel()
 def _momentum_update(params, grad, hyper, state, step):
     """v = mu v + g; p -= lr v, the velocity v in state[0]."""
+    _full_width_loops()
     lr, momentum = typed(hyper[_LR], params), typed(hyper[_MOMENTUM], params)
     velocity = state[0]
     for i in range(params.shape[0]):
@@ -1707,6 +1757,7 @@ def _adam_update(params, grad, hyper, state, step):
     """Adam (fastnet.spec.OPTIMIZERS): t += 1 (step[0]); m = b1 m + (1 - b1) g;
     v = b2 v + (1 - b2) g^2; p -= lr_t (m / (sqrt(v) + eps_t)), m and v in state[0]
     and state[1], lr_t and eps_t from ``spec.adam_scalars`` rounded to params' dtype."""
+    _full_width_loops()
     beta1, beta2 = typed(hyper[_BETA1], params), typed(hyper[_BETA2], params)
     one = typed(1.0, params)
     step[0] += 1
@@ -2007,6 +2058,7 @@ def gradient(model, rows, grad):
 @_kernel()
 def _gather_rows(source, rows, target):
     """target[i, :] = source[rows[i], :] for each i: one mini-batch, in the visiting order."""
+    _full_width_loops()
     for i in range(rows.shape[0]):
         row = rows[i]
         for j in range(source.shape[1]):
