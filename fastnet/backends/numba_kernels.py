@@ -43,7 +43,8 @@ import numba
 import numpy as np
 from llvmlite import binding as llvm_binding
 from llvmlite import ir as llvm_ir
-from numba import get_num_threads, get_thread_id, njit, prange, set_parallel_chunksize, types
+from numba import (get_num_threads, get_parallel_chunksize, get_thread_id, njit, prange, set_parallel_chunksize,
+                   types)
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_jitable, register_model
 
@@ -1777,6 +1778,28 @@ def _adam_update(params, grad, hyper, state, step):
 # would stop Numba from caching the kernel.
 
 
+def _balanced_blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, grad, out, training, calls):
+    """``_blocks`` (same arguments) with its blocks handed out one at a time (see _BALANCED).
+
+    A call of at most one block per thread (threads: those of the work
+    memory) gets that from Numba's default schedule already (chunk size 0:
+    an equal share of the iterations for each thread), so the chunk size is
+    set, and given back, only for more blocks or when the caller has one of
+    its own: setting and restoring it costs microseconds, a tenth of a short call.
+    """
+    arguments = (task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, grad, out, training, calls)
+    acts = work[2]
+    if -(-X.shape[0] // BLOCK_ROWS) <= acts.shape[0] and get_parallel_chunksize() == 0:
+        return _blocks(*arguments)
+    # set_parallel_chunksize returns the chunk size it replaces, and costs less
+    # per call than the numba.parallel_chunksize() context manager.
+    previous = set_parallel_chunksize(1)
+    try:
+        return _blocks(*arguments)
+    finally:
+        set_parallel_chunksize(previous)
+
+
 def _aligned_empty(shape, dtype, alignment=64):
     """np.empty(shape, dtype) starting on an ``alignment``-byte boundary.
 
@@ -2007,15 +2030,8 @@ def _run(task, model, X, Y, w, scale, memory, grad, out):
     params, layout = model.params, model.layout
     codes = (bool(layout.has_bias), int(model.loss))
     if X.shape[0] > BLOCK_ROWS:
-        calls = _call_table(task, model)
-        # see _BALANCED; set_parallel_chunksize returns the chunk size it replaces, and
-        # costs less per call than the numba.parallel_chunksize() context manager.
-        previous = set_parallel_chunksize(1)
-        try:
-            return _blocks(task, X, Y, w, params, layout.sizes, *codes, scale, work, parts, grad, out,
-                           _no_training(params.dtype), calls)
-        finally:
-            set_parallel_chunksize(previous)
+        return _balanced_blocks(task, X, Y, w, params, layout.sizes, *codes, scale, work, parts, grad, out,
+                                _no_training(params.dtype), _call_table(task, model))
     w_start, b_start, acts, deltas, _ = work
     return _pass(task, X, Y, w, params, layout.sizes, bool(layout.has_bias), params.dtype.type(scale), w_start,
                  b_start, acts[0], deltas[0], grad, out, _call_table(task, model))
@@ -2105,13 +2121,8 @@ def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
             rows_X, rows_Y, rows_w = _read_only(rows_X), _read_only(rows_Y), _read_only(rows_w)
         else:
             rows_X, rows_Y, rows_w = X[first:last], Y[first:last], w[first:last] if w.shape[0] else w
-        calls = _training_calls(model, optimizer)
-        previous = set_parallel_chunksize(1)  # see _BALANCED and _run
-        try:
-            total += _blocks(_TRAIN, rows_X, rows_Y, rows_w, params, layout.sizes, *codes, 1.0, work, parts, grad,
-                             no_output, training, calls)
-        finally:
-            set_parallel_chunksize(previous)
+        total += _balanced_blocks(_TRAIN, rows_X, rows_Y, rows_w, params, layout.sizes, *codes, 1.0, work, parts,
+                                  grad, no_output, training, _training_calls(model, optimizer))
     return total
 
 

@@ -56,3 +56,23 @@ def test_parallel_calls_leave_the_callers_chunk_size_as_they_found_it():
         assert numba.get_parallel_chunksize() == 7
     finally:
         numba.set_parallel_chunksize(previous)
+
+
+def test_a_call_of_one_block_per_thread_gives_the_same_bits_whatever_the_callers_chunk_size():
+    """A call of at most one block per thread runs on Numba's default schedule when the
+    caller's chunk size is 0, and is handed out one block at a time otherwise: the
+    same blocks, summed in the same order, so the same gradient to the last bit."""
+    threads = numba.get_num_threads()
+    X, y = random_data([3, 5, 2], threads * kernels.BLOCK_ROWS, seed=5)
+    net = Network([3, 5, 2], backend="numba", seed=0)
+    previous = numba.set_parallel_chunksize(0)
+    try:
+        default_schedule = net.gradients(X, y)
+        assert numba.get_parallel_chunksize() == 0
+        numba.set_parallel_chunksize(3)
+        one_at_a_time = net.gradients(X, y)
+        assert numba.get_parallel_chunksize() == 3
+    finally:
+        numba.set_parallel_chunksize(previous)
+    for ours, theirs in zip(default_schedule[0] + default_schedule[1], one_at_a_time[0] + one_at_a_time[1]):
+        np.testing.assert_array_equal(ours, theirs)
