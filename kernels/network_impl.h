@@ -97,6 +97,27 @@ static real R(dot)(const real *restrict x, const real *restrict y, int64_t m)
     return R(add_parts)(total, parts);
 }
 
+/* The dot() of each of the DOT_INPUTS tile rows x + q TILE (q < DOT_INPUTS) with the
+ * one y, into out[q]: the same sums bit for bit, with each load of y shared by
+ * all of them (a weight gradient's inputs against one output's delta). */
+static void R(dots)(const real *restrict x, const real *restrict y, int64_t m, real out[DOT_INPUTS])
+{
+    R(part) parts[DOT_INPUTS][PARTS] = {{{0}}};
+    int64_t t = 0;
+    for (; t + DOT_LANES <= m; t += DOT_LANES)
+        for (int p = 0; p < PARTS; p++) {
+            R(part) y_part = R(load_part)(y + t + p * PART_LANES);
+            for (int q = 0; q < DOT_INPUTS; q++)
+                parts[q][p] += R(load_part)(x + q * TILE + t + p * PART_LANES) * y_part;
+        }
+    for (int q = 0; q < DOT_INPUTS; q++) {
+        real total = 0;
+        for (int64_t u = t; u < m; u++)
+            total += x[q * TILE + u] * y[u];
+        out[q] = R(add_parts)(total, parts[q]);
+    }
+}
+
 /* sum over t < m of x[t], in the order of dot() (one running sum would be a
  * chain of m dependent additions). */
 static real R(sum)(const real *x, int64_t m)
@@ -439,7 +460,8 @@ static inline __attribute__((always_inline)) void R(gradient_block)(const real *
  * every output passes (the transposed delta, TILE x fan_out, is read from
  * L2), where a strip of outputs running over all inputs would stream the
  * whole input tile once per strip.  The last fan_out % LANES outputs (all of
- * a layer narrower than a vector) are dot products over the tile's rows. */
+ * a layer narrower than a vector) are dot products over the tile's rows, four
+ * inputs at a time against each output's delta (dots). */
 static void R(weight_gradient)(const real *a_in, int64_t fan_in, const real *delta, int64_t fan_out,
                                int64_t m, real *dW, real *db, real *rows)
 {
@@ -461,7 +483,15 @@ static void R(weight_gradient)(const real *a_in, int64_t fan_in, const real *del
             }
         }
     }
-    for (int64_t k = 0; k < fan_in; k++)
+    int64_t k = 0;
+    for (; k + DOT_INPUTS <= fan_in; k += DOT_INPUTS)
+        for (int64_t r = vectored; r < fan_out; r++) {
+            real sums[DOT_INPUTS];
+            R(dots)(a_in + k * TILE, delta + r * TILE, m, sums);
+            for (int q = 0; q < DOT_INPUTS; q++)
+                dW[(k + q) * fan_out + r] += sums[q];
+        }
+    for (; k < fan_in; k++)
         for (int64_t r = vectored; r < fan_out; r++)
             dW[k * fan_out + r] += R(dot)(a_in + k * TILE, delta + r * TILE, m);
     if (db)
