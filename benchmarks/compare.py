@@ -62,13 +62,18 @@ def backend_calls(call, layers, loss, dtype, bias=True, derivative="exact", back
             for name, net in networks(layers, bias, derivative, loss, dtype=dtype, backends=backends).items()}
 
 
+def _ms(seconds):
+    """A median time in milliseconds to three significant figures (0.0652, 4.05, 460)."""
+    return f"{seconds * 1e3:#.3g}".rstrip(".")
+
+
 def _peer_cell(t, peer, reference="numba"):
     """``peer``'s median ms and how it compares with ``reference``'s, or "-" when not installed."""
     if peer not in t:
         return "-"
     ratio = t[peer] / t[reference]
     versus = f"{reference} {ratio:.1f}x faster" if ratio >= 1 else f"{reference} {1 / ratio:.1f}x slower"
-    return f"{t[peer] * 1e3:.2f} ({versus})"
+    return f"{_ms(t[peer])} ({versus})"
 
 
 def _gradient_peers(contenders, layers, X, y, bias, loss):
@@ -82,7 +87,7 @@ def _gradient_peers(contenders, layers, X, y, bias, loss):
 def gradient_table(rounds):
     """Table 1: full-batch gradients, float64 and float32."""
     print("\n### Full-batch gradient (median ms; speed-up = numpy time / this time)\n")
-    print("| case | dtype | numpy | numba | native | numba vs numpy | native vs numpy | torch autograd | jax | "
+    print("| case | dtype | numpy | numba | native | native / numba | numba vs numpy | torch autograd | jax | "
           "read X,y once |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, layers, rows, bias, derivative, loss in GRADIENT_CASES:
@@ -94,9 +99,9 @@ def gradient_table(rounds):
             if derivative == "exact":
                 _gradient_peers(contenders, layers, X, y, bias, loss)
             t = time_interleaved(contenders, rounds)
-            print(f"| {label} | {dtype} | {t['numpy'] * 1e3:.2f} | {t['numba'] * 1e3:.2f} | {t['native'] * 1e3:.2f} "
-                  f"| {t['numpy'] / t['numba']:.1f}x | {t['numpy'] / t['native']:.1f}x | {_peer_cell(t, 'torch')} "
-                  f"| {_peer_cell(t, 'jax')} | {t['read'] * 1e3:.2f} (numba {t['numba'] / t['read']:.1f}x of it) |")
+            print(f"| {label} | {dtype} | {_ms(t['numpy'])} | {_ms(t['numba'])} | {_ms(t['native'])} "
+                  f"| {t['native'] / t['numba']:.2f} | {t['numpy'] / t['numba']:.1f}x | {_peer_cell(t, 'torch')} "
+                  f"| {_peer_cell(t, 'jax')} | {_ms(t['read'])} (numba {t['numba'] / t['read']:.1f}x of it) |")
 
 
 def blas_products(X, y, layers):
