@@ -146,12 +146,15 @@ class Optimizer:
         return True
 
     def snapshot(self):
-        """Copies of the mutable state, for rolling back a failed epoch."""
-        return self.state.copy(), self.step.copy()
+        """Copies of the mutable state, for rolling back a failed epoch: the step count and
+        the state rows this optimizer updates (none for sgd, the velocity for momentum),
+        so that a fit does not copy rows it never writes."""
+        return self.state[:spec.OPTIMIZERS[self.name].state_rows].copy(), self.step.copy()
 
     def restore(self, snapshot):
         """Put back a ``snapshot``."""
-        self.state[...], self.step[...] = snapshot
+        state, step = snapshot
+        self.state[:state.shape[0]], self.step[...] = state, step
 
 
 class EpochOptimizer(NamedTuple):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet import DivergenceError, Network
+from fastnet import DivergenceError, Network, spec
 
 from conftest import (BACKENDS, TESTS_DIR, assert_parameters_equal, parameters_copy, random_data, run_python,
                       seeded_training)
@@ -92,6 +92,31 @@ def test_divergence_after_successful_epochs_restores_the_last_finite_epoch(backe
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_divergence_after_successful_epochs_restores_the_optimizer_state_too(backend, optimizer):
+    """The velocity or moments, and Adam's step count, go back to the end of the last
+    finite epoch with the parameters: they equal those of a twin that trained exactly
+    that long, and training on from there gives the twin's parameters."""
+    X, y = far_data(3000)
+    net, twin = network(backend), network(backend)
+    settings = dict(lr=1e-3, batch_size=1000, shuffle=False, optimizer=optimizer)
+
+    def raise_lr_after_epoch_1(epoch, history):
+        if epoch == 1:
+            net._optimizer.hyper[spec.hyper_index("lr")] = 1e308
+
+    with pytest.raises(DivergenceError) as caught:
+        net.fit(X, y, epochs=5, callback=raise_lr_after_epoch_1, **settings)
+    assert caught.value.epoch == 2
+    twin.fit(X, y, epochs=2, **settings)
+    np.testing.assert_array_equal(net._optimizer.state, twin._optimizer.state)
+    np.testing.assert_array_equal(net._optimizer.step, twin._optimizer.step)
+    for n in (net, twin):
+        n.partial_fit(X, y, **settings)
+    assert_same_params(net, twin)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_in_a_later_partial_fit_restores_the_previous_one(backend):
     net = network(backend)
     X, y = far_data()
@@ -133,8 +158,9 @@ FAILED_CALLS = {"diverging-partial_fit": diverging_partial_fit, "diverging-fit":
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
 @pytest.mark.parametrize("failed_call", list(FAILED_CALLS))
-def test_failed_call_leaves_the_optimizer_state_as_it_was(backend, failed_call, monkeypatch, optimizer="adam"):
+def test_failed_call_leaves_the_optimizer_state_as_it_was(backend, failed_call, monkeypatch, optimizer):
     """A call that fails in its first epoch is undone entirely, optimizer included: carrying on
     with the earlier settings gives what a twin that never made the failed call gets.
 
