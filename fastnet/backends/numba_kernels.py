@@ -373,11 +373,16 @@ def _full_width_loops(typingctx):
     ``-mprefer-vector-width=512`` does, leaving every other Numba function
     of the process alone.  llvmlite's ``FunctionAttributes`` accepts only
     LLVM's keyword attributes, so this string attribute goes into the set
-    directly; it is printed into the function's definition as is.
+    directly; it is printed into the function's definition as is.  An
+    llvmlite whose attributes are no longer a set loses the attribute (and
+    the speed: tests/backends/test_numba_vector_width.py fails), not the kernel.
     """
     def codegen(context, builder, signature, args):
         if _FULL_WIDTH_ATTRIBUTE:
-            set.add(builder.function.attributes, _FULL_WIDTH_ATTRIBUTE)
+            try:
+                set.add(builder.function.attributes, _FULL_WIDTH_ATTRIBUTE)
+            except TypeError:
+                pass
         return context.get_dummy_value()
     return types.none(), codegen
 
