@@ -199,15 +199,18 @@ class Network:
     def forward(self, X: ArrayLike) -> np.ndarray:
         """The network's output for X: shape (n_samples, n_outputs).  Same as ``predict``.
 
-        Rows go through the network FORWARD_CHUNK_ROWS at a time, so the
-        hidden layers take memory for one chunk, not for all of X (which
-        may be a memory-mapped file).
+        The backend writes the output layer alone, straight into the result;
+        rows go to it FORWARD_CHUNK_ROWS at a time, so that the NumPy
+        reference's hidden layers take memory for one chunk, not for all of
+        X (which may be a memory-mapped file).  The compiled backends hold
+        a few tiles of each hidden layer per thread, whatever the rows.
         """
         X = self._checked_inputs(X)
         outputs = np.empty((X.shape[0], self.layout.n_outputs), self.dtype)
+        model = self._model()
         for first in range(0, X.shape[0], FORWARD_CHUNK_ROWS):
             chunk = X[first:first + FORWARD_CHUNK_ROWS]
-            outputs[first:first + chunk.shape[0]] = self._activations(chunk)[-1]
+            self._backend.forward(model, chunk, outputs[first:first + chunk.shape[0]].reshape(-1))
         return outputs
 
     predict = forward

@@ -119,6 +119,21 @@ typedef struct {
     Py_ssize_t n_activations; /* sizes[1] + ... + sizes[L]: out's length per row */
 } Layout;
 
+/* fastnet.backends.first_written_layer: the first layer f >= 1 of the last ones whose
+ * (n, sizes[l]) blocks fill `items` exactly, or 0 when none do (n >= 1). */
+static int64_t first_written_layer(const Layout *layout, Py_ssize_t n, Py_ssize_t items)
+{
+    if (items % n != 0)
+        return 0;
+    Py_ssize_t per_row = items / n, held = 0;
+    for (int64_t l = layout->n_layers - 1; l >= 1 && held < per_row; l--) {
+        held += (Py_ssize_t)layout->sizes[l];
+        if (held == per_row)
+            return l;
+    }
+    return 0;
+}
+
 /* *total += a * b for a, b >= 0; returns -1 instead if it would pass PY_SSIZE_T_MAX. */
 static int add_product(Py_ssize_t *total, int64_t a, int64_t b)
 {
@@ -401,7 +416,7 @@ static int read_order(PyObject *obj, Py_ssize_t n, int64_t **copy, Py_ssize_t *v
 
 PyDoc_STRVAR(forward_doc,
 "forward($module, X, params, sizes, activations, has_bias, out, /)\n--\n\n"
-"Every layer's activations for the batch X, written into out.\n\n"
+"The activations of the last layers that fill out, for the batch X.\n\n"
 "X: (n, sizes[0]) C-contiguous float64 or float32, n >= 1\n"
 "    (n = len(X.ravel()) // sizes[0]); X's dtype is the call's: params and out\n"
 "    must share it (TypeError otherwise), and the kernels compute in it.\n"
@@ -411,8 +426,10 @@ PyDoc_STRVAR(forward_doc,
 "activations: 1-D int64 (L,), the code of fastnet.spec.ACTIVATIONS of each layer;\n"
 "    softmax (row-wise over the layer's units) in the last layer only.\n"
 "has_bias: bool.\n"
-"out: writable 1-D of length n * (n_1 + ... + n_L); layer l's (n, n_l)\n"
-"    activations, row-major, start at n * (n_1 + ... + n_{l-1}).\n\n"
+"out: writable 1-D of length n * (n_f + ... + n_L) for some f >= 1: the\n"
+"    activations of layers f .. L (f = 1: every layer's; f = L: the output\n"
+"    layer's alone), layer l's (n, n_l) block row-major at n * (n_f + ... + n_{l-1})\n"
+"    (fastnet.backends.first_written_layer).\n\n"
 "A_0 = X; A_{l+1} = f_l(A_l @ W_l + b_l), f_l = activations[l], with\n"
 "clamp = SIGMOID_CLAMP (float64) or SIGMOID_CLAMP_FLOAT32 (float32) of fastnet._config:\n"
 "sigmoid: e = exp(-min(|z|, clamp)), 1/(1+e) if z >= 0 else e/(1+e);\n"
@@ -441,17 +458,23 @@ static PyObject *native_forward(PyObject *self, PyObject *args)
         || check_columns(&X, layout.sizes[0], "X", "sizes[0]") < 0 || count_rows(&X, &layout, &n) < 0
         || acquire(params_arg, &params, dtype, 0, "params", "X", NULL) < 0
         || expect_items(&params, 1, layout.n_params, "params", PACKED) < 0
-        || acquire(out_arg, &out, dtype, 1, "out", "X", NULL) < 0
-        || expect_items(&out, n, layout.n_activations, "out", "n * sum(sizes[1:])") < 0)
+        || acquire(out_arg, &out, dtype, 1, "out", "X", NULL) < 0)
         goto done;
+    int64_t first_layer = first_written_layer(&layout, n, out.len / out.itemsize);
+    if (!first_layer) {
+        PyErr_Format(PyExc_ValueError, "out has %zd elements, expected n * sum(sizes[f:]) for some f >= 1 "
+                     "(every layer: %zd x %zd; the output layer alone: %zd x %lld)", out.len / out.itemsize, n,
+                     layout.n_activations, n, (long long)layout.sizes[layout.n_layers - 1]);
+        goto done;
+    }
     int threads = fn_threads(atomic_load(&requested_threads)), status;
     Py_BEGIN_ALLOW_THREADS
     if (dtype == FLOAT64)
         status = fn_kernels()->forward_f64(X.buf, n, params.buf, layout.sizes, layout.activations, layout.n_layers, has_bias,
-                                threads, out.buf);
+                                threads, first_layer, out.buf);
     else
         status = fn_kernels()->forward_f32(X.buf, n, params.buf, layout.sizes, layout.activations, layout.n_layers, has_bias,
-                                threads, out.buf);
+                                threads, first_layer, out.buf);
     Py_END_ALLOW_THREADS
     result = status == 0 ? Py_NewRef(Py_None) : PyErr_NoMemory();
 done:

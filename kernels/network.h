@@ -15,8 +15,9 @@
  *   w       real (n) row weights w_i, or NULL for every w_i = 1
  *   params  packed: for l = 0 .. L-1, W_l (n_l, n_{l+1}) row-major, then
  *           b_l (n_{l+1}) when has_bias;  grad has the same layout
- *   out     real n * (n_1 + ... + n_L): layer l's (n, n_l) activations,
- *           row-major, starting at n * (n_1 + ... + n_{l-1})
+ *   out     real n * (n_f + ... + n_L) for a first written layer f >= 1 (1:
+ *           every layer, L: the output layer alone): layer l's (n, n_l)
+ *           activations, row-major, starting at n * (n_f + ... + n_{l-1})
  *
  * A_0 = X;  Z_l = A_l @ W_l + b_l;  A_{l+1} = f_l(Z_l), f_l the activation
  * activations[l], computed with clamp = FN_SIGMOID_CLAMP (double) or
@@ -67,9 +68,9 @@ int fn_threads(int requested);
  * input check, run before the other kernels; n may be 0); when 1, *low and
  * *high are the least and greatest item (+inf and -inf for n = 0).
  *
- * forward: every layer's activations for X, written into out (layout
- * above).  Returns 0, or -1 (errno = ENOMEM, out untouched) when its work
- * memory cannot be allocated.
+ * forward: the activations of layers f = first_layer .. L for X, written
+ * into out (layout above; 1 <= first_layer <= L).  Returns 0, or -1 (errno = ENOMEM, out untouched) when
+ * its work memory cannot be allocated.
  *
  * gradient: the unnormalised sums of a batch: *errors = sum_i w_i e_i and
  * grad = its gradient with respect to params (c = 1 below, whatever the
@@ -124,7 +125,7 @@ int fn_threads(int requested);
     int NAME(finite_range##suffix)(const real *x, int64_t n, int threads, double *low, double *high);      \
     int NAME(forward##suffix)(const real *X, int64_t n, const real *params, const int64_t *sizes,          \
                               const int64_t *activations, int64_t n_layers, int has_bias, int threads,     \
-                              real *out);                                                                    \
+                              int64_t first_layer, real *out);                                               \
     int NAME(gradient##suffix)(const real *X, const real *Y, const real *w, int64_t n, const real *params, \
                                const int64_t *sizes, const int64_t *activations, int64_t n_layers,         \
                                int has_bias, int derivative, int loss, int threads, real *grad,            \

@@ -906,7 +906,8 @@ static int R(finite_range)(const real *x, int64_t n, int threads, double *low, d
 }
 
 static int R(forward)(const real *X, int64_t n, const real *params, const int64_t *sizes,
-                  const int64_t *activations, int64_t n_layers, int has_bias, int threads, real *out)
+                  const int64_t *activations, int64_t n_layers, int has_bias, int threads,
+                  int64_t first_layer, real *out)
 {
     R(Net) net;
     if (R(net_open)(&net, sizes, activations, n_layers, has_bias, threads, n, 0, 0, 0) != 0)
@@ -921,7 +922,7 @@ static int R(forward)(const real *X, int64_t n, const real *params, const int64_
             int64_t m = rows_from(first, TILE, end);
             R(forward_tile)(&net, tiles, X + first * sizes[0], m, params, 0);
             real *layer_out = out; /* layer l's (n, sizes[l]) block of out */
-            for (int64_t l = 1; l < n_layers; l++) {
+            for (int64_t l = first_layer; l < n_layers; l++) {
                 R(tile_to_rows)(tiles + net.act_start[l], sizes[l], m, layer_out + first * sizes[l]);
                 layer_out += n * sizes[l];
             }

@@ -29,9 +29,11 @@ With layer outputs ``A_0 = X``, ``A_{l+1} = f_l(Z_l)``, ``Z_l = A_l @ W_l + b_l`
 (f_l the activation ``activations[l]``), the row error e_i of the loss
 (``fastnet.spec.LOSSES``) and W = sum_i w_i:
 
-``forward`` writes every layer's activations into the flat ``out`` (params'
-dtype, length ``n * (n_1 + ... + n_L)``): layer l's (n, n_l) row-major
-block starts at ``n * (n_1 + ... + n_{l-1})``.
+``forward`` writes the activations of the last layers whose blocks fill the
+flat ``out`` (params' dtype): every layer's for a length of
+``n * (n_1 + ... + n_L)``, the output layer's alone for ``n * n_L``
+(``first_written_layer``).  From the first written layer f, layer l's
+(n, n_l) row-major block starts at ``n * (n_f + ... + n_{l-1})``.
 
 ``gradient`` returns the UNNORMALISED sums of the batch: ``sum_i w_i e_i``,
 and in ``grad`` (packed like params) the gradient of that sum.  Dividing
@@ -117,6 +119,31 @@ class Rows(NamedTuple):
 def load(name):
     """The backend module called ``name`` (a key of BACKENDS); the caller has validated it."""
     return importlib.import_module(f"fastnet.backends.{BACKENDS[name]}")
+
+
+def first_written_layer(sizes, n_rows, out_length):
+    """The first layer f >= 1 whose activations ``forward`` writes into an ``out`` of
+    ``out_length`` items for ``n_rows`` rows: layers f .. L, the last ones whose
+    (n_rows, sizes[l]) blocks fill it exactly; 0 when no such layers do.
+
+    ``sizes``: the layout's int64 widths [n_0, ..., n_L].  Plain arithmetic,
+    so that the Numba kernels compile this same function.
+    """
+    layer, held = sizes.shape[0] - 1, n_rows * sizes[sizes.shape[0] - 1]
+    while held < out_length and layer > 1:
+        layer -= 1
+        held += n_rows * sizes[layer]
+    return layer if held == out_length else 0
+
+
+def checked_first_written_layer(sizes, n_rows, out):
+    """``first_written_layer`` for ``out``, or the ValueError saying which lengths it may have."""
+    first = first_written_layer(sizes, n_rows, out.shape[0])
+    if not first:
+        every, last = n_rows * int(sizes[1:].sum()), n_rows * int(sizes[-1])
+        raise ValueError(f"out must have the length of the last layers' activations: {every} for every layer, "
+                         f"{last} for the output layer alone, or a sum of the last ones; got {out.shape[0]}")
+    return first
 
 
 def weight_total(sample_weight, n_rows):

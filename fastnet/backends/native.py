@@ -51,8 +51,9 @@ from fastnet import _native
 
 
 def forward(model, X, out):
-    """Write every layer's activations for X into the flat ``out`` (the contract in
-    ``fastnet.backends``): A_{l+1} = f_l(A_l @ W_l + b_l), float64 or float32."""
+    """Write the activations of the last layers that fill the flat ``out`` (every layer's,
+    or the output layer's alone: the contract in ``fastnet.backends``) for X:
+    A_{l+1} = f_l(A_l @ W_l + b_l), float64 or float32."""
     _native.forward(X, model.params, model.layout.sizes, model.activations, model.layout.has_bias, out)
 
 

@@ -54,6 +54,7 @@ from fastnet._config import (BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, INPUT_PASS_B
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
+from fastnet.backends import checked_first_written_layer, first_written_layer
 
 _SIGMOID, _TANH, _RELU, _SOFTMAX = (spec.ACTIVATIONS[name].code for name in ("sigmoid", "tanh", "relu", "softmax"))
 _ARTICLE = spec.DERIVATIVES["article"].code
@@ -1611,13 +1612,18 @@ def _train_batches(X, Y, w, first, last, params, sizes, has_bias, loss, w_start,
     return total
 
 
+#: fastnet.backends.first_written_layer, compiled: which layers an ``out`` holds.
+_first_written_layer = register_jitable(first_written_layer)
+
+
 @_kernel()
 def _write_activations(acts, sizes, first_row, m, n, out):
     """A tile's activations (rows first_row .. first_row + m - 1) into ``out``, row-major
-    per layer: layer l's block (n, sizes[l]) starts at n * (sizes[1] + ... + sizes[l - 1])."""
+    per layer, for the last layers f .. L whose blocks fill it (``first_written_layer``):
+    layer l's block (n, sizes[l]) starts at n * (sizes[f] + ... + sizes[l - 1])."""
     _full_width_loops()
     block = 0
-    for layer in range(1, sizes.shape[0]):
+    for layer in range(_first_written_layer(sizes, n, out.shape[0]), sizes.shape[0]):
         width = sizes[layer]
         for t in range(m):
             for j in range(width):
@@ -2043,13 +2049,15 @@ def _run(task, model, X, Y, w, scale, memory, grad, out):
 
 
 def forward(model, X, out):
-    """Every layer's activations for X, written row-major into the flat ``out``.
+    """The activations of the last layers that fill ``out`` (every layer's, or the output
+    layer's alone), written row-major into the flat ``out``.
 
     X: (n, sizes[0]) float64 or float32; model.params packed in X's dtype;
-    out: X's dtype (n * sum(sizes[1:]),), layer l as an (n, sizes[l]) block
-    (the contract in fastnet.backends).  A_{l+1} = f_l(A_l @ W_l + b_l).
+    out: X's dtype, layer l as an (n, sizes[l]) block (the contract in
+    fastnet.backends).  A_{l+1} = f_l(A_l @ W_l + b_l).
     """
     params, layout = model.params, model.layout
+    checked_first_written_layer(layout.sizes, X.shape[0], out)
     no_targets = _read_only(np.empty((0, int(layout.sizes[-1])), params.dtype))
     no_weights = _read_only(_empty(params.dtype))
     memory = _work_memory(X.shape[0], params, layout, partial_gradients=False)

@@ -9,7 +9,7 @@ import numpy as np
 
 from fastnet import spec
 from fastnet._config import SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32
-from fastnet.backends import loss_normaliser, penalty_normaliser, weight_total
+from fastnet.backends import checked_first_written_layer, loss_normaliser, penalty_normaliser, weight_total
 
 _ARTICLE = spec.DERIVATIVES["article"].code
 _BCE, _CROSS_ENTROPY = spec.LOSSES["bce"].code, spec.LOSSES["cross_entropy"].code
@@ -199,10 +199,11 @@ def backpropagate(X, Y, sample_weight, weights, biases, codes, derivative, loss)
 
 
 def forward(model, X, out):
-    """Write every layer's activations into the flat ``out`` (see the contract)."""
+    """Write the activations of the last layers that fill the flat ``out`` (see the contract)."""
+    first = checked_first_written_layer(model.layout.sizes, X.shape[0], out)
     weights, biases = model.layout.unpack(model.params)
     offset = 0
-    for a in activations(X, weights, biases, model.activations):
+    for a in activations(X, weights, biases, model.activations)[first - 1:]:
         out[offset:offset + a.size] = a.ravel()
         offset += a.size
 

@@ -93,7 +93,9 @@ def test_predict_in_chunks_matches_whole_batch_outputs_from_a_memmap(backend, tm
 def test_predict_memory_does_not_grow_with_the_number_of_rows(backend):
     """Beyond its result, predict on three chunks' worth of rows holds no more
     than on one chunk (all hidden activations at once would take three times
-    as much: n x 64 floats)."""
+    as much: n x 64 floats).  The NumPy reference holds one chunk's hidden
+    layer; the compiled backends write the output layer alone and hold a few
+    tiles per thread, far less than one chunk's hidden layer."""
     import tracemalloc
     from fastnet._config import FORWARD_CHUNK_ROWS
     layers = [2, 64, 1]
@@ -110,5 +112,9 @@ def test_predict_memory_does_not_grow_with_the_number_of_rows(backend):
             tracemalloc.stop()
 
     one_chunk, three_chunks = working_memory(X[:FORWARD_CHUNK_ROWS]), working_memory(X)
-    assert one_chunk > FORWARD_CHUNK_ROWS * 64 * X.itemsize  # the chunk's hidden layer is counted
-    assert three_chunks < 1.1 * one_chunk
+    hidden_layer_of_a_chunk = FORWARD_CHUNK_ROWS * 64 * X.itemsize
+    if backend == "numpy":
+        assert one_chunk > hidden_layer_of_a_chunk  # the chunk's hidden layer is counted
+    else:
+        assert one_chunk < hidden_layer_of_a_chunk / 10
+    assert three_chunks < 1.1 * one_chunk + 2**16

@@ -317,3 +317,26 @@ def test_numba_work_memory_is_reused_only_when_small_and_of_the_same_shape():
     (_, _, acts, deltas, _), parts = numba_kernels._work_memory(100_000, big_params, big)
     assert acts.nbytes + deltas.nbytes + parts.nbytes > numba_kernels.KEPT_WORK_BYTES
     assert numba_kernels._work_memory(100_000, big_params, big)[1] is not parts
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_forward_writes_the_last_layers_that_fill_out(backend, dtype):
+    """Given room for the last k layers, a backend's forward writes exactly their blocks of
+    its every-layer output, bit for bit, for each k (predict writes the output layer
+    alone); any other length is a ValueError naming out, with out left as it was."""
+    layers = [7, 33, 17, 5]
+    X, _ = random_data(layers, 700, seed=12)
+    X = X.astype(dtype)
+    net = Network(layers, backend=backend, dtype=dtype, seed=3)
+    model, n = net._model(), X.shape[0]
+    every = np.empty(n * sum(layers[1:]), dtype)
+    net._backend.forward(model, X, every)
+    for first in range(1, len(layers)):
+        out = np.full(n * sum(layers[first:]), np.nan, dtype)
+        net._backend.forward(model, X, out)
+        np.testing.assert_array_equal(out, every[n * sum(layers[1:first]):])
+    for length in (0, n * layers[-1] - 1, n * (layers[-1] + 1), every.size + n):
+        out = np.full(length, 7.0, dtype)
+        with pytest.raises(ValueError, match="out"):
+            net._backend.forward(model, X, out)
+        assert (out == 7.0).all()
