@@ -126,8 +126,7 @@ def first_written_layer(sizes, n_rows, out_length):
     ``out_length`` items for ``n_rows`` rows: layers f .. L, the last ones whose
     (n_rows, sizes[l]) blocks fill it exactly; 0 when no such layers do.
 
-    ``sizes``: the layout's int64 widths [n_0, ..., n_L].  Plain arithmetic,
-    so that the Numba kernels compile this same function.
+    ``sizes``: the layout's int64 widths [n_0, ..., n_L].
     """
     layer, held = sizes.shape[0] - 1, n_rows * sizes[sizes.shape[0] - 1]
     while held < out_length and layer > 1:

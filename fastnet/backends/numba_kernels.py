@@ -54,7 +54,7 @@ from fastnet._config import (BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, INPUT_PASS_B
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
-from fastnet.backends import checked_first_written_layer, first_written_layer
+from fastnet.backends import checked_first_written_layer
 
 _SIGMOID, _TANH, _RELU, _SOFTMAX = (spec.ACTIVATIONS[name].code for name in ("sigmoid", "tanh", "relu", "softmax"))
 _ARTICLE = spec.DERIVATIVES["article"].code
@@ -1612,23 +1612,22 @@ def _train_batches(X, Y, w, first, last, params, sizes, has_bias, loss, w_start,
     return total
 
 
-#: fastnet.backends.first_written_layer, compiled: which layers an ``out`` holds.
-_first_written_layer = register_jitable(first_written_layer)
-
-
 @_kernel()
 def _write_activations(acts, sizes, first_row, m, n, out):
     """A tile's activations (rows first_row .. first_row + m - 1) into ``out``, row-major
-    per layer, for the last layers f .. L whose blocks fill it (``first_written_layer``):
-    layer l's block (n, sizes[l]) starts at n * (sizes[f] + ... + sizes[l - 1])."""
+    per layer, for the last layers f .. L whose blocks fill it (``first_written_layer``,
+    checked before the call): layer L's (n, sizes[L]) block ends out, and each layer's
+    block ends where the next one's starts."""
     _full_width_loops()
-    block = 0
-    for layer in range(_first_written_layer(sizes, n, out.shape[0]), sizes.shape[0]):
+    end = out.shape[0]
+    for layer in range(sizes.shape[0] - 1, 0, -1):
+        if end == 0:
+            break
         width = sizes[layer]
+        end -= n * width
         for t in range(m):
             for j in range(width):
-                out[block + (first_row + t) * width + j] = acts[layer, j, t]
-        block += n * width
+                out[end + (first_row + t) * width + j] = acts[layer, j, t]
 
 
 @_kernel(parallel=True, entry=True)

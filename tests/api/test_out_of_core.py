@@ -97,11 +97,11 @@ def test_predict_memory_does_not_grow_with_the_number_of_rows(backend):
     layer; the compiled backends write the output layer alone and hold a few
     tiles per thread, far less than one chunk's hidden layer."""
     import tracemalloc
-    from fastnet._config import FORWARD_CHUNK_ROWS
+    from fastnet._config import BLOCK_ROWS, FORWARD_CHUNK_ROWS
     layers = [2, 64, 1]
     X, _ = random_data(layers, 3 * FORWARD_CHUNK_ROWS, seed=10)
     net = random_network(layers, backend, seed=11)
-    net.predict(X[:10])  # compile (numba) before measuring
+    net.predict(X[:2 * BLOCK_ROWS])  # compile (numba), the parallel kernel too, before measuring
 
     def working_memory(rows):
         tracemalloc.start()
