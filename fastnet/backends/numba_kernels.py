@@ -1798,7 +1798,7 @@ def _balanced_blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, 
     its own: setting and restoring it costs microseconds, a tenth of a short call.
     """
     arguments = (task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, grad, out, training, calls)
-    acts = work[2]
+    _, _, acts, _, _ = work  # acts: (threads, ...), one thread's tiles each
     if -(-X.shape[0] // BLOCK_ROWS) <= acts.shape[0] and get_parallel_chunksize() == 0:
         return _blocks(*arguments)
     # set_parallel_chunksize returns the chunk size it replaces, and costs less
