@@ -69,8 +69,8 @@ int fn_threads(int requested);
  * *high are the least and greatest item (+inf and -inf for n = 0).
  *
  * forward: the activations of layers f = first_layer .. L for X, written
- * into out (layout above; 1 <= first_layer <= L).  Returns 0, or -1 (errno = ENOMEM, out untouched) when
- * its work memory cannot be allocated.
+ * into out (layout above; 1 <= first_layer <= L).  Returns 0, or -1
+ * (errno = ENOMEM, out untouched) when its work memory cannot be allocated.
  *
  * gradient: the unnormalised sums of a batch: *errors = sum_i w_i e_i and
  * grad = its gradient with respect to params (c = 1 below, whatever the

@@ -9,6 +9,8 @@ import pytest
 
 from fastnet.backends import numba_kernels as kernels
 
+from numba_ir import fresh_llvm
+
 #: Values whose bits a copy could get wrong: signed zeros, the extremes, a subnormal, NaN.
 SPECIAL = [0.0, -0.0, 1.0, -2.5, 1e-310, np.finfo(np.float64).max, np.inf, -np.inf, np.nan]
 
@@ -44,16 +46,6 @@ def test_without_an_asm_constraint_for_the_cpu_a_held_value_is_passed_through(dt
     np.testing.assert_array_equal(out.view(f"u{values.itemsize}"), values.view(f"u{values.itemsize}"))
 
 
-def _fresh_llvm(kernel, kind, dtype):
-    """The optimised LLVM IR of ``kernel`` compiled now for its call signature in ``dtype``,
-    with its own options but without the disk cache (whose code cannot be inspected)."""
-    options = {key: value for key, value in kernel.targetoptions.items() if key != "nopython"}
-    fresh = numba.njit(**options)(kernel.py_func)
-    signature = kernels._signature(kind, numba.from_dtype(np.dtype(dtype)))[1]
-    fresh.compile(signature)
-    return fresh.inspect_llvm(signature)
-
-
 #: The tile kernels whose loops evaluate exp's series (kind, kernel).
 SERIES_KERNELS = [(kernels._CALL_ACTIVATION, kernels._sigmoid_tile), (kernels._CALL_ACTIVATION, kernels._tanh_tile),
                   (kernels._CALL_ACTIVATION, kernels._softmax_tile),
@@ -66,7 +58,7 @@ def test_loops_with_held_constants_still_vectorise(kind, kernel, dtype):
     """Held constants are loop-invariant statements that touch no memory, so LLVM hoists
     them out of the loops: were one left inside, the loop could not vectorise, and the
     optimised code would hold no vector fused multiply-add.  The statements are there."""
-    code = _fresh_llvm(kernel, kind, dtype)
+    code = fresh_llvm(kernel, kind, dtype)
     bits = 64 if dtype == np.float64 else 32
     assert re.search(rf"@llvm\.fma\.v\d+f{bits}\(", code), f"{kernel.__name__} ({dtype.__name__}) did not vectorise"
     assert 'asm "", "=x,0"' in code
@@ -74,6 +66,6 @@ def test_loops_with_held_constants_still_vectorise(kind, kernel, dtype):
 
 def test_kernels_compile_their_held_constants_for_the_precision_they_run_in():
     """A float32 kernel holds float32 constants (no float64 held value promotes its loop)."""
-    code = _fresh_llvm(kernels._sigmoid_tile, kernels._CALL_ACTIVATION, np.float32)
+    code = fresh_llvm(kernels._sigmoid_tile, kernels._CALL_ACTIVATION, np.float32)
     held = re.findall(r'call (\w+) asm "", "=x,0"', code)
     assert held and set(held) == {"float"}

@@ -3,26 +3,17 @@ on AVX-512 CPUs LLVM's own tuning would give them 32-byte vectors."""
 
 import re
 
-import numba
 import numpy as np
 import pytest
 
 from fastnet.backends import numba_kernels as kernels
 
+from numba_ir import fresh_llvm
+
 #: (kind, kernel): tile kernels whose loops LLVM vectorises itself (no explicit vectors).
 PLAIN_LOOP_KERNELS = [(kernels._CALL_ACTIVATION, kernels._sigmoid_tile),
                       (kernels._CALL_SLOPE, kernels._sigmoid_article_slope),
                       (kernels._CALL_SLOPE, kernels._tanh_slope)]
-
-
-def _fresh_llvm(kernel, kind, dtype):
-    """The optimised LLVM IR of ``kernel`` compiled now (not from the disk cache) for its
-    call signature in ``dtype``, with its own options."""
-    options = {key: value for key, value in kernel.targetoptions.items() if key != "nopython"}
-    fresh = numba.njit(**options)(kernel.py_func)
-    signature = kernels._signature(kind, numba.from_dtype(np.dtype(dtype)))[1]
-    fresh.compile(signature)
-    return fresh.inspect_llvm(signature)
 
 
 def _widest_vector_bytes(code, dtype):
@@ -38,7 +29,7 @@ def _widest_vector_bytes(code, dtype):
 def test_plain_loops_use_the_whole_vector_register(kind, kernel, dtype):
     """The attribute is set exactly on CPUs with 64-byte vectors, and the loops then use
     them; elsewhere the loops use the CPU's 32- or 16-byte vectors as before."""
-    code = _fresh_llvm(kernel, kind, dtype)
+    code = fresh_llvm(kernel, kind, dtype)
     marked = '"prefer-vector-width"="512"' in code
     assert marked == (kernels.VECTOR_BYTES == 64)
     assert _widest_vector_bytes(code, dtype) == kernels.VECTOR_BYTES
@@ -48,6 +39,6 @@ def test_without_the_attribute_llvm_keeps_its_own_choice(monkeypatch):
     """With the attribute withheld, LLVM picks the width by its own tuning: 32 bytes on
     an AVX-512 CPU (which is why the attribute is there), the whole register on the others."""
     monkeypatch.setattr(kernels, "_FULL_WIDTH_ATTRIBUTE", None)
-    code = _fresh_llvm(kernels._sigmoid_tile, kernels._CALL_ACTIVATION, np.float64)
+    code = fresh_llvm(kernels._sigmoid_tile, kernels._CALL_ACTIVATION, np.float64)
     assert "prefer-vector-width" not in code
     assert _widest_vector_bytes(code, np.float64) == min(kernels.VECTOR_BYTES, 32)
