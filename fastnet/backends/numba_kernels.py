@@ -365,9 +365,9 @@ def _full_width_loops(typingctx):
     """Let LLVM vectorise the calling kernel's plain loops with whole 64-byte vectors
     on AVX-512 CPUs (no effect elsewhere).
 
-    LLVM's tuning for AVX-512 server CPUs prefers 32-byte vectors in the
-    loops it vectorises itself (older Xeons lowered their clock for 64-byte
-    ones), so the sigmoid, slope and update loops would run at half the
+    LLVM's tuning for Intel's AVX-512 server CPUs prefers 32-byte vectors in
+    the loops it vectorises itself (older Xeons lowered their clock for
+    64-byte ones; its tuning for AMD's Zen 4 already takes 64), so the sigmoid, slope and update loops would run at half the
     width that the C ``avx512`` variant and the register blocks here use.
     The function attribute ``prefer-vector-width`` overrides that tuning
     for the one function that carries it, as clang's
