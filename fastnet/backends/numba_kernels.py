@@ -1617,7 +1617,13 @@ def _write_activations(acts, sizes, first_row, m, n, out):
     """A tile's activations (rows first_row .. first_row + m - 1) into ``out``, row-major
     per layer, for the last layers f .. L whose blocks fill it (``first_written_layer``,
     checked before the call): layer L's (n, sizes[L]) block ends out, and each layer's
-    block ends where the next one's starts."""
+    block ends where the next one's starts.
+
+    A layer of one unit (a regressor's or binary classifier's output) is a
+    contiguous copy, a loop LLVM vectorises; in the general loop nest the
+    inner loop runs over the units, once for one unit, so every row would
+    cost a scalar store and its index arithmetic, a large part of a narrow
+    network's whole forward pass."""
     _full_width_loops()
     end = out.shape[0]
     for layer in range(sizes.shape[0] - 1, 0, -1):
@@ -1625,6 +1631,11 @@ def _write_activations(acts, sizes, first_row, m, n, out):
             break
         width = sizes[layer]
         end -= n * width
+        if width == 1:
+            single = acts[layer, 0]
+            for t in range(m):
+                out[end + first_row + t] = single[t]
+            continue
         for t in range(m):
             for j in range(width):
                 out[end + (first_row + t) * width + j] = acts[layer, j, t]

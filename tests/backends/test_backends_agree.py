@@ -320,6 +320,24 @@ def test_numba_work_memory_is_reused_only_when_small_and_of_the_same_shape():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_single_unit_layers_are_written_as_the_reference_computes_them(fast_backend, dtype):
+    """Layers of one unit, inside the network and at its end, over several blocks of rows
+    and a partial last tile: every layer's activations and the output alone (predict's
+    write) agree with the NumPy reference, in every row."""
+    from fastnet._config import BLOCK_ROWS
+    layers, n = [5, 1, 3, 1], 2 * BLOCK_ROWS + TILE_ROWS + 3
+    X, _ = random_data(layers, n, seed=21)
+    X = (2.0 * X).astype(dtype)
+    weights, biases = random_parameters(layers, seed=22, bias=True, scale=3.0)
+    expected = Network(layers, backend=REFERENCE, weights=weights, biases=biases).activations(X.astype(np.float64))
+    net = Network(layers, backend=fast_backend, dtype=dtype, weights=weights, biases=biases)
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    for actual, wanted in zip(net.activations(X), expected):
+        assert_close_normwise(actual, wanted, rtol=rtol)
+    assert_close_normwise(net.forward(X), expected[-1], rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_forward_writes_the_last_layers_that_fill_out(backend, dtype):
     """Given room for the last k layers, a backend's forward writes exactly their blocks of
     its every-layer output, bit for bit, for each k (predict writes the output layer
