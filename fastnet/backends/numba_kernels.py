@@ -367,8 +367,9 @@ def _full_width_loops(typingctx):
 
     LLVM's tuning for Intel's AVX-512 server CPUs prefers 32-byte vectors in
     the loops it vectorises itself (older Xeons lowered their clock for
-    64-byte ones; its tuning for AMD's Zen 4 already takes 64), so the sigmoid, slope and update loops would run at half the
-    width that the C ``avx512`` variant and the register blocks here use.
+    64-byte ones; its tuning for AMD's Zen 4 already takes 64), so the
+    sigmoid, slope and update loops would run at half the width that the C
+    ``avx512`` variant and the register blocks here use.
     The function attribute ``prefer-vector-width`` overrides that tuning
     for the one function that carries it, as clang's
     ``-mprefer-vector-width=512`` does, leaving every other Numba function
