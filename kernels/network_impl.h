@@ -337,49 +337,27 @@ static inline __attribute__((always_inline)) void R(affine_block)(const R(Affine
             R(store)(z + (o + p) * TILE + t + v * LANES, acc[p][v]);
 }
 
-/* affine_block for one row t (the tile's last m % LANES rows), in scalars,
- * the same sums in the same order. */
-static inline __attribute__((always_inline)) void R(affine_row)(const R(Affine) *f, int64_t o, int ob, int64_t t, int64_t i0, int64_t i1,
-                                 real *z)
-{
-    real acc[OUT_BLOCK];
-    for (int p = 0; p < ob; p++)
-        acc[p] = i0 > 0 ? z[(o + p) * TILE + t] : f->b ? f->b[o + p] : (real)0;
-    for (int64_t i = i0; i < i1; i++) {
-        const real *w = f->W + i * f->in_stride + o * f->out_stride;
-        for (int p = 0; p < ob; p++)
-            acc[p] += w[p * f->out_stride] * f->in[i * TILE + t];
-    }
-    for (int p = 0; p < ob; p++)
-        z[(o + p) * TILE + t] = acc[p];
-}
-
-/* affine_block (or affine_row) over inputs i0 .. i1 - 1 for rows t .. t + nv
- * LANES (nv = 0: the one row t) and every output, OUT_BLOCK at a time. */
+/* affine_block over inputs i0 .. i1 - 1 for rows t .. t + nv LANES and every
+ * output, OUT_BLOCK at a time. */
 static inline __attribute__((always_inline)) void R(affine_rows)(const R(Affine) *f, int64_t t, int nv, int64_t i0, int64_t i1, real *z)
 {
     int64_t o = 0;
-    for (; o + OUT_BLOCK <= f->n_out; o += OUT_BLOCK) {
-        if (nv)
-            R(affine_block)(f, o, OUT_BLOCK, t, nv, i0, i1, z);
-        else
-            R(affine_row)(f, o, OUT_BLOCK, t, i0, i1, z);
-    }
-    for (; o < f->n_out; o++) {
-        if (nv)
-            R(affine_block)(f, o, 1, t, nv, i0, i1, z);
-        else
-            R(affine_row)(f, o, 1, t, i0, i1, z);
-    }
+    for (; o + OUT_BLOCK <= f->n_out; o += OUT_BLOCK)
+        R(affine_block)(f, o, OUT_BLOCK, t, nv, i0, i1, z);
+    for (; o < f->n_out; o++)
+        R(affine_block)(f, o, 1, t, nv, i0, i1, z);
 }
 
-/* z = the affine map on the first m rows of the tile: z (n_out, TILE).  The
+/* z = the affine map on the first m rows of the tile: z (n_out, TILE), and
+ * on the padded rows up to the next whole vector, which hold numbers
+ * (zero_padding) and are never read for a result: one vector instead of up
+ * to LANES - 1 rows in scalars, each a pass over every weight.  The
  * inputs come in chunks of FN_PRODUCT_CHUNK: the tile rows of one chunk
  * stay in the L1 cache while every block of outputs runs over them, where a
  * block running over all inputs would stream the whole input tile (which
  * may not fit in L2) once per block.  Rows go ROW_BLOCK at a time, then two
  * vectors (more sums in flight than one vector's, to hide the latency of
- * each multiply-add), then one vector, then one by one. */
+ * each multiply-add), then one vector at a time. */
 static void R(affine)(const R(Affine) *f, int64_t m, real *z)
 {
     int64_t i0 = 0;
@@ -390,10 +368,8 @@ static void R(affine)(const R(Affine) *f, int64_t m, real *z)
             R(affine_rows)(f, t, ROW_BLOCK_VECTORS, i0, i1, z);
         for (; t + 2 * LANES <= m; t += 2 * LANES)
             R(affine_rows)(f, t, 2, i0, i1, z);
-        for (; t + LANES <= m; t += LANES)
+        for (; t < m; t += LANES)
             R(affine_rows)(f, t, 1, i0, i1, z);
-        for (; t < m; t++)
-            R(affine_rows)(f, t, 0, i0, i1, z);
         i0 = i1;
     } while (i0 < f->n_in);
 }
@@ -705,12 +681,25 @@ static void R(net_close)(R(Net) *net)
 /* Run m rows of X (the tile's first row at X) through every layer: A_l at
  * tiles + act_start[l].  With logits, the last layer keeps its pre-activations
  * Z_{L-1} (its activation is left to the loss: cross_entropy's log-softmax). */
+/* Zero rows m .. (m rounded up to a whole vector) - 1 of a (width, TILE)
+ * tile: affine computes whole vectors of rows, and these padded rows of its
+ * inputs must hold numbers (garbage could be subnormal, and slow).  The
+ * padded rows of the later tiles are then computed from numbers too
+ * (forward from the biases, backward from zeros). */
+static void R(zero_padding)(real *tile, int64_t width, int64_t m)
+{
+    int64_t padded = (m + LANES - 1) / LANES * LANES;
+    for (int64_t k = 0; padded > m && k < width; k++)
+        memset(tile + k * TILE + m, 0, (size_t)(padded - m) * sizeof *tile);
+}
+
 static void R(forward_tile)(const R(Net) *net, real *tiles, const real *X, int64_t m, const real *params,
                             int logits)
 {
     const int64_t *sizes = net->sizes;
     int64_t L = net->n_layers - 1;
     R(rows_to_tile)(X, sizes[0], m, tiles + net->act_start[0]);
+    R(zero_padding)(tiles + net->act_start[0], sizes[0], m);
     for (int64_t l = 0; l < L; l++)
         R(dense)(tiles + net->act_start[l], sizes[l], params + net->w_start[l],
                  net->has_bias ? params + net->b_start[l] : NULL, sizes[l + 1], m,
@@ -730,6 +719,7 @@ static double R(backward_tile)(const R(Net) *net, real *tiles, const real *Y, co
     real *rows = delta_in + net->widest * TILE; /* (TILE, widest): weight_gradient's transposed delta */
     double errors = R(output_delta)(tiles + net->act_start[L], Y, w, sizes[L], m, loss, scale,
                                     net->activations[L - 1], derivative, tiles + net->scratch_start, delta);
+    R(zero_padding)(delta, sizes[L], m);
     for (int64_t l = L - 1; l >= 0; l--) {
         const real *a_in = tiles + net->act_start[l];
         R(weight_gradient)(a_in, sizes[l], delta, sizes[l + 1], m, grad + net->w_start[l],
