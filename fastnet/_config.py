@@ -16,6 +16,20 @@ TILE_ROWS = 272
 #: a batch of at most one block runs serially.
 BLOCK_ROWS = 32 * TILE_ROWS
 
+#: A batch of at most BLOCK_ROWS rows is one block, run serially, unless
+#: its work (rows times parameters, about a third of its multiply-adds) is at
+#: least SPLIT_WORK: then it is cut into SPLIT_BLOCKS blocks of equal length
+#: (a multiple of SPLIT_ROUNDING rows, at least SPLIT_MIN_ROWS; the last may
+#: be shorter), which run on separate threads as above.  So a mini-batch of a
+#: wide network uses more than one core, and the blocks still depend on the
+#: batch's rows and the network's shape only (fastnet.backends.block_rows).
+#: Smaller batches stay whole: a parallel call costs microseconds, and each
+#: block adds a partial gradient to sum.
+SPLIT_WORK = 2**22
+SPLIT_BLOCKS = 4
+SPLIT_MIN_ROWS = 64
+SPLIT_ROUNDING = 16
+
 #: Inputs per pass of the matrix products' register-blocked loops: a pass
 #: reads this many input rows of a tile (a few KB, kept in the L1 cache while
 #: every block of outputs runs over them) before the next.  Each sum still
@@ -47,6 +61,11 @@ EPOCH_SLICE_WORK = 2**26
 #: Memory for the blocks' partial gradients in one parallel wave.  More
 #: blocks per wave means fewer waves, so threads are woken less often.
 PARTIAL_GRADIENT_BYTES = 16 * 2**20
+
+#: Parameters per chunk of the sum of a wave's partial gradients, which runs
+#: on the threads chunk by chunk (each parameter's sum in block order,
+#: whichever thread adds it).
+PARTIAL_SUM_CHUNK = 8192
 
 #: |z| beyond this saturates the sigmoid: exp(-708) is still a normal double.
 SIGMOID_CLAMP = 708.0

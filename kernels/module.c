@@ -486,7 +486,8 @@ done:
 }
 
 PyDoc_STRVAR(gradient_doc,
-"gradient($module, X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, grad, /)\n--\n\n"
+"gradient($module, X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, block_rows,\n"
+"         grad, /)\n--\n\n"
 "The unnormalised sums of the batch: sum_i w_i e_i returned as a float, and\n"
 "its gradient with respect to params written into grad (c = 1 below for every\n"
 "loss: the caller divides both by fastnet.backends.loss_normaliser).  No L2 penalty.\n\n"
@@ -508,9 +509,9 @@ PyDoc_STRVAR(gradient_doc,
 "c w_i (P s_i - Y), s_i = sum_j y_ij (cross_entropy, P the softmax);\n"
 "dW_l = A_l.T @ delta_{l+1};\n"
 "db_l = delta_{l+1}.sum(axis=0); delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).\n"
-"Blocks of BLOCK_ROWS rows (fastnet._config) run on up to get_num_threads() threads; their partial\n"
-"gradients are added in block order, so the result is the same for any\n"
-"thread count.  float32 runs in float32 but for the loss sums (double).\n"
+"block_rows: int >= 1, rows per block (fastnet.backends.block_rows): blocks run on up\n"
+"to get_num_threads() threads; their partial gradients are added in block\n"
+"order, so the result is the same for any thread count.  float32 runs in float32 but for the loss sums (double).\n"
 "Raises TypeError on a wrong or mixed dtype, ValueError on a wrong layout,\n"
 "length or code, MemoryError if the work memory cannot be allocated.");
 
@@ -544,11 +545,13 @@ static PyObject *native_finite_range(PyObject *self, PyObject *arg)
 static PyObject *native_gradient(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *X, *Y, *row_weight, *params, *sizes, *activations, *grad;
+    PyObject *X, *Y, *row_weight, *params, *sizes, *activations, *block_rows_arg, *grad;
     int has_bias, derivative, loss;
-    if (!PyArg_ParseTuple(args, "OOOOOOpiiO:gradient", &X, &Y, &row_weight, &params, &sizes, &activations,
-                          &has_bias, &derivative, &loss, &grad)
-        || check_codes(derivative, loss) < 0)
+    long long block_rows;
+    if (!PyArg_ParseTuple(args, "OOOOOOpiiOO:gradient", &X, &Y, &row_weight, &params, &sizes, &activations,
+                          &has_bias, &derivative, &loss, &block_rows_arg, &grad)
+        || check_codes(derivative, loss) < 0
+        || read_positive(block_rows_arg, "block_rows", &block_rows) < 0)
         return NULL;
     Problem p;
     PyObject *result = NULL;
@@ -558,10 +561,12 @@ static PyObject *native_gradient(PyObject *self, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         if (p.dtype == FLOAT64)
             status = fn_kernels()->gradient_f64(p.X.buf, p.Y.buf, p.weights, p.n, p.params.buf, p.layout.sizes,
-                                     p.layout.activations, p.layout.n_layers, has_bias, derivative, loss, threads, p.grad.buf, &value);
+                                     p.layout.activations, p.layout.n_layers, has_bias, derivative, loss, threads, block_rows,
+                                     p.grad.buf, &value);
         else
             status = fn_kernels()->gradient_f32(p.X.buf, p.Y.buf, p.weights, p.n, p.params.buf, p.layout.sizes,
-                                     p.layout.activations, p.layout.n_layers, has_bias, derivative, loss, threads, p.grad.buf, &value);
+                                     p.layout.activations, p.layout.n_layers, has_bias, derivative, loss, threads, block_rows,
+                                     p.grad.buf, &value);
         Py_END_ALLOW_THREADS
         result = status == 0 ? PyFloat_FromDouble(value) : PyErr_NoMemory();
     }
@@ -571,7 +576,7 @@ static PyObject *native_gradient(PyObject *self, PyObject *args)
 
 PyDoc_STRVAR(train_epoch_doc,
 "train_epoch($module, X, Y, row_weight, order, batch_size, params, sizes, activations, has_bias,\n"
-"            derivative, loss, optimizer, hyper, state, step, grad, /)\n--\n\n"
+"            derivative, loss, optimizer, hyper, state, step, block_rows, grad, /)\n--\n\n"
 "One epoch of mini-batch training; params updated in place.  Returns the\n"
 "epoch's sum_i w_i e_i, each row with the params its batch saw.\n\n"
 "X, Y, row_weight, sizes, activations, has_bias, derivative, loss: as for gradient.\n"
@@ -588,7 +593,8 @@ PyDoc_STRVAR(train_epoch_doc,
 "    (always float64; rounded to X's dtype).\n"
 "state: writable (2, len(params)): v (row 0), or m and v (rows 0, 1).\n"
 "X, Y, row_weight, params, state, grad: all float64 or all float32.\n"
-"step: writable int64 (1,), Adam's t.\n\n"
+"step: writable int64 (1,), Adam's t.\n"
+"block_rows: int >= 1, rows per block of each batch, as for gradient.\n\n"
 "g is each batch's gradient as computed by gradient, times its own c\n"
 "(fastnet.backends.loss_normaliser), plus alpha r W_l on every weight matrix\n"
 "(not the biases), r = fastnet.backends.penalty_normaliser: 1/W (mean losses,\n"
@@ -601,13 +607,14 @@ static PyObject *native_train_epoch(PyObject *self, PyObject *args)
 {
     (void)self;
     PyObject *X, *Y, *row_weight, *order_arg, *batch_size_arg, *params, *sizes, *activations, *hyper_arg,
-        *state_arg, *step_arg, *grad;
-    long long batch_size;
+        *state_arg, *step_arg, *block_rows_arg, *grad;
+    long long batch_size, block_rows;
     int has_bias, derivative, loss, optimizer;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOpiiiOOOO:train_epoch", &X, &Y, &row_weight, &order_arg,
+    if (!PyArg_ParseTuple(args, "OOOOOOOOpiiiOOOOO:train_epoch", &X, &Y, &row_weight, &order_arg,
                           &batch_size_arg, &params, &sizes, &activations, &has_bias, &derivative, &loss, &optimizer,
-                          &hyper_arg, &state_arg, &step_arg, &grad)
+                          &hyper_arg, &state_arg, &step_arg, &block_rows_arg, &grad)
         || read_positive(batch_size_arg, "batch_size", &batch_size) < 0
+        || read_positive(block_rows_arg, "block_rows", &block_rows) < 0
         || check_codes(derivative, loss) < 0
         || check_code(optimizer, FN_N_OPTIMIZER, "optimizer", FN_OPTIMIZER_NAMES) < 0)
         return NULL;
@@ -634,12 +641,12 @@ static PyObject *native_train_epoch(PyObject *self, PyObject *args)
         status = fn_kernels()->train_epoch_f64(p.X.buf, p.Y.buf, p.weights, order, visits, batch_size, p.params.buf,
                                     p.layout.sizes, p.layout.activations, p.layout.n_layers, has_bias,
                                     derivative, loss, optimizer,
-                                    hyper, state.buf, step.buf, threads, p.grad.buf, &errors);
+                                    hyper, state.buf, step.buf, threads, block_rows, p.grad.buf, &errors);
     else
         status = fn_kernels()->train_epoch_f32(p.X.buf, p.Y.buf, p.weights, order, visits, batch_size, p.params.buf,
                                     p.layout.sizes, p.layout.activations, p.layout.n_layers, has_bias,
                                     derivative, loss, optimizer,
-                                    hyper, state.buf, step.buf, threads, p.grad.buf, &errors);
+                                    hyper, state.buf, step.buf, threads, block_rows, p.grad.buf, &errors);
     Py_END_ALLOW_THREADS
     result = status == 0 ? PyFloat_FromDouble(errors) : PyErr_NoMemory();
 done:

@@ -29,7 +29,8 @@
  *            e_j = exp(-min(max_k z_k - z_j, clamp))
  * (exp and expm1 the kernels' own, vectorisable, for arguments in [-clamp, 0]).
  *
- * Parallelism: the rows of a batch are cut into blocks of FN_BLOCK_ROWS rows;
+ * Parallelism: the rows of a batch are cut into blocks of block_rows rows
+ * (fastnet.backends.block_rows; the forward pass's are FN_BLOCK_ROWS rows);
  * waves of blocks (as many as FN_PARTIAL_GRADIENT_BYTES of partial gradients
  * allow) run on up to `threads` threads (OpenMP), each block into its own
  * partial gradient, and the partials are added in block order, so every
@@ -128,13 +129,14 @@ int fn_threads(int requested);
                               int64_t first_layer, real *out);                                               \
     int NAME(gradient##suffix)(const real *X, const real *Y, const real *w, int64_t n, const real *params, \
                                const int64_t *sizes, const int64_t *activations, int64_t n_layers,         \
-                               int has_bias, int derivative, int loss, int threads, real *grad,            \
-                               double *errors);                                                              \
+                               int has_bias, int derivative, int loss, int threads, int64_t block_rows,    \
+                               real *grad, double *errors);                                                  \
     int NAME(train_epoch##suffix)(const real *X, const real *Y, const real *w, const int64_t *order,        \
                                   int64_t n, int64_t batch_size, real *params, const int64_t *sizes,        \
                                   const int64_t *activations, int64_t n_layers, int has_bias,               \
                                   int derivative, int loss, int optimizer, const double *hyper,             \
-                                  real *state, int64_t *step, int threads, real *grad, double *errors);
+                                  real *state, int64_t *step, int threads, int64_t block_rows, real *grad,  \
+                                  double *errors);
 
 /* Every kernel of both types, as pointers: one table per instruction-set
  * variant (network.c compiled once per variant defines fn_kernels_<variant>),

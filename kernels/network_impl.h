@@ -578,6 +578,7 @@ typedef struct {
     int64_t scratch_start;       /* (SCRATCH_ROWS, TILE) per-row scratch */
     int64_t delta_start, widest; /* delta tiles: 3 (widest, TILE) from delta_start */
     real *ones;                  /* (TILE) ones: the row weights when there are none */
+    int64_t block_rows;          /* rows per block of a batch (the last may be shorter) */
     int threads;                 /* workspaces: min(threads, blocks in the largest batch) */
     uint64_t tile_items;         /* reals per workspace */
     real *tiles;                 /* workspace t at tiles + t * tile_items */
@@ -607,17 +608,18 @@ static void R(net_carve)(R(Net) *net, Arena *arena, int parts, int64_t gather_ro
 }
 
 /* Lay out the packed parameters and allocate all work memory, once per call:
- * a workspace per thread that can be busy, i.e. min(threads, blocks in a
- * batch of max_rows rows); with_deltas for gradients, then partial gradients
+ * a workspace per thread that can be busy, i.e. min(threads, blocks of
+ * block_rows rows in a batch of max_rows rows); with_deltas for gradients, then partial gradients
  * for waves of as many blocks as FN_PARTIAL_GRADIENT_BYTES allows (at least
  * one per thread, at most all blocks): fewer waves, fewer thread wake-ups;
  * gather_rows > 0 for batch buffers.  Returns 0, or -1 with errno = ENOMEM;
  * errno is unchanged on success. */
 static int R(net_open)(R(Net) *net, const int64_t *sizes, const int64_t *activations, int64_t n_layers,
-                       int has_bias, int threads, int64_t max_rows, int with_deltas, int64_t gather_rows,
-                       int gather_weights)
+                       int has_bias, int threads, int64_t max_rows, int64_t block_rows, int with_deltas,
+                       int64_t gather_rows, int gather_weights)
 {
-    int64_t blocks = max_rows > FN_BLOCK_ROWS ? (max_rows + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS : 1;
+    int64_t blocks = max_rows > block_rows ? (max_rows - 1) / block_rows + 1 : 1;
+    net->block_rows = block_rows;
     net->sizes = sizes;
     net->activations = activations;
     net->n_layers = n_layers;
@@ -780,22 +782,25 @@ static void R(add_penalty)(const R(Net) *net, real *grad, const real *params, do
 }
 
 /* grad = dLoss/dparams over a batch of n rows (X, Y, w as in rows_gradient)
- * with normaliser c; returns its sum_i w_i e_i.  Blocks of FN_BLOCK_ROWS rows
+ * with normaliser c; returns its sum_i w_i e_i.  Blocks of net->block_rows rows
  * run in waves of net->wave blocks, handed out one at a time (dynamic
  * schedule: a thread slowed by other processes takes fewer) to up to
  * net->threads threads, each block into its own partial gradient, on the
  * workspace of whichever thread runs it; partials and losses are then
- * added in block order, so the result does not depend on the number of
- * threads (nor on the wave size).  One block runs serially, straight into grad. */
+ * added in block order (the partials on the threads, in chunks of
+ * FN_PARTIAL_SUM_CHUNK parameters), so the result does not depend on the
+ * number of threads (nor on the wave size).  One block runs serially, straight into grad. */
 static double R(batch_gradient)(R(Net) *net, const real *X, const real *Y, const real *w, int64_t n,
                                 const real *params, int derivative, int loss, double c, real *grad)
 {
     int64_t n_in = net->sizes[0], n_out = net->sizes[net->n_layers - 1];
-    int64_t n_blocks = (n + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS;
+    int64_t block_rows = net->block_rows, n_blocks = (n - 1) / block_rows + 1;
     real scale = (real)delta_scale(loss, c);
-    memset(grad, 0, (size_t)net->n_params * sizeof *grad);
-    if (n_blocks == 1)
+    if (n_blocks == 1) {
+        memset(grad, 0, (size_t)net->n_params * sizeof *grad);
         return R(rows_gradient)(net, net->tiles, X, Y, w, n, params, derivative, loss, scale, grad);
+    }
+    int64_t n_params = net->n_params, chunks = (n_params + FN_PARTIAL_SUM_CHUNK - 1) / FN_PARTIAL_SUM_CHUNK;
     double errors = 0.0;
     for (int64_t wave = 0; wave < n_blocks; wave += net->wave) {
         int64_t count = rows_from(wave, net->wave, n_blocks);
@@ -803,18 +808,26 @@ static double R(batch_gradient)(R(Net) *net, const real *X, const real *Y, const
         for (int64_t s = 0; s < count; s++) {
             real *tiles = net->tiles + (uint64_t)thread_number() * net->tile_items;
             real *part = net->parts + s * net->n_params;
-            int64_t first = (wave + s) * FN_BLOCK_ROWS;
+            int64_t first = (wave + s) * block_rows;
             memset(part, 0, (size_t)net->n_params * sizeof *part);
             net->errors[s] = R(rows_gradient)(net, tiles, X + first * n_in, Y + first * n_out,
-                                              w ? w + first : NULL, rows_from(first, FN_BLOCK_ROWS, n), params,
+                                              w ? w + first : NULL, rows_from(first, block_rows, n), params,
                                               derivative, loss, scale, part);
         }
-        for (int64_t s = 0; s < count; s++) {
-            const real *part = net->parts + s * net->n_params;
-            for (int64_t i = 0; i < net->n_params; i++)
-                grad[i] += part[i];
-            errors += net->errors[s];
+        /* Each parameter's sum in block order, whichever thread adds its chunk. */
+        OMP(omp parallel for num_threads(net->threads) schedule(static) if (chunks > 1))
+        for (int64_t chunk = 0; chunk < chunks; chunk++) {
+            int64_t start = chunk * FN_PARTIAL_SUM_CHUNK, end = start + rows_from(start, FN_PARTIAL_SUM_CHUNK, n_params);
+            if (wave == 0)
+                memset(grad + start, 0, (size_t)(end - start) * sizeof *grad);
+            for (int64_t s = 0; s < count; s++) {
+                const real *part = net->parts + s * n_params;
+                for (int64_t i = start; i < end; i++)
+                    grad[i] += part[i];
+            }
         }
+        for (int64_t s = 0; s < count; s++)
+            errors += net->errors[s];
     }
     return errors;
 }
@@ -900,7 +913,7 @@ static int R(forward)(const real *X, int64_t n, const real *params, const int64_
                   int64_t first_layer, real *out)
 {
     R(Net) net;
-    if (R(net_open)(&net, sizes, activations, n_layers, has_bias, threads, n, 0, 0, 0) != 0)
+    if (R(net_open)(&net, sizes, activations, n_layers, has_bias, threads, n, FN_BLOCK_ROWS, 0, 0, 0) != 0)
         return -1;
     int64_t n_blocks = (n + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS;
     /* Rows are independent: blocks may run on any thread, in any order. */
@@ -924,10 +937,10 @@ static int R(forward)(const real *X, int64_t n, const real *params, const int64_
 
 static int R(gradient)(const real *X, const real *Y, const real *w, int64_t n, const real *params,
                    const int64_t *sizes, const int64_t *activations, int64_t n_layers, int has_bias,
-                   int derivative, int loss, int threads, real *grad, double *errors)
+                   int derivative, int loss, int threads, int64_t block_rows, real *grad, double *errors)
 {
     R(Net) net;
-    if (R(net_open)(&net, sizes, activations, n_layers, has_bias, threads, n, 1, 0, 0) != 0)
+    if (R(net_open)(&net, sizes, activations, n_layers, has_bias, threads, n, block_rows, 1, 0, 0) != 0)
         return -1;
     /* c = 1: unnormalised sums, so that callers adding several calls' results
      * (a distributed reduction) normalise once, as a single call would. */
@@ -939,12 +952,12 @@ static int R(gradient)(const real *X, const real *Y, const real *w, int64_t n, c
 static int R(train_epoch)(const real *X, const real *Y, const real *w, const int64_t *order, int64_t n,
                       int64_t batch_size, real *params, const int64_t *sizes, const int64_t *activations,
                       int64_t n_layers, int has_bias, int derivative, int loss, int optimizer,
-                      const double *hyper, real *state, int64_t *step, int threads, real *grad,
-                      double *errors)
+                      const double *hyper, real *state, int64_t *step, int threads, int64_t block_rows,
+                      real *grad, double *errors)
 {
     int64_t rows = batch_size < n ? batch_size : n; /* rows in a full batch */
     R(Net) net;
-    if (R(net_open)(&net, sizes, activations, n_layers, has_bias, threads, rows, 1, order ? rows : 0,
+    if (R(net_open)(&net, sizes, activations, n_layers, has_bias, threads, rows, block_rows, 1, order ? rows : 0,
                     order && w) != 0)
         return -1;
     int64_t n_in = sizes[0], n_out = sizes[n_layers - 1];

@@ -36,19 +36,20 @@ PRELUDE = textwrap.dedent(f"""
         return native.forward(X, params, sizes, activations, has_bias, out)
 
     def gradient(X=X, Y=Y, row_weight=none, params=params, sizes=sizes, activations=sigmoids, has_bias=False,
-                 derivative=1, loss=0, grad=grad):
-        return native.gradient(X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, grad)
+                 derivative=1, loss=0, block_rows=8704, grad=grad):
+        return native.gradient(X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, block_rows,
+                               grad)
 
     def train(X=X, Y=Y, row_weight=none, order=np.array([2, 0, 1], np.int64), batch_size=2, params=None,
               sizes=sizes, activations=sigmoids, has_bias=False, derivative=0, loss=1, optimizer=2, hyper=hyper,
-              state=None, step=None, grad=None):
+              state=None, step=None, block_rows=8704, grad=None):
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
         params = params if params is not None else globals()["params"].astype(dtype)
         state = state if state is not None else np.zeros((2, 5), dtype)
         step = step if step is not None else np.zeros(1, np.int64)
         grad = grad if grad is not None else np.empty(5, dtype)
         return native.train_epoch(X, Y, row_weight, order, batch_size, params, sizes, activations, has_bias,
-                                  derivative, loss, optimizer, hyper, state, step, grad)
+                                  derivative, loss, optimizer, hyper, state, step, block_rows, grad)
 
     def forward32(**changes):
         return forward(**dict(dict(X=X32, params=params32, out=np.empty(6, f32)), **changes))
@@ -110,6 +111,9 @@ BAD_CALLS = [
     ("forward-X-no-rows", "forward(X=np.empty((0, 4)))", r"\bX\b|\bout\b"),
     ("forward-X-not-an-array", "forward(X=None)", r"\bX\b"),
     # gradient
+    ("gradient-block-rows-zero", "gradient(block_rows=0)", r"\bblock_rows\b.*>= 1"),
+    ("gradient-block-rows-negative", "gradient(block_rows=-64)", r"\bblock_rows\b.*>= 1"),
+    ("gradient-block-rows-none", "gradient(block_rows=None)", r"\bblock_rows\b.*integer"),
     ("gradient-grad-too-short", "gradient(grad=np.empty(4))", r"\bgrad\b"),
     ("gradient-grad-too-long", "gradient(grad=np.empty(6))", r"\bgrad\b"),
     ("gradient-grad-float32", "gradient(grad=np.empty(5, np.float32))", r"^grad " + MIXED),
@@ -188,6 +192,8 @@ BAD_CALLS = [
     ("train-batch-size-zero", "train(batch_size=0)", r"\bbatch_size\b"),
     ("train-batch-size-negative", "train(batch_size=-2)", r"\bbatch_size\b"),
     ("train-batch-size-float", "train(batch_size=2.5)", r"\bbatch_size\b"),
+    ("train-block-rows-zero", "train(block_rows=0)", r"\bblock_rows\b.*>= 1"),
+    ("train-block-rows-float", "train(block_rows=64.0)", r"\bblock_rows\b.*integer"),
     ("train-optimizer-unknown", "train(optimizer=3)", r"\boptimizer\b"),
     ("train-optimizer-negative", "train(optimizer=-1)", r"\boptimizer\b"),
     ("train-derivative-unknown", "train(derivative=2)", r"\bderivative\b"),

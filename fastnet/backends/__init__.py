@@ -66,9 +66,10 @@ parameters its batch saw; the caller normalises.
 
 Parallelism and checking
 ------------------------
-Rows of a batch are cut into blocks of ``fastnet._config.BLOCK_ROWS``;
-blocks run in parallel and their partial gradients are added in block
-order, so results do not depend on the thread count.  Backends never
+Rows of a batch are cut into blocks of :func:`block_rows` rows (a forward
+pass's into blocks of ``fastnet._config.BLOCK_ROWS``); blocks run in
+parallel and their partial gradients are added in block order, so results
+do not depend on the thread count.  Backends never
 validate: ``Network`` has already checked shapes, dtypes, contiguity and
 finiteness.
 
@@ -84,6 +85,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnet import spec
+from fastnet._config import BLOCK_ROWS, SPLIT_BLOCKS, SPLIT_MIN_ROWS, SPLIT_ROUNDING, SPLIT_WORK
 from fastnet.layout import ParamLayout
 
 #: Backend name -> module under fastnet.backends (imported on first use).
@@ -119,6 +121,23 @@ class Rows(NamedTuple):
 def load(name):
     """The backend module called ``name`` (a key of BACKENDS); the caller has validated it."""
     return importlib.import_module(f"fastnet.backends.{BACKENDS[name]}")
+
+
+def block_rows(n_rows, layout):
+    """Rows per block of a batch of ``n_rows`` rows of a network of ``layout``
+    (a ParamLayout), for its gradient and its training step.
+
+    BLOCK_ROWS for a batch larger than that, and for one whose work
+    ``n_rows * layout.count`` is below SPLIT_WORK (one block: serial);
+    otherwise ``ceil(n_rows / SPLIT_BLOCKS)`` rounded up to a multiple of
+    SPLIT_ROUNDING, at least SPLIT_MIN_ROWS (fastnet._config).  A function
+    of the batch's rows and the network's shape only, so that the sums, and
+    every result, never depend on the number of threads.
+    """
+    if n_rows > BLOCK_ROWS or n_rows * layout.count < SPLIT_WORK:
+        return BLOCK_ROWS
+    share = -(-n_rows // SPLIT_BLOCKS)
+    return min(BLOCK_ROWS, max(SPLIT_MIN_ROWS, -(-share // SPLIT_ROUNDING) * SPLIT_ROUNDING))
 
 
 def first_written_layer(sizes, n_rows, out_length):

@@ -13,8 +13,8 @@ gradient and the epoch never soft-max the output in place: the loss is
 ``-sum_j y_j (z_j - lse)`` from the logits z (finite for any z) and the
 output delta ``w (p s - y)``, ``s = sum_j y_j``.  ``train_epoch`` adds the
 L2 penalty's gradient ``alpha r W_l`` (``fastnet.backends.penalty_normaliser``)
-to each batch's normalised gradient before the update.  Batches of more than
-``BLOCK_ROWS`` rows are cut into blocks that run on OpenMP threads, each
+to each batch's normalised gradient before the update.  Batches are cut into
+blocks of ``fastnet.backends.block_rows`` rows that run on OpenMP threads, each
 into its own partial gradient, added in block order: results are bitwise
 identical for any thread count (see ``set_num_threads``).  As in the Numba
 backend, one parallel wave takes as many blocks as ``PARTIAL_GRADIENT_BYTES``
@@ -48,6 +48,7 @@ MemoryError if its work memory cannot be allocated.
 """
 
 from fastnet import _native
+from fastnet.backends import block_rows
 
 
 def forward(model, X, out):
@@ -61,7 +62,8 @@ def gradient(model, rows, grad):
     """Write the gradient of sum_i w_i e_i into ``grad`` (packed like params); return
     that unnormalised sum (the contract in ``fastnet.backends``)."""
     return _native.gradient(rows.X, rows.Y, rows.sample_weight, model.params, model.layout.sizes,
-                            model.activations, model.layout.has_bias, model.derivative, model.loss, grad)
+                            model.activations, model.layout.has_bias, model.derivative, model.loss,
+                            block_rows(rows.X.shape[0], model.layout), grad)
 
 
 def train_epoch(model, rows, order, batch_size, optimizer, grad):
@@ -71,7 +73,13 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     return _native.train_epoch(rows.X, rows.Y, rows.sample_weight, order, batch_size, model.params,
                                model.layout.sizes, model.activations, model.layout.has_bias,
                                model.derivative, model.loss,
-                               optimizer.code, optimizer.hyper, optimizer.state, optimizer.step, grad)
+                               optimizer.code, optimizer.hyper, optimizer.state, optimizer.step,
+                               block_rows(min(int(batch_size), _visits(rows, order)), model.layout), grad)
+
+
+def _visits(rows, order):
+    """How many rows an epoch visits: those of ``order``, or all when it is empty."""
+    return order.shape[0] if order.shape[0] else rows.X.shape[0]
 
 
 def set_num_threads(n):

@@ -31,8 +31,8 @@ outer-product weight gradient (``_wide_layers``), and a new kind of network
 compiles only the kernels it adds.  Inputs are passed as
 read-only views, so writable and read-only (memory-mapped) arrays share
 one signature; the training loop compiles only once a network is
-trained, and the parallel ``_blocks`` only once a call has more than
-BLOCK_ROWS rows; both call ``_rows`` at its address too.
+trained, and the parallel ``_blocks`` only once a call has more than one
+block (``fastnet.backends.block_rows``); both call ``_rows`` at its address too.
 Measure it with ``benchmarks/compile_time.py``.
 """
 
@@ -49,12 +49,12 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_jitable, register_model
 
 from fastnet._config import (BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, INPUT_PASS_BYTES, NUMBA_CACHE, NUMBA_THREADING_LAYER,
-                             PARTIAL_GRADIENT_BYTES, PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP,
+                             PARTIAL_GRADIENT_BYTES, PARTIAL_SUM_CHUNK, PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP,
                              SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
-from fastnet.backends import checked_first_written_layer
+from fastnet.backends import block_rows, checked_first_written_layer
 
 _SIGMOID, _TANH, _RELU, _SOFTMAX = (spec.ACTIVATIONS[name].code for name in ("sigmoid", "tanh", "relu", "softmax"))
 _ARTICLE = spec.DERIVATIVES["article"].code
@@ -1642,9 +1642,28 @@ def _write_activations(acts, sizes, first_row, m, n, out):
                 out[end + (first_row + t) * width + j] = acts[layer, j, t]
 
 
+@_kernel()
+def _add_partial_gradients(parts, count, first_wave, start, grad):
+    """grad[start:end] = (0 in the first wave, else grad[start:end]) + parts[0, start:end]
+    + ... + parts[count - 1, start:end], added in block order; end = start +
+    PARTIAL_SUM_CHUNK or len(grad).  parts: (>= count, len(grad)), grad's dtype."""
+    _full_width_loops()
+    # Slices, each loop from 0: indices LLVM can prove in range, so the loops vectorise.
+    end = _smaller(start + PARTIAL_SUM_CHUNK, grad.shape[0])
+    target = grad[start:end]
+    if first_wave:
+        for i in range(target.shape[0]):
+            target[i] = 0.0
+    for slot in range(count):
+        part = parts[slot, start:end]
+        for i in range(target.shape[0]):
+            target[i] += part[i]
+
+
 @_kernel(parallel=True, entry=True)
-def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, grad, out, training, calls):
-    """``_rows`` over all rows of X, in blocks of BLOCK_ROWS rows run in parallel:
+def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, block_rows, work, parts, grad, out, training,
+            calls):
+    """``_rows`` over all rows of X, in blocks of ``block_rows`` rows run in parallel:
     _FORWARD and _GRADIENT as there (grad = the gradient, returns sum_i w_i e_i),
     _TRAIN one batch of training: X, Y, w are the batch, its gradient takes
     the batch's own normaliser (``scale`` unread), then the L2 penalty
@@ -1657,7 +1676,8 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, gr
     gradient, waves of ``parts.shape[0]`` blocks run in parallel, each block
     into its own row of ``parts``, and the parts are then added to ``grad``
     in block order.  Block sizes and the order of that sum never depend on
-    the number of threads, so neither does the result, bit for bit.
+    the number of threads, so neither does the result, bit for bit; that
+    sum runs on the threads too, in chunks of parameters.
     Forward's blocks are independent: one wave of all.
     """
     # Only the prange below may become parallel: whole-array statements in a
@@ -1667,17 +1687,14 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, gr
     if task == _TRAIN:
         weight, rows_task = _batch_weight(w, np.int64(0), n), _GRADIENT
         c = typed(_normaliser(weight, sizes[-1], loss), params)
-    n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
+    n_blocks = (n + block_rows - 1) // block_rows
     wave_size = n_blocks if task == _FORWARD else parts.shape[0]
-    if task != _FORWARD:
-        for i in range(grad.shape[0]):
-            grad[i] = 0.0
     total = 0.0
     for wave in range(0, n_blocks, wave_size):
         count = _smaller(wave_size, n_blocks - wave)
         for slot in prange(count):
-            first, thread = (wave + np.int64(slot)) * BLOCK_ROWS, get_thread_id()  # prange's index is unsigned
-            last = _smaller(first + BLOCK_ROWS, n)
+            first, thread = (wave + np.int64(slot)) * block_rows, get_thread_id()  # prange's index is unsigned
+            last = _smaller(first + block_rows, n)
             if task == _FORWARD:
                 _call(_CALL_ROWS, calls[_CALL_ROWS], (rows_task, X, Y, w, first, last, params, sizes, has_bias, c,
                                                       w_start, b_start, acts[thread], deltas[thread], grad, out, calls))
@@ -1686,9 +1703,9 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, gr
                                      (rows_task, X, Y, w, first, last, params, sizes, has_bias, c, w_start,
                                       b_start, acts[thread], deltas[thread], parts[slot], out, calls))
         if task != _FORWARD:
+            for chunk in prange((grad.shape[0] + PARTIAL_SUM_CHUNK - 1) // PARTIAL_SUM_CHUNK):
+                _add_partial_gradients(parts, count, wave == 0, np.int64(chunk) * PARTIAL_SUM_CHUNK, grad)
             for slot in range(count):
-                for i in range(grad.shape[0]):
-                    grad[i] += parts[slot, i]
                 total += errors[slot]
     if task == _TRAIN:
         hyper, state, step = training[2], training[3], training[4]
@@ -1800,7 +1817,8 @@ def _adam_update(params, grad, hyper, state, step):
 # would stop Numba from caching the kernel.
 
 
-def _balanced_blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, grad, out, training, calls):
+def _balanced_blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, block_rows, work, parts, grad, out,
+                     training, calls):
     """``_blocks`` (same arguments) with its blocks handed out one at a time (see _BALANCED).
 
     A call of at most one block per thread (threads: those of the work
@@ -1809,9 +1827,10 @@ def _balanced_blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, work, 
     set, and given back, only for more blocks or when the caller has one of
     its own: setting and restoring it costs microseconds, a tenth of a short call.
     """
-    arguments = (task, X, Y, w, params, sizes, has_bias, loss, scale, work, parts, grad, out, training, calls)
+    arguments = (task, X, Y, w, params, sizes, has_bias, loss, scale, block_rows, work, parts, grad, out, training,
+                 calls)
     _, _, acts, _, _ = work  # acts: (threads, ...), one thread's tiles each
-    if -(-X.shape[0] // BLOCK_ROWS) <= acts.shape[0] and get_parallel_chunksize() == 0:
+    if -(-X.shape[0] // block_rows) <= acts.shape[0] and get_parallel_chunksize() == 0:
         return _blocks(*arguments)
     # set_parallel_chunksize returns the chunk size it replaces, and costs less
     # per call than the numba.parallel_chunksize() context manager.
@@ -1848,15 +1867,15 @@ _recent_work = threading.local()
 KEPT_WORK_BYTES = 8 * 2**20
 
 
-def _work_memory(n_rows, params, layout, partial_gradients=True):
-    """Work memory for a call on up to n_rows rows, in params' dtype:
+def _work_memory(n_rows, block_rows, params, layout, partial_gradients=True):
+    """Work memory for a call on up to n_rows rows in blocks of block_rows, in params' dtype:
     ((w_start, b_start, acts, deltas, errors), parts); ``partial_gradients``
     False (a forward pass, which reads neither) keeps errors and parts to one slot.
 
     w_start, b_start are the layout's offsets of each W_l and b_l; acts
     (threads, n_layers, widest, TILE_ROWS) and deltas (threads, 2, widest
-    output, TILE_ROWS) are each thread's tiles, threads = 1 up to BLOCK_ROWS
-    rows (see "Work memory" above);
+    output, TILE_ROWS) are each thread's tiles, threads = 1 for a single
+    block (see "Work memory" above);
     errors (slots,) and parts (slots, len(params)) the sum_i w_i e_i and
     partial gradient of each block of a parallel wave.  Allocated in
     Python, so that the kernels need no reference counting (see _kernel),
@@ -1865,8 +1884,8 @@ def _work_memory(n_rows, params, layout, partial_gradients=True):
     """
     # A batch of at most one block runs serially (``_run``): one thread's tiles,
     # without asking Numba for its thread count, which costs microseconds a call.
-    threads = get_num_threads() if n_rows > BLOCK_ROWS else 1
-    slots = _slots(n_rows, params, threads) if partial_gradients else 1
+    threads = get_num_threads() if n_rows > block_rows else 1
+    slots = _slots(-(-n_rows // block_rows), params, threads) if partial_gradients else 1
     key = (layout, threads, slots, params.dtype.char)
     if getattr(_recent_work, "key", None) == key:
         return _recent_work.memory
@@ -2039,20 +2058,20 @@ def _training_calls(model, optimizer):
     return _call_table(_TRAIN, model, optimizer.code, optimizer.hyper[_ALPHA] > 0.0)
 
 
-def _run(task, model, X, Y, w, scale, memory, grad, out):
+def _run(task, model, X, Y, w, scale, block_rows, memory, grad, out):
     """``_rows`` over all rows of X (read-only, as Y and w) for _FORWARD or _GRADIENT;
     for _GRADIENT, grad = the gradient and the return value sum_i w_i e_i, scale the
     factor c of the output delta (1: unnormalised sums).
 
-    memory: ``_work_memory``'s.  A batch of at most one block runs serially
-    in the calling thread; the parallel ``_blocks`` is compiled only once a
-    call has more rows.
+    memory: ``_work_memory``'s for blocks of block_rows rows.  A batch of one
+    block runs serially in the calling thread; the parallel ``_blocks`` is
+    compiled only once a call has more.
     """
     work, parts = memory
     params, layout = model.params, model.layout
     codes = (bool(layout.has_bias), int(model.loss))
-    if X.shape[0] > BLOCK_ROWS:
-        return _balanced_blocks(task, X, Y, w, params, layout.sizes, *codes, scale, work, parts, grad, out,
+    if X.shape[0] > block_rows:
+        return _balanced_blocks(task, X, Y, w, params, layout.sizes, *codes, scale, block_rows, work, parts, grad, out,
                                 _no_training(params.dtype), _call_table(task, model))
     w_start, b_start, acts, deltas, _ = work
     return _pass(task, X, Y, w, params, layout.sizes, bool(layout.has_bias), params.dtype.type(scale), w_start,
@@ -2071,28 +2090,29 @@ def forward(model, X, out):
     checked_first_written_layer(layout.sizes, X.shape[0], out)
     no_targets = _read_only(np.empty((0, int(layout.sizes[-1])), params.dtype))
     no_weights = _read_only(_empty(params.dtype))
-    memory = _work_memory(X.shape[0], params, layout, partial_gradients=False)
-    _run(_FORWARD, model, _read_only(X), no_targets, no_weights, 1.0, memory, _empty(params.dtype), out)
+    memory = _work_memory(X.shape[0], BLOCK_ROWS, params, layout, partial_gradients=False)
+    _run(_FORWARD, model, _read_only(X), no_targets, no_weights, 1.0, BLOCK_ROWS, memory, _empty(params.dtype), out)
 
 
-def _slots(n_rows, params, threads):
+def _slots(n_blocks, params, threads):
     """Blocks per parallel wave: as many as PARTIAL_GRADIENT_BYTES of partial
     gradients allow (fewer waves, fewer thread wake-ups), at least one per
     thread, and no more than there are blocks."""
     affordable = PARTIAL_GRADIENT_BYTES // params.nbytes
-    return int(min(-(-n_rows // BLOCK_ROWS), max(threads, affordable)))
+    return int(min(n_blocks, max(threads, affordable)))
 
 
 def gradient(model, rows, grad):
     """Fused unnormalised sums over all rows: writes the gradient of sum_i w_i e_i
     into ``grad`` (packed like params) and returns that sum (the contract in
     fastnet.backends).  float64 or float32 throughout.  Uses up to
-    ``numba.get_num_threads()`` threads on more than BLOCK_ROWS rows, with a
-    result that does not depend on that.
+    ``numba.get_num_threads()`` threads on more than one block
+    (``fastnet.backends.block_rows``), with a result that does not depend on that.
     """
     X, Y, sample_weight = _read_only(rows.X), _read_only(rows.Y), _read_only(rows.sample_weight)
-    memory = _work_memory(X.shape[0], model.params, model.layout)
-    return _run(_GRADIENT, model, X, Y, sample_weight, 1.0, memory, grad, _empty(model.params.dtype))
+    rows_per_block = block_rows(X.shape[0], model.layout)
+    memory = _work_memory(X.shape[0], rows_per_block, model.params, model.layout)
+    return _run(_GRADIENT, model, X, Y, sample_weight, 1.0, rows_per_block, memory, grad, _empty(model.params.dtype))
 
 
 @_kernel()
@@ -2116,43 +2136,48 @@ def _training_argument(order, batch_size, optimizer, X, Y, w, dtype):
     return order, batch_size, optimizer.hyper, optimizer.state, optimizer.step, batch_X, batch_Y, batch_w
 
 
-def _train_large_batches(model, X, Y, w, order, batch_size, optimizer, grad):
-    """One epoch of batches of more than BLOCK_ROWS rows; returns sum_i w_i e_i.
+def _train_split_batches(model, X, Y, w, order, batch_size, rows_per_block, optimizer, grad):
+    """One epoch of batches of more than one block of ``rows_per_block`` rows;
+    returns sum_i w_i e_i.
 
     A Python loop over the batches, one compiled call each: ``_blocks``
     (_TRAIN: the batch's gradient in parallel, with its own normaliser, then
-    the penalty and one update), or ``_train_batches`` for a last batch of at
-    most BLOCK_ROWS rows.  A batch this large takes far longer than the loop.
-    Arguments as in ``train_epoch``, inputs already read-only.
+    the penalty and one update), or ``_train_batches`` for a last batch of
+    one block.  A batch worth splitting (``fastnet.backends.block_rows``) takes
+    far longer than the loop.  Arguments as in ``train_epoch``, inputs already read-only.
     """
     params, layout = model.params, model.layout
     training = _training_argument(order, batch_size, optimizer, X, Y, w, params.dtype)
     batch_X, batch_Y, batch_w = training[5:]
-    work, parts = _work_memory(batch_size, params, layout)
+    work, parts = _work_memory(batch_size, rows_per_block, params, layout)
     w_start, b_start, acts, deltas, _ = work
     codes, no_output = (bool(layout.has_bias), int(model.loss)), _empty(params.dtype)
+    calls = _training_calls(model, optimizer)
     visits, total = (order.shape[0] if order.shape[0] else X.shape[0]), 0.0
     for first in range(0, visits, batch_size):
         last = min(first + batch_size, visits)
-        if last - first <= BLOCK_ROWS:
+        if last - first <= rows_per_block:
             total += _train_batches(X, Y, w, first, last, params, layout.sizes, *codes, w_start, b_start, acts[0],
-                                    deltas[0], grad, training, _training_calls(model, optimizer))
+                                    deltas[0], grad, training, calls)
             continue
         if order.shape[0]:
             rows, m = order[first:last], last - first
-            rows_X, rows_Y = np.take(X, rows, 0, batch_X[:m]), np.take(Y, rows, 0, batch_Y[:m])
-            rows_w = np.take(w, rows, 0, batch_w[:m]) if w.shape[0] else w
+            # mode="clip" (the rows are valid indices): with the default "raise" and an
+            # out, numpy gathers through a buffer, about three times as slow.
+            rows_X, rows_Y = np.take(X, rows, 0, batch_X[:m], "clip"), np.take(Y, rows, 0, batch_Y[:m], "clip")
+            rows_w = np.take(w, rows, 0, batch_w[:m], "clip") if w.shape[0] else w
             rows_X, rows_Y, rows_w = _read_only(rows_X), _read_only(rows_Y), _read_only(rows_w)
         else:
             rows_X, rows_Y, rows_w = X[first:last], Y[first:last], w[first:last] if w.shape[0] else w
-        total += _balanced_blocks(_TRAIN, rows_X, rows_Y, rows_w, params, layout.sizes, *codes, 1.0, work, parts,
-                                  grad, no_output, training, _training_calls(model, optimizer))
+        total += _balanced_blocks(_TRAIN, rows_X, rows_Y, rows_w, params, layout.sizes, *codes, 1.0,
+                                  rows_per_block, work, parts, grad, no_output, training, calls)
     return total
 
 
 def train_epoch(model, rows, order, batch_size, optimizer, grad):
     """One epoch of mini-batch gradient descent: one compiled call (``_train_batches``,
-    serial) for batches of at most BLOCK_ROWS rows, one call per batch above that.
+    serial) for batches of one block (``fastnet.backends.block_rows``), one
+    call per batch for batches of more.
 
     Shapes, losses and update rules: the contract in fastnet.backends.
     Updates model.params and the optimizer's state and step in place;
@@ -2166,10 +2191,11 @@ def train_epoch(model, rows, order, batch_size, optimizer, grad):
     order = order if order.flags.writeable else order.copy()  # one type: see _blocks's training
     visits = order.shape[0] if order.shape[0] else X.shape[0]
     batch_size = min(int(batch_size), visits)
-    if batch_size > BLOCK_ROWS:
-        return _train_large_batches(model, X, Y, sample_weight, order, batch_size, optimizer, grad)
+    rows_per_block = block_rows(batch_size, layout)
+    if batch_size > rows_per_block:
+        return _train_split_batches(model, X, Y, sample_weight, order, batch_size, rows_per_block, optimizer, grad)
     training = _training_argument(order, batch_size, optimizer, X, Y, sample_weight, params.dtype)
-    w_start, b_start, acts, deltas, _ = _work_memory(batch_size, params, layout)[0]
+    w_start, b_start, acts, deltas, _ = _work_memory(batch_size, rows_per_block, params, layout)[0]
     return _train_batches(X, Y, sample_weight, 0, visits, params, layout.sizes, bool(layout.has_bias),
                           int(model.loss), w_start, b_start, acts[0], deltas[0], grad, training,
                           _training_calls(model, optimizer))

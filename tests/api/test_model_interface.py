@@ -217,12 +217,12 @@ def test_the_compiled_module_knows_exactly_the_specification_codes():
     for entry in spec.LOSSES.values():       # each loss after an output it pairs with, two output units
         output = np.array([spec.ACTIVATIONS[entry.outputs[0]].code], np.int64)
         _native.gradient(X, np.zeros((1, 2)), empty, np.zeros(6), np.array([2, 2], np.int64), output, True, 0,
-                         entry.code, np.zeros(6))
+                         entry.code, 1, np.zeros(6))
     for argument, table, call in [
         ("loss", spec.LOSSES,
-         lambda code: _native.gradient(X, y, empty, params, sizes, sigmoid, True, 0, code, grad)),
+         lambda code: _native.gradient(X, y, empty, params, sizes, sigmoid, True, 0, code, 1, grad)),
         ("derivative", spec.DERIVATIVES,
-         lambda code: _native.gradient(X, y, empty, params, sizes, sigmoid, True, code, 0, grad)),
+         lambda code: _native.gradient(X, y, empty, params, sizes, sigmoid, True, code, 0, 1, grad)),
         ("activations", spec.ACTIVATIONS,
          lambda code: _native.forward(X, params, sizes, np.array([code], np.int64), True, np.zeros(1))),
     ]:

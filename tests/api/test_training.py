@@ -259,6 +259,46 @@ def test_fit_is_bitwise_identical_for_one_and_two_threads(backend, run, restore_
         assert_close_normwise(a, b, rtol=1e-10)
 
 
+#: A network wide enough that a mini-batch of SPLIT_LAYERS_BATCH rows is cut into blocks of
+#: 80 rows (fastnet.backends.block_rows: 300 x 16,708 parameters is over SPLIT_WORK).
+SPLIT_LAYERS, SPLIT_LAYERS_BATCH = [256, 64, 4], 300
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_mini_batches_cut_into_blocks_are_bitwise_identical_for_one_and_two_threads(backend, dtype,
+                                                                                      restore_threads):
+    """1,000 rows in batches of 300, each cut into blocks of 80 rows (four blocks, the last
+    of 60; the last batch of 100 rows into two) that run on both threads: the same bits on one
+    and two threads, and the reference backend's training up to rounding."""
+    from fastnet.backends import block_rows
+    from fastnet.layout import ParamLayout
+    assert block_rows(SPLIT_LAYERS_BATCH, ParamLayout(SPLIT_LAYERS, True)) == 80
+    X, y = random_data(SPLIT_LAYERS, 1000, seed=31)
+    fit = dict(epochs=2, batch_size=SPLIT_LAYERS_BATCH, optimizer="adam", lr=0.01, alpha=0.01, seed=5)
+
+    def trained(backend_name, threads):
+        fastnet.set_num_threads(threads)
+        weights, biases = random_parameters(SPLIT_LAYERS, seed=32)
+        net = Network(SPLIT_LAYERS, backend=backend_name, weights=weights, biases=biases, dtype=dtype)
+        gradients = net.gradients(X[:SPLIT_LAYERS_BATCH], y[:SPLIT_LAYERS_BATCH])
+        history = net.fit(X, y, **fit)
+        return net, gradients, history
+
+    one, gradients_one, history_one = trained(backend, 1)
+    two, gradients_two, history_two = trained(backend, 2)
+    assert_same_parameters(one, two)
+    for a, b in zip(gradients_one[0] + gradients_one[1], gradients_two[0] + gradients_two[1]):
+        np.testing.assert_array_equal(a, b)
+    assert history_one.loss == history_two.loss
+    reference, gradients_reference, _ = trained("numpy", 2)
+    rtol = 1e-10 if dtype == "float64" else 1e-4
+    for a, b in zip(two.weights + two.biases, reference.weights + reference.biases):
+        assert_close_normwise(a, b, rtol=rtol)
+    for a, b in zip(gradients_two[0] + gradients_two[1], gradients_reference[0] + gradients_reference[1]):
+        assert_close_normwise(a, b, rtol=rtol)
+
+
 @pytest.mark.parametrize("loss", ["mse", "bce"])
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
 def test_gradients_are_bitwise_identical_for_one_and_two_threads(backend, loss, restore_threads):

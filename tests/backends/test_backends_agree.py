@@ -306,17 +306,18 @@ def test_numba_work_memory_starts_on_a_cache_line(shape, dtype):
 
 
 def test_numba_work_memory_is_reused_only_when_small_and_of_the_same_shape():
+    from fastnet._config import BLOCK_ROWS
     from fastnet.backends import numba_kernels
     from fastnet.layout import ParamLayout
     small, big = ParamLayout([4, 8, 1], True), ParamLayout([1000, 1000, 1000], True)
     params = np.zeros(4 * 8 + 8 + 8 + 1)
-    first = numba_kernels._work_memory(1000, params, small)
-    assert numba_kernels._work_memory(1000, params, ParamLayout([4, 8, 1], True)) is first
-    assert numba_kernels._work_memory(1000, params, ParamLayout([4, 8, 1], False)) is not first  # another layout
+    first = numba_kernels._work_memory(1000, BLOCK_ROWS, params, small)
+    assert numba_kernels._work_memory(1000, BLOCK_ROWS, params, ParamLayout([4, 8, 1], True)) is first
+    assert numba_kernels._work_memory(1000, BLOCK_ROWS, params, ParamLayout([4, 8, 1], False)) is not first
     big_params = np.zeros(2 * 1000 * 1000 + 2000)
-    (_, _, acts, deltas, _), parts = numba_kernels._work_memory(100_000, big_params, big)
+    (_, _, acts, deltas, _), parts = numba_kernels._work_memory(100_000, BLOCK_ROWS, big_params, big)
     assert acts.nbytes + deltas.nbytes + parts.nbytes > numba_kernels.KEPT_WORK_BYTES
-    assert numba_kernels._work_memory(100_000, big_params, big)[1] is not parts
+    assert numba_kernels._work_memory(100_000, BLOCK_ROWS, big_params, big)[1] is not parts
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -358,3 +359,22 @@ def test_forward_writes_the_last_layers_that_fill_out(backend, dtype):
         with pytest.raises(ValueError, match="out"):
             net._backend.forward(model, X, out)
         assert (out == 7.0).all()
+
+
+def test_block_rows_cuts_only_batches_with_enough_work_into_a_few_blocks():
+    """fastnet.backends.block_rows against its rule, worked out by hand: BLOCK_ROWS (one
+    block, or the blocks of a big batch) unless rows x parameters reach SPLIT_WORK (2**22);
+    then ceil(rows / 4) rounded up to a multiple of 16, at least 64."""
+    from fastnet._config import BLOCK_ROWS
+    from fastnet.backends import block_rows
+    from fastnet.layout import ParamLayout
+    mnist = ParamLayout([784, 128, 10], True)  # 101,770 parameters
+    assert block_rows(128, mnist) == 64          # ceil(128 / 4) = 32, raised to 64
+    assert block_rows(1000, mnist) == 256        # 250 rounded up to 256
+    assert block_rows(BLOCK_ROWS, mnist) == 2176  # 8704 / 4
+    assert block_rows(BLOCK_ROWS + 1, mnist) == BLOCK_ROWS
+    assert block_rows(41, mnist) == BLOCK_ROWS   # 41 x 101,770 = 4,172,570 < 2**22: one block
+    assert block_rows(42, mnist) == 64           # 4,274,340: cut (into one block of 64: serial all the same)
+    narrow = ParamLayout([4, 8, 1], True)        # 49 parameters: never worth cutting
+    assert block_rows(BLOCK_ROWS, narrow) == BLOCK_ROWS
+    assert block_rows(32, narrow) == BLOCK_ROWS

@@ -358,10 +358,11 @@ def test_native_accepts_exactly_the_defined_code_combinations(hidden, last, loss
 
     def calls():
         yield lambda: _native.forward(X, params, sizes, codes, True, out)
-        yield lambda: _native.gradient(X, Y, np.empty(0), params, sizes, codes, True, EXACT, loss, grad)
+        yield lambda: _native.gradient(X, Y, np.empty(0), params, sizes, codes, True, EXACT, loss, _config.BLOCK_ROWS,
+                                       grad)
         yield lambda: _native.train_epoch(X, Y, np.empty(0), np.empty(0, np.int64), 2, params.copy(), sizes, codes,
                                           True, EXACT, loss, OPTIMIZER["adam"], hyper, np.zeros((2, 26)),
-                                          np.zeros(1, np.int64), np.empty(26))
+                                          np.zeros(1, np.int64), _config.BLOCK_ROWS, np.empty(26))
 
     forward, *with_loss_calls = calls()
     if hidden == ACTIVATION["softmax"]:
@@ -385,4 +386,4 @@ def test_native_refuses_hyper_without_alpha():
         _native.train_epoch(np.ones((3, 2)), np.ones((3, 2)) / 2, np.empty(0), np.empty(0, np.int64), 2,
                             np.zeros(6), sizes, codes, True, EXACT, LOSS["mse"], OPTIMIZER["sgd"],
                             np.array([0.1, 0.9, 0.9, 0.999, 1e-8]), np.zeros((2, 6)), np.zeros(1, np.int64),
-                            np.empty(6))
+                            _config.BLOCK_ROWS, np.empty(6))

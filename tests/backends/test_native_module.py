@@ -29,6 +29,9 @@ import naive
 from conftest import REPO_ROOT, run_python
 from native_calls import BAD_CALLS, MIXED, PRELUDE
 
+#: Rows per block for the direct calls: a batch of up to this many rows is one block.
+BLOCK_ROWS = _config.BLOCK_ROWS
+
 # The article's example (ARTICLE.md, typed in once in naive.py), packed: W1 (4x1) then W2 (1x1), no biases.
 X, Y = naive.X.copy(), naive.Y.copy()
 PARAMS = np.concatenate([naive.W1.ravel(), naive.W2.ravel()])
@@ -84,16 +87,18 @@ def normwise(actual, expected):
 
 
 def train(X_, Y_, w, order, batch_size, params, sizes, has_bias, derivative, loss, optimizer,
-          backend=None, step=0):
+          backend=None, step=0, block_rows=BLOCK_ROWS):
     """One train_epoch on copies, from a fresh state and Adam's t = step: (errors, params, state, step).
 
-    ``backend``: a backend module (fastnet.backends) to run instead of the compiled module itself.
+    ``backend``: a backend module (fastnet.backends) to run instead of the compiled module itself
+    (which gets ``block_rows``; a backend chooses its own).
     """
     params = params.copy()
     state, step = np.zeros((2, params.size), params.dtype), np.full(1, step, np.int64)
     if backend is None:
         errors = native().train_epoch(X_, Y_, w, order, batch_size, params, sizes, sigmoids(sizes), has_bias,
-                                      derivative, loss, optimizer, HYPER, state, step, np.empty_like(params))
+                                      derivative, loss, optimizer, HYPER, state, step, block_rows,
+                                      np.empty_like(params))
     else:
         model = Model(params, ParamLayout(sizes, has_bias), sigmoids(sizes), derivative, loss)
         errors = backend.train_epoch(model, Rows(X_, Y_, w), order, batch_size, Optimizer(optimizer, state, step),
@@ -120,7 +125,7 @@ def test_native_forward_gives_the_article_activations():
 
 def test_native_gradient_gives_the_article_step():
     grad = np.full(5, np.nan)
-    value = native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, ARTICLE, SSE, grad)
+    value = native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, ARTICLE, SSE, BLOCK_ROWS, grad)
     assert value == pytest.approx(SSE_BEFORE, abs=1e-7)
     np.testing.assert_allclose(grad, ARTICLE_GRADIENT, rtol=0, atol=1e-8)
 
@@ -128,8 +133,8 @@ def test_native_gradient_gives_the_article_step():
 def test_native_gradient_of_mse_is_unnormalised_like_sse():
     """The module returns sums (the contract); mse's division by W n_L is the caller's."""
     sse_grad, mse_grad = np.empty(5), np.empty(5)
-    sse = native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, EXACT, SSE, sse_grad)
-    mse = native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, EXACT, MSE, mse_grad)
+    sse = native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, EXACT, SSE, BLOCK_ROWS, sse_grad)
+    mse = native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, EXACT, MSE, BLOCK_ROWS, mse_grad)
     assert mse == sse
     np.testing.assert_array_equal(mse_grad, sse_grad)
 
@@ -138,16 +143,17 @@ def test_native_gradient_of_mse_is_unnormalised_like_sse():
 def test_native_integer_row_weights_repeat_rows(loss):
     """w = [2, 1, 0] is the batch with row 0 twice, row 1 once and no row 2."""
     weighted, repeated = np.empty(5), np.empty(5)
-    a = native().gradient(X, Y, np.array([2.0, 1.0, 0.0]), PARAMS, SIZES, sigmoids(SIZES), False, EXACT, loss, weighted)
+    a = native().gradient(X, Y, np.array([2.0, 1.0, 0.0]), PARAMS, SIZES, sigmoids(SIZES), False, EXACT, loss,
+                          BLOCK_ROWS, weighted)
     b = native().gradient(X[[0, 0, 1]].copy(), Y[[0, 0, 1]].copy(), NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, EXACT,
-                          loss, repeated)
+                          loss, BLOCK_ROWS, repeated)
     assert a == pytest.approx(b, rel=1e-14)
     np.testing.assert_allclose(weighted, repeated, rtol=1e-13, atol=1e-16)
 
 
 def test_native_train_epoch_one_full_batch_is_one_sgd_step():
     grad = np.empty(5)
-    native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, ARTICLE, SSE, grad)
+    native().gradient(X, Y, NO_WEIGHTS, PARAMS, SIZES, sigmoids(SIZES), False, ARTICLE, SSE, BLOCK_ROWS, grad)
     errors, params, _, step = train(X, Y, NO_WEIGHTS, IN_PLACE, 3, PARAMS, SIZES, False, ARTICLE, SSE,
                                     OPTIMIZER_CODES["sgd"])
     assert errors == pytest.approx(SSE_BEFORE, abs=1e-7)
@@ -191,7 +197,7 @@ def test_native_train_epoch_visits_only_the_rows_of_a_shorter_order():
 def test_native_zero_weight_batch_has_zero_loss_and_gradient(dtype, loss):
     grad = np.full(5, np.nan, dtype)
     value = native().gradient(X.astype(dtype), Y.astype(dtype), np.zeros(3, dtype), PARAMS.astype(dtype), SIZES, sigmoids(SIZES),
-                              False, EXACT, loss, grad)
+                              False, EXACT, loss, BLOCK_ROWS, grad)
     assert value == 0.0
     np.testing.assert_array_equal(grad, np.zeros(5, dtype))
 
@@ -234,7 +240,7 @@ def test_native_float32_forward_stays_float32_and_matches_the_article():
 def test_native_float32_gradient_matches_the_article():
     grad = np.full(5, np.nan, np.float32)
     value = native().gradient(X.astype(np.float32), Y.astype(np.float32), np.empty(0, np.float32),
-                              PARAMS.astype(np.float32), SIZES, sigmoids(SIZES), False, ARTICLE, SSE, grad)
+                              PARAMS.astype(np.float32), SIZES, sigmoids(SIZES), False, ARTICLE, SSE, BLOCK_ROWS, grad)
     assert isinstance(value, float)
     assert value == pytest.approx(SSE_BEFORE, rel=1e-6)
     np.testing.assert_allclose(grad, ARTICLE_GRADIENT, rtol=0, atol=1e-6)
@@ -251,8 +257,10 @@ def test_native_float32_gradient_is_close_to_float64(sizes, n, bias, weighted, d
     sizes, params, X_, Y_, w = random_problem(rng, sizes, n, np.float64, bias, weighted)
     f = lambda a: a.astype(np.float32)
     grad64, grad32 = np.empty(params.size), np.full(params.size, np.nan, np.float32)
-    value64 = native().gradient(X_, Y_, w, params, sizes, sigmoids(sizes), bias, derivative, loss, grad64)
-    value32 = native().gradient(f(X_), f(Y_), f(w), f(params), sizes, sigmoids(sizes), bias, derivative, loss, grad32)
+    value64 = native().gradient(X_, Y_, w, params, sizes, sigmoids(sizes), bias, derivative, loss, BLOCK_ROWS,
+                                grad64)
+    value32 = native().gradient(f(X_), f(Y_), f(w), f(params), sizes, sigmoids(sizes), bias, derivative, loss,
+                                BLOCK_ROWS, grad32)
     assert normwise(grad32, grad64) < 1e-4
     assert value32 == pytest.approx(value64, rel=1e-4)
     out64 = np.empty(n * int(sizes[1:].sum()))
@@ -268,7 +276,7 @@ def test_native_float32_agrees_with_numba_float32(sizes, n, bias, weighted, deri
     rng = np.random.default_rng(n + 1)
     sizes, params, X_, Y_, w = random_problem(rng, sizes, n, np.float32, bias, weighted)
     ours, theirs = np.empty(params.size, np.float32), np.empty(params.size, np.float32)
-    value = native().gradient(X_, Y_, w, params, sizes, sigmoids(sizes), bias, derivative, loss, ours)
+    value = native().gradient(X_, Y_, w, params, sizes, sigmoids(sizes), bias, derivative, loss, BLOCK_ROWS, ours)
     model = Model(params, ParamLayout(sizes, bias), sigmoids(sizes), derivative, loss)
     expected = numba_kernels.gradient(model, Rows(X_, Y_, w), theirs)
     assert normwise(ours, theirs) < 1e-5
@@ -304,9 +312,10 @@ def test_native_float32_sigmoid_is_accurate():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_native_results_do_not_depend_on_the_thread_count(dtype):
+@pytest.mark.parametrize("n, block_rows", [(3 * BLOCK_ROWS + 77, BLOCK_ROWS), (300, 64)],
+                         ids=["big-blocks", "a-batch-split-into-small-blocks"])
+def test_native_results_do_not_depend_on_the_thread_count(dtype, n, block_rows):
     rng = np.random.default_rng(11)
-    n = 3 * _config.BLOCK_ROWS + 77
     sizes, params, X_, Y_, w = random_problem(rng, [6, 9, 3], n, dtype, weighted=True)
     order = rng.permutation(n).astype(np.int64)
     module, before = native(), native().get_num_threads()
@@ -315,10 +324,11 @@ def test_native_results_do_not_depend_on_the_thread_count(dtype):
         for threads in (1, 2, 3):
             module.set_num_threads(threads)
             grad = np.empty(params.size, dtype)
-            value = module.gradient(X_, Y_, w, params, sizes, sigmoids(sizes), True, EXACT, BCE, grad)
+            value = module.gradient(X_, Y_, w, params, sizes, sigmoids(sizes), True, EXACT, BCE, block_rows, grad)
             out = np.empty(n * 12, dtype)
             module.forward(X_, params, sizes, sigmoids(sizes), True, out)
-            epoch = train(X_, Y_, w, order, n - 100, params, sizes, True, ARTICLE, MSE, OPTIMIZER_CODES["adam"])
+            epoch = train(X_, Y_, w, order, n - 100, params, sizes, True, ARTICLE, MSE, OPTIMIZER_CODES["adam"],
+                          block_rows=block_rows)
             results.append((grad, value, out) + epoch)
     finally:
         module.set_num_threads(before)
