@@ -62,10 +62,12 @@ EPOCH_SLICE_WORK = 2**26
 #: blocks per wave means fewer waves, so threads are woken less often.
 PARTIAL_GRADIENT_BYTES = 16 * 2**20
 
-#: Parameters per chunk of the sum of a wave's partial gradients, which runs
-#: on the threads chunk by chunk (each parameter's sum in block order,
-#: whichever thread adds it).
-PARTIAL_SUM_CHUNK = 8192
+#: Parameters per chunk of the work over whole parameter vectors that runs on
+#: the threads chunk by chunk: the sum of a wave's partial gradients (each
+#: parameter's in block order, whichever thread adds it) and, after a batch
+#: of more than one block, the optimizer's update.  Elementwise, so the
+#: chunks change the speed, never a result.
+PARAMETER_CHUNK = 8192
 
 #: |z| beyond this saturates the sigmoid: exp(-708) is still a normal double.
 SIGMOID_CLAMP = 708.0

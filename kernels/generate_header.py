@@ -16,7 +16,7 @@ SHARED_CONSTANTS = {
     "TILE_ROWS": "int64",
     "BLOCK_ROWS": "int64",
     "PARTIAL_GRADIENT_BYTES": "int64",
-    "PARTIAL_SUM_CHUNK": "int64",
+    "PARAMETER_CHUNK": "int64",
     "PRODUCT_CHUNK": "int64",
     "INPUT_PASS_BYTES": "int64",
     "SIGMOID_CLAMP": "double",

@@ -788,7 +788,7 @@ static void R(add_penalty)(const R(Net) *net, real *grad, const real *params, do
  * net->threads threads, each block into its own partial gradient, on the
  * workspace of whichever thread runs it; partials and losses are then
  * added in block order (the partials on the threads, in chunks of
- * FN_PARTIAL_SUM_CHUNK parameters), so the result does not depend on the
+ * FN_PARAMETER_CHUNK parameters), so the result does not depend on the
  * number of threads (nor on the wave size).  One block runs serially, straight into grad. */
 static double R(batch_gradient)(R(Net) *net, const real *X, const real *Y, const real *w, int64_t n,
                                 const real *params, int derivative, int loss, double c, real *grad)
@@ -800,7 +800,7 @@ static double R(batch_gradient)(R(Net) *net, const real *X, const real *Y, const
         memset(grad, 0, (size_t)net->n_params * sizeof *grad);
         return R(rows_gradient)(net, net->tiles, X, Y, w, n, params, derivative, loss, scale, grad);
     }
-    int64_t n_params = net->n_params, chunks = (n_params + FN_PARTIAL_SUM_CHUNK - 1) / FN_PARTIAL_SUM_CHUNK;
+    int64_t n_params = net->n_params, chunks = (n_params + FN_PARAMETER_CHUNK - 1) / FN_PARAMETER_CHUNK;
     double errors = 0.0;
     for (int64_t wave = 0; wave < n_blocks; wave += net->wave) {
         int64_t count = rows_from(wave, net->wave, n_blocks);
@@ -817,7 +817,7 @@ static double R(batch_gradient)(R(Net) *net, const real *X, const real *Y, const
         /* Each parameter's sum in block order, whichever thread adds its chunk. */
         OMP(omp parallel for num_threads(net->threads) schedule(static) if (chunks > 1))
         for (int64_t chunk = 0; chunk < chunks; chunk++) {
-            int64_t start = chunk * FN_PARTIAL_SUM_CHUNK, end = start + rows_from(start, FN_PARTIAL_SUM_CHUNK, n_params);
+            int64_t start = chunk * FN_PARAMETER_CHUNK, end = start + rows_from(start, FN_PARAMETER_CHUNK, n_params);
             if (wave == 0)
                 memset(grad + start, 0, (size_t)(end - start) * sizeof *grad);
             for (int64_t s = 0; s < count; s++) {
@@ -839,38 +839,54 @@ static void R(gather)(const real *src, int64_t width, const int64_t *order, int6
         memcpy(dst + i * width, src + order[i] * width, (size_t)width * sizeof *dst);
 }
 
-/* One optimizer step on params (n_params) from the gradient g, in place;
- * formulas and the layout of hyper and state (2, n_params) in network.h.
- * hyper is double; its entries and Adam's bias corrections (computed in
- * double) are rounded to real once, and the update runs in real.
- * No restrict: params, g and state may alias when called directly. */
-static void R(update)(real *params, const real *g, int64_t n_params, int optimizer, const double *hyper,
-                      real *state, int64_t *step)
+/* One optimizer step on params[start .. stop) from the gradient g, in place,
+ * at step count t (Adam's, after this step's increment): each parameter on
+ * its own, so ranges may run on separate threads.  Formulas and the layout
+ * of hyper and state (2, n_params) in network.h.  hyper is double; its
+ * entries and Adam's bias corrections (computed in double) are rounded to
+ * real once, and the update runs in real.  No restrict: params, g and state
+ * may alias when called directly. */
+static void R(update_range)(real *params, const real *g, int64_t n_params, int optimizer, const double *hyper,
+                            real *state, int64_t t, int64_t start, int64_t stop)
 {
     real lr = (real)hyper[FN_HYPER_LR];
     if (optimizer == FN_OPTIMIZER_SGD) {
-        for (int64_t i = 0; i < n_params; i++)
+        for (int64_t i = start; i < stop; i++)
             params[i] -= lr * g[i];
     } else if (optimizer == FN_OPTIMIZER_MOMENTUM) {
         real mu = (real)hyper[FN_HYPER_MOMENTUM], *v = state;
-        for (int64_t i = 0; i < n_params; i++) {
+        for (int64_t i = start; i < stop; i++) {
             v[i] = mu * v[i] + g[i];
             params[i] -= lr * v[i];
         }
     } else {
         real b1 = (real)hyper[FN_HYPER_BETA1], b2 = (real)hyper[FN_HYPER_BETA2];
         real *m = state, *v = state + n_params;
-        if (*step < INT64_MAX) /* saturate rather than overflow */
-            *step += 1;
         /* lr_t and eps_t as fastnet.spec.adam_scalars computes them */
-        double root = sqrt(1.0 - pow(hyper[FN_HYPER_BETA2], (double)*step));
-        real lr_t = (real)(hyper[FN_HYPER_LR] * root / (1.0 - pow(hyper[FN_HYPER_BETA1], (double)*step)));
+        double root = sqrt(1.0 - pow(hyper[FN_HYPER_BETA2], (double)t));
+        real lr_t = (real)(hyper[FN_HYPER_LR] * root / (1.0 - pow(hyper[FN_HYPER_BETA1], (double)t)));
         real eps_t = (real)(hyper[FN_HYPER_EPS] * root);
-        for (int64_t i = 0; i < n_params; i++) {
+        for (int64_t i = start; i < stop; i++) {
             m[i] = b1 * m[i] + ((real)1 - b1) * g[i];
             v[i] = b2 * v[i] + ((real)1 - b2) * g[i] * g[i];
             params[i] -= lr_t * (m[i] / (SQRT(v[i]) + eps_t));
         }
+    }
+}
+
+/* One optimizer step on all of params (n_params), Adam's t (*step) counted
+ * first, on up to `threads` threads in chunks of FN_PARAMETER_CHUNK. */
+static void R(update)(real *params, const real *g, int64_t n_params, int optimizer, const double *hyper,
+                      real *state, int64_t *step, int threads)
+{
+    if (optimizer == FN_OPTIMIZER_ADAM && *step < INT64_MAX) /* saturate rather than overflow */
+        *step += 1;
+    int64_t t = *step, chunks = (n_params + FN_PARAMETER_CHUNK - 1) / FN_PARAMETER_CHUNK;
+    OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1 && chunks > 1))
+    for (int64_t chunk = 0; chunk < chunks; chunk++) {
+        int64_t first = chunk * FN_PARAMETER_CHUNK;
+        R(update_range)(params, g, n_params, optimizer, hyper, state, t, first,
+                        first + rows_from(first, FN_PARAMETER_CHUNK, n_params));
     }
 }
 
@@ -977,7 +993,7 @@ static int R(train_epoch)(const real *X, const real *Y, const real *w, const int
         double c = loss_normaliser(loss, batch_weight, n_out);
         total += R(batch_gradient)(&net, X_batch, Y_batch, w_batch, m, params, derivative, loss, c, grad);
         R(add_penalty)(&net, grad, params, hyper[FN_HYPER_ALPHA] * penalty_normaliser(loss, batch_weight));
-        R(update)(params, grad, net.n_params, optimizer, hyper, state, step);
+        R(update)(params, grad, net.n_params, optimizer, hyper, state, step, net.threads);
     }
     R(net_close)(&net);
     *errors = total;

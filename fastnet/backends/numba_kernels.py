@@ -49,7 +49,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_jitable, register_model
 
 from fastnet._config import (BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, INPUT_PASS_BYTES, NUMBA_CACHE, NUMBA_THREADING_LAYER,
-                             PARTIAL_GRADIENT_BYTES, PARTIAL_SUM_CHUNK, PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP,
+                             PARTIAL_GRADIENT_BYTES, PARAMETER_CHUNK, PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP,
                              SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
@@ -285,7 +285,7 @@ def _signature(kind, f):
         _CALL_OUTER_GRADIENT: (types.int64, (tiles, i64, tiles, i64, i64, i64, i64, i64, vector, types.boolean)),
         _CALL_OUTPUT_DELTA: (types.float64, (tiles, i64, read_rows, read_vector, f, tiles)),
         _CALL_WRITE: (types.none, (tiles, indices, i64, i64, i64, vector)),
-        _CALL_UPDATE: (types.none, (vector, vector, types.Array(types.float64, 1, "C"), matrix, indices)),
+        _CALL_UPDATE: (types.int64, (vector, vector, types.Array(types.float64, 1, "C"), matrix, i64, i64, i64)),
         _CALL_PENALTY: (types.none, (vector, indices, indices, types.float64, types.float64, i64, vector)),
         _CALL_ACTIVATION: (types.none, (tiles, i64, i64, i64, matrix)),
         _CALL_SLOPE: (types.none, (tiles, i64, tiles, i64, i64, i64)),
@@ -1609,7 +1609,8 @@ def _train_batches(X, Y, w, first, last, params, sizes, has_bias, loss, w_start,
                                                        grad[:0], calls))
         if calls[_CALL_PENALTY]:
             _call(_CALL_PENALTY, calls[_CALL_PENALTY], (params, sizes, w_start, hyper[_ALPHA], weight, loss, grad))
-        _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step))
+        step[0] = _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step[0], np.int64(0),
+                                                            np.int64(params.shape[0])))
     return total
 
 
@@ -1646,10 +1647,10 @@ def _write_activations(acts, sizes, first_row, m, n, out):
 def _add_partial_gradients(parts, count, first_wave, start, grad):
     """grad[start:end] = (0 in the first wave, else grad[start:end]) + parts[0, start:end]
     + ... + parts[count - 1, start:end], added in block order; end = start +
-    PARTIAL_SUM_CHUNK or len(grad).  parts: (>= count, len(grad)), grad's dtype."""
+    PARAMETER_CHUNK or len(grad).  parts: (>= count, len(grad)), grad's dtype."""
     _full_width_loops()
     # Slices, each loop from 0: indices LLVM can prove in range, so the loops vectorise.
-    end = _smaller(start + PARTIAL_SUM_CHUNK, grad.shape[0])
+    end = _smaller(start + PARAMETER_CHUNK, grad.shape[0])
     target = grad[start:end]
     if first_wave:
         for i in range(target.shape[0]):
@@ -1703,15 +1704,22 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, block_rows, wor
                                      (rows_task, X, Y, w, first, last, params, sizes, has_bias, c, w_start,
                                       b_start, acts[thread], deltas[thread], parts[slot], out, calls))
         if task != _FORWARD:
-            for chunk in prange((grad.shape[0] + PARTIAL_SUM_CHUNK - 1) // PARTIAL_SUM_CHUNK):
-                _add_partial_gradients(parts, count, wave == 0, np.int64(chunk) * PARTIAL_SUM_CHUNK, grad)
+            for chunk in prange((grad.shape[0] + PARAMETER_CHUNK - 1) // PARAMETER_CHUNK):
+                _add_partial_gradients(parts, count, wave == 0, np.int64(chunk) * PARAMETER_CHUNK, grad)
             for slot in range(count):
                 total += errors[slot]
     if task == _TRAIN:
         hyper, state, step = training[2], training[3], training[4]
         if calls[_CALL_PENALTY]:
             _call(_CALL_PENALTY, calls[_CALL_PENALTY], (params, sizes, w_start, hyper[_ALPHA], weight, loss, grad))
-        _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, step))
+        # The update on the threads, chunk by chunk, each from the same step count t;
+        # an empty range then gives the count after the update.
+        t = step[0]
+        for chunk in prange((params.shape[0] + PARAMETER_CHUNK - 1) // PARAMETER_CHUNK):
+            start = np.int64(chunk) * PARAMETER_CHUNK
+            _call(_CALL_UPDATE, calls[_CALL_UPDATE],
+                  (params, grad, hyper, state, t, start, _smaller(start + PARAMETER_CHUNK, params.shape[0])))
+        step[0] = _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, t, np.int64(0), np.int64(0)))
     return total
 
 
@@ -1765,27 +1773,35 @@ def _add_penalty(params, sizes, w_start, alpha, weight, loss, grad):
 
 
 # The optimizers of fastnet.spec.OPTIMIZERS, one kernel each (kind _CALL_UPDATE):
-# one step on params in place, from grad, the hyper-parameters (float64, the
-# fields of fastnet.spec.HYPER_FIELDS) and the state (see fastnet.backends).
+# one step on params[start:stop] in place, from grad, the hyper-parameters
+# (float64, the fields of fastnet.spec.HYPER_FIELDS) and the state (see
+# fastnet.backends), each parameter on its own, so that a caller may update
+# ranges on several threads.  ``t`` is the step count before the step (Adam's,
+# step[0] of the optimizer state); each kernel returns the count after it,
+# also for an empty range.  Slices indexed from 0: no index can be negative,
+# so the loops have no wraparound selects and vectorise.
 
 @_kernel()
-def _sgd_update(params, grad, hyper, state, step):
-    """p -= lr g."""
+def _sgd_update(params, grad, hyper, state, t, start, stop):
+    """p -= lr g; returns t (no step count)."""
     _full_width_loops()
     lr = typed(hyper[_LR], params)
-    for i in range(params.shape[0]):
-        params[i] -= lr * grad[i]
+    weights, gradient = params[start:stop], grad[start:stop]
+    for i in range(weights.shape[0]):
+        weights[i] -= lr * gradient[i]
+    return t
 
 
 @_kernel()
-def _momentum_update(params, grad, hyper, state, step):
-    """v = mu v + g; p -= lr v, the velocity v in state[0]."""
+def _momentum_update(params, grad, hyper, state, t, start, stop):
+    """v = mu v + g; p -= lr v, the velocity v in state[0]; returns t (no step count)."""
     _full_width_loops()
     lr, momentum = typed(hyper[_LR], params), typed(hyper[_MOMENTUM], params)
-    velocity = state[0]
-    for i in range(params.shape[0]):
-        velocity[i] = momentum * velocity[i] + grad[i]
-        params[i] -= lr * velocity[i]
+    weights, gradient, velocity = params[start:stop], grad[start:stop], state[0, start:stop]
+    for i in range(weights.shape[0]):
+        velocity[i] = momentum * velocity[i] + gradient[i]
+        weights[i] -= lr * velocity[i]
+    return t
 
 
 #: spec.adam_scalars, compiled: the one definition of Adam's per-step scalars.
@@ -1793,21 +1809,23 @@ _adam_scalars = register_jitable(spec.adam_scalars)
 
 
 @_kernel()
-def _adam_update(params, grad, hyper, state, step):
-    """Adam (fastnet.spec.OPTIMIZERS): t += 1 (step[0]); m = b1 m + (1 - b1) g;
+def _adam_update(params, grad, hyper, state, t, start, stop):
+    """Adam (fastnet.spec.OPTIMIZERS), step t + 1 (returned): m = b1 m + (1 - b1) g;
     v = b2 v + (1 - b2) g^2; p -= lr_t (m / (sqrt(v) + eps_t)), m and v in state[0]
     and state[1], lr_t and eps_t from ``spec.adam_scalars`` rounded to params' dtype."""
     _full_width_loops()
     beta1, beta2 = typed(hyper[_BETA1], params), typed(hyper[_BETA2], params)
     one = typed(1.0, params)
-    step[0] += 1
-    lr_t, eps_t = _adam_scalars(hyper[_LR], hyper[_BETA1], hyper[_BETA2], hyper[_EPS], float(step[0]))
+    t += 1
+    lr_t, eps_t = _adam_scalars(hyper[_LR], hyper[_BETA1], hyper[_BETA2], hyper[_EPS], float(t))
     lr_t, eps_t = typed(lr_t, params), typed(eps_t, params)
-    first_moment, second_moment = state[0], state[1]
-    for i in range(params.shape[0]):
-        first_moment[i] = beta1 * first_moment[i] + (one - beta1) * grad[i]
-        second_moment[i] = beta2 * second_moment[i] + (one - beta2) * grad[i] * grad[i]
-        params[i] -= lr_t * (first_moment[i] / (math.sqrt(second_moment[i]) + eps_t))
+    weights, gradient = params[start:stop], grad[start:stop]
+    first_moment, second_moment = state[0, start:stop], state[1, start:stop]
+    for i in range(weights.shape[0]):
+        first_moment[i] = beta1 * first_moment[i] + (one - beta1) * gradient[i]
+        second_moment[i] = beta2 * second_moment[i] + (one - beta2) * gradient[i] * gradient[i]
+        weights[i] -= lr_t * (first_moment[i] / (math.sqrt(second_moment[i]) + eps_t))
+    return t
 
 
 # _BALANCED: the parallel loops hand out blocks one at a time (chunk size 1),
