@@ -134,6 +134,10 @@ def random_problem(n, output, scales=(0.5, 1.0, 5.0)):
 # z ~ 17 on, where bce's log(1 - a) is clamped and no longer comparable.
 ROWS = [1, 2, 255, 256, 257, 1000, BLOCK - 1, BLOCK + 1, 2 * BLOCK + 300]
 RTOL = {np.float64: (1e-9, 1e-7), np.float32: (1e-4, 2e-3)}  # one call, one epoch
+# Rows per block (fastnet.backends.block_rows, any count >= 1 to the kernels): big
+# blocks, or batches cut into small ones, none a multiple of a vector's rows but 64.
+# Drawn from a generator of their own, so the problems stay those of the seed.
+BLOCK_CHOICES, block_rng = [BLOCK, 64, 37, 5], np.random.default_rng(7)
 for threads in (1, 2):
     _native.set_num_threads(threads)
     for index, n in enumerate(ROWS):
@@ -160,7 +164,10 @@ for threads in (1, 2):
         close(out, expected_out, "forward " + what, call_rtol)
 
         grad, expected_grad = np.full(params.size, np.nan, dtype), np.empty(params.size)
-        value = _native.gradient(X, Y, weights, params, sizes, activations, has_bias, derivative, loss, grad)
+        block_rows = int(block_rng.choice(BLOCK_CHOICES))
+        what += f" block_rows={block_rows}"
+        value = _native.gradient(X, Y, weights, params, sizes, activations, has_bias, derivative, loss, block_rows,
+                                 grad)
         expected = reference.gradient(model64, Rows(X64, Y64, weights64), expected_grad)
         close(value, expected, "gradient loss " + what, call_rtol)
         close(grad, expected_grad, "gradient " + what, call_rtol)
@@ -182,7 +189,7 @@ for threads in (1, 2):
                 state, step, work = np.zeros((2, p.size), p.dtype), np.zeros(1, np.int64), np.empty(p.size, p.dtype)
                 if backend == "native":
                     errors = _native.train_epoch(X_, Y_, w_, order, batch_size, p, sizes, activations, has_bias,
-                                                 derivative, loss, code, hyper, state, step, work)
+                                                 derivative, loss, code, hyper, state, step, block_rows, work)
                 else:
                     errors = reference.train_epoch(model64._replace(params=p), Rows(X_, Y_, w_), order, batch_size,
                                                    Optimizer(code, hyper, state, step), work)
@@ -233,7 +240,7 @@ none = np.empty(0)
 def train(**changes):
     arguments = dict(X=X, Y=Y, row_weight=none, order=np.empty(0, np.int64), batch_size=3, params=params.copy(),
                      sizes=sizes, activations=acts, has_bias=True, derivative=0, loss=1, optimizer=2, hyper=hyper,
-                     state=state.copy(), step=step.copy(), grad=grad)
+                     state=state.copy(), step=step.copy(), block_rows=BLOCK, grad=grad)
     arguments.update(changes)
     return _native.train_epoch(*arguments.values())
 
@@ -246,16 +253,18 @@ BAD_CALLS = [
     lambda: _native.forward(X, params, np.array([4, 2**62, 4, 1], dtype=np.int64), np.full(3, SIGMOID, np.int64), False,
                             out),
     lambda: _native.forward(X, params, np.array([4, -3, 1], dtype=np.int64), acts, True, out),
-    lambda: _native.gradient(X, Y[:9].copy(), none, params, sizes, acts, True, 0, 1, grad),
-    lambda: _native.gradient(X, Y, np.ones(9), params, sizes, acts, True, 0, 1, grad),
-    lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 0, 1, np.empty(18)),
-    lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 5, 1, grad),
-    lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 0, -1, grad),
+    lambda: _native.gradient(X, Y[:9].copy(), none, params, sizes, acts, True, 0, 1, BLOCK, grad),
+    lambda: _native.gradient(X, Y, np.ones(9), params, sizes, acts, True, 0, 1, BLOCK, grad),
+    lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 0, 1, BLOCK, np.empty(18)),
+    lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 5, 1, BLOCK, grad),
+    lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 0, -1, BLOCK, grad),
     lambda: train(order=np.array([9, 10], dtype=np.int64)),
     lambda: train(order=np.r_[np.arange(9), 10].astype(np.int64)),
     lambda: train(order=np.r_[np.arange(9), -1].astype(np.int64)),
     lambda: train(batch_size=0),
     lambda: train(batch_size=-5),
+    lambda: train(block_rows=0),
+    lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 0, 1, -1, grad),
     lambda: train(optimizer=3),
     lambda: train(hyper=hyper[:4].copy()),
     lambda: train(hyper=hyper[:5].copy()),
