@@ -63,10 +63,10 @@ EPOCH_SLICE_WORK = 2**26
 PARTIAL_GRADIENT_BYTES = 16 * 2**20
 
 #: Parameters per chunk of the work over whole parameter vectors that runs on
-#: the threads chunk by chunk: the sum of a wave's partial gradients (each
-#: parameter's in block order, whichever thread adds it) and, after a batch
-#: of more than one block, the optimizer's update.  Elementwise, so the
-#: chunks change the speed, never a result.
+#: the threads chunk by chunk: the optimizer's update after a batch of more
+#: than one block and, in the C kernels, the sum of a wave's partial
+#: gradients (each parameter's in block order, whichever thread adds it).
+#: Elementwise, so the chunks change the speed, never a result.
 PARAMETER_CHUNK = 8192
 
 #: |z| beyond this saturates the sigmoid: exp(-708) is still a normal double.

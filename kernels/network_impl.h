@@ -882,7 +882,13 @@ static void R(update)(real *params, const real *g, int64_t n_params, int optimiz
     if (optimizer == FN_OPTIMIZER_ADAM && *step < INT64_MAX) /* saturate rather than overflow */
         *step += 1;
     int64_t t = *step, chunks = (n_params + FN_PARAMETER_CHUNK - 1) / FN_PARAMETER_CHUNK;
-    OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1 && chunks > 1))
+    if (threads < 2 || chunks < 2) {
+        /* not even a parallel region with a false if clause: it costs a call into
+         * libgomp, and a small network's epoch makes one update per few rows */
+        R(update_range)(params, g, n_params, optimizer, hyper, state, t, 0, n_params);
+        return;
+    }
+    OMP(omp parallel for num_threads(threads) schedule(static))
     for (int64_t chunk = 0; chunk < chunks; chunk++) {
         int64_t first = chunk * FN_PARAMETER_CHUNK;
         R(update_range)(params, g, n_params, optimizer, hyper, state, t, first,

@@ -262,9 +262,9 @@ _smaller, _larger = _pick("<"), _pick(">")
 # The kernels are called once per tile or batch, never inlined, so the
 # indirect call costs nothing measurable.
 (_CALL_ROWS, _CALL_FORWARD, _CALL_PRODUCTS, _CALL_WEIGHT_GRADIENT, _CALL_OUTPUT_DELTA, _CALL_WRITE, _CALL_UPDATE,
- _CALL_PENALTY, _CALL_OUTER_GRADIENT) = range(9)
-_FIRST_LAYER_CALL = 9
-_CALL_ACTIVATION, _CALL_SLOPE = 9, 10
+ _CALL_PENALTY, _CALL_OUTER_GRADIENT, _CALL_PARTIAL_SUM, _CALL_CHUNKED_UPDATE) = range(11)
+_FIRST_LAYER_CALL = 11
+_CALL_ACTIVATION, _CALL_SLOPE = 11, 12
 
 
 def _signature(kind, f):
@@ -286,6 +286,8 @@ def _signature(kind, f):
         _CALL_OUTPUT_DELTA: (types.float64, (tiles, i64, read_rows, read_vector, f, tiles)),
         _CALL_WRITE: (types.none, (tiles, indices, i64, i64, i64, vector)),
         _CALL_UPDATE: (types.int64, (vector, vector, types.Array(types.float64, 1, "C"), matrix, i64, i64, i64)),
+        _CALL_PARTIAL_SUM: (types.none, (matrix, i64, types.boolean, vector)),
+        _CALL_CHUNKED_UPDATE: (types.none, (vector, vector, types.Array(types.float64, 1, "C"), matrix, indices, i64)),
         _CALL_PENALTY: (types.none, (vector, indices, indices, types.float64, types.float64, i64, vector)),
         _CALL_ACTIVATION: (types.none, (tiles, i64, i64, i64, matrix)),
         _CALL_SLOPE: (types.none, (tiles, i64, tiles, i64, i64, i64)),
@@ -1644,21 +1646,56 @@ def _write_activations(acts, sizes, first_row, m, n, out):
 
 
 @_kernel()
-def _add_partial_gradients(parts, count, first_wave, start, grad):
-    """grad[start:end] = (0 in the first wave, else grad[start:end]) + parts[0, start:end]
-    + ... + parts[count - 1, start:end], added in block order; end = start +
-    PARAMETER_CHUNK or len(grad).  parts: (>= count, len(grad)), grad's dtype."""
+def _add_elementwise(target, source):
+    """target += source, item by item (1-D arrays of one length and dtype)."""
     _full_width_loops()
-    # Slices, each loop from 0: indices LLVM can prove in range, so the loops vectorise.
-    end = _smaller(start + PARAMETER_CHUNK, grad.shape[0])
-    target = grad[start:end]
+    for i in range(target.shape[0]):
+        target[i] += source[i]
+
+
+@_kernel()
+def _add_partial_gradients(parts, count, first_wave, grad):
+    """grad = (0 in the first wave, else grad) + parts[0] + ... + parts[count - 1], added
+    in block order, in the calling thread.  parts: (>= count, len(grad)), grad's dtype."""
+    _full_width_loops()
     if first_wave:
-        for i in range(target.shape[0]):
-            target[i] = 0.0
+        for i in range(grad.shape[0]):
+            grad[i] = 0.0
     for slot in range(count):
-        part = parts[slot, start:end]
-        for i in range(target.shape[0]):
-            target[i] += part[i]
+        _add_elementwise(grad, parts[slot])
+
+
+@_kernel(parallel=True)
+def _chunked_partial_sum(parts, count, first_wave, grad):
+    """``_add_partial_gradients`` on the threads, in chunks of PARAMETER_CHUNK parameters:
+    each parameter's sum in block order, whichever thread adds it, so the same bits.
+    A kernel of its own (kind _CALL_PARTIAL_SUM), called at its address, so that only
+    a fit with batches of several blocks compiles it: a parallel loop costs Numba
+    about a third of a second to compile."""
+    for chunk in prange((grad.shape[0] + PARAMETER_CHUNK - 1) // PARAMETER_CHUNK):
+        start = np.int64(chunk) * PARAMETER_CHUNK
+        stop = _smaller(start + PARAMETER_CHUNK, grad.shape[0])
+        target = grad[start:stop]
+        if first_wave:
+            for i in range(target.shape[0]):
+                target[i] = 0.0
+        for slot in range(count):
+            _add_elementwise(target, parts[slot, start:stop])
+
+
+@_kernel(parallel=True)
+def _chunked_update(params, grad, hyper, state, step, update):
+    """The optimizer's update at address ``update`` (kind _CALL_UPDATE) on all of params,
+    on the threads in chunks of PARAMETER_CHUNK parameters, each from the same step
+    count step[0], which then becomes the count after the update (an empty range's
+    answer).  Elementwise: the same bits as one call.  A kernel of its own, called
+    at its address, so that only a fit with batches of several blocks compiles it."""
+    t = step[0]
+    for chunk in prange((params.shape[0] + PARAMETER_CHUNK - 1) // PARAMETER_CHUNK):
+        start = np.int64(chunk) * PARAMETER_CHUNK
+        _call(_CALL_UPDATE, update, (params, grad, hyper, state, t, start,
+                                     _smaller(start + PARAMETER_CHUNK, params.shape[0])))
+    step[0] = _call(_CALL_UPDATE, update, (params, grad, hyper, state, t, np.int64(0), np.int64(0)))
 
 
 @_kernel(parallel=True, entry=True)
@@ -1677,8 +1714,9 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, block_rows, wor
     gradient, waves of ``parts.shape[0]`` blocks run in parallel, each block
     into its own row of ``parts``, and the parts are then added to ``grad``
     in block order.  Block sizes and the order of that sum never depend on
-    the number of threads, so neither does the result, bit for bit; that
-    sum runs on the threads too, in chunks of parameters.
+    the number of threads, so neither does the result, bit for bit.  In
+    training, that sum and the update run on the threads too
+    (calls[_CALL_PARTIAL_SUM] and calls[_CALL_CHUNKED_UPDATE]).
     Forward's blocks are independent: one wave of all.
     """
     # Only the prange below may become parallel: whole-array statements in a
@@ -1704,22 +1742,18 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, block_rows, wor
                                      (rows_task, X, Y, w, first, last, params, sizes, has_bias, c, w_start,
                                       b_start, acts[thread], deltas[thread], parts[slot], out, calls))
         if task != _FORWARD:
-            for chunk in prange((grad.shape[0] + PARAMETER_CHUNK - 1) // PARAMETER_CHUNK):
-                _add_partial_gradients(parts, count, wave == 0, np.int64(chunk) * PARAMETER_CHUNK, grad)
+            if calls[_CALL_PARTIAL_SUM]:
+                _call(_CALL_PARTIAL_SUM, calls[_CALL_PARTIAL_SUM], (parts, count, wave == 0, grad))
+            else:
+                _add_partial_gradients(parts, count, wave == 0, grad)
             for slot in range(count):
                 total += errors[slot]
     if task == _TRAIN:
         hyper, state, step = training[2], training[3], training[4]
         if calls[_CALL_PENALTY]:
             _call(_CALL_PENALTY, calls[_CALL_PENALTY], (params, sizes, w_start, hyper[_ALPHA], weight, loss, grad))
-        # The update on the threads, chunk by chunk, each from the same step count t;
-        # an empty range then gives the count after the update.
-        t = step[0]
-        for chunk in prange((params.shape[0] + PARAMETER_CHUNK - 1) // PARAMETER_CHUNK):
-            start = np.int64(chunk) * PARAMETER_CHUNK
-            _call(_CALL_UPDATE, calls[_CALL_UPDATE],
-                  (params, grad, hyper, state, t, start, _smaller(start + PARAMETER_CHUNK, params.shape[0])))
-        step[0] = _call(_CALL_UPDATE, calls[_CALL_UPDATE], (params, grad, hyper, state, t, np.int64(0), np.int64(0)))
+        _call(_CALL_CHUNKED_UPDATE, calls[_CALL_CHUNKED_UPDATE],
+              (params, grad, hyper, state, step, calls[_CALL_UPDATE]))
     return total
 
 
@@ -2009,17 +2043,19 @@ def _address(kernel, kind, dtype):
     return found
 
 
-def _call_table(task, model, optimizer=None, penalised=False):
+def _call_table(task, model, optimizer=None, penalised=False, chunked=False):
     """The ``calls`` argument of ``_rows`` for ``task`` on ``model``: int64 addresses of
     ``_rows`` itself (which ``_pass``, ``_train_batches`` and ``_blocks`` call) and of the
     kernels it runs (see _CALL_ROWS), each compiled on first use; for _TRAIN the update
     of the optimizer code ``optimizer`` and, if ``penalised`` (alpha > 0), the L2
-    penalty.  Made once per kind and shape of network."""
+    penalty; with ``chunked`` (for training in ``_blocks``) the kernels that run the
+    sum of partial gradients and the update on the threads.  Made once per kind and shape of network."""
     dtype, codes, loss = model.params.dtype, model.activations, int(model.loss)
     optimizer = None if optimizer is None else int(optimizer)
-    penalised = task == _TRAIN and bool(penalised)
+    penalised, chunked = task == _TRAIN and bool(penalised), task == _TRAIN and bool(chunked)
     sizes = model.layout.sizes
-    key = (task, optimizer, penalised, dtype.char, codes.tobytes(), int(model.derivative), loss, sizes.tobytes())
+    key = (task, optimizer, penalised, chunked, dtype.char, codes.tobytes(), int(model.derivative), loss,
+           sizes.tobytes())
     table = _CALL_TABLES.get(key)
     if table is not None:
         return table
@@ -2038,6 +2074,9 @@ def _call_table(task, model, optimizer=None, penalised=False):
         table[_CALL_OUTPUT_DELTA] = _address(_OUTPUT_DELTA_KERNELS[loss], _CALL_OUTPUT_DELTA, dtype)
     if task == _TRAIN:
         table[_CALL_UPDATE] = _address(_UPDATE_KERNELS[optimizer], _CALL_UPDATE, dtype)
+    if chunked:
+        table[_CALL_PARTIAL_SUM] = _address(_chunked_partial_sum, _CALL_PARTIAL_SUM, dtype)
+        table[_CALL_CHUNKED_UPDATE] = _address(_chunked_update, _CALL_CHUNKED_UPDATE, dtype)
     if penalised:
         table[_CALL_PENALTY] = _address(_add_penalty, _CALL_PENALTY, dtype)
     for layer, code in enumerate(codes.tolist()):
@@ -2070,10 +2109,10 @@ def _wide_layers(sizes, dtype):
     return blocked, outer
 
 
-def _training_calls(model, optimizer):
+def _training_calls(model, optimizer, chunked=False):
     """``_call_table`` of _TRAIN for ``model`` trained by ``optimizer`` (a fastnet.backends
-    optimizer: its code, and its hyper-parameters' alpha)."""
-    return _call_table(_TRAIN, model, optimizer.code, optimizer.hyper[_ALPHA] > 0.0)
+    optimizer: its code, and its hyper-parameters' alpha); ``chunked`` for ``_blocks``."""
+    return _call_table(_TRAIN, model, optimizer.code, optimizer.hyper[_ALPHA] > 0.0, chunked=chunked)
 
 
 def _run(task, model, X, Y, w, scale, block_rows, memory, grad, out):
@@ -2170,7 +2209,7 @@ def _train_split_batches(model, X, Y, w, order, batch_size, rows_per_block, opti
     work, parts = _work_memory(batch_size, rows_per_block, params, layout)
     w_start, b_start, acts, deltas, _ = work
     codes, no_output = (bool(layout.has_bias), int(model.loss)), _empty(params.dtype)
-    calls = _training_calls(model, optimizer)
+    calls = _training_calls(model, optimizer, chunked=True)
     visits, total = (order.shape[0] if order.shape[0] else X.shape[0]), 0.0
     for first in range(0, visits, batch_size):
         last = min(first + batch_size, visits)
