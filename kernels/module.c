@@ -511,7 +511,8 @@ PyDoc_STRVAR(gradient_doc,
 "db_l = delta_{l+1}.sum(axis=0); delta_l = (delta_{l+1} @ W_l.T) * f'(A_l).\n"
 "block_rows: int >= 1, rows per block (fastnet.backends.block_rows): blocks run on up\n"
 "to get_num_threads() threads; their partial gradients are added in block\n"
-"order, so the result is the same for any thread count.  float32 runs in float32 but for the loss sums (double).\n"
+"order, so the result is the same for any thread count.  float32 runs in\n"
+"float32 but for the loss sums (double).\n"
 "Raises TypeError on a wrong or mixed dtype, ValueError on a wrong layout,\n"
 "length or code, MemoryError if the work memory cannot be allocated.");
 
