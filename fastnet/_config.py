@@ -18,9 +18,9 @@ BLOCK_ROWS = 32 * TILE_ROWS
 
 #: A batch of at most BLOCK_ROWS rows is one block, run serially, unless
 #: its work (rows times parameters, about a third of its multiply-adds) is at
-#: least SPLIT_WORK: then it is cut into SPLIT_BLOCKS blocks of equal length
-#: (a multiple of SPLIT_ROUNDING rows, at least SPLIT_MIN_ROWS; the last may
-#: be shorter), which run on separate threads as above.  So a mini-batch of a
+#: least SPLIT_WORK: then it is cut into up to SPLIT_BLOCKS blocks of equal
+#: length (a multiple of SPLIT_ROUNDING rows, at least SPLIT_MIN_ROWS; the
+#: last may be shorter), which run on separate threads as above.  So a mini-batch of a
 #: wide network uses more than one core, and the blocks still depend on the
 #: batch's rows and the network's shape only (fastnet.backends.block_rows).
 #: Smaller batches stay whole: a parallel call costs microseconds, and each

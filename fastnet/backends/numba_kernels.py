@@ -1671,7 +1671,9 @@ def _chunked_partial_sum(parts, count, first_wave, grad):
     each parameter's sum in block order, whichever thread adds it, so the same bits.
     A kernel of its own (kind _CALL_PARTIAL_SUM), called at its address, so that only
     a fit with batches of several blocks compiles it: a parallel loop costs Numba
-    about a third of a second to compile."""
+    about a third of a second to compile.  Its loop over a chunk's slices is its
+    own: ``_add_partial_gradients`` taking a range compiled slower where gradients
+    link it in (benchmarks/NOTES.md)."""
     for chunk in prange((grad.shape[0] + PARAMETER_CHUNK - 1) // PARAMETER_CHUNK):
         start = np.int64(chunk) * PARAMETER_CHUNK
         stop = _smaller(start + PARAMETER_CHUNK, grad.shape[0])
