@@ -10,11 +10,18 @@ import os
 #: every vector width (up to 16 float32) divides it.
 TILE_ROWS = 272
 
-#: Rows per block in the parallel kernels: blocks run on separate threads and
-#: their partial gradients are added in block order.  Constant (a multiple
-#: of TILE_ROWS), so results are bitwise identical for any thread count;
-#: a batch of at most one block runs serially.
+#: Most rows per block in the parallel kernels: blocks run on separate threads
+#: and their partial gradients are added in block order.  A multiple of
+#: TILE_ROWS; a batch of at most one block runs serially.
 BLOCK_ROWS = 32 * TILE_ROWS
+
+#: A batch of more than BLOCK_ROWS rows is cut into a multiple of this many
+#: blocks, each a whole number of tiles (the last may be shorter), so that two
+#: or four threads get equal shares: 60,000 rows in seven blocks of
+#: BLOCK_ROWS kept one of two threads busy for four of them.  Blocks depend
+#: on the batch's rows only, so results are bitwise identical for any thread
+#: count (fastnet.backends.block_rows).
+BLOCK_COUNT_MULTIPLE = 4
 
 #: A batch of at most BLOCK_ROWS rows is one block, run serially, unless
 #: its work (rows times parameters, about a third of its multiply-adds) is at

@@ -85,7 +85,8 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnet import spec
-from fastnet._config import BLOCK_ROWS, SPLIT_BLOCKS, SPLIT_MIN_ROWS, SPLIT_ROUNDING, SPLIT_WORK
+from fastnet._config import (BLOCK_COUNT_MULTIPLE, BLOCK_ROWS, SPLIT_BLOCKS, SPLIT_MIN_ROWS, SPLIT_ROUNDING,
+                             SPLIT_WORK, TILE_ROWS)
 from fastnet.layout import ParamLayout
 
 #: Backend name -> module under fastnet.backends (imported on first use).
@@ -127,17 +128,28 @@ def block_rows(n_rows, layout):
     """Rows per block of a batch of ``n_rows`` rows of a network of ``layout``
     (a ParamLayout), for its gradient and its training step.
 
-    BLOCK_ROWS for a batch larger than that, and for one whose work
-    ``n_rows * layout.count`` is below SPLIT_WORK (one block: serial);
+    For a batch of more than BLOCK_ROWS rows, the fewest whole tiles
+    (TILE_ROWS) per block that cut it into at most B blocks, B the number
+    of BLOCK_ROWS blocks it needs rounded up to a multiple of
+    BLOCK_COUNT_MULTIPLE.  For a smaller batch, BLOCK_ROWS (one block:
+    serial) when its work ``n_rows * layout.count`` is below SPLIT_WORK;
     otherwise ``ceil(n_rows / SPLIT_BLOCKS)`` rounded up to a multiple of
     SPLIT_ROUNDING, at least SPLIT_MIN_ROWS (fastnet._config).  A function
     of the batch's rows and the network's shape only, so that the sums, and
     every result, never depend on the number of threads.
     """
-    if n_rows > BLOCK_ROWS or n_rows * layout.count < SPLIT_WORK:
+    if n_rows > BLOCK_ROWS:
+        blocks = _round_up(-(-n_rows // BLOCK_ROWS), BLOCK_COUNT_MULTIPLE)
+        return _round_up(-(-n_rows // blocks), TILE_ROWS)
+    if n_rows * layout.count < SPLIT_WORK:
         return BLOCK_ROWS
     share = -(-n_rows // SPLIT_BLOCKS)
-    return min(BLOCK_ROWS, max(SPLIT_MIN_ROWS, -(-share // SPLIT_ROUNDING) * SPLIT_ROUNDING))
+    return min(BLOCK_ROWS, max(SPLIT_MIN_ROWS, _round_up(share, SPLIT_ROUNDING)))
+
+
+def _round_up(count, multiple):
+    """The least multiple of ``multiple`` that is at least ``count`` (both positive ints)."""
+    return -(-count // multiple) * multiple
 
 
 def first_written_layer(sizes, n_rows, out_length):

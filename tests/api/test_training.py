@@ -318,7 +318,7 @@ def test_gradients_are_bitwise_identical_for_one_and_two_threads(backend, loss, 
 
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
 def test_activations_are_bitwise_identical_for_one_and_two_threads(backend, restore_threads):
-    X, _ = big_data(100_000, seed=24)  # 13 blocks of BLOCK_ROWS rows, the last one partial
+    X, _ = big_data(100_000, seed=24)  # 12 blocks of BLOCK_ROWS rows, the last one partial
     results = []
     for threads in [1, 2]:
         fastnet.set_num_threads(threads)

@@ -362,9 +362,9 @@ def test_forward_writes_the_last_layers_that_fill_out(backend, dtype):
 
 
 def test_block_rows_cuts_only_batches_with_enough_work_into_a_few_blocks():
-    """fastnet.backends.block_rows against its rule, worked out by hand: BLOCK_ROWS (one
-    block, or the blocks of a big batch) unless rows x parameters reach SPLIT_WORK (2**22);
-    then ceil(rows / 4) rounded up to a multiple of 16, at least 64."""
+    """fastnet.backends.block_rows against its rule, worked out by hand, for batches of at
+    most BLOCK_ROWS rows: BLOCK_ROWS (one block) unless rows x parameters reach SPLIT_WORK
+    (2**22); then ceil(rows / 4) rounded up to a multiple of 16, at least 64."""
     from fastnet._config import BLOCK_ROWS
     from fastnet.backends import block_rows
     from fastnet.layout import ParamLayout
@@ -372,9 +372,26 @@ def test_block_rows_cuts_only_batches_with_enough_work_into_a_few_blocks():
     assert block_rows(128, mnist) == 64          # ceil(128 / 4) = 32, raised to 64
     assert block_rows(1000, mnist) == 256        # 250 rounded up to 256
     assert block_rows(BLOCK_ROWS, mnist) == 2176  # 8704 / 4
-    assert block_rows(BLOCK_ROWS + 1, mnist) == BLOCK_ROWS
     assert block_rows(41, mnist) == BLOCK_ROWS   # 41 x 101,770 = 4,172,570 < 2**22: one block
     assert block_rows(42, mnist) == 64           # 4,274,340: cut (into one block of 64: serial all the same)
     narrow = ParamLayout([4, 8, 1], True)        # 49 parameters: never worth cutting
     assert block_rows(BLOCK_ROWS, narrow) == BLOCK_ROWS
     assert block_rows(32, narrow) == BLOCK_ROWS
+
+
+def test_block_rows_cuts_big_batches_into_a_multiple_of_four_blocks_of_whole_tiles():
+    """Over BLOCK_ROWS (8,704) rows, whatever the network: the blocks of BLOCK_ROWS it needs,
+    rounded up to a multiple of 4, then the fewest whole tiles of 272 rows per block
+    that take every row in that many blocks (hand arithmetic)."""
+    from fastnet._config import BLOCK_ROWS, TILE_ROWS
+    from fastnet.backends import block_rows
+    from fastnet.layout import ParamLayout
+    for layout in (ParamLayout([784, 128, 10], True), ParamLayout([4, 8, 1], True)):
+        assert block_rows(BLOCK_ROWS + 1, layout) == 2448   # 4 blocks: ceil(8,705 / 4) = 2,177 -> 9 tiles
+        assert block_rows(10_000, layout) == 2720           # 4 blocks: 2,500 -> 10 tiles
+        assert block_rows(60_000, layout) == 7616           # 7 -> 8 blocks: 7,500 -> 28 tiles
+        assert block_rows(1_000_000, layout) == BLOCK_ROWS  # 115 -> 116 blocks: 8,621 -> 32 tiles
+        for rows in (BLOCK_ROWS + 1, 10_000, 20_000, 60_000, 100_000, 1_000_000, 1_000_001):
+            size, most_blocks = block_rows(rows, layout), -(-(-(-rows // BLOCK_ROWS)) // 4) * 4
+            assert size % TILE_ROWS == 0 and size <= BLOCK_ROWS
+            assert size * most_blocks >= rows > (size - TILE_ROWS) * most_blocks, (rows, size)

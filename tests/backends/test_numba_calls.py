@@ -7,7 +7,9 @@ import pytest
 from numba import types
 
 from fastnet import Network
+from fastnet.backends import block_rows
 from fastnet.backends import numba_kernels as kernels
+from fastnet.layout import ParamLayout
 
 from conftest import random_data
 
@@ -61,10 +63,14 @@ def test_parallel_calls_leave_the_callers_chunk_size_as_they_found_it():
 def test_a_call_of_one_block_per_thread_gives_the_same_bits_whatever_the_callers_chunk_size():
     """A call of at most one block per thread runs on Numba's default schedule when the
     caller's chunk size is 0, and is handed out one block at a time otherwise: the
-    same blocks, summed in the same order, so the same gradient to the last bit."""
-    threads = numba.get_num_threads()
-    X, y = random_data([3, 5, 2], threads * kernels.BLOCK_ROWS, seed=5)
-    net = Network([3, 5, 2], backend="numba", seed=0)
+    same blocks, summed in the same order, so the same gradient to the last bit.  The
+    network's 32,962 parameters on 128 rows are work enough to cut the batch into two
+    blocks of 64 rows (fastnet.backends.block_rows): at most one per thread here."""
+    assert numba.get_num_threads() >= 2
+    layers = [512, 64, 2]
+    X, y = random_data(layers, 128, seed=5)
+    assert block_rows(128, ParamLayout(layers, True)) == 64
+    net = Network(layers, backend="numba", seed=0)
     previous = numba.set_parallel_chunksize(0)
     try:
         default_schedule = net.gradients(X, y)
