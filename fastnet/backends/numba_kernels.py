@@ -43,8 +43,7 @@ import numba
 import numpy as np
 from llvmlite import binding as llvm_binding
 from llvmlite import ir as llvm_ir
-from numba import (get_num_threads, get_parallel_chunksize, get_thread_id, njit, prange, set_parallel_chunksize,
-                   types)
+from numba import get_num_threads, get_thread_id, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_jitable, register_model
 
@@ -1716,7 +1715,10 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, block_rows, wor
     gradient, waves of ``parts.shape[0]`` blocks run in parallel, each block
     into its own row of ``parts``, and the parts are then added to ``grad``
     in block order.  Block sizes and the order of that sum never depend on
-    the number of threads, so neither does the result, bit for bit.  In
+    the number of threads, so neither does the result, bit for bit; nor does
+    Numba's schedule (by default an equal share of a wave's blocks for each
+    thread: blocks of a batch come in equal lengths and multiples of four,
+    ``fastnet.backends.block_rows``; the caller's chunk size otherwise).  In
     training, that sum and the update run on the threads too
     (calls[_CALL_PARTIAL_SUM] and calls[_CALL_CHUNKED_UPDATE]).
     Forward's blocks are independent: one wave of all.
@@ -1862,37 +1864,6 @@ def _adam_update(params, grad, hyper, state, t, start, stop):
         second_moment[i] = beta2 * second_moment[i] + (one - beta2) * gradient[i] * gradient[i]
         weights[i] -= lr_t * (first_moment[i] / (math.sqrt(second_moment[i]) + eps_t))
     return t
-
-
-# _BALANCED: the parallel loops hand out blocks one at a time (chunk size 1),
-# so a thread slowed by other work on its core (say, BLAS threads another
-# library left spinning) does not hold up a fixed share of the wave.  The
-# chunk size is set from Python around each call: set inside a kernel, it
-# would stop Numba from caching the kernel.
-
-
-def _balanced_blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, block_rows, work, parts, grad, out,
-                     training, calls):
-    """``_blocks`` (same arguments) with its blocks handed out one at a time (see _BALANCED).
-
-    A call of at most one block per thread (threads: those of the work
-    memory) gets that from Numba's default schedule already (chunk size 0:
-    an equal share of the iterations for each thread), so the chunk size is
-    set, and given back, only for more blocks or when the caller has one of
-    its own: setting and restoring it costs microseconds, a tenth of a short call.
-    """
-    arguments = (task, X, Y, w, params, sizes, has_bias, loss, scale, block_rows, work, parts, grad, out, training,
-                 calls)
-    _, _, acts, _, _ = work  # acts: (threads, ...), one thread's tiles each
-    if -(-X.shape[0] // block_rows) <= acts.shape[0] and get_parallel_chunksize() == 0:
-        return _blocks(*arguments)
-    # set_parallel_chunksize returns the chunk size it replaces, and costs less
-    # per call than the numba.parallel_chunksize() context manager.
-    previous = set_parallel_chunksize(1)
-    try:
-        return _blocks(*arguments)
-    finally:
-        set_parallel_chunksize(previous)
 
 
 def _aligned_empty(shape, dtype, alignment=64):
@@ -2130,8 +2101,8 @@ def _run(task, model, X, Y, w, scale, block_rows, memory, grad, out):
     params, layout = model.params, model.layout
     codes = (bool(layout.has_bias), int(model.loss))
     if X.shape[0] > block_rows:
-        return _balanced_blocks(task, X, Y, w, params, layout.sizes, *codes, scale, block_rows, work, parts, grad, out,
-                                _no_training(params.dtype), _call_table(task, model))
+        return _blocks(task, X, Y, w, params, layout.sizes, *codes, scale, block_rows, work, parts, grad, out,
+                       _no_training(params.dtype), _call_table(task, model))
     w_start, b_start, acts, deltas, _ = work
     return _pass(task, X, Y, w, params, layout.sizes, bool(layout.has_bias), params.dtype.type(scale), w_start,
                  b_start, acts[0], deltas[0], grad, out, _call_table(task, model))
@@ -2228,8 +2199,8 @@ def _train_split_batches(model, X, Y, w, order, batch_size, rows_per_block, opti
             rows_X, rows_Y, rows_w = _read_only(rows_X), _read_only(rows_Y), _read_only(rows_w)
         else:
             rows_X, rows_Y, rows_w = X[first:last], Y[first:last], w[first:last] if w.shape[0] else w
-        total += _balanced_blocks(_TRAIN, rows_X, rows_Y, rows_w, params, layout.sizes, *codes, 1.0,
-                                  rows_per_block, work, parts, grad, no_output, training, calls)
+        total += _blocks(_TRAIN, rows_X, rows_Y, rows_w, params, layout.sizes, *codes, 1.0, rows_per_block, work,
+                         parts, grad, no_output, training, calls)
     return total
 
 

@@ -45,40 +45,28 @@ def test_a_kernel_called_with_other_types_than_its_signature_fails_to_compile():
         wrong_call(np.zeros((2, 2, 2)))
 
 
-def test_parallel_calls_leave_the_callers_chunk_size_as_they_found_it():
-    """Gradients and a fit over more than BLOCK_ROWS rows hand out their blocks one at a
-    time (chunk size 1), and then give the thread back the chunk size it had."""
-    X, y = random_data([3, 5, 2], 20_000, seed=4)
-    net = Network([3, 5, 2], backend="numba", seed=0)
-    previous = numba.set_parallel_chunksize(7)
-    try:
-        net.gradients(X, y)
-        assert numba.get_parallel_chunksize() == 7
-        net.fit(X, y, batch_size=10_000)
-        assert numba.get_parallel_chunksize() == 7
-    finally:
-        numba.set_parallel_chunksize(previous)
-
-
-def test_a_call_of_one_block_per_thread_gives_the_same_bits_whatever_the_callers_chunk_size():
-    """A call of at most one block per thread runs on Numba's default schedule when the
-    caller's chunk size is 0, and is handed out one block at a time otherwise: the
-    same blocks, summed in the same order, so the same gradient to the last bit.  The
-    network's 32,962 parameters on 128 rows are work enough to cut the batch into two
-    blocks of 64 rows (fastnet.backends.block_rows): at most one per thread here."""
+@pytest.mark.parametrize("layers, rows", [([3, 5, 2], 20_000), ([512, 64, 2], 128)])
+def test_parallel_calls_give_the_same_bits_whatever_the_callers_chunk_size(layers, rows):
+    """Parallel calls run their blocks on Numba's schedule, the caller's chunk size
+    included: the same blocks, summed in the same order, so the same gradient and fit
+    to the last bit with chunk size 0 (an equal share per thread) and 3 (three blocks
+    to one thread, one to the other).  20,000 rows are four blocks of 5,168; the second
+    network's 32,962 parameters make 128 rows work enough for two blocks of 64
+    (fastnet.backends.block_rows)."""
     assert numba.get_num_threads() >= 2
-    layers = [512, 64, 2]
-    X, y = random_data(layers, 128, seed=5)
-    assert block_rows(128, ParamLayout(layers, True)) == 64
-    net = Network(layers, backend="numba", seed=0)
-    previous = numba.set_parallel_chunksize(0)
+    X, y = random_data(layers, rows, seed=5)
+    assert -(-rows // block_rows(rows, ParamLayout(layers, True))) in (4, 2)
+    results = []
+    previous = numba.get_parallel_chunksize()
     try:
-        default_schedule = net.gradients(X, y)
-        assert numba.get_parallel_chunksize() == 0
-        numba.set_parallel_chunksize(3)
-        one_at_a_time = net.gradients(X, y)
-        assert numba.get_parallel_chunksize() == 3
+        for chunk_size in (0, 3):
+            numba.set_parallel_chunksize(chunk_size)
+            net = Network(layers, backend="numba", seed=0)
+            gradients = net.gradients(X, y)
+            net.fit(X, y, epochs=2, batch_size=rows, optimizer="adam", seed=1)
+            assert numba.get_parallel_chunksize() == chunk_size
+            results.append(gradients[0] + gradients[1] + net.weights + net.biases)
     finally:
         numba.set_parallel_chunksize(previous)
-    for ours, theirs in zip(default_schedule[0] + default_schedule[1], one_at_a_time[0] + one_at_a_time[1]):
+    for ours, theirs in zip(*results):
         np.testing.assert_array_equal(ours, theirs)
