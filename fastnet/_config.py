@@ -15,20 +15,21 @@ TILE_ROWS = 272
 #: TILE_ROWS; a batch of at most one block runs serially.
 BLOCK_ROWS = 32 * TILE_ROWS
 
-#: A batch of more than BLOCK_ROWS rows is cut into a multiple of this many
-#: blocks, each a whole number of tiles (the last may be shorter), so that two
-#: or four threads get equal shares: 60,000 rows in seven blocks of
-#: BLOCK_ROWS kept one of two threads busy for four of them.  Blocks depend
-#: on the batch's rows only, so results are bitwise identical for any thread
-#: count (fastnet.backends.block_rows).
+#: A batch of more than BLOCK_ROWS rows is cut into the blocks of BLOCK_ROWS it
+#: needs, that count rounded up to a multiple of this (fewer when whole tiles
+#: take every row in fewer), of equal whole tiles but the last, so that two or
+#: four threads get equal shares: in seven blocks of BLOCK_ROWS, 60,000 rows
+#: would leave four of them to one of two threads.  Blocks depend on the
+#: batch's rows only, so results are bitwise identical for any thread count
+#: (fastnet.backends.block_rows).
 BLOCK_COUNT_MULTIPLE = 4
 
 #: A batch of at most BLOCK_ROWS rows is one block, run serially, unless
 #: its work (rows times parameters, about a third of its multiply-adds) is at
 #: least SPLIT_WORK: then it is cut into up to SPLIT_BLOCKS blocks of equal
 #: length (a multiple of SPLIT_ROUNDING rows, at least SPLIT_MIN_ROWS; the
-#: last may be shorter), which run on separate threads as above.  So a mini-batch of a
-#: wide network uses more than one core, and the blocks still depend on the
+#: last may be shorter), which run on separate threads as above.  So a
+#: mini-batch of a wide network uses more than one core, and the blocks still depend on the
 #: batch's rows and the network's shape only (fastnet.backends.block_rows).
 #: Smaller batches stay whole: a parallel call costs microseconds, and each
 #: block adds a partial gradient to sum.

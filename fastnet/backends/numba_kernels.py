@@ -1717,8 +1717,9 @@ def _blocks(task, X, Y, w, params, sizes, has_bias, loss, scale, block_rows, wor
     in block order.  Block sizes and the order of that sum never depend on
     the number of threads, so neither does the result, bit for bit; nor does
     Numba's schedule (by default an equal share of a wave's blocks for each
-    thread: blocks of a batch come in equal lengths and multiples of four,
-    ``fastnet.backends.block_rows``; the caller's chunk size otherwise).  In
+    thread: blocks of a batch come in equal lengths, as many as a multiple of
+    four where that cuts whole tiles, ``fastnet.backends.block_rows``; the
+    caller's chunk size otherwise).  In
     training, that sum and the update run on the threads too
     (calls[_CALL_PARTIAL_SUM] and calls[_CALL_CHUNKED_UPDATE]).
     Forward's blocks are independent: one wave of all.

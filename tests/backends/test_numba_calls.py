@@ -49,8 +49,8 @@ def test_a_kernel_called_with_other_types_than_its_signature_fails_to_compile():
 def test_parallel_calls_give_the_same_bits_whatever_the_callers_chunk_size(layers, rows):
     """Parallel calls run their blocks on Numba's schedule, the caller's chunk size
     included: the same blocks, summed in the same order, so the same gradient and fit
-    to the last bit with chunk size 0 (an equal share per thread) and 3 (three blocks
-    to one thread, one to the other).  20,000 rows are four blocks of 5,168; the second
+    to the last bit with chunk size 0 (an equal share per thread) and 3 (three of four
+    blocks, or both of two, to one thread).  20,000 rows are four blocks of 5,168; the second
     network's 32,962 parameters make 128 rows work enough for two blocks of 64
     (fastnet.backends.block_rows)."""
     assert numba.get_num_threads() >= 2
