@@ -10,6 +10,18 @@ import os
 #: every vector width (up to 16 float32) divides it.
 TILE_ROWS = 272
 
+#: Rows per tile of the Numba kernels for a narrow network, one whose widest
+#: layer (inputs included) has at most NARROW_WIDTH units.  Numba's driver
+#: calls a tile's kernels at their addresses, about a dozen calls a tile,
+#: each passing its arrays as tens of words; a narrow network does so little
+#: per row that those calls take a sizeable share of its time, and tiles four
+#: times as long make a quarter as many.  Not for wider networks: their tiles
+#: would no longer stay in the L1 cache.  The C kernels inline their tile
+#: functions and keep TILE_ROWS.  Chosen from the shape alone, so a result
+#: never depends on the number of rows or threads.
+NARROW_WIDTH = 4
+NARROW_TILE_ROWS = 4 * TILE_ROWS
+
 #: Most rows per block in the parallel kernels: blocks run on separate threads
 #: and their partial gradients are added in block order.  A multiple of
 #: TILE_ROWS; a batch of at most one block runs serially.

@@ -1,8 +1,9 @@
 """Numba backend: fused, tiled @njit kernels.
 
-The batch is streamed in tiles of ``TILE_ROWS`` rows.  Inside a tile every
-activation and delta is stored feature-major (one row of TILE_ROWS values
-per unit, see "Work memory" below), so each inner loop runs over the tile's
+The batch is streamed in tiles of ``tile_rows`` rows (TILE_ROWS, or
+NARROW_TILE_ROWS for a narrow network).  Inside a tile every activation and
+delta is stored feature-major (one row of tile values per unit, see "Work
+memory" below), so each inner loop runs over the tile's
 rows, contiguous in memory, and LLVM vectorises it whatever the layer
 widths; the matrix products work two rows or four inputs at a time, so
 several sums share each load.  There are no whole-batch temporaries: work
@@ -48,8 +49,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_jitable, register_model
 
 from fastnet._config import (BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, INPUT_PASS_BYTES, NUMBA_CACHE, NUMBA_THREADING_LAYER,
-                             PARTIAL_GRADIENT_BYTES, PARAMETER_CHUNK, PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP,
-                             SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
+                             NARROW_TILE_ROWS, NARROW_WIDTH, PARTIAL_GRADIENT_BYTES, PARAMETER_CHUNK, PRODUCT_CHUNK,
+                             PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
@@ -352,9 +353,10 @@ def _host_vector_bytes():
 VECTOR_BYTES = _host_vector_bytes()
 
 
-if TILE_ROWS % (VECTOR_BYTES // 4):
-    raise ImportError(f"fastnet._config.TILE_ROWS ({TILE_ROWS}) must be a multiple of {VECTOR_BYTES // 4}, the float32 "
-                      "items in one vector: the products compute tile rows in whole vectors")
+for _name, _rows_per_tile in (("TILE_ROWS", TILE_ROWS), ("NARROW_TILE_ROWS", NARROW_TILE_ROWS)):
+    if _rows_per_tile % (VECTOR_BYTES // 4):
+        raise ImportError(f"fastnet._config.{_name} ({_rows_per_tile}) must be a multiple of {VECTOR_BYTES // 4}, the "
+                          "float32 items in one vector: the products compute tile rows in whole vectors")
 
 
 #: The LLVM function attribute that ``_full_width_loops`` sets, on CPUs with 64-byte vectors.
@@ -640,7 +642,7 @@ def _blocked_products(typingctx, params, weight, row_stride, col_stride, n_rows,
     multiply-add, where four alone would wait on it.
     Each sum runs over the columns in order, one fused multiply-add each.
     Tile rows go in whole vectors: up to lanes - 1 rows past m are computed
-    too (from whatever they hold) and never read; TILE_ROWS is a whole number
+    too (from whatever they hold) and never read; a tile is a whole number
     of vectors (checked at import), so they lie inside the tiles.  Emitted
     as IR rather than written in Python: Numba's compile time grows with
     every statement it types and lowers.
@@ -814,7 +816,7 @@ def _outer_weight_gradient(typingctx, acts, layer, deltas, d, m, fan_in, fan_out
         acts, deltas, grad = (acts_type, acts_data), (deltas_type, deltas_data), (grad_type, grad_data)
         with builder.if_then(builder.icmp_signed(">", covered, i64(0))):
             # The tile rows rounded up to whole blocks: up to three rows past m
-            # (inside the tile: TILE_ROWS is a multiple of four) are transposed
+            # (inside the tile: its length is a multiple of four) are transposed
             # too, from whatever they hold, and never read.
             tile, plane, rounded_rows = _tile_extent(context, builder, deltas_type, deltas_data, m, _TRANSPOSED_BLOCK)
             source_first, dest_first = builder.mul(d, plane), builder.mul(builder.sub(i64(1), d), plane)
@@ -1140,9 +1142,9 @@ if numba.config.DISABLE_JIT:
         return kernel(*args)
 
 
-# Work memory for one thread: ``acts`` (n_layers, widest, TILE_ROWS) holds
+# Work memory for one thread, tile = tile_rows(sizes): ``acts`` (n_layers, widest, tile) holds
 # layer l's activations for a tile of rows feature-major in acts[l, :sizes[l], :m]
-# (layer 0 is the input), ``deltas`` (2, widest output, TILE_ROWS) the current
+# (layer 0 is the input), ``deltas`` (2, widest output, tile) the current
 # and the next delta.  Kernels take the 3-D array and a layer index, and the
 # packed parameters and an offset: W_l[k, j] is
 # params[w_start[l] + k * sizes[l + 1] + j].  Per-thread slices of the
@@ -1152,7 +1154,7 @@ if numba.config.DISABLE_JIT:
 # The activations of fastnet.spec.ACTIVATIONS, one kernel each (kind
 # _CALL_ACTIVATION): acts[layer, r, t] = f(acts[layer, r, t]) for r < n_rows,
 # t < m.  Each loop is plain arithmetic that vectorises.  Linear, the
-# identity, has none.  ``scratch`` (>= 2, TILE_ROWS) is work memory for softmax.
+# identity, has none.  ``scratch`` (>= 2, tile) is work memory for softmax.
 
 @_kernel()
 def _sigmoid_tile(acts, layer, n_rows, m, scratch):
@@ -1460,7 +1462,7 @@ def _forward_tile(X_rows, params, sizes, has_bias, w_start, b_start, acts, scrat
     layer acts[l + 1] = f_l(W_l.T @ acts[l] + b_l), f_l the activation
     kernel calls[_FIRST_LAYER_CALL + l] (none for 0: linear, or the output
     layer when cross-entropy reads its pre-activations).  scratch:
-    (>= 2, TILE_ROWS) for softmax.  The tile of X is a slice indexed from
+    (>= 2, tile) for softmax.  The tile of X is a slice indexed from
     0, so LLVM can see that no index is negative and drops Numba's
     wraparound arithmetic from the loop.
     """
@@ -1516,10 +1518,10 @@ def _rows(task, X, Y, w, first, last, params, sizes, has_bias, scale, w_start, b
     _full_width_loops()
     n, out_layer = X.shape[0], sizes.shape[0] - 1
     slopes = _FIRST_LAYER_CALL + out_layer  # calls[slopes + l]: weight layer l's slope
-    # The tile length is the workspace's, not TILE_ROWS: a kernel loaded from
-    # Numba's cache keeps the constants it was compiled with (the cache does
-    # not see edits to fastnet/_config.py) and must not run past the tiles
-    # allocated in Python with today's.
+    # The tile length is the workspace's (``tile_rows``), never a constant: a
+    # kernel loaded from Numba's cache keeps the constants it was compiled with
+    # (the cache does not see edits to fastnet/_config.py) and must not run
+    # past the tiles allocated in Python with today's.
     tile = acts.shape[2]
     total = 0.0
     if task != _FORWARD and first >= last:  # no tile to write the gradient
@@ -1870,7 +1872,7 @@ def _adam_update(params, grad, hyper, state, t, start, stop):
 def _aligned_empty(shape, dtype, alignment=64):
     """np.empty(shape, dtype) starting on an ``alignment``-byte boundary.
 
-    numpy's allocator only promises 16 bytes; with tile rows of TILE_ROWS
+    numpy's allocator only promises 16 bytes; with tile rows of a multiple of 16
     doubles (whole cache lines), a base 16 bytes off a cache line makes every
     vector load of every tile row straddle two lines (measured: the [64, 128, 1]
     gradient ran 15-20% slower in such runs).
@@ -1899,8 +1901,8 @@ def _work_memory(n_rows, block_rows, params, layout, partial_gradients=True):
     False (a forward pass, which reads neither) keeps errors and parts to one slot.
 
     w_start, b_start are the layout's offsets of each W_l and b_l; acts
-    (threads, n_layers, widest, TILE_ROWS) and deltas (threads, 2, widest
-    output, TILE_ROWS) are each thread's tiles, threads = 1 for a single
+    (threads, n_layers, widest, tile) and deltas (threads, 2, widest
+    output, tile) are each thread's tiles (tile = ``tile_rows(sizes)``), threads = 1 for a single
     block (see "Work memory" above);
     errors (slots,) and parts (slots, len(params)) the sum_i w_i e_i and
     partial gradient of each block of a parallel wave.  Allocated in
@@ -1923,14 +1925,22 @@ def _work_memory(n_rows, block_rows, params, layout, partial_gradients=True):
     return memory
 
 
+def tile_rows(sizes):
+    """Rows per tile of the Numba kernels for a network of layer widths ``sizes``
+    (int64 (L + 1,), inputs first): NARROW_TILE_ROWS when no layer is wider than
+    NARROW_WIDTH units, else TILE_ROWS (see fastnet._config)."""
+    return NARROW_TILE_ROWS if int(sizes.max()) <= NARROW_WIDTH else TILE_ROWS
+
+
 def _allocate_work_memory(threads, slots, params, layout):
     """The arrays of ``_work_memory``, freshly allocated."""
     sizes = layout.sizes
-    acts = _aligned_empty((threads, sizes.shape[0], int(sizes.max()), TILE_ROWS), params.dtype)
+    tile = tile_rows(sizes)
+    acts = _aligned_empty((threads, sizes.shape[0], int(sizes.max()), tile), params.dtype)
     # One vector more than the widest layer's units: room for the padded rows
     # of the transposed delta (see ``_outer_weight_gradient``).
     units = int(sizes[1:].max()) + _vector_lanes(params.dtype)
-    deltas = _aligned_empty((threads, 2, units, TILE_ROWS), params.dtype)
+    deltas = _aligned_empty((threads, 2, units, tile), params.dtype)
     work = (layout.weight_offsets, layout.bias_offsets, acts, deltas, np.zeros(slots))
     return work, np.empty((slots, params.shape[0]), params.dtype)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastnet import Network
-from fastnet._config import TILE_ROWS
+from fastnet._config import BLOCK_ROWS, NARROW_TILE_ROWS, NARROW_WIDTH, TILE_ROWS
 
 from conftest import (DERIVATIVES, FAST_BACKENDS, LOSSES, REFERENCE, assert_close_normwise,
                       random_data, random_parameters)
@@ -320,12 +320,59 @@ def test_numba_work_memory_is_reused_only_when_small_and_of_the_same_shape():
     assert numba_kernels._work_memory(100_000, BLOCK_ROWS, big_params, big)[1] is not parts
 
 
+#: Networks with no layer wider than NARROW_WIDTH units, which the Numba kernels run in
+#: tiles of NARROW_TILE_ROWS rows, and row counts around those tiles: one short, one over,
+#: whole tiles, and two blocks whose second ends in a partial tile.
+NARROW_LAYERS = [[4, 1, 1], [2, 4, 3, 1], [3, 4]]
+NARROW_ROW_COUNTS = [NARROW_TILE_ROWS - 1, NARROW_TILE_ROWS + 1, 3 * NARROW_TILE_ROWS,
+                     BLOCK_ROWS + NARROW_TILE_ROWS + 5]
+
+
+def test_narrow_networks_get_the_long_tiles_and_the_rest_the_short():
+    """The Numba work memory's tile length follows the rule of fastnet._config: a widest
+    layer of NARROW_WIDTH units or fewer, inputs included, gets NARROW_TILE_ROWS."""
+    from fastnet.backends import numba_kernels
+    from fastnet.layout import ParamLayout
+    for layers, tile in (([4, 1, 1], NARROW_TILE_ROWS), ([2, 4, 3, 1], NARROW_TILE_ROWS),
+                         ([NARROW_WIDTH + 1, 1], TILE_ROWS), ([1, NARROW_WIDTH + 1, 1], TILE_ROWS),
+                         ([784, 128, 10], TILE_ROWS)):
+        layout = ParamLayout(layers, True)
+        (_, _, acts, deltas, _), _ = numba_kernels._allocate_work_memory(1, 1, np.zeros(layout.count), layout)
+        assert acts.shape[-1] == deltas.shape[-1] == tile, layers
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("layers", NARROW_LAYERS, ids=str)
+def test_narrow_networks_agree_with_reference_around_their_long_tiles(fast_backend, layers, dtype):
+    """Activations, loss and gradient of narrow networks, with biases, at every row count of
+    NARROW_ROW_COUNTS, and the parameters after an epoch of batches longer than a long
+    tile, agree with the NumPy reference (float32 to 1e-5 of the float64 reference)."""
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    weights, biases = random_parameters(layers, seed=31, bias=True, scale=3.0)
+    for n in NARROW_ROW_COUNTS:
+        X, y = random_data(layers, n, seed=n)
+        X = 2.0 * X
+        reference = Network(layers, backend=REFERENCE, weights=weights, biases=biases)
+        net = Network(layers, backend=fast_backend, dtype=dtype, weights=weights, biases=biases)
+        Xd, yd = X.astype(dtype), y.astype(dtype)
+        for actual, wanted in zip(net.activations(Xd), reference.activations(X)):
+            assert_close_normwise(actual, wanted, rtol=rtol)
+        assert net.evaluate(Xd, yd) == pytest.approx(reference.evaluate(X, y), rel=rtol)
+        for actual, wanted in zip(net.gradients(Xd, yd), reference.gradients(X, y)):
+            for a, e in zip(actual, wanted):
+                assert_close_normwise(a, e, rtol=rtol)
+    fit = dict(epochs=1, lr=0.1, batch_size=NARROW_TILE_ROWS + 300, shuffle=False)
+    reference.fit(X, y, **fit)
+    net.fit(Xd, yd, **fit)
+    for a, e in zip(net.weights + net.biases, reference.weights + reference.biases):
+        assert_close_normwise(a, e, rtol=100 * rtol)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_single_unit_layers_are_written_as_the_reference_computes_them(fast_backend, dtype):
     """Layers of one unit, inside the network and at its end, over several blocks of rows
     and a partial last tile: every layer's activations and the output alone (predict's
     write) agree with the NumPy reference, in every row."""
-    from fastnet._config import BLOCK_ROWS
     layers, n = [5, 1, 3, 1], 2 * BLOCK_ROWS + TILE_ROWS + 3
     X, _ = random_data(layers, n, seed=21)
     X = (2.0 * X).astype(dtype)
