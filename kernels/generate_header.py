@@ -14,7 +14,6 @@ from pathlib import Path
 #: _config.py names the C kernels use, and the C type each is written as.
 SHARED_CONSTANTS = {
     "TILE_ROWS": "int64",
-    "BLOCK_ROWS": "int64",
     "PARTIAL_GRADIENT_BYTES": "int64",
     "PARAMETER_CHUNK": "int64",
     "PRODUCT_CHUNK": "int64",

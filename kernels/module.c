@@ -415,7 +415,7 @@ static int read_order(PyObject *obj, Py_ssize_t n, int64_t **copy, Py_ssize_t *v
 }
 
 PyDoc_STRVAR(forward_doc,
-"forward($module, X, params, sizes, activations, has_bias, out, /)\n--\n\n"
+"forward($module, X, params, sizes, activations, has_bias, block_rows, out, /)\n--\n\n"
 "The activations of the last layers that fill out, for the batch X.\n\n"
 "X: (n, sizes[0]) C-contiguous float64 or float32, n >= 1\n"
 "    (n = len(X.ravel()) // sizes[0]); X's dtype is the call's: params and out\n"
@@ -426,6 +426,9 @@ PyDoc_STRVAR(forward_doc,
 "activations: 1-D int64 (L,), the code of fastnet.spec.ACTIVATIONS of each layer;\n"
 "    softmax (row-wise over the layer's units) in the last layer only.\n"
 "has_bias: bool.\n"
+"block_rows: int >= 1, rows per block (fastnet.backends.block_rows): blocks run on up\n"
+"    to get_num_threads() threads; rows are independent, so the result does not\n"
+"    depend on the blocks.\n"
 "out: writable 1-D of length n * (n_f + ... + n_L) for some f >= 1: the\n"
 "    activations of layers f .. L (f = 1: every layer's; f = L: the output\n"
 "    layer's alone), layer l's (n, n_l) block row-major at n * (n_f + ... + n_{l-1})\n"
@@ -435,17 +438,18 @@ PyDoc_STRVAR(forward_doc,
 "sigmoid: e = exp(-min(|z|, clamp)), 1/(1+e) if z >= 0 else e/(1+e);\n"
 "tanh: m = expm1(-min(2|z|, clamp)), copysign(-m / (2 + m), z); relu: max(z, 0);\n"
 "linear: z; softmax: p_j = e_j / sum_k e_k, e_j = exp(-min(max_k z_k - z_j, clamp)).\n"
-"Blocks of BLOCK_ROWS rows (fastnet._config) run on up to get_num_threads() threads.\n"
 "Raises ValueError/TypeError on a wrong dtype, layout or length, MemoryError\n"
 "if the work memory (a few tiles of TILE_ROWS rows per thread) cannot be allocated.");
 
 static PyObject *native_forward(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *X_arg, *params_arg, *sizes_arg, *activations_arg, *out_arg;
+    PyObject *X_arg, *params_arg, *sizes_arg, *activations_arg, *block_rows_arg, *out_arg;
     int has_bias;
-    if (!PyArg_ParseTuple(args, "OOOOpO:forward", &X_arg, &params_arg, &sizes_arg, &activations_arg,
-                          &has_bias, &out_arg))
+    long long block_rows;
+    if (!PyArg_ParseTuple(args, "OOOOpOO:forward", &X_arg, &params_arg, &sizes_arg, &activations_arg,
+                          &has_bias, &block_rows_arg, &out_arg)
+        || read_positive(block_rows_arg, "block_rows", &block_rows) < 0)
         return NULL;
     Layout layout;
     if (read_layout(sizes_arg, activations_arg, has_bias, &layout) < 0)
@@ -471,10 +475,10 @@ static PyObject *native_forward(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     if (dtype == FLOAT64)
         status = fn_kernels()->forward_f64(X.buf, n, params.buf, layout.sizes, layout.activations, layout.n_layers, has_bias,
-                                threads, first_layer, out.buf);
+                                threads, block_rows, first_layer, out.buf);
     else
         status = fn_kernels()->forward_f32(X.buf, n, params.buf, layout.sizes, layout.activations, layout.n_layers, has_bias,
-                                threads, first_layer, out.buf);
+                                threads, block_rows, first_layer, out.buf);
     Py_END_ALLOW_THREADS
     result = status == 0 ? Py_NewRef(Py_None) : PyErr_NoMemory();
 done:
@@ -743,11 +747,11 @@ static PyMethodDef methods[] = {
 PyDoc_STRVAR(module_doc,
 "C kernels of fastnet's native backend: fused, tiled passes of fully connected networks.\n\n"
 "finite_range(x) -> (least, greatest) or None checks input for NaN and infinities;\n"
-"forward(X, params, sizes, activations, has_bias, out),\n"
-"gradient(X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, grad)\n"
-"    -> sum_i w_i e_i and\n"
+"forward(X, params, sizes, activations, has_bias, block_rows, out),\n"
+"gradient(X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss,\n"
+"         block_rows, grad) -> sum_i w_i e_i and\n"
 "train_epoch(X, Y, row_weight, order, batch_size, params, sizes, activations, has_bias,\n"
-"            derivative, loss, optimizer, hyper, state, step, grad) -> sum_i w_i e_i\n"
+"            derivative, loss, optimizer, hyper, state, step, block_rows, grad) -> sum_i w_i e_i\n"
 "follow the backend contract of fastnet.backends.  Arrays are passed through\n"
 "the buffer protocol (C-contiguous, all float64 or all float32 in one call\n"
 "but hyper, always float64; sizes, order and step int64) and checked for\n"

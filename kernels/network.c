@@ -7,10 +7,10 @@
  * small blocks of sums in registers.  Only the first m <= TILE columns of a
  * tile are ever read or written, so the last tile may be partial.
  *
- * Tiles are grouped in blocks of FN_BLOCK_ROWS rows, the unit of parallel
- * work (OpenMP): each thread has a workspace with its own tiles, each block
- * of a wave its own partial gradient.  All work memory is allocated once per
- * call, in one block.
+ * Tiles are grouped in blocks of block_rows rows (the caller's), the unit of
+ * parallel work (OpenMP): each thread has a workspace with its own tiles,
+ * each block of a wave its own partial gradient.  All work memory is
+ * allocated once per call, in one block.
  *
  * The kernels themselves are dtype-generic, in network_impl.h, included
  * below twice: once with real = double (the _f64 entry points) and once with
@@ -38,8 +38,6 @@
 #else
 #define OMP(directive)
 #endif
-
-_Static_assert(FN_BLOCK_ROWS % FN_TILE_ROWS == 0, "a block must be whole tiles");
 
 /* The vector registers of the variant being compiled (its -m flags): their
  * width in bytes and how many there are.  The register blocks below are cut

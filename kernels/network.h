@@ -30,12 +30,12 @@
  * (exp and expm1 the kernels' own, vectorisable, for arguments in [-clamp, 0]).
  *
  * Parallelism: the rows of a batch are cut into blocks of block_rows rows
- * (fastnet.backends.block_rows; the forward pass's are FN_BLOCK_ROWS rows);
- * waves of blocks (as many as FN_PARTIAL_GRADIENT_BYTES of partial gradients
- * allow) run on up to `threads` threads (OpenMP), each block into its own
- * partial gradient, and the partials are added in block order, so every
- * result is bitwise identical for any thread count.  A batch of one block
- * runs serially.
+ * (fastnet.backends.block_rows) that run on up to `threads` threads
+ * (OpenMP).  A forward pass's blocks are independent.  A gradient's run in
+ * waves (as many blocks as FN_PARTIAL_GRADIENT_BYTES of partial gradients
+ * allow), each block into its own partial gradient, and the partials are
+ * added in block order, so every result is bitwise identical for any
+ * thread count.  A batch of one block runs serially.
  *
  * The kernels do not validate their arguments: the caller (module.c) checks
  * that every array has exactly the length these shapes imply, that codes are
@@ -49,7 +49,7 @@
 #include <stdint.h>
 
 /* The codes of every layer, loss and optimizer, the hyper-parameter layout and
- * the shared constants (FN_TILE_ROWS, FN_BLOCK_ROWS, FN_PARTIAL_GRADIENT_BYTES,
+ * the shared constants (FN_TILE_ROWS, FN_PARTIAL_GRADIENT_BYTES,
  * FN_SIGMOID_CLAMP, FN_SIGMOID_CLAMP_FLOAT32, FN_BCE_LOG_FLOOR) come from
  * fastnet/spec.py and fastnet/_config.py, through this header generated at
  * build time by kernels/generate_header.py. */
@@ -126,7 +126,7 @@ int fn_threads(int requested);
     int NAME(finite_range##suffix)(const real *x, int64_t n, int threads, double *low, double *high);      \
     int NAME(forward##suffix)(const real *X, int64_t n, const real *params, const int64_t *sizes,          \
                               const int64_t *activations, int64_t n_layers, int has_bias, int threads,     \
-                              int64_t first_layer, real *out);                                               \
+                              int64_t block_rows, int64_t first_layer, real *out);                           \
     int NAME(gradient##suffix)(const real *X, const real *Y, const real *w, int64_t n, const real *params, \
                                const int64_t *sizes, const int64_t *activations, int64_t n_layers,         \
                                int has_bias, int derivative, int loss, int threads, int64_t block_rows,    \

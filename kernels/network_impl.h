@@ -932,18 +932,18 @@ static int R(finite_range)(const real *x, int64_t n, int threads, double *low, d
 
 static int R(forward)(const real *X, int64_t n, const real *params, const int64_t *sizes,
                   const int64_t *activations, int64_t n_layers, int has_bias, int threads,
-                  int64_t first_layer, real *out)
+                  int64_t block_rows, int64_t first_layer, real *out)
 {
     R(Net) net;
-    if (R(net_open)(&net, sizes, activations, n_layers, has_bias, threads, n, FN_BLOCK_ROWS, 0, 0, 0) != 0)
+    if (R(net_open)(&net, sizes, activations, n_layers, has_bias, threads, n, block_rows, 0, 0, 0) != 0)
         return -1;
-    int64_t n_blocks = (n + FN_BLOCK_ROWS - 1) / FN_BLOCK_ROWS;
+    int64_t n_blocks = (n - 1) / block_rows + 1;
     /* Rows are independent: blocks may run on any thread, in any order. */
     OMP(omp parallel for num_threads(net.threads) schedule(dynamic) if (n_blocks > 1))
     for (int64_t block = 0; block < n_blocks; block++) {
         real *tiles = net.tiles + (uint64_t)thread_number() * net.tile_items;
-        int64_t end = block * FN_BLOCK_ROWS + rows_from(block * FN_BLOCK_ROWS, FN_BLOCK_ROWS, n);
-        for (int64_t first = block * FN_BLOCK_ROWS; first < end; first += TILE) {
+        int64_t start = block * block_rows, end = start + rows_from(start, block_rows, n);
+        for (int64_t first = start; first < end; first += TILE) {
             int64_t m = rows_from(first, TILE, end);
             R(forward_tile)(&net, tiles, X + first * sizes[0], m, params, 0);
             real *layer_out = out; /* layer l's (n, sizes[l]) block of out */

@@ -32,8 +32,8 @@ PRELUDE = textwrap.dedent(f"""
     hyper = np.array([0.1, 0.9, 0.9, 0.999, 1e-8, 0.0])  # fastnet.spec.HYPER_FIELDS
     X32, Y32, params32, none32 = X.astype(f32), Y.astype(f32), params.astype(f32), none.astype(f32)
 
-    def forward(X=X, params=params, sizes=sizes, activations=sigmoids, has_bias=False, out=out):
-        return native.forward(X, params, sizes, activations, has_bias, out)
+    def forward(X=X, params=params, sizes=sizes, activations=sigmoids, has_bias=False, block_rows=8704, out=out):
+        return native.forward(X, params, sizes, activations, has_bias, block_rows, out)
 
     def gradient(X=X, Y=Y, row_weight=none, params=params, sizes=sizes, activations=sigmoids, has_bias=False,
                  derivative=1, loss=0, block_rows=8704, grad=grad):
@@ -77,6 +77,9 @@ BAD_CALLS = [
     ("finite-range-list", "native.finite_range([1.0, 2.0])", r"\bx\b.*buffer"),
     ("finite-range-strided", "native.finite_range(X[:, ::2])", r"\bx\b.*C-contiguous"),
     # forward
+    ("forward-block-rows-zero", "forward(block_rows=0)", r"\bblock_rows\b.*>= 1"),
+    ("forward-block-rows-negative", "forward(block_rows=-3)", r"\bblock_rows\b.*>= 1"),
+    ("forward-block-rows-float", "forward(block_rows=2.0)", r"\bblock_rows\b.*integer"),
     ("forward-out-too-short", "forward(out=np.empty(5))", r"\bout\b"),
     ("forward-out-too-long", "forward(out=np.empty(7))", r"\bout\b"),
     ("forward-out-empty", "forward(out=np.empty(0))", r"\bout\b"),

@@ -66,9 +66,8 @@ parameters its batch saw; the caller normalises.
 
 Parallelism and checking
 ------------------------
-Rows of a batch are cut into blocks of :func:`block_rows` rows (a forward
-pass's into blocks of ``fastnet._config.BLOCK_ROWS``); blocks run in
-parallel and their partial gradients are added in block order, so results
+Rows of a batch are cut into blocks of :func:`block_rows` rows; blocks run
+in parallel and their partial gradients are added in block order, so results
 do not depend on the thread count.  Backends never
 validate: ``Network`` has already checked shapes, dtypes, contiguity and
 finiteness.
@@ -126,7 +125,7 @@ def load(name):
 
 def block_rows(n_rows, layout):
     """Rows per block of a batch of ``n_rows`` rows of a network of ``layout``
-    (a ParamLayout), for its gradient and its training step.
+    (a ParamLayout), for its forward pass, its gradient and its training step.
 
     For a batch of more than BLOCK_ROWS rows, the fewest whole tiles
     (TILE_ROWS) per block that cut it into at most B blocks, B the number

@@ -54,8 +54,9 @@ from fastnet.backends import block_rows
 def forward(model, X, out):
     """Write the activations of the last layers that fill the flat ``out`` (every layer's,
     or the output layer's alone: the contract in ``fastnet.backends``) for X:
-    A_{l+1} = f_l(A_l @ W_l + b_l), float64 or float32."""
-    _native.forward(X, model.params, model.layout.sizes, model.activations, model.layout.has_bias, out)
+    A_{l+1} = f_l(A_l @ W_l + b_l), float64 or float32, in blocks of ``fastnet.backends.block_rows`` rows."""
+    _native.forward(X, model.params, model.layout.sizes, model.activations, model.layout.has_bias,
+                    block_rows(X.shape[0], model.layout), out)
 
 
 def gradient(model, rows, grad):

@@ -48,7 +48,7 @@ from numba import get_num_threads, get_thread_id, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_jitable, register_model
 
-from fastnet._config import (BLOCK_ROWS, FASTMATH, FASTMATH_REDUCE, INPUT_PASS_BYTES, NUMBA_CACHE, NUMBA_THREADING_LAYER,
+from fastnet._config import (FASTMATH, FASTMATH_REDUCE, INPUT_PASS_BYTES, NUMBA_CACHE, NUMBA_THREADING_LAYER,
                              NARROW_TILE_ROWS, NARROW_WIDTH, PARTIAL_GRADIENT_BYTES, PARAMETER_CHUNK, PRODUCT_CHUNK,
                              PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
@@ -2125,14 +2125,17 @@ def forward(model, X, out):
 
     X: (n, sizes[0]) float64 or float32; model.params packed in X's dtype;
     out: X's dtype, layer l as an (n, sizes[l]) block (the contract in
-    fastnet.backends).  A_{l+1} = f_l(A_l @ W_l + b_l).
+    fastnet.backends).  A_{l+1} = f_l(A_l @ W_l + b_l), in blocks of
+    ``fastnet.backends.block_rows`` rows (independent: any block size gives the same rows).
     """
     params, layout = model.params, model.layout
     checked_first_written_layer(layout.sizes, X.shape[0], out)
     no_targets = _read_only(np.empty((0, int(layout.sizes[-1])), params.dtype))
     no_weights = _read_only(_empty(params.dtype))
-    memory = _work_memory(X.shape[0], BLOCK_ROWS, params, layout, partial_gradients=False)
-    _run(_FORWARD, model, _read_only(X), no_targets, no_weights, 1.0, BLOCK_ROWS, memory, _empty(params.dtype), out)
+    rows_per_block = block_rows(X.shape[0], layout)
+    memory = _work_memory(X.shape[0], rows_per_block, params, layout, partial_gradients=False)
+    _run(_FORWARD, model, _read_only(X), no_targets, no_weights, 1.0, rows_per_block, memory, _empty(params.dtype),
+         out)
 
 
 def _slots(n_blocks, params, threads):

@@ -199,7 +199,6 @@ def test_the_c_header_is_generated_from_the_specification():
     for i, field in enumerate(spec.HYPER_FIELDS):
         assert f"FN_HYPER_{field.upper()} = {i}" in header
     from fastnet import _config
-    assert f"#define FN_BLOCK_ROWS INT64_C({_config.BLOCK_ROWS})\n" in header
     assert f"#define FN_TILE_ROWS INT64_C({_config.TILE_ROWS})\n" in header
     assert f"#define FN_PARTIAL_GRADIENT_BYTES INT64_C({_config.PARTIAL_GRADIENT_BYTES})\n" in header
     assert f"#define FN_SIGMOID_CLAMP {_config.SIGMOID_CLAMP!r}\n" in header
@@ -224,7 +223,7 @@ def test_the_compiled_module_knows_exactly_the_specification_codes():
         ("derivative", spec.DERIVATIVES,
          lambda code: _native.gradient(X, y, empty, params, sizes, sigmoid, True, code, 0, 1, grad)),
         ("activations", spec.ACTIVATIONS,
-         lambda code: _native.forward(X, params, sizes, np.array([code], np.int64), True, np.zeros(1))),
+         lambda code: _native.forward(X, params, sizes, np.array([code], np.int64), True, 1, np.zeros(1))),
     ]:
         with pytest.raises(ValueError, match=argument) as refused:
             call(len(table))

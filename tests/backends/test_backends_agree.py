@@ -197,6 +197,36 @@ def test_rows_are_independent_across_tile_boundaries(backend):
         np.testing.assert_allclose(net.forward(X[k:k + 1]), full[k:k + 1], rtol=1e-14, atol=0)
 
 
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("layers, n, first_rows", [
+    ([68, 132, 16, 4], 525, 144),             # 525 x 11,304 parameters is over SPLIT_WORK: ceil(525 / 4) -> 144
+    ([4, 1, 1], BLOCK_ROWS + 300, 2448),      # over BLOCK_ROWS: 4 blocks of 9 tiles
+], ids=["split-wide", "big-narrow"])
+def test_forward_in_blocks_gives_each_row_as_alone_on_any_thread_count(fast_backend, dtype, layers, n, first_rows):
+    """A forward pass runs in blocks of fastnet.backends.block_rows rows, as a gradient does:
+    rows at the blocks' edges come out as when predicted alone, and the bits do not
+    depend on the number of threads."""
+    import fastnet
+    from fastnet.backends import block_rows
+    from fastnet.layout import ParamLayout
+    assert block_rows(n, ParamLayout(layers, True)) == first_rows
+    weights, biases = random_parameters(layers, seed=n)
+    net = Network(layers, backend=fast_backend, weights=weights, biases=biases, dtype=dtype)
+    X = random_data(layers, n, seed=n + 1)[0].astype(dtype)
+    before = fastnet.get_num_threads()
+    try:
+        fastnet.set_num_threads(1)
+        serial = net.forward(X)
+        fastnet.set_num_threads(2)
+        parallel = net.forward(X)
+    finally:
+        fastnet.set_num_threads(before)
+    np.testing.assert_array_equal(parallel, serial)
+    rtol = 1e-14 if dtype == "float64" else 1e-6
+    for k in (0, first_rows - 1, first_rows, 2 * first_rows, 3 * first_rows - 1, 3 * first_rows, n - 1):
+        np.testing.assert_allclose(parallel[k:k + 1], net.forward(X[k:k + 1]), rtol=rtol, atol=0)
+
 # -- the sigmoid at extreme arguments -----------------------------------------------------
 
 EXTREME_Z = [1e3, -1e3, 1e6, -1e6, 1e300, -1e300]

@@ -156,7 +156,7 @@ def one_unit(code, z):
     dtype = z.dtype
     out = np.full(z.size, np.nan, dtype)
     _native.forward(z.reshape(-1, 1), np.array([1.0, 0.0], dtype), np.array([1, 1], np.int64),
-                    np.array([code], np.int64), True, out)
+                    np.array([code], np.int64), True, _config.BLOCK_ROWS, out)
     return out
 
 
@@ -193,7 +193,7 @@ def test_native_softmax_of_the_output_layer_is_the_textbook_formula(dtype):
     params = np.eye(5).ravel()
     out = np.empty(z.size, dtype)
     _native.forward(z.astype(dtype), params.astype(dtype), np.array([5, 5], np.int64),
-                    np.array([ACTIVATION["softmax"]], np.int64), False, out)
+                    np.array([ACTIVATION["softmax"]], np.int64), False, _config.BLOCK_ROWS, out)
     z = z.astype(dtype).astype(np.float64)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     np.testing.assert_allclose(out.reshape(300, 5), e / e.sum(axis=1, keepdims=True),
@@ -357,7 +357,7 @@ def test_native_accepts_exactly_the_defined_code_combinations(hidden, last, loss
     hyper = np.array([0.1, 0.9, 0.9, 0.999, 1e-8, 0.1])
 
     def calls():
-        yield lambda: _native.forward(X, params, sizes, codes, True, out)
+        yield lambda: _native.forward(X, params, sizes, codes, True, _config.BLOCK_ROWS, out)
         yield lambda: _native.gradient(X, Y, np.empty(0), params, sizes, codes, True, EXACT, loss, _config.BLOCK_ROWS,
                                        grad)
         yield lambda: _native.train_epoch(X, Y, np.empty(0), np.empty(0, np.int64), 2, params.copy(), sizes, codes,

@@ -1,10 +1,10 @@
 """The compiled module fastnet._native, called directly.
 
 Its functions compute what the backend contract of fastnet.backends says:
-``forward(X, params, sizes, activations, has_bias, out)``,
-``gradient(X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, grad) -> float``
-(the unnormalised sums) and ``train_epoch(X, Y, row_weight, order, batch_size, params, sizes,
-activations, has_bias, derivative, loss, optimizer, hyper, state, step, grad) -> float``, for
+``forward(X, params, sizes, activations, has_bias, block_rows, out)``,
+``gradient(X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, block_rows, grad)
+-> float`` (the unnormalised sums) and ``train_epoch(X, Y, row_weight, order, batch_size, params, sizes,
+activations, has_bias, derivative, loss, optimizer, hyper, state, step, block_rows, grad) -> float``, for
 float64 or float32 arrays (X's dtype, shared by every float array but hyper).
 Called with wrong buffers they must raise ValueError/TypeError, never crash:
 each such call runs in a fresh interpreter, so a segfault fails its test
@@ -117,7 +117,7 @@ def test_native_module_imports():
 def test_native_forward_gives_the_article_activations():
     out = np.full(6, np.nan)
     X_before, params_before = X.copy(), PARAMS.copy()
-    native().forward(X, PARAMS, SIZES, sigmoids(SIZES), False, out)
+    native().forward(X, PARAMS, SIZES, sigmoids(SIZES), False, BLOCK_ROWS, out)
     np.testing.assert_allclose(out, ARTICLE_ACTIVATIONS, rtol=0, atol=1e-8)
     np.testing.assert_array_equal(X, X_before)
     np.testing.assert_array_equal(PARAMS, params_before)
@@ -233,7 +233,7 @@ def test_native_all_zero_weights_epoch_moves_nothing():
 
 def test_native_float32_forward_stays_float32_and_matches_the_article():
     out = np.full(6, np.nan, np.float32)
-    native().forward(X.astype(np.float32), PARAMS.astype(np.float32), SIZES, sigmoids(SIZES), False, out)
+    native().forward(X.astype(np.float32), PARAMS.astype(np.float32), SIZES, sigmoids(SIZES), False, BLOCK_ROWS, out)
     np.testing.assert_allclose(out, ARTICLE_ACTIVATIONS, rtol=0, atol=1e-6)
 
 
@@ -265,8 +265,8 @@ def test_native_float32_gradient_is_close_to_float64(sizes, n, bias, weighted, d
     assert value32 == pytest.approx(value64, rel=1e-4)
     out64 = np.empty(n * int(sizes[1:].sum()))
     out32 = np.full(out64.size, np.nan, np.float32)
-    native().forward(X_, params, sizes, sigmoids(sizes), bias, out64)
-    native().forward(f(X_), f(params), sizes, sigmoids(sizes), bias, out32)
+    native().forward(X_, params, sizes, sigmoids(sizes), bias, BLOCK_ROWS, out64)
+    native().forward(f(X_), f(params), sizes, sigmoids(sizes), bias, BLOCK_ROWS, out32)
     np.testing.assert_allclose(out32, out64, rtol=0, atol=1e-5)
 
 
@@ -297,7 +297,7 @@ def test_native_float32_sigmoid_saturates_quietly():
     out = np.full(z.size, np.nan, np.float32)
     with warnings.catch_warnings(), np.errstate(all="raise"):
         warnings.simplefilter("error")
-        native().forward(z, np.array([1.0, 0.0], np.float32), ONE_UNIT, sigmoids(ONE_UNIT), True, out)
+        native().forward(z, np.array([1.0, 0.0], np.float32), ONE_UNIT, sigmoids(ONE_UNIT), True, BLOCK_ROWS, out)
     assert np.isfinite(out).all() and (out >= 0).all() and (out <= 1).all()
     assert out[4] == np.float32(0.5) and (out[5:] == 1).all()
     assert (out[:4] > 0).all() and (out[:4] < 1e-30).all()
@@ -306,7 +306,8 @@ def test_native_float32_sigmoid_saturates_quietly():
 def test_native_float32_sigmoid_is_accurate():
     z = np.linspace(-80.0, 80.0, 100001).astype(np.float32)
     out = np.empty(z.size, np.float32)
-    native().forward(z[:, None], np.array([1.0, 0.0], np.float32), ONE_UNIT, sigmoids(ONE_UNIT), True, out)
+    native().forward(z[:, None], np.array([1.0, 0.0], np.float32), ONE_UNIT, sigmoids(ONE_UNIT), True, BLOCK_ROWS,
+                     out)
     exact = naive.sigmoid(z.astype(np.float64))
     assert (np.abs(out - exact) <= 3 * np.spacing(exact.astype(np.float32))).all()
 
@@ -326,7 +327,7 @@ def test_native_results_do_not_depend_on_the_thread_count(dtype, n, block_rows):
             grad = np.empty(params.size, dtype)
             value = module.gradient(X_, Y_, w, params, sizes, sigmoids(sizes), True, EXACT, BCE, block_rows, grad)
             out = np.empty(n * 12, dtype)
-            module.forward(X_, params, sizes, sigmoids(sizes), True, out)
+            module.forward(X_, params, sizes, sigmoids(sizes), True, block_rows, out)
             epoch = train(X_, Y_, w, order, n - 100, params, sizes, True, ARTICLE, MSE, OPTIMIZER_CODES["adam"],
                           block_rows=block_rows)
             results.append((grad, value, out) + epoch)
