@@ -77,6 +77,7 @@ import numpy as np
 
 import fastnet
 from fastnet import Network, _native, spec
+from fastnet._config import BLOCK_ROWS as BLOCK, TILE_ROWS as TILE
 from fastnet.backends import Model, Rows, reference
 from fastnet.layout import ParamLayout
 
@@ -103,7 +104,6 @@ for module in (fastnet, _native):
         f"imported {module.__name__} from {module.__file__}, not from the sanitized build in {SITE}")
 
 rng = np.random.default_rng(int(os.environ.get("FASTNET_SANITIZE_SEED", "20240611")))
-BLOCK = 8192
 checked = 0
 
 
@@ -127,12 +127,12 @@ def random_problem(n, output, scales=(0.5, 1.0, 5.0)):
     return sizes, has_bias, params, X, Y, weights
 
 
-# Row counts around the 256-row tiles and the 8192-row parallel blocks; each
+# Row counts around the kernels' tiles and parallel blocks (fastnet._config); each
 # count runs once in float64 and once in float32 (one per thread setting).
 # The reference works in float64 on the same (rounded) values.  float32 cases
 # keep weights small and take sse for bce: a float32 sigmoid rounds to 1 from
 # z ~ 17 on, where bce's log(1 - a) is clamped and no longer comparable.
-ROWS = [1, 2, 255, 256, 257, 1000, BLOCK - 1, BLOCK + 1, 2 * BLOCK + 300]
+ROWS = [1, 2, TILE - 1, TILE, TILE + 1, 1000, BLOCK - 1, BLOCK + 1, 2 * BLOCK + 300]
 RTOL = {np.float64: (1e-9, 1e-7), np.float32: (1e-4, 2e-3)}  # one call, one epoch
 # Rows per block (fastnet.backends.block_rows, any count >= 1 to the kernels): big
 # blocks, or batches cut into small ones, none a multiple of a vector's rows but 64.
@@ -159,13 +159,13 @@ for threads in (1, 2):
         model64 = Model(params64, ParamLayout(sizes, has_bias), activations, derivative, loss)
         out = np.full(n * int(sizes[1:].sum()), np.nan, dtype)
         expected_out = np.empty(out.size)
-        _native.forward(X, params, sizes, activations, has_bias, out)
+        block_rows = int(block_rng.choice(BLOCK_CHOICES))
+        what += f" block_rows={block_rows}"
+        _native.forward(X, params, sizes, activations, has_bias, block_rows, out)
         reference.forward(model64, X64, expected_out)
         close(out, expected_out, "forward " + what, call_rtol)
 
         grad, expected_grad = np.full(params.size, np.nan, dtype), np.empty(params.size)
-        block_rows = int(block_rng.choice(BLOCK_CHOICES))
-        what += f" block_rows={block_rows}"
         value = _native.gradient(X, Y, weights, params, sizes, activations, has_bias, derivative, loss, block_rows,
                                  grad)
         expected = reference.gradient(model64, Rows(X64, Y64, weights64), expected_grad)
@@ -179,9 +179,15 @@ for threads in (1, 2):
             # The whole epoch's order, a stretch of it (part of an epoch), or rows in place.
             order = rng.permutation(n).astype(np.int64)[:int(rng.integers(1, n + 1))] if rng.integers(2) \
                 else np.empty(0, np.int64)
-            # sse sums over the batch: scale its rate so training stays smooth (comparable to 1e-7)
+            # Training must stay smooth for runs to be comparable (to 1e-7): where it is chaotic,
+            # one rounding apart grows into different parameters.  sse sums over the batch,
+            # so its rate is divided by the batch; momentum's steps add up to 1 / (1 - mu)
+            # times the rate, so its rate is multiplied by 1 - mu.
+            mu = 0.9
             lr = 0.05 / batch_size if loss == SSE else 0.05
-            hyper = np.array([lr, 0.9, 0.9, 0.999, 1e-8, float(rng.choice([0.0, 0.1]))])
+            if code == OPTIMIZER_CODES["momentum"]:
+                lr *= 1.0 - mu
+            hyper = np.array([lr, mu, 0.9, 0.999, 1e-8, float(rng.choice([0.0, 0.1]))])
             runs = {}
             for backend, arrays in (("native", (X, Y, weights, params)),
                                     ("reference", (X64, Y64, weights64, params64))):
@@ -246,13 +252,13 @@ def train(**changes):
 
 
 BAD_CALLS = [
-    lambda: _native.forward(X, params, sizes, acts, True, np.empty(39)),
-    lambda: _native.forward(X, params[:18].copy(), sizes, acts, True, out),
-    lambda: _native.forward(X[:, :3].copy(), params, sizes, acts, True, out),
-    lambda: _native.forward(np.empty((0, 4)), params, sizes, acts, True, np.empty(0)),
+    lambda: _native.forward(X, params, sizes, acts, True, BLOCK, np.empty(39)),
+    lambda: _native.forward(X, params[:18].copy(), sizes, acts, True, BLOCK, out),
+    lambda: _native.forward(X[:, :3].copy(), params, sizes, acts, True, BLOCK, out),
+    lambda: _native.forward(np.empty((0, 4)), params, sizes, acts, True, BLOCK, np.empty(0)),
     lambda: _native.forward(X, params, np.array([4, 2**62, 4, 1], dtype=np.int64), np.full(3, SIGMOID, np.int64), False,
-                            out),
-    lambda: _native.forward(X, params, np.array([4, -3, 1], dtype=np.int64), acts, True, out),
+                            BLOCK, out),
+    lambda: _native.forward(X, params, np.array([4, -3, 1], dtype=np.int64), acts, True, BLOCK, out),
     lambda: _native.gradient(X, Y[:9].copy(), none, params, sizes, acts, True, 0, 1, BLOCK, grad),
     lambda: _native.gradient(X, Y, np.ones(9), params, sizes, acts, True, 0, 1, BLOCK, grad),
     lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 0, 1, BLOCK, np.empty(18)),
@@ -264,6 +270,7 @@ BAD_CALLS = [
     lambda: train(batch_size=0),
     lambda: train(batch_size=-5),
     lambda: train(block_rows=0),
+    lambda: _native.forward(X, params, sizes, acts, True, 0, out),
     lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 0, 1, -1, grad),
     lambda: train(optimizer=3),
     lambda: train(hyper=hyper[:4].copy()),
@@ -271,15 +278,15 @@ BAD_CALLS = [
     lambda: train(activations=np.array([SIGMOID, SOFTMAX], np.int64)),
     lambda: train(activations=np.array([SOFTMAX, SOFTMAX], np.int64), loss=CROSS_ENTROPY),
     lambda: _native.gradient(X, Y, none, params, sizes, acts, True, 0, CROSS_ENTROPY, grad),
-    lambda: _native.forward(X, params, sizes, np.array([SOFTMAX, SIGMOID], np.int64), True, out),
+    lambda: _native.forward(X, params, sizes, np.array([SOFTMAX, SIGMOID], np.int64), True, BLOCK, out),
     lambda: train(state=np.zeros((2, 18))),
     lambda: train(step=np.zeros(2, np.int64)),
     lambda: train(step=np.zeros(1)),
     lambda: train(params=params[:18].copy()),
     lambda: train(row_weight=np.ones(11)),
     lambda: _native.gradient(X.astype(np.float32), Y, none, params, sizes, acts, True, 0, 1, grad),
-    lambda: _native.forward(X, params, sizes, np.array([SIGMOID, 99], np.int64), True, out),
-    lambda: _native.forward(X, params, sizes, acts[:1].copy(), True, out),
+    lambda: _native.forward(X, params, sizes, np.array([SIGMOID, 99], np.int64), True, BLOCK, out),
+    lambda: _native.forward(X, params, sizes, acts[:1].copy(), True, BLOCK, out),
     lambda: _native.finite_range(np.arange(4)),
     lambda: _native.finite_range(X[:, ::2]),
 ]
