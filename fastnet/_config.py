@@ -82,6 +82,12 @@ EPOCH_SLICE_WORK = 2**26
 #: blocks per wave means fewer waves, so threads are woken less often.
 PARTIAL_GRADIENT_BYTES = 16 * 2**20
 
+#: Bytes of a cache line, to which work memory is aligned.  Each block's
+#: partial gradient starts on a line of its own: threads add into their
+#: blocks' partials once a tile, and two partials sharing a line would make
+#: every such addition wait for the line to come back from the other core.
+CACHE_LINE_BYTES = 64
+
 #: Parameters per chunk of the work over whole parameter vectors that runs on
 #: the threads chunk by chunk: the optimizer's update after a batch of more
 #: than one block and, in the C kernels, the sum of a wave's partial

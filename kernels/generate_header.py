@@ -15,6 +15,7 @@ from pathlib import Path
 SHARED_CONSTANTS = {
     "TILE_ROWS": "int64",
     "PARTIAL_GRADIENT_BYTES": "int64",
+    "CACHE_LINE_BYTES": "int64",
     "PARAMETER_CHUNK": "int64",
     "PRODUCT_CHUNK": "int64",
     "INPUT_PASS_BYTES": "int64",

@@ -60,7 +60,7 @@
 
 enum {
     TILE = FN_TILE_ROWS,
-    ALIGN = 64,     /* bytes; TILE doubles or floats are a multiple, so every row of a tile is aligned */
+    ALIGN = FN_CACHE_LINE_BYTES, /* TILE doubles or floats are a multiple, so every row of a tile is aligned */
     DOT_LANES = 16, /* partial sums in dot() and sum(), lane l over the rows t % 16 == l */
     DOT_INPUTS = 4, /* tile rows whose dot products with one other row dots() computes together */
     /* Register blocks: sums kept in registers while the inner loop runs.

@@ -583,7 +583,9 @@ typedef struct {
     uint64_t tile_items;         /* reals per workspace */
     real *tiles;                 /* workspace t at tiles + t * tile_items */
     int64_t wave;                /* blocks per parallel wave (1 when batches are single blocks) */
-    real *parts;                 /* (wave, n_params) partial gradients, or NULL for single blocks */
+    int64_t part_stride;         /* reals from one partial gradient to the next: n_params
+                                  * rounded up to whole cache lines (FN_CACHE_LINE_BYTES) */
+    real *parts;                 /* (wave, part_stride) partial gradients, or NULL for single blocks */
     double *errors;              /* (wave) the wave's blocks' sum_i w_i e_i */
     real *batch_X, *batch_Y, *batch_w; /* gathered batch rows (train_epoch with an order) */
     void *memory;                /* the one allocation behind all of the above */
@@ -604,7 +606,7 @@ static void R(net_carve)(R(Net) *net, Arena *arena, int parts, int64_t gather_ro
     net->batch_w = take(arena, gather_weights ? gather_rows : 0, sizeof(real));
     net->errors = take(arena, net->wave, sizeof(double));
     net->tiles = take(arena, multiply_saturating(net->tile_items, net->threads), sizeof(real));
-    net->parts = parts ? take(arena, multiply_saturating(net->n_params, net->wave), sizeof(real)) : NULL;
+    net->parts = parts ? take(arena, multiply_saturating(net->part_stride, net->wave), sizeof(real)) : NULL;
 }
 
 /* Lay out the packed parameters and allocate all work memory, once per call:
@@ -640,7 +642,9 @@ static int R(net_open)(R(Net) *net, const int64_t *sizes, const int64_t *activat
         tiles = add_saturating(tiles, multiply_saturating(3, (uint64_t)net->widest));
     net->tile_items = multiply_saturating(tiles, TILE);
     int parts = with_deltas && blocks > 1;
-    int64_t affordable = FN_PARTIAL_GRADIENT_BYTES / (net->n_params * (int64_t)sizeof(real));
+    int64_t line = ALIGN / (int64_t)sizeof(real);
+    net->part_stride = (net->n_params + line - 1) / line * line;
+    int64_t affordable = FN_PARTIAL_GRADIENT_BYTES / (net->part_stride * (int64_t)sizeof(real));
     net->wave = !parts ? 1 : affordable > net->threads ? (affordable < blocks ? affordable : blocks) : net->threads;
 
     Arena arena = {NULL, 0, 0};
@@ -807,7 +811,7 @@ static double R(batch_gradient)(R(Net) *net, const real *X, const real *Y, const
         OMP(omp parallel for num_threads(count < net->threads ? (int)count : net->threads) schedule(dynamic))
         for (int64_t s = 0; s < count; s++) {
             real *tiles = net->tiles + (uint64_t)thread_number() * net->tile_items;
-            real *part = net->parts + s * net->n_params;
+            real *part = net->parts + s * net->part_stride;
             int64_t first = (wave + s) * block_rows;
             memset(part, 0, (size_t)net->n_params * sizeof *part);
             net->errors[s] = R(rows_gradient)(net, tiles, X + first * n_in, Y + first * n_out,
@@ -821,7 +825,7 @@ static double R(batch_gradient)(R(Net) *net, const real *X, const real *Y, const
             if (wave == 0)
                 memset(grad + start, 0, (size_t)(end - start) * sizeof *grad);
             for (int64_t s = 0; s < count; s++) {
-                const real *part = net->parts + s * n_params;
+                const real *part = net->parts + s * net->part_stride;
                 for (int64_t i = start; i < end; i++)
                     grad[i] += part[i];
             }

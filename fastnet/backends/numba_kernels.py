@@ -48,7 +48,7 @@ from numba import get_num_threads, get_thread_id, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_jitable, register_model
 
-from fastnet._config import (FASTMATH, FASTMATH_REDUCE, INPUT_PASS_BYTES, NUMBA_CACHE, NUMBA_THREADING_LAYER,
+from fastnet._config import (CACHE_LINE_BYTES, FASTMATH, FASTMATH_REDUCE, INPUT_PASS_BYTES, NUMBA_CACHE, NUMBA_THREADING_LAYER,
                              NARROW_TILE_ROWS, NARROW_WIDTH, PARTIAL_GRADIENT_BYTES, PARAMETER_CHUNK, PRODUCT_CHUNK,
                              PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
 
@@ -1657,7 +1657,8 @@ def _add_elementwise(target, source):
 @_kernel()
 def _add_partial_gradients(parts, count, first_wave, grad):
     """grad = (0 in the first wave, else grad) + parts[0] + ... + parts[count - 1], added
-    in block order, in the calling thread.  parts: (>= count, len(grad)), grad's dtype."""
+    in block order, in the calling thread.  parts: (>= count, >= len(grad)), grad's dtype;
+    only the first len(grad) items of each row are read."""
     _full_width_loops()
     if first_wave:
         for i in range(grad.shape[0]):
@@ -1869,7 +1870,7 @@ def _adam_update(params, grad, hyper, state, t, start, stop):
     return t
 
 
-def _aligned_empty(shape, dtype, alignment=64):
+def _aligned_empty(shape, dtype, alignment=CACHE_LINE_BYTES):
     """np.empty(shape, dtype) starting on an ``alignment``-byte boundary.
 
     numpy's allocator only promises 16 bytes; with tile rows of a multiple of 16
@@ -1904,7 +1905,7 @@ def _work_memory(n_rows, block_rows, params, layout, partial_gradients=True):
     (threads, n_layers, widest, tile) and deltas (threads, 2, widest
     output, tile) are each thread's tiles (tile = ``tile_rows(sizes)``), threads = 1 for a single
     block (see "Work memory" above);
-    errors (slots,) and parts (slots, len(params)) the sum_i w_i e_i and
+    errors (slots,) and parts (slots, _part_stride(params)) the sum_i w_i e_i and
     partial gradient of each block of a parallel wave.  Allocated in
     Python, so that the kernels need no reference counting (see _kernel),
     and, up to KEPT_WORK_BYTES, kept for the calling thread's next call of
@@ -1942,7 +1943,14 @@ def _allocate_work_memory(threads, slots, params, layout):
     units = int(sizes[1:].max()) + _vector_lanes(params.dtype)
     deltas = _aligned_empty((threads, 2, units, tile), params.dtype)
     work = (layout.weight_offsets, layout.bias_offsets, acts, deltas, np.zeros(slots))
-    return work, np.empty((slots, params.shape[0]), params.dtype)
+    return work, _aligned_empty((slots, _part_stride(params)), params.dtype)
+
+
+def _part_stride(params):
+    """Items per row of the partial gradients of ``params``: its length rounded up to
+    whole cache lines, so that each block's partial has lines of its own (fastnet._config)."""
+    line = CACHE_LINE_BYTES // params.itemsize
+    return -(-params.shape[0] // line) * line
 
 
 def _read_only(array):
@@ -2142,7 +2150,7 @@ def _slots(n_blocks, params, threads):
     """Blocks per parallel wave: as many as PARTIAL_GRADIENT_BYTES of partial
     gradients allow (fewer waves, fewer thread wake-ups), at least one per
     thread, and no more than there are blocks."""
-    affordable = PARTIAL_GRADIENT_BYTES // params.nbytes
+    affordable = PARTIAL_GRADIENT_BYTES // (_part_stride(params) * params.itemsize)
     return int(min(n_blocks, max(threads, affordable)))
 
 

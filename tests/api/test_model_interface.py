@@ -201,6 +201,7 @@ def test_the_c_header_is_generated_from_the_specification():
     from fastnet import _config
     assert f"#define FN_TILE_ROWS INT64_C({_config.TILE_ROWS})\n" in header
     assert f"#define FN_PARTIAL_GRADIENT_BYTES INT64_C({_config.PARTIAL_GRADIENT_BYTES})\n" in header
+    assert f"#define FN_CACHE_LINE_BYTES INT64_C({_config.CACHE_LINE_BYTES})\n" in header
     assert f"#define FN_SIGMOID_CLAMP {_config.SIGMOID_CLAMP!r}\n" in header
     assert f"#define FN_SIGMOID_CLAMP_FLOAT32 {_config.SIGMOID_CLAMP_FLOAT32!r}f\n" in header
     assert f"#define FN_BCE_LOG_FLOOR ({spec.BCE_LOG_FLOOR!r})\n" in header

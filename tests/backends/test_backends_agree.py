@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastnet import Network
-from fastnet._config import BLOCK_ROWS, NARROW_TILE_ROWS, NARROW_WIDTH, TILE_ROWS
+from fastnet._config import BLOCK_ROWS, CACHE_LINE_BYTES, NARROW_TILE_ROWS, NARROW_WIDTH, TILE_ROWS
 
 from conftest import (DERIVATIVES, FAST_BACKENDS, LOSSES, REFERENCE, assert_close_normwise,
                       random_data, random_parameters)
@@ -331,8 +331,24 @@ def test_numba_work_memory_starts_on_a_cache_line(shape, dtype):
     for _ in range(20):  # numpy itself guarantees only 16 bytes; try several allocations
         array = _aligned_empty(shape, dtype)
         assert array.shape == shape and array.dtype == dtype and array.flags.c_contiguous
-        assert array.ctypes.data % 64 == 0
+        assert array.ctypes.data % CACHE_LINE_BYTES == 0
         array[...] = 1  # the whole extent is writable memory of its own
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layers", [[4, 1, 1], [3, 1], [4, 3, 2], [784, 128, 10]], ids=str)
+def test_numba_partial_gradients_of_two_blocks_never_share_a_cache_line(layers, dtype):
+    """Each block's partial gradient starts on a cache line of its own, however few the
+    parameters (7 float32 would otherwise put two blocks' partials in one line), and holds
+    them all."""
+    from fastnet.backends import numba_kernels
+    from fastnet.layout import ParamLayout
+    layout = ParamLayout(layers, True)
+    params = np.zeros(layout.count, dtype)
+    _, parts = numba_kernels._allocate_work_memory(2, 3, params, layout)
+    assert parts.shape[0] == 3 and parts.shape[1] >= layout.count and parts.dtype == dtype
+    assert parts.ctypes.data % CACHE_LINE_BYTES == 0 and parts.strides[0] % CACHE_LINE_BYTES == 0
+    assert parts.strides[0] < layout.count * parts.itemsize + CACHE_LINE_BYTES  # padded to the next line only
 
 
 def test_numba_work_memory_is_reused_only_when_small_and_of_the_same_shape():
