@@ -48,9 +48,10 @@ from numba import get_num_threads, get_thread_id, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_jitable, register_model
 
-from fastnet._config import (CACHE_LINE_BYTES, FASTMATH, FASTMATH_REDUCE, INPUT_PASS_BYTES, NUMBA_CACHE, NUMBA_THREADING_LAYER,
-                             NARROW_TILE_ROWS, NARROW_WIDTH, PARTIAL_GRADIENT_BYTES, PARAMETER_CHUNK, PRODUCT_CHUNK,
-                             PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32, TILE_ROWS)
+from fastnet._config import (CACHE_LINE_BYTES, FASTMATH, FASTMATH_REDUCE, INPUT_PASS_BYTES, NUMBA_CACHE,
+                             NUMBA_THREADING_LAYER, NARROW_TILE_ROWS, NARROW_WIDTH, PARTIAL_GRADIENT_BYTES,
+                             PARAMETER_CHUNK, PRODUCT_CHUNK, PRODUCT_MIN_COLUMNS, SIGMOID_CLAMP, SIGMOID_CLAMP_FLOAT32,
+                             TILE_ROWS)
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
