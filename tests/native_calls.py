@@ -16,6 +16,7 @@ PRELUDE = textwrap.dedent(f"""
     import numpy as np
     import fastnet._native as native
     from fastnet import spec
+    from fastnet._config import BLOCK_ROWS
     sys.path.insert(0, {TESTS_DIR!r})
     import naive
     f32 = np.float32
@@ -32,17 +33,17 @@ PRELUDE = textwrap.dedent(f"""
     hyper = np.array([0.1, 0.9, 0.9, 0.999, 1e-8, 0.0])  # fastnet.spec.HYPER_FIELDS
     X32, Y32, params32, none32 = X.astype(f32), Y.astype(f32), params.astype(f32), none.astype(f32)
 
-    def forward(X=X, params=params, sizes=sizes, activations=sigmoids, has_bias=False, block_rows=8704, out=out):
+    def forward(X=X, params=params, sizes=sizes, activations=sigmoids, has_bias=False, block_rows=BLOCK_ROWS, out=out):
         return native.forward(X, params, sizes, activations, has_bias, block_rows, out)
 
     def gradient(X=X, Y=Y, row_weight=none, params=params, sizes=sizes, activations=sigmoids, has_bias=False,
-                 derivative=1, loss=0, block_rows=8704, grad=grad):
+                 derivative=1, loss=0, block_rows=BLOCK_ROWS, grad=grad):
         return native.gradient(X, Y, row_weight, params, sizes, activations, has_bias, derivative, loss, block_rows,
                                grad)
 
     def train(X=X, Y=Y, row_weight=none, order=np.array([2, 0, 1], np.int64), batch_size=2, params=None,
               sizes=sizes, activations=sigmoids, has_bias=False, derivative=0, loss=1, optimizer=2, hyper=hyper,
-              state=None, step=None, block_rows=8704, grad=None):
+              state=None, step=None, block_rows=BLOCK_ROWS, grad=None):
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
         params = params if params is not None else globals()["params"].astype(dtype)
         state = state if state is not None else np.zeros((2, 5), dtype)

@@ -55,7 +55,7 @@ from fastnet._config import (CACHE_LINE_BYTES, FASTMATH, FASTMATH_REDUCE, INPUT_
 
 numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 from fastnet import spec
-from fastnet.backends import block_rows, checked_first_written_layer
+from fastnet.backends import _round_up, block_rows, checked_first_written_layer
 
 _SIGMOID, _TANH, _RELU, _SOFTMAX = (spec.ACTIVATIONS[name].code for name in ("sigmoid", "tanh", "relu", "softmax"))
 _ARTICLE = spec.DERIVATIVES["article"].code
@@ -1950,8 +1950,7 @@ def _allocate_work_memory(threads, slots, params, layout):
 def _part_stride(params):
     """Items per row of the partial gradients of ``params``: its length rounded up to
     whole cache lines, so that each block's partial has lines of its own (fastnet._config)."""
-    line = CACHE_LINE_BYTES // params.itemsize
-    return -(-params.shape[0] // line) * line
+    return _round_up(params.shape[0], CACHE_LINE_BYTES // params.itemsize)
 
 
 def _read_only(array):
